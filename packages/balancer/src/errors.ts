@@ -1,0 +1,60 @@
+/**
+ * Every error Switchyard raises on purpose, in one place, each with a stable `code`
+ * (the undici / fastify pattern): callers branch on `code`, people read `message`.
+ */
+
+/** Bad configuration or CLI input. The CLI prints the message on one line and exits 1. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+  readonly code = 'SWITCHYARD_CONFIG'
+  constructor(message = 'invalid configuration') {
+    super(message)
+  }
+}
+
+/** No upstream could be tried: every one is marked down (answered 503). */
+export class NoUpstreamError extends Error {
+  override readonly name = 'NoUpstreamError'
+  readonly code = 'SWITCHYARD_NO_UPSTREAM'
+  constructor(message = 'no upstream available: every upstream is marked down') {
+    super(message)
+  }
+}
+
+/** Upstreams were tried and every try failed (answered 502). */
+export class UpstreamFailedError extends Error {
+  override readonly name = 'UpstreamFailedError'
+  readonly code = 'SWITCHYARD_UPSTREAM_FAILED'
+  constructor(message = 'every upstream that was tried failed') {
+    super(message)
+  }
+}
+
+/** An upstream took longer than the response timeout to send its response headers (answered 504). */
+export class UpstreamTimeoutError extends Error {
+  override readonly name = 'UpstreamTimeoutError'
+  readonly code = 'SWITCHYARD_UPSTREAM_TIMEOUT'
+  constructor(message = 'upstream timed out') {
+    super(message)
+  }
+}
+
+/** The error code Node put on a system or HTTP error, or the error's name. */
+export function errorCode(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code
+  return typeof code === 'string' ? code : err.name
+}
+
+/**
+ * The status to answer when the last try of a request failed with `err`
+ * (Caddy's `statusError`): a timeout is 504, anything else from the upstream is 502.
+ */
+export function statusForUpstreamError(err: Error): 502 | 504 {
+  return err instanceof UpstreamTimeoutError ? 504 : 502
+}
+
+/**
+ * An error listener that does nothing, for errors already handled elsewhere or that only
+ * mean a peer went away. Attaching it keeps an emitter from throwing them.
+ */
+export function ignoreError(): void {}

@@ -1,0 +1,89 @@
+import type { ClientRequest, IncomingMessage } from 'node:http'
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1), the list Go's httputil and so Caddy use. They
+ * describe one connection, so a proxy must not pass them on. http-proxy copies them all.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+])
+
+/** The header names a `Connection` value lists, lower-cased: they are hop-by-hop too. */
+function connectionTokens(value: string | string[] | undefined): Set<string> {
+  const tokens = new Set<string>()
+  if (value === undefined) return tokens
+  for (const v of Array.isArray(value) ? value : [value]) {
+    for (const t of v.split(',')) tokens.add(t.trim().toLowerCase())
+  }
+  return tokens
+}
+
+/** Whether the request carries a body: a Content-Length above 0 or any Transfer-Encoding. */
+export function hasBody(req: IncomingMessage): boolean {
+  const te = req.headers['transfer-encoding']
+  if (te !== undefined) return true
+  const cl = req.headers['content-length']
+  return cl !== undefined && cl !== '0'
+}
+
+/** How many times a header appears in the raw request, for duplicates Node folds silently. */
+export function countHeader(req: IncomingMessage, lowerName: string): number {
+  let n = 0
+  const raw = req.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === lowerName) n++
+  return n
+}
+
+/**
+ * Rewrites the headers of the outgoing request that http-proxy built from `req`:
+ * - drops hop-by-hop headers and those `Connection` names, and `Expect`, which the
+ *   balancer has already answered with 100 Continue (nginx does not pass it on either);
+ * - frames the body itself: a chunked request is sent chunked even for DELETE and
+ *   OPTIONS, where http-proxy would send `Content-Length: 0` and then the body, which
+ *   desyncs a kept-alive upstream connection;
+ * - appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
+ *   `X-Forwarded-Host`, overwriting the client's (http-proxy's `xfwd` keeps theirs).
+ * The client's `Host` passes unchanged.
+ */
+export function prepareRequestHeaders(out: ClientRequest, req: IncomingMessage, chunked: boolean): void {
+  for (const name of connectionTokens(req.headers.connection)) out.removeHeader(name)
+  for (const name of HOP_BY_HOP) out.removeHeader(name)
+  out.removeHeader('expect')
+  if (chunked) {
+    out.removeHeader('content-length')
+    out.setHeader('transfer-encoding', 'chunked')
+  }
+  const peer = `${req.socket.remoteAddress}`
+  const prior = req.headers['x-forwarded-for']
+  out.setHeader('x-forwarded-for', prior === undefined || prior === '' ? peer : `${prior}, ${peer}`)
+  // The balancer listens on plain HTTP only; TLS termination would set 'https' here.
+  out.setHeader('x-forwarded-proto', 'http')
+  const host = req.headers.host
+  if (host === undefined) out.removeHeader('x-forwarded-host')
+  else out.setHeader('x-forwarded-host', host)
+}
+
+/**
+ * The upstream response's headers as a flat `[name, value, …]` list for one `writeHead`,
+ * with the casing and repeats (Set-Cookie) the upstream sent, less the hop-by-hop ones.
+ */
+export function responseHeaders(res: IncomingMessage): string[] {
+  const named = connectionTokens(res.headers.connection)
+  const raw = res.rawHeaders
+  const out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    const lower = name.toLowerCase()
+    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue
+    out.push(name, raw[i + 1] as string)
+  }
+  return out
+}

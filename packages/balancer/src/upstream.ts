@@ -1,0 +1,109 @@
+import { performance } from 'node:perf_hooks'
+
+/** One upstream as configured: where it is and how its passive health is judged. */
+export interface UpstreamSpec {
+  /** Host name or IP address (IPv6 without brackets). */
+  host: string
+  /** TCP port, 1–65535. */
+  port: number
+  /**
+   * Failures within `failTimeout` that mark the upstream down; 0 never marks it down.
+   * Default: the pool's `maxFails` (1), as nginx `max_fails`.
+   */
+  maxFails?: number
+  /**
+   * How long failures are counted, and how long a failed upstream is skipped, in ms.
+   * Default: the pool's `failTimeout` (10 000), as nginx `fail_timeout`.
+   */
+  failTimeout?: number
+}
+
+/** A health flip, reported once per change of state (Caddy `hosts.go` `setHealthy`). */
+export interface HealthChange {
+  upstream: Upstream
+  up: boolean
+  reason: string
+}
+
+/**
+ * An upstream and its live state. Passive health follows nginx's max_fails / fail_timeout
+ * (`ngx_http_upstream_round_robin.c`): failures inside a fail_timeout window are counted; at
+ * max_fails the upstream is skipped for fail_timeout. When that ends, one more failure takes
+ * it down again at once, and one success clears the count.
+ */
+export class Upstream {
+  /** `host:port`, as logged and as later labelled in metrics. */
+  readonly id: string
+  readonly host: string
+  readonly port: number
+  readonly maxFails: number
+  readonly failTimeout: number
+  /** The target handed to http-proxy, prepared once instead of parsed per request. */
+  readonly target: { protocol: 'http:'; host: string; hostname: string; port: number }
+  /** Smooth weighted round-robin state (nginx `current_weight`). */
+  currentWeight = 0
+  /** Requests being proxied to this upstream now. */
+  inFlight = 0
+  #fails = 0
+  #lastFailure = 0
+  #downUntil = 0
+  #down = false
+
+  constructor(spec: UpstreamSpec, defaults: { maxFails: number; failTimeout: number }) {
+    this.host = spec.host
+    this.port = spec.port
+    this.id = `${spec.host.includes(':') ? `[${spec.host}]` : spec.host}:${spec.port}`
+    this.maxFails = spec.maxFails ?? defaults.maxFails
+    this.failTimeout = spec.failTimeout ?? defaults.failTimeout
+    this.target = { protocol: 'http:', host: spec.host, hostname: spec.host, port: spec.port }
+  }
+
+  /** Whether passive health lets this upstream take a request at `now` (ms, monotonic). */
+  isAvailable(now: number = performance.now()): boolean {
+    return now >= this.#downUntil
+  }
+
+  /** Whether the upstream is marked down (it may already be due for a trial request). */
+  get down(): boolean {
+    return this.#down
+  }
+
+  /** Counts a failure. Returns the change of state if this failure took the upstream down. */
+  recordFailure(reason: string, now: number = performance.now()): HealthChange | undefined {
+    if (this.maxFails === 0) return undefined
+    if (now - this.#lastFailure > this.failTimeout) this.#fails = 0
+    this.#fails++
+    this.#lastFailure = now
+    if (this.#fails < this.maxFails) return undefined
+    this.#downUntil = now + this.failTimeout
+    if (this.#down) return undefined
+    this.#down = true
+    return { upstream: this, up: false, reason: `${this.#fails} failure(s), last: ${reason}` }
+  }
+
+  /** Counts a success. Returns the change of state if the upstream was down and is now up. */
+  recordSuccess(): HealthChange | undefined {
+    this.#fails = 0
+    if (!this.#down) return undefined
+    this.#down = false
+    this.#downUntil = 0
+    return { upstream: this, up: true, reason: 'a request succeeded' }
+  }
+}
+
+/** The upstreams behind one listener, in declared order. */
+export class Pool {
+  readonly upstreams: readonly Upstream[]
+
+  constructor(upstreams: readonly Upstream[]) {
+    this.upstreams = upstreams
+  }
+
+  /**
+   * Whether `u` may be chosen now. As in nginx, a pool of one upstream never marks it down:
+   * there is nowhere else to send the request, so refusing it helps no one.
+   */
+  isAvailable(u: Upstream, now: number): boolean {
+    return this.upstreams.length === 1 || u.isAvailable(now)
+  }
+}
