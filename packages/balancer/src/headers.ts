@@ -44,8 +44,7 @@ export function countHeader(req: IncomingMessage, lowerName: string): number {
 
 /**
  * Rewrites the headers of the outgoing request that http-proxy built from `req`:
- * - drops hop-by-hop headers and those `Connection` names, and `Expect`, which the
- *   balancer has already answered with 100 Continue (nginx does not pass it on either);
+ * - drops hop-by-hop headers and those `Connection` names;
  * - frames the body itself: a chunked request is sent chunked even for DELETE and
  *   OPTIONS, where http-proxy would send `Content-Length: 0` and then the body, which
  *   desyncs a kept-alive upstream connection;
@@ -56,7 +55,8 @@ export function countHeader(req: IncomingMessage, lowerName: string): number {
 export function prepareRequestHeaders(out: ClientRequest, req: IncomingMessage, chunked: boolean): void {
   for (const name of connectionTokens(req.headers.connection)) out.removeHeader(name)
   for (const name of HOP_BY_HOP) out.removeHeader(name)
-  out.removeHeader('expect')
+  // Removing Connection stops Node adding its own, so say what the keep-alive agent means.
+  out.setHeader('connection', 'keep-alive')
   if (chunked) {
     out.removeHeader('content-length')
     out.setHeader('transfer-encoding', 'chunked')

@@ -106,6 +106,10 @@ class Exchange {
     this.res = res
     this.chunked = req.headers['transfer-encoding'] !== undefined
     this.body = hasBody(req) ? new RequestBody(req) : undefined
+    // Node has already answered the client's Expect with 100 Continue. Left in, it would make
+    // the upstream request send its headers the moment http-proxy creates it, before the
+    // balancer can fix them (and http-proxy would skip its proxyReq event).
+    delete req.headers.expect
     res.once('close', this.#onClose)
   }
 
