@@ -7,9 +7,6 @@
 export class ConfigError extends Error {
   override readonly name = 'ConfigError'
   readonly code = 'SWITCHYARD_CONFIG'
-  constructor(message = 'invalid configuration') {
-    super(message)
-  }
 }
 
 /** No upstream could be tried: every one is marked down (answered 503). */
@@ -39,10 +36,12 @@ export class UpstreamTimeoutError extends Error {
   }
 }
 
-/** The error code Node put on a system or HTTP error, or the error's name. */
+/**
+ * The code of an error from a socket or an upstream request: a system code such as
+ * ECONNREFUSED, an HTTP parser code such as HPE_INVALID_STATUS, or one of ours.
+ */
 export function errorCode(err: Error): string {
-  const code = (err as NodeJS.ErrnoException).code
-  return typeof code === 'string' ? code : err.name
+  return String((err as NodeJS.ErrnoException).code)
 }
 
 /**

@@ -17,12 +17,10 @@ const HOP_BY_HOP = new Set([
 ])
 
 /** The header names a `Connection` value lists, lower-cased: they are hop-by-hop too. */
-function connectionTokens(value: string | string[] | undefined): Set<string> {
+function connectionTokens(value: string | undefined): Set<string> {
   const tokens = new Set<string>()
-  if (value === undefined) return tokens
-  for (const v of Array.isArray(value) ? value : [value]) {
-    for (const t of v.split(',')) tokens.add(t.trim().toLowerCase())
-  }
+  // Node joins repeated Connection headers with ', ', so one string holds them all.
+  if (value !== undefined) for (const t of value.split(',')) tokens.add(t.trim().toLowerCase())
   return tokens
 }
 

@@ -245,15 +245,13 @@ class Attempt extends Stream {
 
   #onError = (err: Error): void => {
     clearTimeout(this.timer)
-    if (!this.#finish() || this.ex.clientGone) return
+    // Once the response head is in, a socket error also ends the upstream response, whose
+    // close handler reports it (#onUpstreamClose): counting it here too would count it twice.
+    if (this.upstreamRes !== undefined || !this.#finish() || this.ex.clientGone) return
     const { ex, upstream } = this
     this.ex.fw.reportHealth(upstream.recordFailure(errorCode(err)))
     ex.lastError = err
     ex.body?.detach()
-    if (ex.res.headersSent) {
-      ex.res.destroy()
-      return
-    }
     if (ex.mayRetry(this)) ex.next()
     else ex.giveUp()
   }

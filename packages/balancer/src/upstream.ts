@@ -59,19 +59,16 @@ export class Upstream {
   }
 
   /** Whether passive health lets this upstream take a request at `now` (ms, monotonic). */
-  isAvailable(now: number = performance.now()): boolean {
+  isAvailable(now: number): boolean {
     return now >= this.#downUntil
-  }
-
-  /** Whether the upstream is marked down (it may already be due for a trial request). */
-  get down(): boolean {
-    return this.#down
   }
 
   /** Counts a failure. Returns the change of state if this failure took the upstream down. */
   recordFailure(reason: string, now: number = performance.now()): HealthChange | undefined {
     if (this.maxFails === 0) return undefined
-    if (now - this.#lastFailure > this.failTimeout) this.#fails = 0
+    // Failures older than fail_timeout are forgotten, except while down: then the count
+    // stands until a success, so a failed trial after the down time re-marks it at once.
+    if (!this.#down && now - this.#lastFailure > this.failTimeout) this.#fails = 0
     this.#fails++
     this.#lastFailure = now
     if (this.#fails < this.maxFails) return undefined

@@ -63,16 +63,19 @@ t.test('a POST that reached an upstream which reset is answered 502 and not sent
 t.test('idempotent requests that reached a resetting upstream are retried', async t => {
   const reset = await resettingUpstream(t)
   const b = await startUpstream(t, 'b', (_req, res, seen) => res.end(`${seen.method} ${seen.sha256}`))
-  const { port } = await startBalancer(t, [reset.spec, b.spec], { maxFails: 0 })
-  const get = await fetchText(port, { path: '/a' })
+  // A fresh balancer for each request, so round-robin tries the resetting upstream first.
+  const send = async (options: Parameters<typeof fetchText>[1]) =>
+    fetchText((await startBalancer(t, [reset.spec, b.spec])).port, options)
+  const get = await send({ path: '/a' })
   t.equal(get.status, 200, 'GET retried: 200')
   const small = Buffer.alloc(HOLD_LIMIT, 's')
-  const put = await fetchText(port, { method: 'PUT', path: '/b', body: small })
+  const put = await send({ method: 'PUT', path: '/b', body: small })
   t.equal(put.status, 200, 'PUT with a held body retried: 200')
   t.equal(put.body, `PUT ${sha256(small)}`, 'the held body was replayed intact')
   const large = Buffer.alloc(HOLD_LIMIT + 1, 'l')
-  const big = await fetchText(port, { method: 'PUT', path: '/c', body: large })
+  const big = await send({ method: 'PUT', path: '/c', body: large })
   t.equal(big.status, 502, 'PUT with a body too large to hold: 502, not retried')
+  t.equal(reset.connections, 3, 'each request reached the resetting upstream first')
   t.same(
     b.seen.map(s => `${s.method} ${s.url}`),
     ['GET /a', 'PUT /b'],
@@ -171,15 +174,18 @@ t.test('an invalid upstream response is 502 and the balancer stays up', async t 
 })
 
 t.test('a response the upstream cuts short ends the client connection at once', async t => {
-  const cut = await startRawUpstream(t, socket => {
-    socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b')
-    setTimeout(() => socket.destroy(), 20)
-  })
-  const { port, logs } = await startBalancer(t, [cut.spec])
-  const reply = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-  t.match(reply, /^HTTP\/1\.1 200 OK/, 'the head was passed on')
-  t.match(reply, /only ten b$/, 'then the bytes there were, then the connection closed')
-  t.match(logs[0], 'truncated response', 'counted as an upstream failure')
+  for (const how of ['FIN', 'RST']) {
+    const cut = await startRawUpstream(t, socket => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b', () => {
+        setTimeout(() => (how === 'FIN' ? socket.destroy() : socket.resetAndDestroy()), 20)
+      })
+    })
+    const { port, logs } = await startBalancer(t, [cut.spec])
+    const reply = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    t.match(reply, /^HTTP\/1\.1 200 OK/, `${how}: the head was passed on`)
+    t.match(reply, /only ten b$/, `${how}: then the bytes there were, then the connection closed`)
+    t.same(logs, [`upstream ${cut.spec} marked down for 10s after 1 failure(s), last: truncated response`], `${how}: counted once as a failure`)
+  }
 })
 
 t.test('a client that leaves aborts the upstream request, and it is not held against it', async t => {

@@ -1,0 +1,108 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { ConfigError, parseUpstream, readConfigFile, resolveConfig } from '../src/index.js'
+
+t.test('defaults are the tutorial stack', async t => {
+  t.same(
+    resolveConfig({}),
+    {
+      port: 8080,
+      host: '0.0.0.0',
+      upstreams: [
+        { host: '127.0.0.1', port: 5000 },
+        { host: '127.0.0.1', port: 5001 },
+      ],
+      maxFails: 1,
+      failTimeout: 10_000,
+      timeout: 60_000,
+      quiet: false,
+    },
+    'port 8080, the two backends, nginx failure defaults',
+  )
+})
+
+t.test('upstreams are parsed like nginx server lines', async t => {
+  const cases: [string, object][] = [
+    ['127.0.0.1:5000', { host: '127.0.0.1', port: 5000 }],
+    ['app.internal:80', { host: 'app.internal', port: 80 }],
+    ['[::1]:5000', { host: '::1', port: 5000 }],
+    ['  10.0.0.2:81   max_fails=3 fail_timeout=30s ', { host: '10.0.0.2', port: 81, maxFails: 3, failTimeout: 30_000 }],
+    ['h:1 max_fails=0 fail_timeout=250ms', { host: 'h', port: 1, maxFails: 0, failTimeout: 250 }],
+  ]
+  for (const [spec, want] of cases) t.same(parseUpstream(spec), want, spec)
+})
+
+t.test('bad upstreams are refused with a message naming them', async t => {
+  const cases: [unknown, RegExp][] = [
+    ['localhost', /upstream: "localhost" is not host:port/],
+    ['http://a:1', /upstream: "http:\/\/a:1" is not host:port/],
+    ['[nope]:80', /upstream: "\[nope\]:80" is not host:port/],
+    ['a:0', /upstream a:0 port: "0" is not a whole number from 1 to 65535/],
+    ['a:70000', /upstream a:70000 port: "70000" is not a whole number from 1 to 65535/],
+    ['a:1 weight', /upstream a:1: unknown parameter "weight"/],
+    ['a:1 max_fails', /upstream a:1: unknown parameter "max_fails"/],
+    ['a:1 max_fails=x', /upstream a:1 max_fails: "x" is not a whole number/],
+    ['a:1 fail_timeout=soon', /upstream a:1 fail_timeout: "soon" is not a duration/],
+    [5000, /upstream: 5000 is not a string/],
+  ]
+  for (const [spec, message] of cases) t.throws(() => parseUpstream(spec), { name: 'ConfigError', message }, String(spec))
+})
+
+t.test('flags override the file, the file overrides defaults', async t => {
+  const file = { port: 9000, host: '127.0.0.1', upstream: ['10.0.0.1:1', '10.0.0.2:2'], 'max-fails': 2, 'fail-timeout': 5, quiet: true }
+  const config = resolveConfig({ port: '9001', upstream: ['10.0.0.3:3'], timeout: '1500ms' }, file)
+  t.equal(config.port, 9001, 'flag port wins')
+  t.equal(config.host, '127.0.0.1', 'file host used')
+  t.same(config.upstreams, [{ host: '10.0.0.3', port: 3 }], 'flag upstreams replace the file list')
+  t.equal(config.maxFails, 2, 'file max-fails')
+  t.equal(config.failTimeout, 5000, 'a bare number is seconds')
+  t.equal(config.timeout, 1500, 'ms unit')
+  t.equal(config.quiet, true, 'file quiet')
+  t.same(resolveConfig({}, { upstream: '10.0.0.9:9' }).upstreams, [{ host: '10.0.0.9', port: 9 }], 'one upstream as a string')
+  t.equal(resolveConfig({ 'fail-timeout': '2m' }).failTimeout, 120_000, 'minutes')
+})
+
+t.test('bad settings name the bad value', async t => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ port: '80a' }, /^port: "80a" is not a whole number from 0 to 65535$/],
+    [{ port: 65536 }, /^port: 65536 is not/],
+    [{ port: 1.5 }, /^port: 1.5 is not/],
+    [{ port: '' }, /^port: "" is not/],
+    [{ host: '' }, /^host: "" is not an address/],
+    [{ host: 7 }, /^host: 7 is not an address/],
+    [{ upstream: [] }, /^upstream: at least one is needed/],
+    [{ upstream: ['a:1', 'a:1 max_fails=2'] }, /^upstream: a:1 is listed twice$/],
+    [{ 'max-fails': -1 }, /^max-fails: -1 is not a whole number/],
+    [{ 'fail-timeout': '-1s' }, /^fail-timeout: "-1s" is not a duration/],
+    [{ timeout: 'forever' }, /^timeout: "forever" is not a duration/],
+    [{ timeout: Number.NaN }, /^timeout: null is not a duration/],
+    [{ quiet: 'yes' }, /^quiet: "yes" is not true or false$/],
+  ]
+  for (const [flags, message] of cases) {
+    t.throws(() => resolveConfig(flags), { name: 'ConfigError', code: 'SWITCHYARD_CONFIG', message }, JSON.stringify(flags))
+  }
+})
+
+t.test('config files', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-config-'))
+  const write = (name: string, text: string): string => {
+    const path = join(dir, name)
+    writeFileSync(path, text)
+    return path
+  }
+  const good = write('good.json', '{"port": 8081, "upstream": ["127.0.0.1:6000"]}')
+  t.same(readConfigFile(good), { port: 8081, upstream: ['127.0.0.1:6000'] }, 'a good file is read')
+  const cases: [string, RegExp][] = [
+    [join(dir, 'missing.json'), /cannot be read \(ENOENT\)$/],
+    [write('bad.json', '{"port": 80,}'), /not valid JSON \(/],
+    [write('array.json', '[1]'), /must hold a JSON object/],
+    [write('null.json', 'null'), /must hold a JSON object/],
+    [write('unknown.json', '{"listen": 80}'), /unknown key "listen" \(allowed: port, host, upstream/],
+  ]
+  for (const [path, message] of cases) {
+    t.throws(() => readConfigFile(path), { name: 'ConfigError', message }, path)
+    t.ok(new ConfigError('x') instanceof Error, 'a ConfigError is an Error')
+  }
+})
