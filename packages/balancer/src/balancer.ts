@@ -1,31 +1,52 @@
 import { Agent, Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
+import type { HealthCheckOptions } from './config.js'
 import { ignoreError } from './errors.js'
 import { countHeader } from './headers.js'
 import { RoundRobin, type Policy } from './policies.js'
-import { Forwarder, sendError } from './proxy.js'
-import { Pool, Upstream, type UpstreamSpec } from './upstream.js'
+import { Forwarder, sendError, type ForwarderOptions } from './proxy.js'
+import { Pool, Upstream, upstreamId, type UpstreamSpec } from './upstream.js'
 
-/** Options of `createBalancer`. */
+/** Options of `createBalancer`. Durations are in ms. */
 export interface BalancerOptions {
   /** The upstreams, in declared order. Required, at least one. */
   upstreams: UpstreamSpec[]
   /** Failures within `failTimeout` that mark an upstream down (nginx `max_fails`). Default 1; 0 never does. */
   maxFails?: number
-  /** Failure window and down time, in ms (nginx `fail_timeout`). Default 10 000. */
+  /** Failure window and down time (nginx `fail_timeout`). Default 10 000. */
   failTimeout?: number
-  /** How long to wait for an upstream's response headers once the request is sent, in ms. Default 60 000. */
-  timeout?: number
+  /** Wait for an upstream connection; then it is tried like a refused one. Default 5 000. */
+  connectTimeout?: number
   /**
-   * How long an idle upstream connection is kept for reuse, in ms. Default 4 000: shorter than
-   * Node's default server `keepAliveTimeout` (5 s), so the balancer does not reuse a
-   * connection the backend is closing.
+   * Wait for the response headers, and for each read after them while the client is ready for
+   * more (nginx `proxy_read_timeout`). Past it: 504, or a closed connection once the head is sent.
+   * Default 60 000.
+   */
+  timeout?: number
+  /** Try the next upstream after a response timeout too. Default false: one timeout, one 504. */
+  retryOnTimeout?: boolean
+  /** Most further tries after the first. Default: each upstream once (nginx `proxy_next_upstream_tries 0`). */
+  retries?: number
+  /** No new try starts this long after the request came (nginx `proxy_next_upstream_timeout`). Default 0: no cap. */
+  retryTimeout?: number
+  /** Time for a client to send its whole header block; then 408. Default 20 000. */
+  clientHeaderTimeout?: number
+  /** Time between two reads of a request body (nginx `client_body_timeout`); then 408. Default 60 000. */
+  clientBodyTimeout?: number
+  /** How long an idle client connection is kept (nginx `keepalive_timeout`). Default 75 000. */
+  keepAliveTimeout?: number
+  /**
+   * How long an idle upstream connection is kept for reuse. Default 4 000: shorter than Node's
+   * default server `keepAliveTimeout` (5 s), so the balancer does not reuse a connection the
+   * backend is closing.
    */
   upstreamIdleTimeout?: number
+  /** Active health checks. Default: none. */
+  health?: HealthCheckOptions | undefined
   /** Receives one line per health change and notice. Default: none. */
-  log?: (line: string) => void
+  log?: ((line: string) => void) | undefined
   /** Receives one access-log line per request. Default: none. */
-  accessLog?: (line: string) => void
+  accessLog?: ((line: string) => void) | undefined
 }
 
 /** The methods the balancer forwards, as listed in its 405 for CONNECT. */
@@ -47,43 +68,97 @@ function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
 
 /**
  * A load balancer: a node:http server that spreads requests over `upstreams` with
- * http-proxy. It is returned not listening; call `listen()`, and `close()` when done.
+ * http-proxy. It is returned not listening; call `listen()`, and `close()` or `drain()`
+ * when done.
  */
 export class Balancer extends Server {
-  readonly pool: Pool
-  readonly policy: Policy
-  readonly agent: Agent
+  readonly pool = new Pool([])
+  readonly policy: Policy = new RoundRobin()
   readonly #forwarder: Forwarder
+  #agent: Agent | undefined
+  #idle = 0
 
   constructor(options: BalancerOptions) {
-    super()
-    const defaults = { maxFails: options.maxFails ?? 1, failTimeout: options.failTimeout ?? 10_000 }
-    this.pool = new Pool(options.upstreams.map(spec => new Upstream(spec, defaults)))
-    this.policy = new RoundRobin()
-    // http-proxy opens a connection per request unless it is given a keep-alive agent.
-    // LIFO reuses the warmest socket and lets the others idle out.
-    this.agent = new Agent({
-      keepAlive: true,
-      scheduling: 'lifo',
-      timeout: options.upstreamIdleTimeout ?? 4_000,
-    })
-    this.#forwarder = new Forwarder({
-      pool: this.pool,
-      policy: this.policy,
-      agent: this.agent,
-      timeout: options.timeout ?? 60_000,
-      log: options.log,
-      accessLog: options.accessLog,
-    })
+    // requestTimeout 0: no cap on a whole request, so a slow 1 GB upload still works; the
+    // body is bounded between reads instead (clientBodyTimeout). Node checks these timeouts
+    // every connectionsCheckingInterval (30 s by default), so check every second for them
+    // to hold to within a second. (On Node 20.20 headersTimeout holds with requestTimeout 0.)
+    super({ requestTimeout: 0, connectionsCheckingInterval: 1000 })
+    this.#forwarder = new Forwarder(this.#apply(options))
     this.on('request', this.#onRequest)
     this.on('connect', refuseConnect)
     this.on('close', () => this.agent.destroy())
   }
 
+  /** The keep-alive agent for upstream connections. */
+  get agent(): Agent {
+    return this.#agent as Agent
+  }
+
+  /**
+   * Applies a new configuration without dropping a connection or a request (SIGHUP). An
+   * upstream kept by address keeps its state; requests in flight finish where they are.
+   */
+  reload(options: BalancerOptions): void {
+    this.#forwarder.options = this.#apply(options)
+  }
+
+  /**
+   * Stops accepting, answers requests in flight with `Connection: close`, closes idle
+   * keep-alive connections, and resolves once every connection is gone; what is still open
+   * after `timeout` ms is cut.
+   */
+  drain(timeout: number): Promise<void> {
+    this.#forwarder.draining = true
+    return new Promise(resolve => {
+      const cut = setTimeout(() => this.closeAllConnections(), timeout)
+      this.close(() => {
+        clearTimeout(cut)
+        resolve()
+      })
+      this.closeIdleConnections()
+    })
+  }
+
+  #apply(options: BalancerOptions): ForwarderOptions {
+    const defaults = { maxFails: options.maxFails ?? 1, failTimeout: options.failTimeout ?? 10_000 }
+    const byId = new Map(this.pool.upstreams.map(u => [u.id, u]))
+    this.pool.upstreams = options.upstreams.map(spec => {
+      const kept = byId.get(upstreamId(spec))
+      if (kept === undefined) return new Upstream(spec, defaults)
+      kept.configure(spec, defaults)
+      return kept
+    })
+    this.headersTimeout = options.clientHeaderTimeout ?? 20_000
+    this.keepAliveTimeout = options.keepAliveTimeout ?? 75_000
+    const idle = options.upstreamIdleTimeout ?? 4_000
+    // http-proxy opens a connection per request unless it is given a keep-alive agent. LIFO
+    // reuses the warmest socket and lets the others idle out. A new idle time needs a new
+    // agent; the old one's idle sockets time out on their own, and its busy ones finish.
+    if (this.#agent === undefined || idle !== this.#idle) {
+      this.#agent = new Agent({ keepAlive: true, scheduling: 'lifo', timeout: idle })
+      this.#idle = idle
+    }
+    return {
+      pool: this.pool,
+      policy: this.policy,
+      agent: this.agent,
+      connectTimeout: options.connectTimeout ?? 5_000,
+      timeout: options.timeout ?? 60_000,
+      retryOnTimeout: options.retryOnTimeout ?? false,
+      retries: options.retries ?? Number.POSITIVE_INFINITY,
+      retryTimeout: options.retryTimeout ?? 0,
+      clientBodyTimeout: options.clientBodyTimeout ?? 60_000,
+      log: options.log,
+      accessLog: options.accessLog,
+    }
+  }
+
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Node keeps the first of two Host headers silently; which one is meant is unknowable.
+    // A malformed request ends its connection, as in nginx.
     if (countHeader(req, 'host') > 1) {
-      sendError(req, res, 400, '400 Bad Request: more than one Host header')
+      sendError(req, res, 400, '400 Bad Request: more than one Host header', true)
       return
     }
     this.#forwarder.forward(req, res)

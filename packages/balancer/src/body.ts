@@ -19,9 +19,19 @@ export class RequestBody {
   #started = false
   #ended = false
   #out: ClientRequest | undefined
+  #timeout: number
+  #onTimeout: () => void
+  #timer: NodeJS.Timeout | undefined
 
-  constructor(req: IncomingMessage) {
+  /**
+   * @param timeout Longest pause between two reads from the client, in ms (nginx
+   *   client_body_timeout); a pause while the upstream is not ready for more does not count.
+   * @param onTimeout Called once when the client stalls longer than that.
+   */
+  constructor(req: IncomingMessage, timeout: number, onTimeout: () => void) {
     this.#req = req
+    this.#timeout = timeout
+    this.#onTimeout = onTimeout
   }
 
   /** Whether an attempt has started reading the body from the client. */
@@ -42,6 +52,8 @@ export class RequestBody {
     }
     this.#started = true
     this.#out = out
+    this.#timer = setTimeout(this.#onTimer, this.#timeout)
+    out.on('drain', this.#refresh)
     this.#req.on('data', this.#hold)
     this.#req.once('end', this.#onEnd)
     this.#req.pipe(out)
@@ -51,9 +63,26 @@ export class RequestBody {
   detach(): void {
     if (this.#out !== undefined) this.#req.unpipe(this.#out)
     this.#out = undefined
+    this.stop()
+  }
+
+  /** Stops the body timer: the body ended, or the exchange is over. */
+  stop(): void {
+    clearTimeout(this.#timer)
+  }
+
+  #refresh = (): void => {
+    ;(this.#timer as NodeJS.Timeout).refresh()
+  }
+
+  #onTimer = (): void => {
+    // The upstream is not taking bytes: the client is not the one stalling ('drain' re-arms).
+    if ((this.#out as ClientRequest).writableNeedDrain) return
+    this.#onTimeout()
   }
 
   #hold = (chunk: Buffer): void => {
+    ;(this.#timer as NodeJS.Timeout).refresh()
     if (this.#overflowed) return
     this.#size += chunk.length
     if (this.#size > HOLD_LIMIT) {
@@ -66,5 +95,6 @@ export class RequestBody {
 
   #onEnd = (): void => {
     this.#ended = true
+    this.stop()
   }
 }

@@ -2,32 +2,31 @@
 import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { createBalancer } from './balancer.js'
-import { CONFIG_KEYS, readConfigFile, resolveConfig } from './config.js'
+import { createBalancer, type Balancer } from './balancer.js'
+import { CONFIG_KEYS, SETTINGS, readConfigFile, resolveConfig, type ResolvedConfig, type SettingKey } from './config.js'
 import { ConfigError, errorCode } from './errors.js'
 
 /** Signals that arrive within this long of the first are the same request to stop. */
 const SAME_SIGNAL_MS = 1000
-/** How long in-flight requests get to finish after a stop signal. */
-const DRAIN_MS = 10_000
+
+const print = (line: string): void => void process.stdout.write(`${line}\n`)
 
 function parseArgs(argv: string[]): Record<string, unknown> {
-  return yargs(argv)
+  let y = yargs(argv)
     .scriptName('switchyard')
     .usage('$0 [options]\n\nSpreads HTTP requests over upstreams, round-robin, with failover.')
-    .option('port', { type: 'string', requiresArg: true, describe: 'Port to listen on [default: 8080]' })
-    .option('host', { type: 'string', requiresArg: true, describe: 'Address to listen on [default: 0.0.0.0]' })
-    .option('upstream', {
-      type: 'string',
-      array: true,
-      requiresArg: true,
-      describe: 'An upstream, "host:port [max_fails=N] [fail_timeout=T]"; repeat for more [default: 127.0.0.1:5000 127.0.0.1:5001]',
+    .option('config', { type: 'string', requiresArg: true, describe: 'JSON file with these settings by long name; flags override it' })
+  for (const key of CONFIG_KEYS) {
+    const s: { describe: string; default: unknown; boolean?: true; array?: true } = SETTINGS[key]
+    const shown = s.default === undefined ? 'off' : Array.isArray(s.default) ? s.default.join(' ') : String(s.default)
+    y = y.option(key, {
+      type: s.boolean ? 'boolean' : 'string',
+      array: s.array,
+      requiresArg: !s.boolean,
+      describe: `${s.describe} [default: ${shown}]`,
     })
-    .option('config', { type: 'string', requiresArg: true, describe: 'JSON file with the same settings; flags override it' })
-    .option('max-fails', { type: 'string', requiresArg: true, describe: 'Failures that mark an upstream down [default: 1]' })
-    .option('fail-timeout', { type: 'string', requiresArg: true, describe: 'Failure window and down time [default: 10s]' })
-    .option('timeout', { type: 'string', requiresArg: true, describe: 'Wait for upstream response headers [default: 60s]' })
-    .option('quiet', { type: 'boolean', describe: 'No per-request log lines' })
+  }
+  return y
     .strict()
     .fail((msg: string) => {
       throw new ConfigError(msg)
@@ -48,12 +47,35 @@ function listenError(err: Error, host: string, port: number): string {
   return `${where}: ${err.message}`
 }
 
+/** Reads the config file and the flags again, as SIGHUP asks; flags still win. */
+function load(args: Record<string, unknown>): ResolvedConfig {
+  const flags = Object.fromEntries(CONFIG_KEYS.map(key => [key, args[key]])) as Partial<Record<SettingKey, unknown>>
+  const file = typeof args.config === 'string' ? readConfigFile(args.config) : {}
+  return resolveConfig(flags, file)
+}
+
+function reload(balancer: Balancer, args: Record<string, unknown>, running: ResolvedConfig): void {
+  if (typeof args.config !== 'string') {
+    print('switchyard: SIGHUP ignored: there is no --config file to read again')
+    return
+  }
+  let next: ResolvedConfig
+  try {
+    next = load(args)
+  } catch (err) {
+    print(`switchyard: reload rejected, still running the old configuration: ${(err as Error).message}`)
+    return
+  }
+  if (next.port !== running.port || next.host !== running.host) {
+    print(`switchyard: a new host or port applies only after a restart; still on ${running.host}:${running.port}`)
+  }
+  balancer.reload({ ...next, log: print, accessLog: next.quiet ? undefined : print })
+  print(`switchyard: reloaded ${args.config}: upstreams ${balancer.pool.upstreams.map(u => u.id).join(', ')}`)
+}
+
 function main(): void {
   const args = parseArgs(hideBin(process.argv))
-  const flags = Object.fromEntries(CONFIG_KEYS.map(key => [key, args[key]]))
-  const file = typeof args.config === 'string' ? readConfigFile(args.config) : {}
-  const config = resolveConfig(flags, file)
-  const print = (line: string): void => void process.stdout.write(`${line}\n`)
+  const config = load(args)
   const balancer = createBalancer({ ...config, log: print, accessLog: config.quiet ? undefined : print })
 
   balancer.once('error', err => {
@@ -76,13 +98,13 @@ function main(): void {
       process.exit(1)
     }
     stopping = now
-    print(`switchyard: ${why}, finishing in-flight requests`)
-    balancer.close(() => process.exit(0))
-    balancer.closeIdleConnections()
-    setTimeout(() => process.exit(1), DRAIN_MS).unref()
+    print(`switchyard: ${why}, draining for up to ${config.drainTimeout / 1000}s`)
+    void balancer.drain(config.drainTimeout).then(() => process.exit(0))
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
+  // By default SIGHUP kills a Node process; here it re-reads the configuration.
+  process.on('SIGHUP', () => reload(balancer, args, config))
   // Started by a launcher with an IPC channel: if the launcher dies, stop too.
   if (process.channel !== undefined) process.on('disconnect', () => stop('launcher gone'))
 }

@@ -2,37 +2,82 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { parseDuration } from './duration.js'
 import { ConfigError } from './errors.js'
+import type { BalancerOptions } from './balancer.js'
 import type { UpstreamSpec } from './upstream.js'
 
-/** The settings the CLI and the config file share, by the flags' long names. */
-export interface ResolvedConfig {
-  /** Port to listen on. Default 8080; 0 picks a free one. */
-  port: number
-  /** Address to listen on. Default 0.0.0.0. */
-  host: string
-  /** Default: the tutorial's two backends, 127.0.0.1:5000 and 127.0.0.1:5001. */
-  upstreams: UpstreamSpec[]
-  /** Default 1 (nginx `max_fails`). */
-  maxFails: number
-  /** In ms. Default 10 000 (nginx `fail_timeout`). */
-  failTimeout: number
-  /** Upstream response-header timeout, in ms. Default 60 000 (nginx `proxy_read_timeout`). */
-  timeout: number
-  /** No per-request log lines. Default false. */
-  quiet: boolean
+/** One setting, as a CLI flag and a config-file key of the same name. */
+interface Setting {
+  describe: string
+  /** Shown in --help; `undefined` means off. */
+  default: string | number | boolean | string[] | undefined
+  boolean?: true
+  array?: true
 }
 
-/** The keys a config file may hold: the flags' long names. */
-export const CONFIG_KEYS = ['port', 'host', 'upstream', 'max-fails', 'fail-timeout', 'timeout', 'quiet'] as const
+/**
+ * Every setting, by the flags' long names: the CLI builds its flags from this table and a
+ * config file may use these keys. Defaults follow nginx where it has a counterpart.
+ */
+export const SETTINGS = {
+  port: { describe: 'Port to listen on; 0 picks a free one', default: 8080 },
+  host: { describe: 'Address to listen on', default: '0.0.0.0' },
+  upstream: {
+    describe: 'An upstream, "host:port [max_fails=N] [fail_timeout=T]"; repeat for more',
+    default: ['127.0.0.1:5000', '127.0.0.1:5001'],
+    array: true,
+  },
+  'max-fails': { describe: 'Failures within fail-timeout that mark an upstream down; 0: never (nginx max_fails)', default: 1 },
+  'fail-timeout': { describe: 'Failure window, and how long a failed upstream is skipped (nginx fail_timeout)', default: '10s' },
+  'connect-timeout': { describe: 'Wait for an upstream connection; then try the next (nginx proxy_connect_timeout)', default: '5s' },
+  timeout: { describe: 'Wait for response headers, and for each read after them (nginx proxy_read_timeout)', default: '60s' },
+  'retry-on-timeout': { describe: 'Try the next upstream after a response timeout too', default: false, boolean: true },
+  retries: { describe: 'Most further tries after the first; default: each upstream once', default: undefined },
+  'retry-timeout': { describe: 'Stop trying new upstreams this long after the request came; 0: no cap', default: 0 },
+  'client-header-timeout': { describe: 'Time for a client to send the whole header block; then 408', default: '20s' },
+  'client-body-timeout': { describe: 'Time between two reads of a request body (nginx client_body_timeout)', default: '60s' },
+  'keepalive-timeout': { describe: 'How long an idle client connection is kept (nginx keepalive_timeout)', default: '75s' },
+  'upstream-idle-timeout': { describe: "How long an idle upstream connection is kept; below the backends' keep-alive", default: '4s' },
+  'health-path': { describe: 'Path to check actively, e.g. /healthz; off unless set', default: undefined },
+  'health-interval': { describe: 'Time between two checks of an upstream', default: '2s' },
+  'health-timeout': { describe: 'Time a check may take', default: '1s' },
+  'healthy-threshold': { describe: 'Consecutive passes that bring an upstream up', default: 2 },
+  'unhealthy-threshold': { describe: 'Consecutive failures that take an upstream down', default: 3 },
+  'health-status': { describe: 'Statuses that pass a check, as a range', default: '200-399' },
+  'drain-timeout': { describe: 'On SIGTERM/SIGINT, time in-flight requests get to finish', default: '30s' },
+  quiet: { describe: 'No per-request log lines', default: false, boolean: true },
+} satisfies Record<string, Setting>
 
-const DEFAULTS = {
-  port: 8080,
-  host: '0.0.0.0',
-  upstream: ['127.0.0.1:5000', '127.0.0.1:5001'],
-  'max-fails': 1,
-  'fail-timeout': '10s',
-  timeout: '60s',
-  quiet: false,
+export type SettingKey = keyof typeof SETTINGS
+
+/** The keys a config file may hold: the flags' long names. */
+export const CONFIG_KEYS = Object.keys(SETTINGS) as SettingKey[]
+
+/** Active health checks, the HAProxy / Envoy model. */
+export interface HealthCheckOptions {
+  /** Path requested with GET on each upstream. */
+  path: string
+  /** Time between two checks of an upstream, in ms. */
+  interval: number
+  /** Time a check may take, in ms. */
+  timeout: number
+  /** Consecutive passes that bring a down upstream up. */
+  healthyThreshold: number
+  /** Consecutive failures that take an up upstream down. */
+  unhealthyThreshold: number
+  /** Statuses that pass, inclusive. */
+  status: readonly [number, number]
+}
+
+/** The whole configuration: the listener, the process, and the balancer's options. */
+export interface ResolvedConfig
+  extends Required<Omit<BalancerOptions, 'log' | 'accessLog' | 'health' | 'retries'>>,
+    Pick<BalancerOptions, 'health' | 'retries'> {
+  port: number
+  host: string
+  /** On SIGTERM / SIGINT, time in-flight requests get to finish, in ms. */
+  drainTimeout: number
+  /** No per-request log lines. */
+  quiet: boolean
 }
 
 /** A whole number in [min, max], from a number or a string of digits. */
@@ -98,17 +143,22 @@ export function readConfigFile(path: string): Record<string, unknown> {
   return data as Record<string, unknown>
 }
 
-/**
- * Merges the settings: flags override the file, the file overrides the defaults.
- * Keys are the flags' long names; a flag left unset is `undefined`.
- */
-export function resolveConfig(
-  flags: Partial<Record<(typeof CONFIG_KEYS)[number], unknown>>,
-  file: Record<string, unknown> = {},
-): ResolvedConfig {
-  const pick = (key: (typeof CONFIG_KEYS)[number]): unknown => flags[key] ?? file[key] ?? DEFAULTS[key]
-  const upstream = pick('upstream')
-  const list = Array.isArray(upstream) ? upstream : [upstream]
+function parseBoolean(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') throw new ConfigError(`${what}: ${JSON.stringify(value)} is not true or false`)
+  return value
+}
+
+/** A status range such as `200-399`, or one status such as `200`. */
+function parseStatusRange(value: unknown, what: string): [number, number] {
+  const m = typeof value === 'string' ? /^([1-5]\d\d)(?:-([1-5]\d\d))?$/.exec(value.trim()) : null
+  const low = Number(m?.[1])
+  const high = m?.[2] === undefined ? low : Number(m[2])
+  if (!(low <= high)) throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a status range like 200-399`)
+  return [low, high]
+}
+
+function parseUpstreams(value: unknown): UpstreamSpec[] {
+  const list = Array.isArray(value) ? value : [value]
   if (list.length === 0) throw new ConfigError('upstream: at least one is needed, like 127.0.0.1:5000')
   const upstreams = list.map(parseUpstream)
   const seen = new Set<string>()
@@ -117,19 +167,54 @@ export function resolveConfig(
     if (seen.has(id)) throw new ConfigError(`upstream: ${id} is listed twice`)
     seen.add(id)
   }
+  return upstreams
+}
+
+/**
+ * Merges the settings: flags override the file, the file overrides the defaults.
+ * Keys are the flags' long names; a flag left unset is `undefined`.
+ */
+export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file: Record<string, unknown> = {}): ResolvedConfig {
+  const pick = (key: SettingKey): unknown => flags[key] ?? file[key] ?? SETTINGS[key].default
+  const duration = (key: SettingKey): number => parseDuration(pick(key), key)
+  const count = (key: SettingKey, min = 0): number => parseInteger(pick(key), key, min, 1_000_000)
   const host = pick('host')
   if (typeof host !== 'string' || host === '') {
     throw new ConfigError(`host: ${JSON.stringify(host)} is not an address to listen on`)
   }
-  const quiet = pick('quiet')
-  if (typeof quiet !== 'boolean') throw new ConfigError(`quiet: ${JSON.stringify(quiet)} is not true or false`)
+  const healthPath = pick('health-path')
+  if (healthPath !== undefined && (typeof healthPath !== 'string' || !healthPath.startsWith('/'))) {
+    throw new ConfigError(`health-path: ${JSON.stringify(healthPath)} is not a path starting with /`)
+  }
+  const health =
+    healthPath === undefined
+      ? undefined
+      : {
+          path: healthPath,
+          interval: duration('health-interval'),
+          timeout: duration('health-timeout'),
+          healthyThreshold: count('healthy-threshold', 1),
+          unhealthyThreshold: count('unhealthy-threshold', 1),
+          status: parseStatusRange(pick('health-status'), 'health-status'),
+        }
+  const retries = pick('retries')
   return {
     port: parseInteger(pick('port'), 'port', 0, 65535),
     host,
-    upstreams,
-    maxFails: parseInteger(pick('max-fails'), 'max-fails', 0, 1_000_000),
-    failTimeout: parseDuration(pick('fail-timeout'), 'fail-timeout'),
-    timeout: parseDuration(pick('timeout'), 'timeout'),
-    quiet,
+    drainTimeout: duration('drain-timeout'),
+    quiet: parseBoolean(pick('quiet'), 'quiet'),
+    upstreams: parseUpstreams(pick('upstream')),
+    maxFails: count('max-fails'),
+    failTimeout: duration('fail-timeout'),
+    connectTimeout: duration('connect-timeout'),
+    timeout: duration('timeout'),
+    retryOnTimeout: parseBoolean(pick('retry-on-timeout'), 'retry-on-timeout'),
+    retries: retries === undefined ? undefined : count('retries'),
+    retryTimeout: duration('retry-timeout'),
+    clientHeaderTimeout: duration('client-header-timeout'),
+    clientBodyTimeout: duration('client-body-timeout'),
+    keepAliveTimeout: duration('keepalive-timeout'),
+    upstreamIdleTimeout: duration('upstream-idle-timeout'),
+    health,
   }
 }

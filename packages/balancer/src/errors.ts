@@ -36,6 +36,15 @@ export class UpstreamTimeoutError extends Error {
   }
 }
 
+/** An upstream connection took longer than the connect timeout (tried elsewhere; 504 if last). */
+export class UpstreamConnectTimeoutError extends Error {
+  override readonly name = 'UpstreamConnectTimeoutError'
+  readonly code = 'SWITCHYARD_CONNECT_TIMEOUT'
+  constructor(message = 'upstream connection timed out') {
+    super(message)
+  }
+}
+
 /**
  * The code of an error from a socket or an upstream request: a system code such as
  * ECONNREFUSED, an HTTP parser code such as HPE_INVALID_STATUS, or one of ours.
@@ -45,11 +54,12 @@ export function errorCode(err: Error): string {
 }
 
 /**
- * The status to answer when the last try of a request failed with `err`
- * (Caddy's `statusError`): a timeout is 504, anything else from the upstream is 502.
+ * The status to answer when the last try of a request failed with `err` (Caddy's
+ * `statusError`): a timeout, connecting or waiting for the response, is 504 as in nginx;
+ * anything else from the upstream is 502.
  */
 export function statusForUpstreamError(err: Error): 502 | 504 {
-  return err instanceof UpstreamTimeoutError ? 504 : 502
+  return err instanceof UpstreamTimeoutError || err instanceof UpstreamConnectTimeoutError ? 504 : 502
 }
 
 /**

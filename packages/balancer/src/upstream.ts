@@ -36,8 +36,10 @@ export class Upstream {
   readonly id: string
   readonly host: string
   readonly port: number
-  readonly maxFails: number
-  readonly failTimeout: number
+  maxFails = 1
+  failTimeout = 10_000
+  /** Active health: set by health checks, up until they say otherwise. */
+  healthy = true
   /** The target handed to http-proxy, prepared once instead of parsed per request. */
   readonly target: { protocol: 'http:'; host: string; hostname: string; port: number }
   /** Smooth weighted round-robin state (nginx `current_weight`). */
@@ -52,15 +54,30 @@ export class Upstream {
   constructor(spec: UpstreamSpec, defaults: { maxFails: number; failTimeout: number }) {
     this.host = spec.host
     this.port = spec.port
-    this.id = `${spec.host.includes(':') ? `[${spec.host}]` : spec.host}:${spec.port}`
-    this.maxFails = spec.maxFails ?? defaults.maxFails
-    this.failTimeout = spec.failTimeout ?? defaults.failTimeout
+    this.id = upstreamId(spec)
+    this.configure(spec, defaults)
     this.target = { protocol: 'http:', host: spec.host, hostname: spec.host, port: spec.port }
   }
 
+  /** Applies the passive-health settings of `spec` (at start, and again on reload). */
+  configure(spec: UpstreamSpec, defaults: { maxFails: number; failTimeout: number }): void {
+    this.maxFails = spec.maxFails ?? defaults.maxFails
+    this.failTimeout = spec.failTimeout ?? defaults.failTimeout
+  }
+
   /** Whether passive health lets this upstream take a request at `now` (ms, monotonic). */
-  isAvailable(now: number): boolean {
+  passiveUp(now: number): boolean {
     return now >= this.#downUntil
+  }
+
+  /**
+   * Records an active check's verdict. Returns the change of state when it flips, so that
+   * it is logged once (Caddy `hosts.go` `setHealthy`).
+   */
+  setHealthy(healthy: boolean, reason: string): HealthChange | undefined {
+    if (this.healthy === healthy) return undefined
+    this.healthy = healthy
+    return { upstream: this, up: healthy, reason }
   }
 
   /** Counts a failure. Returns the change of state if this failure took the upstream down. */
@@ -75,7 +92,7 @@ export class Upstream {
     this.#downUntil = now + this.failTimeout
     if (this.#down) return undefined
     this.#down = true
-    return { upstream: this, up: false, reason: `${this.#fails} failure(s), last: ${reason}` }
+    return { upstream: this, up: false, reason: `${this.#fails} failure(s) in ${this.failTimeout / 1000}s, last: ${reason}; skipped for ${this.failTimeout / 1000}s` }
   }
 
   /** Counts a success. Returns the change of state if the upstream was down and is now up. */
@@ -88,19 +105,26 @@ export class Upstream {
   }
 }
 
+/** `host:port`, IPv6 in brackets. */
+export function upstreamId(spec: UpstreamSpec): string {
+  return `${spec.host.includes(':') ? `[${spec.host}]` : spec.host}:${spec.port}`
+}
+
 /** The upstreams behind one listener, in declared order. */
 export class Pool {
-  readonly upstreams: readonly Upstream[]
+  /** Replaced as a whole on reload; a request in flight keeps the upstream it has. */
+  upstreams: readonly Upstream[]
 
   constructor(upstreams: readonly Upstream[]) {
     this.upstreams = upstreams
   }
 
   /**
-   * Whether `u` may be chosen now. As in nginx, a pool of one upstream never marks it down:
-   * there is nowhere else to send the request, so refusing it helps no one.
+   * Whether `u` may be chosen now: its active checks pass, and passive health lets it. As in
+   * nginx, passive health never marks down the only upstream of a pool: there is nowhere
+   * else to send the request, so refusing it helps no one. Failed active checks do.
    */
   isAvailable(u: Upstream, now: number): boolean {
-    return this.upstreams.length === 1 || u.isAvailable(now)
+    return u.healthy && (this.upstreams.length === 1 || u.passiveUp(now))
   }
 }

@@ -122,7 +122,7 @@ t.test('serves, logs, and stops on SIGTERM after in-flight requests finish', asy
   setTimeout(() => r.child.kill('SIGINT'), 200)
   t.equal((await slow).body, 'done', 'the in-flight request completed')
   t.equal(await r.exit, 0, 'then the process exited 0')
-  t.ok(r.stdout.includes('switchyard: SIGTERM, finishing in-flight requests'), 'the stop is logged')
+  t.ok(r.stdout.includes('switchyard: SIGTERM, draining for up to 30s'), 'the stop is logged')
 })
 
 t.test('a second stop signal after a second exits at once', async t => {
@@ -132,7 +132,7 @@ t.test('a second stop signal after a second exits at once', async t => {
   const hanging = fetchText(port).catch((err: Error) => err)
   while (a.seen.length < 1) await new Promise(resolve => setTimeout(resolve, 10))
   r.child.kill('SIGINT')
-  await r.line(/SIGINT, finishing/)
+  await r.line(/SIGINT, draining/)
   await new Promise(resolve => setTimeout(resolve, 1100))
   r.child.kill('SIGINT')
   t.equal(await r.exit, 1, 'exit 1 without waiting for the drain')
@@ -146,5 +146,5 @@ t.test('stops when the launcher that started it goes away', async t => {
   await r.line(/listening/)
   r.child.disconnect()
   t.equal(await r.exit, 0, 'exit 0')
-  t.ok(r.stdout.includes('switchyard: launcher gone, finishing in-flight requests'), 'says why')
+  t.ok(r.stdout.includes('switchyard: launcher gone, draining for up to 30s'), 'says why')
 })

@@ -32,7 +32,7 @@ t.test('with one upstream refusing, 20 GETs are all 200 and it is marked down on
   t.equal(a.seen.length, 20, 'all went to the live upstream')
   t.same(
     logs.filter(l => l.includes('marked down')),
-    [`upstream ${dead} marked down for 10s after 1 failure(s), last: ECONNREFUSED`],
+    [`upstream ${dead} marked down: 1 failure(s) in 10s, last: ECONNREFUSED; skipped for 10s`],
     'the flip is logged once, with its reason',
   )
 })
@@ -184,7 +184,7 @@ t.test('a response the upstream cuts short ends the client connection at once', 
     const reply = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
     t.match(reply, /^HTTP\/1\.1 200 OK/, `${how}: the head was passed on`)
     t.match(reply, /only ten b$/, `${how}: then the bytes there were, then the connection closed`)
-    t.same(logs, [`upstream ${cut.spec} marked down for 10s after 1 failure(s), last: truncated response`], `${how}: counted once as a failure`)
+    t.same(logs, [`upstream ${cut.spec} marked down: 1 failure(s) in 10s, last: truncated response; skipped for 10s`], `${how}: counted once as a failure`)
   }
 })
 

@@ -1,0 +1,112 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { performance } from 'node:perf_hooks'
+import { Attempt } from './attempt.js'
+import { RequestBody } from './body.js'
+import { NoUpstreamError, UpstreamFailedError, UpstreamTimeoutError, errorCode, ignoreError, statusForUpstreamError } from './errors.js'
+import { hasBody } from './headers.js'
+import { sendError, type Forwarder } from './proxy.js'
+import type { Upstream } from './upstream.js'
+
+/**
+ * Methods that may be sent again after the upstream got them (RFC 9110 §9.2.2), as nginx's
+ * proxy_next_upstream: POST and PATCH are never sent twice.
+ */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+
+/** One client request and its tries, each on a different upstream. */
+export class Exchange {
+  readonly fw: Forwarder
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly tried = new Set<Upstream>()
+  /** Decided before http-proxy's deleteLength pass rewrites a chunked DELETE's headers. */
+  readonly chunked: boolean
+  readonly body: RequestBody | undefined
+  readonly start = performance.now()
+  attempt: Attempt | undefined
+  lastError: Error | undefined
+  /** The client went away or stalled: nothing that fails now is the upstream's fault. */
+  clientGone = false
+
+  constructor(fw: Forwarder, req: IncomingMessage, res: ServerResponse) {
+    this.fw = fw
+    this.req = req
+    this.res = res
+    this.chunked = req.headers['transfer-encoding'] !== undefined
+    this.body = hasBody(req) ? new RequestBody(req, fw.options.clientBodyTimeout, this.#onBodyTimeout) : undefined
+    // Node has already answered the client's Expect with 100 Continue. Left in, it would make
+    // the upstream request send its headers the moment http-proxy creates it, before the
+    // balancer can fix them (and http-proxy would skip its proxyReq event).
+    delete req.headers.expect
+    res.once('close', this.#onClose)
+  }
+
+  /** Tries the next upstream, or gives up when none is left or the retry budget is spent. */
+  next(): void {
+    const { pool, policy, retries, retryTimeout } = this.fw.options
+    const inBudget = this.tried.size <= retries && (retryTimeout === 0 || performance.now() - this.start < retryTimeout)
+    const upstream = inBudget ? policy.select(pool, this.req, this.tried) : undefined
+    if (upstream === undefined) {
+      this.giveUp()
+      return
+    }
+    this.tried.add(upstream)
+    const attempt = new Attempt(this, upstream)
+    this.attempt = attempt
+    // Errors reach each attempt through its own listener on the upstream request; the
+    // callback keeps http-proxy from rethrowing them (its best-known crash).
+    const options = { target: upstream.target, buffer: attempt, agent: this.fw.options.agent }
+    this.fw.proxy.web(this.req, this.res, options, ignoreError)
+  }
+
+  /** Answers 503 when no upstream could be tried, or 502 / 504 when every try failed. */
+  giveUp(): void {
+    const err = this.lastError
+    const close = this.fw.draining
+    if (err === undefined) {
+      sendError(this.req, this.res, 503, `503 Service Unavailable: ${new NoUpstreamError().message}`, close)
+      return
+    }
+    const status = statusForUpstreamError(err)
+    const what = status === 504 ? '504 Gateway Timeout' : '502 Bad Gateway'
+    const last = `${this.attempt?.upstream.id} ${errorCode(err)}`
+    sendError(this.req, this.res, status, `${what}: ${new UpstreamFailedError().message} (last: ${last})`, close)
+  }
+
+  /**
+   * Whether a failed attempt may be tried on another upstream (Caddy's `tryAgain`, with
+   * nginx's rules): a request that never reached the upstream always may, a connect timeout
+   * included; one that did only if its method is idempotent and its body is empty or held in
+   * full, and not after a response timeout unless `retryOnTimeout` says so.
+   */
+  mayRetry(attempt: Attempt, err: Error): boolean {
+    if (!attempt.connected) return true
+    // A 504 should come after one timeout, not after one per upstream.
+    if (err instanceof UpstreamTimeoutError && !this.fw.options.retryOnTimeout) return false
+    return IDEMPOTENT.has(this.req.method as string) && (this.body === undefined || this.body.replayable)
+  }
+
+  /** The client stopped sending its body for `clientBodyTimeout`: 408, as nginx does. */
+  #onBodyTimeout = (): void => {
+    this.clientGone = true
+    this.attempt?.abort()
+    if (this.res.headersSent) this.res.destroy()
+    else sendError(this.req, this.res, 408, '408 Request Timeout: the request body stalled', true)
+  }
+
+  /** Logs the request once its response is over (nginx's access log, in short). */
+  #onClose = (): void => {
+    const { res, req } = this
+    this.body?.stop()
+    if (!res.writableFinished) {
+      // The client went away (or the response was cut short): stop the upstream request,
+      // and do not hold it against the upstream.
+      this.clientGone = true
+      this.attempt?.abort()
+    }
+    const ms = (performance.now() - this.start).toFixed(1)
+    // 499 is nginx's status for "client closed the request" in its logs.
+    const status = this.clientGone && !res.headersSent ? 499 : res.statusCode
+    this.fw.options.accessLog?.(`${req.method} ${req.url} ${status} ${this.attempt?.upstream.id ?? '-'} ${ms}ms`)
+  }
+}
