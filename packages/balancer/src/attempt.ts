@@ -42,7 +42,6 @@ export class Attempt extends Stream {
     // Byte-identical path and query: http-proxy's urlJoin collapses `//`.
     out.path = req.url as string
     prepareRequestHeaders(out, req, this.ex.chunked)
-    if (this.ex.fw.draining) out.setHeader('connection', 'close')
     out.on('error', this.#onError)
     out.on('response', this.#onResponse)
     out.on('socket', this.#onSocket)

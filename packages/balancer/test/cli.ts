@@ -148,3 +148,50 @@ t.test('stops when the launcher that started it goes away', async t => {
   t.equal(await r.exit, 0, 'exit 0')
   t.ok(r.stdout.includes('switchyard: launcher gone, draining for up to 30s'), 'says why')
 })
+
+t.test('--help lists every setting with its default', async t => {
+  const r = run(['--help'])
+  t.equal(await r.exit, 0, 'exit 0')
+  const help = r.stdout.join(' ').replace(/\s+/g, ' ')
+  t.match(help, /--upstream An upstream.*?repeat for more \[default: 127\.0\.0\.1:5000 127\.0\.0\.1:5001\]/, 'upstream default')
+  t.match(help, /--health-path [^[]*\[default: off\]/, 'a setting that is off by default')
+  t.match(help, /--connect-timeout [^[]*\[default: 5s\]/, 'a duration default')
+})
+
+t.test('SIGHUP re-reads the config file; flags still win; a bad file is rejected', async t => {
+  const a = await startUpstream(t, 'a')
+  const b = await startUpstream(t, 'b')
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-reload-'))
+  const config = join(dir, 'switchyard.json')
+  writeFileSync(config, JSON.stringify({ upstream: [a.spec], port: 0 }))
+  const r = run(['--config', config, '--host', '127.0.0.1', '--quiet'])
+  const port = portOf(await r.line(/listening/))
+  t.equal((await fetchText(port)).body, 'hello from a\n', 'serves from the file')
+
+  writeFileSync(config, JSON.stringify({ upstream: [b.spec], port: 0, host: '0.0.0.0' }))
+  r.child.kill('SIGHUP')
+  await r.line(/reloaded/)
+  t.equal((await fetchText(port)).body, 'hello from b\n', 'after SIGHUP, the new upstream')
+  t.notOk(r.stdout.some(l => l.includes('after a restart')), 'the --host flag still wins over the file, so no restart is asked')
+
+  writeFileSync(config, JSON.stringify({ upstream: [b.spec], port: 1 }))
+  r.child.kill('SIGHUP')
+  await r.line(/applies only after a restart/)
+  t.pass('a changed port is refused with a log line')
+
+  writeFileSync(config, '{"upstream": ["nope"]}')
+  r.child.kill('SIGHUP')
+  await r.line(/reload rejected/)
+  t.equal((await fetchText(port)).body, 'hello from b\n', 'a bad file leaves the running configuration in place')
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0, 'still alive until stopped, then exit 0')
+})
+
+t.test('SIGHUP without --config is logged and ignored', async t => {
+  const r = run(['--port', '0', '--host', '127.0.0.1', '--upstream', '127.0.0.1:9'])
+  await r.line(/listening/)
+  r.child.kill('SIGHUP')
+  await r.line(/SIGHUP ignored: there is no --config file/)
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0, 'the process lived on: SIGHUP does not kill it')
+})
