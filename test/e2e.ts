@@ -93,7 +93,11 @@ t.test('failover: a stopped backend, then all stopped, then one restarted', asyn
   const all = await fetch(`${url}/`)
   t.ok(all.status === 502 || all.status === 503, `all stopped: ${all.status}`)
   t.match(await all.text(), /^50[23] /, 'with a short text body')
-  t.equal((await fetch(`${url}/`)).status, 503, 'then 503: every upstream is marked down')
+  // A pooled connection reset as it is reused is retried but not counted (the keep-alive
+  // race), so marking both down can take a request more; never more than a handful.
+  let status = 0
+  for (let i = 0; i < 5 && status !== 503; i++) status = (await fetch(`${url}/`)).status
+  t.equal(status, 503, 'then 503: every upstream is marked down')
 
   const b2 = await backend(t, 'backend-b2', bPort)
   await new Promise(resolve => setTimeout(resolve, 600))
