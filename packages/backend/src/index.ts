@@ -1,1 +1,17 @@
-export {}
+export { ResponseCache, entrySize, isStorable, type CacheStatus, type ResponseCacheOptions } from './cache.js'
+export {
+  CLI_KEYS,
+  parseId,
+  parseSize,
+  parseWholeNumber,
+  resolveCliConfig,
+  resolveOptions,
+  type BackendOptions,
+  type CliConfig,
+  type CliKey,
+  type ResolvedOptions,
+} from './config.js'
+export { BodyTooLargeError, ConfigError } from './errors.js'
+export { text, type BufferedResponse, type Handler } from './routes.js'
+export { Backend, createBackend, listeningUrl } from './server.js'
+export { RequestStats } from './stats.js'

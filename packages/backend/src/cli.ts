@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+import type { AddressInfo } from 'node:net'
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { CLI_KEYS, resolveCliConfig } from './config.js'
+import { ConfigError } from './errors.js'
+import { createBackend, listeningUrl } from './server.js'
+
+const NAME = 'switchyard-backend'
+/**
+ * Stop signals that arrive within this long of the first are the same request to stop:
+ * Ctrl-C reaches a launcher's children from the terminal and, forwarded, again as SIGTERM.
+ */
+const SAME_SIGNAL_MS = 1000
+const FLAGS = '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --quiet, --help'
+
+/** One line a person can act on, by the error `listen` failed with. */
+const LISTEN_HINTS = new Map([
+  ['EADDRINUSE', 'the port is in use (EADDRINUSE); stop what holds it or choose another --port'],
+  [
+    'EACCES',
+    'permission denied (EACCES); ports below 1024 need root or `sudo setcap cap_net_bind_service=+ep $(command -v node)`, or use --port 5000',
+  ],
+])
+
+function parseArgs(argv: string[]): Record<string, unknown> {
+  return yargs(argv)
+    .scriptName(NAME)
+    .usage('$0 [options]\n\nAnswers HTTP requests, with a response cache in front of the routes.')
+    .option('port', { type: 'string', requiresArg: true, describe: 'Port to listen on, 0 to 65535 [default: 5000]' })
+    .option('host', { type: 'string', requiresArg: true, describe: 'Address to listen on [default: 127.0.0.1]' })
+    .option('id', { type: 'string', requiresArg: true, describe: 'Name sent in X-Served-By [default: backend-<port>]' })
+    .option('cache-ttl', { type: 'string', requiresArg: true, describe: 'Seconds a response is cached; 0 turns caching off [default: 60]' })
+    .option('cache-max-bytes', { type: 'string', requiresArg: true, describe: 'Cache size bound: bytes, or kb/mb/gb [default: 64mb]' })
+    .option('shutdown-timeout', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'Seconds in-flight requests get after SIGTERM/SIGINT before exiting anyway [default: 10]',
+    })
+    .option('quiet', { type: 'boolean', describe: 'No per-request log lines' })
+    .strict()
+    .fail((msg: string) => {
+      throw new ConfigError(`${msg.replace(/\s*\n\s*/g, ' ')} (options: ${FLAGS})`)
+    })
+    .help()
+    .version(false)
+    .parseSync()
+}
+
+function main(): void {
+  const args = parseArgs(hideBin(process.argv))
+  const config = resolveCliConfig(Object.fromEntries(CLI_KEYS.map(key => [key, args[key]])))
+  const print = (line: string): void => void process.stdout.write(`${line}\n`)
+  // A launcher that dies closes the pipe it read our output from; writing to it then must
+  // not crash the shutdown that its death starts.
+  process.stdout.on('error', () => {})
+  const backend = createBackend({
+    id: config.id,
+    cacheTtl: config.cacheTtl,
+    cacheMaxBytes: config.cacheMaxBytes,
+    accessLog: config.quiet ? undefined : print,
+  })
+
+  backend.once('error', (err: NodeJS.ErrnoException) => {
+    const hint = LISTEN_HINTS.get(String(err.code)) ?? err.message
+    console.error(`${NAME}: cannot listen on ${config.host}:${config.port}: ${hint}`)
+    process.exit(1)
+  })
+  backend.listen(config.port, config.host, () => {
+    print(`${backend.id} listening on ${listeningUrl(backend.address() as AddressInfo)}`)
+  })
+
+  let stopping: number | undefined
+  /** Graceful stop: in-flight requests finish, then exit 0; `exitCode` is for a stop asked for again. */
+  const stop = (why: string, exitCode: number): void => {
+    const now = performance.now()
+    if (stopping !== undefined) {
+      if (now - stopping < SAME_SIGNAL_MS) return
+      print(`${backend.id}: ${why} again, exiting now`)
+      process.exit(exitCode)
+    }
+    stopping = now
+    print(`${backend.id}: ${why}, finishing in-flight requests`)
+    backend.close(() => process.exit(0))
+    setTimeout(() => {
+      print(`${backend.id}: requests still in flight after ${config.shutdownTimeout}s, exiting`)
+      process.exit(1)
+    }, config.shutdownTimeout * 1000).unref()
+  }
+  // 128 + signal number, as a shell reports a process killed by the signal.
+  process.on('SIGINT', () => stop('SIGINT', 130))
+  process.on('SIGTERM', () => stop('SIGTERM', 143))
+  // Spawned with an IPC channel: when it closes, the launcher is gone; stop rather than
+  // live on as an orphan holding the port.
+  if (process.send !== undefined) process.on('disconnect', () => stop('launcher gone', 1))
+}
+
+try {
+  main()
+} catch (err) {
+  console.error(`${NAME}: ${(err as Error).message}`)
+  process.exit(1)
+}

@@ -1,0 +1,128 @@
+import { ConfigError } from './errors.js'
+
+/** Options of `createBackend`. */
+export interface BackendOptions {
+  /**
+   * The name in `X-Served-By` and in response bodies. Visible ASCII, no spaces.
+   * Default `backend-<port>`, with the port the server listens on.
+   */
+  id?: string
+  /**
+   * Seconds a cached response stays fresh, like Flask-Caching's `timeout`.
+   * Default 60; 0 turns the response cache off.
+   */
+  cacheTtl?: number
+  /** Bound on the response cache's total size, in bytes (bodies plus headers). Default 64 MiB. */
+  cacheMaxBytes?: number
+  /** Most bytes of a request body `/echo` buffers; a longer body gets 413. Default 10 MiB. */
+  maxBodyBytes?: number
+  /**
+   * Milliseconds on a monotonic clock, for cache ages, TTLs, uptime and log durations.
+   * Default `performance.now()`. Tests pass their own to move time without waiting.
+   */
+  clock?: () => number
+  /** Receives one access-log line per request. Default: none. */
+  accessLog?: (line: string) => void
+}
+
+/** `BackendOptions` with the defaults filled in and every value checked. */
+export interface ResolvedOptions {
+  id: string | undefined
+  cacheTtl: number
+  cacheMaxBytes: number
+  maxBodyBytes: number
+  clock: () => number
+  accessLog: ((line: string) => void) | undefined
+}
+
+/** The CLI's settings, by the flags' long names. */
+export interface CliConfig {
+  /** Default 5000; 0 picks a free port. */
+  port: number
+  /** Default 127.0.0.1. */
+  host: string
+  /** Default: `backend-<port>` (left to `createBackend`). */
+  id: string | undefined
+  /** Seconds. Default 60; 0 turns caching off. */
+  cacheTtl: number
+  /** Default 64 MiB. */
+  cacheMaxBytes: number
+  /** Seconds in-flight requests get after a stop signal before the process exits anyway. Default 10. */
+  shutdownTimeout: number
+  /** No per-request log lines. Default false. */
+  quiet: boolean
+}
+
+/** The CLI flags `resolveCliConfig` reads. */
+export const CLI_KEYS = ['port', 'host', 'id', 'cache-ttl', 'cache-max-bytes', 'shutdown-timeout', 'quiet'] as const
+
+export type CliKey = (typeof CLI_KEYS)[number]
+
+const MIB = 1024 * 1024
+/** A year: longer than any sensible freshness lifetime, and far inside lru-cache's limits. */
+const MAX_TTL_SECONDS = 31_536_000
+const MAX_SHUTDOWN_SECONDS = 3600
+
+/** A whole number in [min, max], from a number or a string of digits. */
+export function parseWholeNumber(value: unknown, what: string, min: number, max: number): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`)
+  }
+  return n
+}
+
+/**
+ * A size in bytes: a whole number of bytes, or a string of digits with an optional
+ * unit `kb`, `mb` or `gb` (1024-based, any case), e.g. `64mb`. At least 1 byte.
+ */
+export function parseSize(value: unknown, what: string): number {
+  const m = typeof value === 'string' ? /^(\d+) ?(kb|mb|gb)?$/i.exec(value.trim()) : null
+  const n = m === null ? value : Number(m[1]) * 1024 ** ['', 'kb', 'mb', 'gb'].indexOf((m[2] ?? '').toLowerCase())
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError(
+      `${what}: ${JSON.stringify(value)} is not a size of at least 1 byte (use bytes, or a number with kb, mb or gb, like 64mb)`,
+    )
+  }
+  return n
+}
+
+/** An id fit for a header value and a log line: visible ASCII, no spaces. */
+export function parseId(value: unknown, what: string): string {
+  if (typeof value !== 'string' || !/^[\x21-\x7e]+$/.test(value)) {
+    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not an id (visible ASCII without spaces, like backend-5000)`)
+  }
+  return value
+}
+
+/** Fills in the defaults of `createBackend`'s options and checks them. */
+export function resolveOptions(options: BackendOptions): ResolvedOptions {
+  return {
+    id: options.id === undefined ? undefined : parseId(options.id, 'id'),
+    cacheTtl: parseWholeNumber(options.cacheTtl ?? 60, 'cacheTtl', 0, MAX_TTL_SECONDS),
+    cacheMaxBytes: parseSize(options.cacheMaxBytes ?? 64 * MIB, 'cacheMaxBytes'),
+    maxBodyBytes: parseSize(options.maxBodyBytes ?? 10 * MIB, 'maxBodyBytes'),
+    clock: options.clock ?? (() => performance.now()),
+    accessLog: options.accessLog,
+  }
+}
+
+/**
+ * Turns the CLI flags (strings as typed, `undefined` when left out) into settings, or throws
+ * a `ConfigError` that names the flag, the bad value and what is allowed.
+ */
+export function resolveCliConfig(flags: Partial<Record<CliKey, unknown>>): CliConfig {
+  const host = flags.host ?? '127.0.0.1'
+  if (typeof host !== 'string' || host === '') {
+    throw new ConfigError(`--host: ${JSON.stringify(host)} is not an address to listen on (like 127.0.0.1 or 0.0.0.0)`)
+  }
+  return {
+    port: parseWholeNumber(flags.port ?? 5000, '--port', 0, 65535),
+    host,
+    id: flags.id === undefined ? undefined : parseId(flags.id, '--id'),
+    cacheTtl: parseWholeNumber(flags['cache-ttl'] ?? 60, '--cache-ttl', 0, MAX_TTL_SECONDS),
+    cacheMaxBytes: parseSize(flags['cache-max-bytes'] ?? '64mb', '--cache-max-bytes'),
+    shutdownTimeout: parseWholeNumber(flags['shutdown-timeout'] ?? 10, '--shutdown-timeout', 0, MAX_SHUTDOWN_SECONDS),
+    quiet: flags.quiet === true,
+  }
+}

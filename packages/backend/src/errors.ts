@@ -1,0 +1,22 @@
+/**
+ * Every error the backend raises on purpose, in one place, each with a stable `code`
+ * (the undici / fastify pattern): callers branch on `code`, people read `message`.
+ */
+
+/** Bad options or CLI input. The CLI prints the message on one line and exits 1. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+  readonly code = 'SWITCHYARD_BACKEND_CONFIG'
+  constructor(message = 'invalid configuration') {
+    super(message)
+  }
+}
+
+/** A request body went over the most the backend buffers (answered 413). */
+export class BodyTooLargeError extends Error {
+  override readonly name = 'BodyTooLargeError'
+  readonly code = 'SWITCHYARD_BACKEND_BODY_TOO_LARGE'
+  constructor(message = 'request body too large') {
+    super(message)
+  }
+}

@@ -1,0 +1,185 @@
+import { createHash } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { BodyTooLargeError } from './errors.js'
+import type { RequestStats } from './stats.js'
+
+/**
+ * A response built in full before anything is written, so the cache can store it and
+ * answer later requests with it. Header names are lower case, one value each;
+ * `Content-Length` and `X-Served-By` are added when it is sent.
+ */
+export interface BufferedResponse {
+  status: number
+  headers: Record<string, string>
+  body: Buffer
+}
+
+/** Produces the response to one request. It never throws: a failure is a response too. */
+export type Handler = () => Promise<BufferedResponse>
+
+/** What the router decided for a request. */
+export interface RouteMatch {
+  /** Whether the response goes through the response cache (which still refuses what it may not store). */
+  cached: boolean
+  handle: Handler
+}
+
+/** What the routes need from the server they run in. */
+export interface RouteContext {
+  /** The backend's id, read per request (it may depend on the port it listens on). */
+  id: () => string
+  /** Milliseconds, for uptime. */
+  clock: () => number
+  /** Counts shown by `GET /stats`. */
+  stats: RequestStats
+  /** Most bytes `/echo` buffers. */
+  maxBodyBytes: number
+}
+
+interface Route {
+  /** The methods served; GET routes serve HEAD too (Node leaves out the body). */
+  methods: readonly string[]
+  cached: boolean
+  handle: (req: IncomingMessage, query: URLSearchParams) => Promise<BufferedResponse>
+}
+
+const GET = ['GET', 'HEAD'] as const
+const ECHO = ['POST', 'PUT', 'DELETE', 'PATCH'] as const
+/** `/slow` bounds, in ms: long enough to show a slow upstream, short enough not to tie one up. */
+const SLOW_DEFAULT_MS = 500
+const SLOW_MAX_MS = 10_000
+
+/** A text/plain response. */
+export function text(status: number, body: string, headers: Record<string, string> = {}): BufferedResponse {
+  return { status, headers: { 'content-type': 'text/plain; charset=utf-8', ...headers }, body: Buffer.from(body) }
+}
+
+/** A JSON response that no cache may keep: it reports live state. */
+function liveJson(value: unknown): BufferedResponse {
+  return {
+    status: 200,
+    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+    body: Buffer.from(JSON.stringify(value)),
+  }
+}
+
+/** The path of a request target, without the query. */
+export function pathOf(target: string): string {
+  const q = target.indexOf('?')
+  return q === -1 ? target : target.slice(0, q)
+}
+
+/**
+ * Reads a request body into one buffer, at most `limit` bytes. Past the limit it rejects
+ * with `BodyTooLargeError` and discards the rest, so a 413 can still be written;
+ * a client that goes away mid-body rejects with Node's `aborted` error.
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length
+      if (size > limit) {
+        req.off('data', onData)
+        req.resume()
+        reject(new BodyTooLargeError(`request body is over ${limit} bytes`))
+        return
+      }
+      chunks.push(chunk)
+    }
+    req.on('data', onData)
+    req.on('end', () => resolve(Buffer.concat(chunks)))
+    req.on('error', reject)
+  })
+}
+
+/** The routes, by path. */
+function routes(ctx: RouteContext): Map<string, Route> {
+  const startedAt = ctx.clock()
+  return new Map<string, Route>([
+    ['/', { methods: GET, cached: true, handle: async () => text(200, `Hello, World! from ${ctx.id()}`) }],
+    [
+      '/slow',
+      {
+        methods: GET,
+        cached: true,
+        handle: async (_req, query) => {
+          const raw = query.get('ms') ?? String(SLOW_DEFAULT_MS)
+          if (!/^\d{1,5}$/.test(raw) || Number(raw) > SLOW_MAX_MS) {
+            return text(400, `ms: ${JSON.stringify(raw)} is not a whole number from 0 to ${SLOW_MAX_MS}`)
+          }
+          await sleep(Number(raw))
+          return text(200, `Slow response after ${Number(raw)} ms from ${ctx.id()}`)
+        },
+      },
+    ],
+    [
+      '/healthz',
+      {
+        methods: GET,
+        cached: false,
+        handle: async () =>
+          liveJson({ status: 'ok', id: ctx.id(), uptimeSeconds: Math.floor((ctx.clock() - startedAt) / 1000) }),
+      },
+    ],
+    ['/stats', { methods: GET, cached: false, handle: async () => liveJson({ id: ctx.id(), requests: ctx.stats }) }],
+    [
+      '/echo',
+      {
+        methods: ECHO,
+        cached: false,
+        handle: async req => {
+          let body: Buffer
+          try {
+            body = await readBody(req, ctx.maxBodyBytes)
+          } catch (err) {
+            // The client stops sending after a 413 only if the connection ends.
+            if (err instanceof BodyTooLargeError) return text(413, err.message, { connection: 'close' })
+            // Nobody reads this one: the client is gone. It exists for the access log.
+            return text(400, `request body incomplete: ${(err as Error).message}`)
+          }
+          return {
+            status: 200,
+            headers: {
+              'content-type': req.headers['content-type'] ?? 'application/octet-stream',
+              'cache-control': 'no-store',
+              'x-echo-method': req.method as string,
+              'x-echo-bytes': String(body.length),
+              'x-echo-sha256': createHash('sha256').update(body).digest('hex'),
+            },
+            body,
+          }
+        },
+      },
+    ],
+  ])
+}
+
+/** Maps a request to its route; answers 404 for an unknown path and 405 for a method a route does not serve. */
+export class Router {
+  readonly #routes: Map<string, Route>
+
+  constructor(ctx: RouteContext) {
+    this.#routes = routes(ctx)
+  }
+
+  route(req: IncomingMessage): RouteMatch {
+    const target = req.url as string
+    const path = pathOf(target)
+    const route = this.#routes.get(path)
+    if (route === undefined) {
+      return { cached: true, handle: async () => text(404, `Not Found: no route for ${path}`) }
+    }
+    if (!route.methods.includes(req.method as string)) {
+      const allow = route.methods.join(', ')
+      return {
+        cached: route.cached,
+        handle: async () => text(405, `Method Not Allowed: ${path} answers ${allow}`, { allow }),
+      }
+    }
+    const query = new URLSearchParams(target.slice(path.length + 1))
+    return { cached: route.cached, handle: () => route.handle(req, query) }
+  }
+}

@@ -1,0 +1,98 @@
+import { Server, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { ResponseCache } from './cache.js'
+import { resolveOptions, type BackendOptions, type ResolvedOptions } from './config.js'
+import { pathOf, Router, type BufferedResponse } from './routes.js'
+import { RequestStats } from './stats.js'
+
+/**
+ * Most time a client gets to send the request headers, in ms. Node's default is 60 s; a
+ * backend behind a balancer on the same network has no use for slow clients (slowloris).
+ */
+const HEADERS_TIMEOUT_MS = 10_000
+/**
+ * Most time a client gets to send a whole request, body included, in ms (Node's default: 300 s).
+ * Room for the largest `/echo` body on a slow link, not for a client that stalls.
+ */
+const REQUEST_TIMEOUT_MS = 30_000
+// keepAliveTimeout stays Node's default, 5 s: the balancer keeps its idle upstream
+// connections for 4 s, so it lets one go before this server closes it under a request.
+
+/** The `http://host:port` a server listens on, with an IPv6 address in brackets. */
+export function listeningUrl(address: AddressInfo): string {
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  return `http://${host}:${address.port}`
+}
+
+/**
+ * The app server: a node:http server with the routes of `routes.ts` behind the response
+ * cache of `cache.ts`. It is returned not listening; call `listen()`, and `close()` when done.
+ */
+export class Backend extends Server {
+  readonly cache: ResponseCache
+  readonly stats = new RequestStats()
+  readonly #options: ResolvedOptions
+  readonly #router: Router
+  #closing = false
+  /** The port last listened on, kept so the id outlives `close()`. */
+  #port: number | undefined
+
+  constructor(options: BackendOptions = {}) {
+    super({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS })
+    this.#options = resolveOptions(options)
+    const { clock, cacheTtl, cacheMaxBytes, maxBodyBytes } = this.#options
+    this.cache = new ResponseCache({ ttl: cacheTtl, maxBytes: cacheMaxBytes, clock })
+    this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes })
+    this.on('request', this.#onRequest)
+    this.on('listening', () => {
+      this.#port = (this.address() as AddressInfo).port
+      this.#closing = false
+    })
+  }
+
+  /** The id in `X-Served-By`: the one given, else `backend-<port>` once listening. */
+  get id(): string {
+    return this.#options.id ?? (this.#port === undefined ? 'backend' : `backend-${this.#port}`)
+  }
+
+  /**
+   * Stops accepting connections and closes idle keep-alive ones at once; requests in flight
+   * finish, their responses carry `Connection: close`, and `callback` runs when the last
+   * connection is gone. (Without that header a client could keep a finished connection
+   * open until `keepAliveTimeout`, and `close()` would wait for it.)
+   */
+  override close(callback?: (err?: Error) => void): this {
+    this.#closing = true
+    super.close(callback)
+    // Node ≥ 19 does this in close() too; done here so the behaviour does not rest on that.
+    this.closeIdleConnections()
+    return this
+  }
+
+  #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const start = this.#options.clock()
+    this.stats.count(req.method as string, pathOf(req.url as string))
+    const match = this.#router.route(req)
+    const pending = match.cached ? this.cache.serve(req, match.handle) : match.handle()
+    void pending.then(response => this.#send(req, res, response, start))
+  }
+
+  #send(req: IncomingMessage, res: ServerResponse, response: BufferedResponse, start: number): void {
+    const headers: Record<string, string> = {
+      ...response.headers,
+      'content-length': String(response.body.length),
+      'x-served-by': this.id,
+    }
+    if (this.#closing) headers.connection = 'close'
+    // For HEAD, Node sends the headers (Content-Length included) and leaves out the body.
+    res.writeHead(response.status, headers)
+    res.end(response.body)
+    const ms = (this.#options.clock() - start).toFixed(1)
+    this.#options.accessLog?.(`${req.method} ${req.url} ${response.status} ${response.headers['x-cache'] ?? '-'} ${ms}ms`)
+  }
+}
+
+/** Creates a backend, not listening yet. Throws `ConfigError` for a bad option. */
+export function createBackend(options: BackendOptions = {}): Backend {
+  return new Backend(options)
+}

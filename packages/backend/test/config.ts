@@ -1,0 +1,130 @@
+import t from 'tap'
+import {
+  CLI_KEYS,
+  parseId,
+  parseSize,
+  parseWholeNumber,
+  resolveCliConfig,
+  resolveOptions,
+} from '../src/config.js'
+
+const MIB = 1024 * 1024
+
+t.test('parseSize reads bytes and 1024-based kb/mb/gb in any case', async t => {
+  const cases: Array<[unknown, number]> = [
+    ['1', 1],
+    ['512', 512],
+    ['1kb', 1024],
+    ['64mb', 64 * MIB],
+    ['64MB', 64 * MIB],
+    ['2Gb', 2 * 1024 * MIB],
+    [' 10 kb ', 10 * 1024],
+    [4096, 4096],
+  ]
+  for (const [input, bytes] of cases) t.equal(parseSize(input, 'size'), bytes, `${JSON.stringify(input)} is ${bytes} bytes`)
+})
+
+t.test('parseSize refuses what is not a size of at least one byte', async t => {
+  for (const bad of ['', '0', '0kb', '64xb', '1.5mb', '-1', 'mb', '64 m b', 1.5, 0, -3, null, true, 2 ** 60]) {
+    t.throws(
+      () => parseSize(bad, '--cache-max-bytes'),
+      { name: 'ConfigError', message: `--cache-max-bytes: ${JSON.stringify(bad)} is not a size of at least 1 byte` },
+      `${JSON.stringify(bad)} is refused with the flag and the value named`,
+    )
+  }
+})
+
+t.test('parseWholeNumber takes digits or integers within bounds', async t => {
+  t.equal(parseWholeNumber('0', 'port', 0, 65535), 0, 'the lower bound is allowed')
+  t.equal(parseWholeNumber('65535', 'port', 0, 65535), 65535, 'the upper bound is allowed')
+  t.equal(parseWholeNumber(80, 'port', 0, 65535), 80, 'a number is taken as is')
+  for (const bad of ['65536', '-1', '1.5', '0x10', '', ' 80', 'eighty', 1.5, -1, 70000, [1, 2], undefined]) {
+    t.throws(
+      () => parseWholeNumber(bad, '--port', 0, 65535),
+      { name: 'ConfigError', message: `--port: ${JSON.stringify(bad)} is not a whole number from 0 to 65535` },
+      `${JSON.stringify(bad)} is refused, naming the allowed range`,
+    )
+  }
+})
+
+t.test('parseId takes visible ASCII without spaces', async t => {
+  t.equal(parseId('backend-5000', 'id'), 'backend-5000', 'a plain id passes')
+  for (const bad of ['', 'two words', 'tab\there', 'caf\u00e9', 42]) {
+    t.throws(() => parseId(bad, '--id'), { name: 'ConfigError', message: /^--id: .* is not an id/ }, `${JSON.stringify(bad)} is refused`)
+  }
+})
+
+t.test('resolveOptions fills in the defaults', async t => {
+  const resolved = resolveOptions({})
+  t.equal(resolved.id, undefined, 'no id: the server derives backend-<port>')
+  t.equal(resolved.cacheTtl, 60, 'cacheTtl defaults to 60 s')
+  t.equal(resolved.cacheMaxBytes, 64 * MIB, 'cacheMaxBytes defaults to 64 MiB')
+  t.equal(resolved.maxBodyBytes, 10 * MIB, 'maxBodyBytes defaults to 10 MiB')
+  t.equal(resolved.accessLog, undefined, 'no access log by default')
+  const before = performance.now()
+  const now = resolved.clock()
+  t.ok(now >= before && now <= performance.now(), 'the default clock is performance.now()')
+})
+
+t.test('resolveOptions keeps given values and checks them', async t => {
+  const clock = (): number => 7
+  const accessLog = (): void => {}
+  t.same(
+    resolveOptions({ id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, clock, accessLog }),
+    { id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, clock, accessLog },
+    'every given option is kept',
+  )
+  t.throws(() => resolveOptions({ cacheTtl: -1 }), { message: /^cacheTtl: -1 is not a whole number/ }, 'a negative TTL is refused')
+  t.throws(() => resolveOptions({ cacheMaxBytes: 0 }), { message: /^cacheMaxBytes: 0 / }, 'an empty cache bound is refused')
+  t.throws(() => resolveOptions({ maxBodyBytes: 0.5 }), { message: /^maxBodyBytes: 0.5 / }, 'a fractional body bound is refused')
+  t.throws(() => resolveOptions({ id: 'a b' }), { message: /^id: "a b" is not an id/ }, 'an id with a space is refused')
+})
+
+t.test('resolveCliConfig applies the documented defaults', async t => {
+  t.same(
+    resolveCliConfig({}),
+    {
+      port: 5000,
+      host: '127.0.0.1',
+      id: undefined,
+      cacheTtl: 60,
+      cacheMaxBytes: 64 * MIB,
+      shutdownTimeout: 10,
+      quiet: false,
+    },
+    'port 5000, host 127.0.0.1, ttl 60 s, 64 MiB, 10 s to drain, not quiet',
+  )
+  t.same(CLI_KEYS, ['port', 'host', 'id', 'cache-ttl', 'cache-max-bytes', 'shutdown-timeout', 'quiet'], 'the flags read')
+})
+
+t.test('resolveCliConfig reads the flags as typed', async t => {
+  t.same(
+    resolveCliConfig({
+      port: '0',
+      host: '0.0.0.0',
+      id: 'backend-a',
+      'cache-ttl': '0',
+      'cache-max-bytes': '512kb',
+      'shutdown-timeout': '3',
+      quiet: true,
+    }),
+    { port: 0, host: '0.0.0.0', id: 'backend-a', cacheTtl: 0, cacheMaxBytes: 512 * 1024, shutdownTimeout: 3, quiet: true },
+    'every flag is parsed',
+  )
+})
+
+t.test('resolveCliConfig names the flag and the bad value', async t => {
+  const cases: Array<[Parameters<typeof resolveCliConfig>[0], RegExp]> = [
+    [{ port: '65536' }, /^--port: "65536" is not a whole number from 0 to 65535$/],
+    [{ port: 'http' }, /^--port: "http" is not a whole number from 0 to 65535$/],
+    [{ host: '' }, /^--host: "" is not an address to listen on/],
+    [{ host: ['a', 'b'] }, /^--host: \["a","b"\] is not an address/],
+    [{ id: '' }, /^--id: "" is not an id/],
+    [{ 'cache-ttl': '-1' }, /^--cache-ttl: "-1" is not a whole number from 0 to 31536000$/],
+    [{ 'cache-max-bytes': '64xb' }, /^--cache-max-bytes: "64xb" is not a size of at least 1 byte/],
+    [{ 'shutdown-timeout': '1.5' }, /^--shutdown-timeout: "1.5" is not a whole number from 0 to 3600$/],
+  ]
+  for (const [flags, message] of cases) {
+    t.throws(() => resolveCliConfig(flags), { name: 'ConfigError', message }, `${JSON.stringify(flags)} is refused`)
+  }
+})

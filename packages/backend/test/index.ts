@@ -1,0 +1,28 @@
+import t from 'tap'
+import * as backend from '../src/index.js'
+
+t.test('the package entry re-exports the public API', async t => {
+  t.same(
+    Object.keys(backend).sort(),
+    [
+      'Backend',
+      'BodyTooLargeError',
+      'CLI_KEYS',
+      'ConfigError',
+      'RequestStats',
+      'ResponseCache',
+      'createBackend',
+      'entrySize',
+      'isStorable',
+      'listeningUrl',
+      'parseId',
+      'parseSize',
+      'parseWholeNumber',
+      'resolveCliConfig',
+      'resolveOptions',
+      'text',
+    ],
+    'every runtime export, and nothing else',
+  )
+  t.equal(typeof backend.createBackend, 'function', 'createBackend is a function')
+})
