@@ -5,7 +5,8 @@ import { ignoreError } from './errors.js'
 import { countHeader } from './headers.js'
 import { RoundRobin, type Policy } from './policies.js'
 import { Forwarder, sendError, type ForwarderOptions } from './proxy.js'
-import { Pool, Upstream, upstreamId, type UpstreamSpec } from './upstream.js'
+import { HealthChecker } from './health.js'
+import { Pool, Upstream, upstreamId, type HealthChange, type UpstreamSpec } from './upstream.js'
 
 /** Options of `createBalancer`. Durations are in ms. */
 export interface BalancerOptions {
@@ -77,6 +78,9 @@ export class Balancer extends Server {
   readonly #forwarder: Forwarder
   #agent: Agent | undefined
   #idle = 0
+  #checker: HealthChecker | undefined
+  /** The active-check settings in force, to tell whether a reload changed them. */
+  #checkerKey = 'null'
 
   constructor(options: BalancerOptions) {
     // requestTimeout 0: no cap on a whole request, so a slow 1 GB upload still works; the
@@ -87,7 +91,16 @@ export class Balancer extends Server {
     this.#forwarder = new Forwarder(this.#apply(options))
     this.on('request', this.#onRequest)
     this.on('connect', refuseConnect)
-    this.on('close', () => this.agent.destroy())
+    this.on('listening', () => this.#checker?.start())
+    this.on('close', () => {
+      this.#checker?.stop()
+      this.agent.destroy()
+    })
+  }
+
+  /** The active health checker, when `health` is set. */
+  get healthChecker(): HealthChecker | undefined {
+    return this.#checker
   }
 
   /** The keep-alive agent for upstream connections. */
@@ -129,6 +142,14 @@ export class Balancer extends Server {
       kept.configure(spec, defaults)
       return kept
     })
+    // New check settings start a new checker (counters from zero); upstreams keep their state.
+    const checkerKey = JSON.stringify(options.health ?? null)
+    if (checkerKey !== this.#checkerKey) {
+      this.#checker?.stop()
+      this.#checker = options.health && new HealthChecker(this.pool, options.health, this.#reportHealth)
+      this.#checkerKey = checkerKey
+      if (this.listening) this.#checker?.start()
+    }
     this.headersTimeout = options.clientHeaderTimeout ?? 20_000
     this.keepAliveTimeout = options.keepAliveTimeout ?? 75_000
     const idle = options.upstreamIdleTimeout ?? 4_000
@@ -152,6 +173,10 @@ export class Balancer extends Server {
       log: options.log,
       accessLog: options.accessLog,
     }
+  }
+
+  #reportHealth = (change: HealthChange): void => {
+    this.#forwarder.reportHealth(change)
   }
 
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {

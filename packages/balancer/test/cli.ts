@@ -163,8 +163,8 @@ t.test('SIGHUP re-reads the config file; flags still win; a bad file is rejected
   const b = await startUpstream(t, 'b')
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-reload-'))
   const config = join(dir, 'switchyard.json')
-  writeFileSync(config, JSON.stringify({ upstream: [a.spec], port: 0 }))
-  const r = run(['--config', config, '--host', '127.0.0.1', '--quiet'])
+  writeFileSync(config, JSON.stringify({ upstream: [a.spec], port: 0, quiet: true }))
+  const r = run(['--config', config, '--host', '127.0.0.1'])
   const port = portOf(await r.line(/listening/))
   t.equal((await fetchText(port)).body, 'hello from a\n', 'serves from the file')
 
@@ -172,9 +172,10 @@ t.test('SIGHUP re-reads the config file; flags still win; a bad file is rejected
   r.child.kill('SIGHUP')
   await r.line(/reloaded/)
   t.equal((await fetchText(port)).body, 'hello from b\n', 'after SIGHUP, the new upstream')
+  t.match(await r.line(/^GET \/ 200 /), b.spec, 'and the new file turned access lines on')
   t.notOk(r.stdout.some(l => l.includes('after a restart')), 'the --host flag still wins over the file, so no restart is asked')
 
-  writeFileSync(config, JSON.stringify({ upstream: [b.spec], port: 1 }))
+  writeFileSync(config, JSON.stringify({ upstream: [b.spec], port: 1, quiet: true }))
   r.child.kill('SIGHUP')
   await r.line(/applies only after a restart/)
   t.pass('a changed port is refused with a log line')

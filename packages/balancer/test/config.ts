@@ -74,6 +74,17 @@ t.test('flags override the file, the file overrides defaults', async t => {
   t.equal(resolveConfig({ 'fail-timeout': '2m' }).failTimeout, 120_000, 'minutes')
 })
 
+t.test('active health checks and retries', async t => {
+  const config = resolveConfig({ 'health-path': '/healthz', 'health-status': '200', retries: '2' }, { 'health-interval': '500ms' })
+  t.same(
+    config.health,
+    { path: '/healthz', interval: 500, timeout: 1000, healthyThreshold: 2, unhealthyThreshold: 3, status: [200, 200] },
+    'a health path turns checks on, with HAProxy-like defaults; one status is a range of one',
+  )
+  t.equal(config.retries, 2, 'retries')
+  t.same(resolveConfig({ 'health-path': '/h', 'health-status': '204-302' }).health?.status, [204, 302], 'a status range')
+})
+
 t.test('bad settings name the bad value', async t => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ port: '80a' }, /^port: "80a" is not a whole number from 0 to 65535$/],
@@ -89,6 +100,12 @@ t.test('bad settings name the bad value', async t => {
     [{ timeout: 'forever' }, /^timeout: "forever" is not a duration/],
     [{ timeout: Number.NaN }, /^timeout: null is not a duration/],
     [{ quiet: 'yes' }, /^quiet: "yes" is not true or false$/],
+    [{ 'health-path': 'healthz' }, /^health-path: "healthz" is not a path starting with \/$/],
+    [{ 'health-path': 7 }, /^health-path: 7 is not a path/],
+    [{ 'health-path': '/h', 'health-status': '399-200' }, /^health-status: "399-200" is not a status range like 200-399$/],
+    [{ 'health-path': '/h', 'health-status': 'ok' }, /^health-status: "ok" is not a status range/],
+    [{ 'health-path': '/h', 'healthy-threshold': 0 }, /^healthy-threshold: 0 is not a whole number from 1/],
+    [{ retries: 'many' }, /^retries: "many" is not a whole number/],
   ]
   for (const [flags, message] of cases) {
     t.throws(() => resolveConfig(flags), { name: 'ConfigError', code: 'SWITCHYARD_CONFIG', message }, JSON.stringify(flags))

@@ -98,3 +98,30 @@ t.test('reload swaps upstreams without dropping a request, and keeps the state o
   )
   t.ok(c.seen.length > 0 && b.seen.length > 0, 'added upstreams took traffic')
 })
+
+t.test('active health checks run while listening and restart when a reload changes them', async t => {
+  let healthy = true
+  const a = await startUpstream(t, 'a', (req, res) => {
+    if (req.url === '/healthz') res.writeHead(healthy ? 200 : 503)
+    res.end('a')
+  })
+  const b = await startUpstream(t, 'b')
+  const health = { path: '/healthz', interval: 50, timeout: 200, healthyThreshold: 1, unhealthyThreshold: 1, status: [200, 299] as const }
+  const { balancer, port, logs } = await startBalancer(t, [a.spec, b.spec], { health })
+  t.ok(balancer.healthChecker, 'a checker exists')
+  healthy = false
+  while (!logs.some(l => l.includes('marked down'))) await wait(20)
+  t.match(logs[0], `upstream ${a.spec} marked down: active check failed 1 time: GET /healthz -> 503`, 'the flip is logged with its reason')
+  const served = new Set<string>()
+  for (let i = 0; i < 4; i++) served.add((await fetchText(port)).headers['x-served-by'] as string)
+  t.same([...served], ['b'], 'the down upstream gets no traffic')
+
+  const before = balancer.healthChecker
+  balancer.reload({ upstreams: balancer.pool.upstreams.map(u => ({ host: u.host, port: u.port })), health: { ...health, path: '/other' }, log: l => logs.push(l) })
+  t.not(balancer.healthChecker, before, 'new check settings make a new checker')
+  healthy = true
+  while (!logs.some(l => l.includes('is up again'))) await wait(20)
+  t.pass('the new checker runs at once, on the new path, and brings a back')
+  balancer.reload({ upstreams: [{ host: '127.0.0.1', port: b.port }] })
+  t.equal(balancer.healthChecker, undefined, 'a reload without checks stops them')
+})
