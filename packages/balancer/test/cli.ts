@@ -168,9 +168,19 @@ t.test('SIGHUP re-reads the config file; flags still win; a bad file is rejected
   const port = portOf(await r.line(/listening/))
   t.equal((await fetchText(port)).body, 'hello from a\n', 'serves from the file')
 
+  // Steady load across the reload: no request may be dropped.
+  let loading = true
+  const statuses: number[] = []
+  const load = Array.from({ length: 4 }, async () => {
+    while (loading) statuses.push((await fetchText(port)).status)
+  })
   writeFileSync(config, JSON.stringify({ upstream: [b.spec], port: 0, host: '0.0.0.0' }))
   r.child.kill('SIGHUP')
   await r.line(/reloaded/)
+  await new Promise(resolve => setTimeout(resolve, 200))
+  loading = false
+  await Promise.all(load)
+  t.same([...new Set(statuses)], [200], `all ${statuses.length} requests under load across the SIGHUP were 200`)
   t.equal((await fetchText(port)).body, 'hello from b\n', 'after SIGHUP, the new upstream')
   t.match(await r.line(/^GET \/ 200 /), b.spec, 'and the new file turned access lines on')
   t.notOk(r.stdout.some(l => l.includes('after a restart')), 'the --host flag still wins over the file, so no restart is asked')
