@@ -100,6 +100,7 @@ export class Attempt extends Stream {
     clearTimeout(this.connectTimer)
     clearTimeout(this.readTimer)
     this.upstream.inFlight--
+    this.ex.fw.options.queue.release()
     return true
   }
 
@@ -125,6 +126,8 @@ export class Attempt extends Stream {
     this.ex.fw.reportHealth(this.upstream.recordSuccess())
     const headers = responseHeaders(upstreamRes)
     if (this.ex.fw.draining) headers.push('Connection', 'close')
+    const cookie = this.ex.stickyCookie(this.upstream)
+    if (cookie !== undefined) headers.push('Set-Cookie', cookie)
     res.writeHead(upstreamRes.statusCode as number, upstreamRes.statusMessage, headers)
     this.#armRead()
     upstreamRes.on('data', this.#armRead)

@@ -3,7 +3,10 @@ import type { Duplex } from 'node:stream'
 import type { HealthCheckOptions } from './config.js'
 import { ignoreError } from './errors.js'
 import { countHeader } from './headers.js'
-import { RoundRobin, type Policy } from './policies.js'
+import type { HashKey } from './hash.js'
+import { createPolicy, type Policy, type PolicyName } from './policies.js'
+import { WaitQueue } from './queue.js'
+import { Sticky, type StickyOptions } from './sticky.js'
 import { Forwarder, sendError, type ForwarderOptions } from './proxy.js'
 import { HealthChecker } from './health.js'
 import { Pool, Upstream, upstreamId, type HealthChange, type UpstreamSpec } from './upstream.js'
@@ -42,6 +45,16 @@ export interface BalancerOptions {
    * backend is closing.
    */
   upstreamIdleTimeout?: number
+  /** The balancing policy. Default `round-robin`. */
+  policy?: PolicyName
+  /** What the `hash` policy hashes. Default: the client's IP address. */
+  hashKey?: HashKey
+  /** Most requests waiting for a slot when every candidate is at max_conns. Default 1000. */
+  queueSize?: number
+  /** Longest wait for a slot, then 503. Default 30 000. */
+  queueTimeout?: number
+  /** Sticky sessions by signed cookie. Default: off. */
+  sticky?: StickyOptions | undefined
   /** Active health checks. Default: none. */
   health?: HealthCheckOptions | undefined
   /** Receives one line per health change and notice. Default: none. */
@@ -74,7 +87,9 @@ function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
  */
 export class Balancer extends Server {
   readonly pool = new Pool([])
-  readonly policy: Policy = new RoundRobin()
+  #policy: Policy | undefined
+  #policyKey = ''
+  readonly #queue = new WaitQueue(1000, 30_000)
   readonly #forwarder: Forwarder
   #agent: Agent | undefined
   #idle = 0
@@ -96,6 +111,11 @@ export class Balancer extends Server {
       this.#checker?.stop()
       this.agent.destroy()
     })
+  }
+
+  /** The balancing policy in force. */
+  get policy(): Policy {
+    return this.#policy as Policy
   }
 
   /** The active health checker, when `health` is set. */
@@ -150,6 +170,14 @@ export class Balancer extends Server {
       this.#checkerKey = checkerKey
       if (this.listening) this.#checker?.start()
     }
+    // A changed policy starts afresh; an unchanged one keeps its state (round-robin position).
+    const policyKey = JSON.stringify([options.policy, options.hashKey])
+    if (policyKey !== this.#policyKey) {
+      this.#policy = createPolicy(options.policy ?? 'round-robin', options.hashKey)
+      this.#policyKey = policyKey
+    }
+    this.#queue.size = options.queueSize ?? 1000
+    this.#queue.timeout = options.queueTimeout ?? 30_000
     this.headersTimeout = options.clientHeaderTimeout ?? 20_000
     this.keepAliveTimeout = options.keepAliveTimeout ?? 75_000
     const idle = options.upstreamIdleTimeout ?? 4_000
@@ -163,6 +191,8 @@ export class Balancer extends Server {
     return {
       pool: this.pool,
       policy: this.policy,
+      queue: this.#queue,
+      sticky: options.sticky && new Sticky(options.sticky),
       agent: this.agent,
       connectTimeout: options.connectTimeout ?? 5_000,
       timeout: options.timeout ?? 60_000,

@@ -14,7 +14,7 @@ const print = (line: string): void => void process.stdout.write(`${line}\n`)
 function parseArgs(argv: string[]): Record<string, unknown> {
   let y = yargs(argv)
     .scriptName('switchyard')
-    .usage('$0 [options]\n\nSpreads HTTP requests over upstreams, round-robin, with failover.')
+    .usage('$0 [options]\n\nSpreads HTTP requests over upstreams, with failover.')
     .option('config', { type: 'string', requiresArg: true, describe: 'JSON file with these settings by long name; flags override it' })
   for (const key of CONFIG_KEYS) {
     const s: { describe: string; default: unknown; boolean?: true; array?: true } = SETTINGS[key]
@@ -85,8 +85,11 @@ function main(): void {
   balancer.listen(config.port, config.host, () => {
     const { port } = balancer.address() as AddressInfo
     const ids = balancer.pool.upstreams.map(u => u.id).join(', ')
-    print(`switchyard listening on http://${config.host}:${port}, round-robin over ${ids}`)
+    print(`switchyard listening on http://${config.host}:${port}, ${config.policy} over ${ids}`)
   })
+  if (config.stickySecretGenerated) {
+    print('switchyard: warning: no --sticky-secret or --sticky-secret-file; a random secret was made, so stickiness survives neither a restart nor a second instance')
+  }
 
   let stopping = 0
   const stop = (why: string): void => {

@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs'
-import { isIP } from 'node:net'
-import { parseDuration } from './duration.js'
 import { ConfigError } from './errors.js'
 import type { BalancerOptions } from './balancer.js'
+import { parseHashKey } from './hash.js'
+import { POLICY_NAMES, type PolicyName } from './policies.js'
+import { Sticky } from './sticky.js'
 import type { UpstreamSpec } from './upstream.js'
+import { parseUpstream } from './upstream-spec.js'
+import { parseBoolean, parseDuration, parseInteger } from './values.js'
 
 /** One setting, as a CLI flag and a config-file key of the same name. */
 interface Setting {
@@ -22,10 +25,17 @@ export const SETTINGS = {
   port: { describe: 'Port to listen on; 0 picks a free one', default: 8080 },
   host: { describe: 'Address to listen on', default: '0.0.0.0' },
   upstream: {
-    describe: 'An upstream, "host:port [max_fails=N] [fail_timeout=T]"; repeat for more',
+    describe: 'An upstream as an nginx server line, "host:port [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [slow_start=T] [backup] [down]"; repeat for more',
     default: ['127.0.0.1:5000', '127.0.0.1:5001'],
     array: true,
   },
+  policy: { describe: `How to choose an upstream: ${POLICY_NAMES.join(', ')}`, default: 'round-robin' },
+  'hash-key': { describe: 'What the hash policy hashes: ip, path, header:NAME, cookie:NAME, query:NAME', default: 'ip' },
+  'sticky-cookie': { describe: 'Pin each client to an upstream with a signed cookie of this name', default: undefined },
+  'sticky-secret': { describe: 'HMAC key for the sticky cookie; share it between instances', default: undefined },
+  'sticky-secret-file': { describe: 'File holding the HMAC key for the sticky cookie', default: undefined },
+  'queue-size': { describe: 'Requests that may wait when every upstream is at max_conns', default: 1000 },
+  'queue-timeout': { describe: 'Longest wait for a free upstream, then 503', default: '30s' },
   'max-fails': { describe: 'Failures within fail-timeout that mark an upstream down; 0: never (nginx max_fails)', default: 1 },
   'fail-timeout': { describe: 'Failure window, and how long a failed upstream is skipped (nginx fail_timeout)', default: '10s' },
   'connect-timeout': { describe: 'Wait for an upstream connection; then try the next (nginx proxy_connect_timeout)', default: '5s' },
@@ -70,52 +80,16 @@ export interface HealthCheckOptions {
 
 /** The whole configuration: the listener, the process, and the balancer's options. */
 export interface ResolvedConfig
-  extends Required<Omit<BalancerOptions, 'log' | 'accessLog' | 'health' | 'retries'>>,
-    Pick<BalancerOptions, 'health' | 'retries'> {
+  extends Required<Omit<BalancerOptions, 'log' | 'accessLog' | 'health' | 'retries' | 'sticky'>>,
+    Pick<BalancerOptions, 'health' | 'retries' | 'sticky'> {
   port: number
   host: string
   /** On SIGTERM / SIGINT, time in-flight requests get to finish, in ms. */
   drainTimeout: number
   /** No per-request log lines. */
   quiet: boolean
-}
-
-/** A whole number in [min, max], from a number or a string of digits. */
-function parseInteger(value: unknown, what: string, min: number, max: number): number {
-  const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`)
-  }
-  return n
-}
-
-/**
- * Parses an upstream the way nginx writes a `server` line: `host:port`, then optional
- * `max_fails=N` and `fail_timeout=T`. IPv6 addresses go in brackets: `[::1]:5000`.
- */
-export function parseUpstream(spec: unknown): UpstreamSpec {
-  if (typeof spec !== 'string') {
-    throw new ConfigError(`upstream: ${JSON.stringify(spec)} is not a string like "127.0.0.1:5000"`)
-  }
-  const params = spec.trim().split(/\s+/)
-  const address = params.shift() as string
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+)):(\d+)$/.exec(address)
-  if (m === null || (m[1] !== undefined && isIP(m[1]) !== 6)) {
-    throw new ConfigError(`upstream: ${JSON.stringify(spec)} is not host:port (e.g. 127.0.0.1:5000 or [::1]:5000)`)
-  }
-  const host = m[1] ?? (m[2] as string)
-  const out: UpstreamSpec = { host, port: parseInteger(m[3], `upstream ${address} port`, 1, 65535) }
-  for (const param of params) {
-    const [key, value] = param.split('=', 2)
-    if (key === 'max_fails' && value !== undefined) {
-      out.maxFails = parseInteger(value, `upstream ${address} max_fails`, 0, 1_000_000)
-    } else if (key === 'fail_timeout' && value !== undefined) {
-      out.failTimeout = parseDuration(value, `upstream ${address} fail_timeout`)
-    } else {
-      throw new ConfigError(`upstream ${address}: unknown parameter ${JSON.stringify(param)} (allowed: max_fails=N, fail_timeout=T)`)
-    }
-  }
-  return out
+  /** Whether the sticky secret was made up at start, because none was configured. */
+  stickySecretGenerated: boolean
 }
 
 /** Reads a JSON config file whose keys are the flags' long names. */
@@ -141,11 +115,6 @@ export function readConfigFile(path: string): Record<string, unknown> {
     }
   }
   return data as Record<string, unknown>
-}
-
-function parseBoolean(value: unknown, what: string): boolean {
-  if (typeof value !== 'boolean') throw new ConfigError(`${what}: ${JSON.stringify(value)} is not true or false`)
-  return value
 }
 
 /** A status range such as `200-399`, or one status such as `200`. */
@@ -198,6 +167,11 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
           status: parseStatusRange(pick('health-status'), 'health-status'),
         }
   const retries = pick('retries')
+  const policy = pick('policy')
+  if (!POLICY_NAMES.includes(policy as PolicyName)) {
+    throw new ConfigError(`policy: ${JSON.stringify(policy)} is not one of ${POLICY_NAMES.join(', ')}`)
+  }
+  const sticky = resolveSticky(pick('sticky-cookie'), pick('sticky-secret'), pick('sticky-secret-file'))
   return {
     port: parseInteger(pick('port'), 'port', 0, 65535),
     host,
@@ -216,5 +190,30 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     keepAliveTimeout: duration('keepalive-timeout'),
     upstreamIdleTimeout: duration('upstream-idle-timeout'),
     health,
+    policy: policy as PolicyName,
+    hashKey: parseHashKey(pick('hash-key')),
+    queueSize: count('queue-size'),
+    queueTimeout: duration('queue-timeout'),
+    sticky: sticky?.options,
+    stickySecretGenerated: sticky?.generated ?? false,
   }
+}
+
+/** The sticky-cookie settings: a cookie name, and a secret given, read from a file, or made up. */
+function resolveSticky(cookie: unknown, secret: unknown, file: unknown) {
+  if (cookie === undefined) return undefined
+  if (typeof cookie !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookie)) {
+    throw new ConfigError(`sticky-cookie: ${JSON.stringify(cookie)} is not a cookie name`)
+  }
+  if (typeof secret === 'string' && secret !== '') return { options: { cookie, secret }, generated: false }
+  if (secret !== undefined) throw new ConfigError('sticky-secret: must be a non-empty string')
+  if (file === undefined) return { options: { cookie, secret: Sticky.randomSecret() }, generated: true }
+  let text: string
+  try {
+    text = readFileSync(String(file), 'utf8').trim()
+  } catch (err) {
+    throw new ConfigError(`sticky-secret-file ${String(file)}: cannot be read (${(err as NodeJS.ErrnoException).code})`)
+  }
+  if (text === '') throw new ConfigError(`sticky-secret-file ${String(file)}: is empty`)
+  return { options: { cookie, secret: text }, generated: false }
 }

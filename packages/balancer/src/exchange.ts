@@ -5,6 +5,7 @@ import { RequestBody } from './body.js'
 import { NoUpstreamError, UpstreamFailedError, UpstreamTimeoutError, errorCode, ignoreError, statusForUpstreamError } from './errors.js'
 import { hasBody } from './headers.js'
 import { sendError, type Forwarder } from './proxy.js'
+import type { Waiter } from './queue.js'
 import type { Upstream } from './upstream.js'
 
 /**
@@ -27,6 +28,9 @@ export class Exchange {
   lastError: Error | undefined
   /** The client went away or stalled: nothing that fails now is the upstream's fault. */
   clientGone = false
+  /** The upstream a valid sticky cookie names, if the request has one. */
+  readonly pinnedId: string | undefined
+  waiter: Waiter | undefined
 
   constructor(fw: Forwarder, req: IncomingMessage, res: ServerResponse) {
     this.fw = fw
@@ -34,6 +38,7 @@ export class Exchange {
     this.res = res
     this.chunked = req.headers['transfer-encoding'] !== undefined
     this.body = hasBody(req) ? new RequestBody(req, fw.options.clientBodyTimeout, this.#onBodyTimeout) : undefined
+    this.pinnedId = fw.options.sticky?.idFrom(req)
     // Node has already answered the client's Expect with 100 Continue. Left in, it would make
     // the upstream request send its headers the moment http-proxy creates it, before the
     // balancer can fix them (and http-proxy would skip its proxyReq event).
@@ -41,13 +46,23 @@ export class Exchange {
     res.once('close', this.#onClose)
   }
 
-  /** Tries the next upstream, or gives up when none is left or the retry budget is spent. */
+  /**
+   * Tries the next upstream; waits in the queue when every candidate is full; gives up when
+   * none is left or the retry budget is spent.
+   */
   next(): void {
     const { pool, policy, retries, retryTimeout } = this.fw.options
-    const inBudget = this.tried.size <= retries && (retryTimeout === 0 || performance.now() - this.start < retryTimeout)
-    const upstream = inBudget ? policy.select(pool, this.req, this.tried) : undefined
-    if (upstream === undefined) {
+    const now = performance.now()
+    if (this.tried.size > retries || (retryTimeout > 0 && now - this.start >= retryTimeout)) {
       this.giveUp()
+      return
+    }
+    const upstream = this.#pinned(now) ?? policy.select(pool, this.req, this.tried)
+    if (upstream === undefined || upstream.full) {
+      // Full is not down: a sticky request waits for its own upstream, and one whose tier is
+      // all at max_conns waits for a slot rather than spilling onto backups.
+      if (upstream !== undefined || pool.tier(this.tried, now).length > 0) this.#wait()
+      else this.giveUp()
       return
     }
     this.tried.add(upstream)
@@ -57,6 +72,45 @@ export class Exchange {
     // callback keeps http-proxy from rethrowing them (its best-known crash).
     const options = { target: upstream.target, buffer: attempt, agent: this.fw.options.agent }
     this.fw.proxy.web(this.req, this.res, options, ignoreError)
+  }
+
+  /** The upstream the sticky cookie names, while it is available and not yet tried. */
+  #pinned(now: number): Upstream | undefined {
+    if (this.pinnedId === undefined) return undefined
+    const { pool } = this.fw.options
+    const u = pool.upstreams.find(x => x.id === this.pinnedId)
+    return u !== undefined && !this.tried.has(u) && pool.isAvailable(u, now) ? u : undefined
+  }
+
+  /** The Set-Cookie that pins the client to `u`, unless its cookie already does. */
+  stickyCookie(u: Upstream): string | undefined {
+    const { sticky } = this.fw.options
+    if (sticky === undefined || this.pinnedId === u.id) return undefined
+    return sticky.setCookie(u.id, 'encrypted' in this.req.socket)
+  }
+
+  /** Set while a woken waiter retries, so that if it must wait again it keeps its place. */
+  #woken = false
+
+  #wait(): void {
+    const { queue } = this.fw.options
+    this.waiter = queue.wait(this.#onSlot, this.#onQueueTimeout, this.#woken)
+    if (this.waiter === undefined) {
+      sendError(this.req, this.res, 503, `503 Service Unavailable: every upstream is at max_conns and ${queue.size} requests are already waiting`, this.fw.draining)
+    }
+  }
+
+  #onSlot = (): void => {
+    this.waiter = undefined
+    this.#woken = true
+    this.next()
+    this.#woken = false
+  }
+
+  #onQueueTimeout = (): void => {
+    this.waiter = undefined
+    const secs = this.fw.options.queue.timeout / 1000
+    sendError(this.req, this.res, 503, `503 Service Unavailable: no upstream had a free slot within ${secs}s`, this.fw.draining)
   }
 
   /** Answers 503 when no upstream could be tried, or 502 / 504 when every try failed. */
@@ -98,6 +152,7 @@ export class Exchange {
   #onClose = (): void => {
     const { res, req } = this
     this.body?.stop()
+    if (this.waiter !== undefined) this.fw.options.queue.cancel(this.waiter)
     if (!res.writableFinished) {
       // The client went away (or the response was cut short): stop the upstream request,
       // and do not hold it against the upstream.

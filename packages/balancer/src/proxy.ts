@@ -3,6 +3,8 @@ import httpProxy from 'http-proxy'
 import { Exchange } from './exchange.js'
 import { hasBody } from './headers.js'
 import type { Policy } from './policies.js'
+import type { WaitQueue } from './queue.js'
+import type { Sticky } from './sticky.js'
 import type { HealthChange, Pool } from './upstream.js'
 
 /** What the forwarder needs from the balancer around it. Durations are in ms. */
@@ -19,6 +21,10 @@ export interface ForwarderOptions {
   /** 0: no cap. */
   retryTimeout: number
   clientBodyTimeout: number
+  /** Where requests wait when every candidate is at max_conns. */
+  queue: WaitQueue
+  /** Sticky sessions by cookie, when on. */
+  sticky: Sticky | undefined
   /** Receives one line per health change; nothing when undefined. */
   log: ((line: string) => void) | undefined
   /** Receives one line per request; nothing when undefined. */

@@ -16,6 +16,19 @@ export interface UpstreamSpec {
    * Default: the pool's `failTimeout` (10 000), as nginx `fail_timeout`.
    */
   failTimeout?: number
+  /** Share of traffic relative to the others (nginx `weight`). Default 1. */
+  weight?: number
+  /** Used only when every primary upstream is unavailable (nginx `backup`). Default false. */
+  backup?: boolean
+  /** Marked down by the operator: never chosen (nginx `down`). Default false. */
+  down?: boolean
+  /** Most requests in flight at once; 0: no limit (nginx `max_conns`). Default 0. */
+  maxConns?: number
+  /**
+   * After coming back up, the weight ramps linearly from 10% to 100% over this many ms
+   * (HAProxy `slowstart`). Default 0: full weight at once.
+   */
+  slowStart?: number
 }
 
 /** A health flip, reported once per change of state (Caddy `hosts.go` `setHealthy`). */
@@ -38,6 +51,14 @@ export class Upstream {
   readonly port: number
   maxFails = 1
   failTimeout = 10_000
+  weight = 1
+  backup = false
+  /** Marked down by the operator. */
+  adminDown = false
+  maxConns = 0
+  slowStart = 0
+  /** When the upstream last came back up (ms, monotonic), for slow start; -Infinity: never down. */
+  upSince = Number.NEGATIVE_INFINITY
   /** Active health: set by health checks, up until they say otherwise. */
   healthy = true
   /** The target handed to http-proxy, prepared once instead of parsed per request. */
@@ -63,6 +84,27 @@ export class Upstream {
   configure(spec: UpstreamSpec, defaults: { maxFails: number; failTimeout: number }): void {
     this.maxFails = spec.maxFails ?? defaults.maxFails
     this.failTimeout = spec.failTimeout ?? defaults.failTimeout
+    this.weight = spec.weight ?? 1
+    this.backup = spec.backup ?? false
+    this.adminDown = spec.down ?? false
+    this.maxConns = spec.maxConns ?? 0
+    this.slowStart = spec.slowStart ?? 0
+  }
+
+  /** Whether `maxConns` requests are in flight: skipped, but not down. */
+  get full(): boolean {
+    return this.maxConns > 0 && this.inFlight >= this.maxConns
+  }
+
+  /**
+   * The weight a policy uses at `now`: the configured weight, ramped from 10% to 100% over
+   * `slowStart` after the upstream came back up (HAProxy `slowstart`), so a cold backend is
+   * not handed its full share at once. Unlike nginx, whose slow_start is commercial-only.
+   */
+  weightAt(now: number): number {
+    const elapsed = now - this.upSince
+    if (elapsed >= this.slowStart) return this.weight
+    return this.weight * (0.1 + (0.9 * elapsed) / this.slowStart)
   }
 
   /** Whether passive health lets this upstream take a request at `now` (ms, monotonic). */
@@ -77,6 +119,7 @@ export class Upstream {
   setHealthy(healthy: boolean, reason: string): HealthChange | undefined {
     if (this.healthy === healthy) return undefined
     this.healthy = healthy
+    if (healthy) this.upSince = performance.now()
     return { upstream: this, up: healthy, reason }
   }
 
@@ -96,11 +139,12 @@ export class Upstream {
   }
 
   /** Counts a success. Returns the change of state if the upstream was down and is now up. */
-  recordSuccess(): HealthChange | undefined {
+  recordSuccess(now: number = performance.now()): HealthChange | undefined {
     this.#fails = 0
     if (!this.#down) return undefined
     this.#down = false
     this.#downUntil = 0
+    this.upSince = now
     return { upstream: this, up: true, reason: 'a request succeeded' }
   }
 }
@@ -110,7 +154,7 @@ export function upstreamId(spec: UpstreamSpec): string {
   return `${spec.host.includes(':') ? `[${spec.host}]` : spec.host}:${spec.port}`
 }
 
-/** The upstreams behind one listener, in declared order. */
+/** The upstreams behind one listener, in declared order, backups included. */
 export class Pool {
   /** Replaced as a whole on reload; a request in flight keeps the upstream it has. */
   upstreams: readonly Upstream[]
@@ -120,11 +164,27 @@ export class Pool {
   }
 
   /**
-   * Whether `u` may be chosen now: its active checks pass, and passive health lets it. As in
-   * nginx, passive health never marks down the only upstream of a pool: there is nowhere
-   * else to send the request, so refusing it helps no one. Failed active checks do.
+   * Whether `u` may be chosen now: not marked down by the operator, its active checks pass,
+   * and passive health lets it. As in nginx, passive health never marks down the only
+   * upstream of a pool, backups included: there is nowhere else to send the request.
    */
   isAvailable(u: Upstream, now: number): boolean {
-    return u.healthy && (this.upstreams.length === 1 || u.passiveUp(now))
+    return !u.adminDown && u.healthy && (this.upstreams.length === 1 || u.passiveUp(now))
+  }
+
+  /**
+   * The tier a request may use: the available primaries it has not tried yet or, when there
+   * are none, the available backups not tried (nginx `backup`). Full upstreams stay in their
+   * tier: being full is not being down, so full primaries keep the backups out.
+   */
+  tier(tried: ReadonlySet<Upstream>, now: number): Upstream[] {
+    const open = (backup: boolean) => this.upstreams.filter(u => u.backup === backup && !tried.has(u) && this.isAvailable(u, now))
+    const primaries = open(false)
+    return primaries.length > 0 ? primaries : open(true)
+  }
+
+  /** What a policy chooses from: the tier, less the full upstreams. */
+  candidates(tried: ReadonlySet<Upstream>, now: number): Upstream[] {
+    return this.tier(tried, now).filter(u => !u.full)
   }
 }

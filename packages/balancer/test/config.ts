@@ -28,6 +28,12 @@ t.test('defaults are the tutorial stack', async t => {
       keepAliveTimeout: 75_000,
       upstreamIdleTimeout: 4_000,
       health: undefined,
+      policy: 'round-robin',
+      hashKey: { kind: 'ip' },
+      queueSize: 1000,
+      queueTimeout: 30_000,
+      sticky: undefined,
+      stickySecretGenerated: false,
     },
     'port 8080, the two backends, nginx timeouts and failure defaults, no active checks',
   )

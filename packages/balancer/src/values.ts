@@ -14,3 +14,17 @@ export function parseDuration(value: unknown, what: string): number {
   const factor = m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000
   return Number(m[1]) * factor
 }
+
+/** A whole number in [min, max], from a number or a string of digits. */
+export function parseInteger(value: unknown, what: string, min: number, max: number): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`)
+  }
+  return n
+}
+
+export function parseBoolean(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') throw new ConfigError(`${what}: ${JSON.stringify(value)} is not true or false`)
+  return value
+}
