@@ -142,8 +142,10 @@ t.test('a second stop signal after a second exits at once', async t => {
 })
 
 t.test('stops when the launcher that started it goes away', async t => {
-  const r = run(['--port', '0', '--host', '127.0.0.1', '--upstream', '127.0.0.1:9'], true)
-  await r.line(/listening/)
+  const r = run(['--port', '0', '--host', '127.0.0.1', '--upstream', '127.0.0.1:9', '--policy', 'first', '--sticky-cookie', 'sy'], true)
+  t.match(await r.line(/listening/), /, first over 127\.0\.0\.1:9$/, 'the listening line names the policy')
+  await r.line(/warning: no --sticky-secret/)
+  t.pass('a made-up sticky secret is warned about')
   r.child.disconnect()
   t.equal(await r.exit, 0, 'exit 0')
   t.ok(r.stdout.includes('switchyard: launcher gone, draining for up to 30s'), 'says why')

@@ -91,6 +91,27 @@ t.test('active health checks and retries', async t => {
   t.same(resolveConfig({ 'health-path': '/h', 'health-status': '204-302' }).health?.status, [204, 302], 'a status range')
 })
 
+t.test('policies and sticky sessions', async t => {
+  const c = resolveConfig({ policy: 'hash', 'hash-key': 'cookie:sid', 'queue-size': '5', 'queue-timeout': '2s' })
+  t.same([c.policy, c.hashKey, c.queueSize, c.queueTimeout], ['hash', { kind: 'cookie', name: 'sid' }, 5, 2000], 'policy, key, queue')
+  const given = resolveConfig({ 'sticky-cookie': 'sy', 'sticky-secret': 's3cret' })
+  t.same([given.sticky, given.stickySecretGenerated], [{ cookie: 'sy', secret: 's3cret' }, false], 'a given secret')
+  const made = resolveConfig({ 'sticky-cookie': 'sy' })
+  t.ok(Buffer.isBuffer(made.sticky?.secret) && made.stickySecretGenerated, 'no secret: a random one, flagged for a warning')
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-secret-'))
+  writeFileSync(join(dir, 'secret'), '  from-a-file\n')
+  writeFileSync(join(dir, 'empty'), '\n')
+  t.same(resolveConfig({ 'sticky-cookie': 'sy', 'sticky-secret-file': join(dir, 'secret') }).sticky, { cookie: 'sy', secret: 'from-a-file' }, 'a secret file, trimmed')
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ policy: 'fastest' }, /^policy: "fastest" is not one of round-robin, least-requests, random-two, hash, first$/],
+    [{ 'sticky-cookie': 'a b' }, /^sticky-cookie: "a b" is not a cookie name$/],
+    [{ 'sticky-cookie': 'sy', 'sticky-secret': '' }, /^sticky-secret: must be a non-empty string$/],
+    [{ 'sticky-cookie': 'sy', 'sticky-secret-file': join(dir, 'none') }, /^sticky-secret-file .*none: cannot be read \(ENOENT\)$/],
+    [{ 'sticky-cookie': 'sy', 'sticky-secret-file': join(dir, 'empty') }, /^sticky-secret-file .*empty: is empty$/],
+  ]
+  for (const [flags, message] of bad) t.throws(() => resolveConfig(flags), { name: 'ConfigError', message }, JSON.stringify(flags))
+})
+
 t.test('bad settings name the bad value', async t => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ port: '80a' }, /^port: "80a" is not a whole number from 0 to 65535$/],
