@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { BodyTooLargeError } from './errors.js'
+import { SessionStore, sessionResponse } from './sessions.js'
 import type { RequestStats } from './stats.js'
 
 /**
@@ -98,6 +99,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 /** The routes, by path. */
 function routes(ctx: RouteContext): Map<string, Route> {
   const startedAt = ctx.clock()
+  // Each backend counts its own sessions, with the default bounds (10,000 sessions, 30 min idle).
+  const sessions = new SessionStore({ clock: ctx.clock })
   return new Map<string, Route>([
     ['/', { methods: GET, cached: true, handle: async () => text(200, `Hello, World! from ${ctx.id()}`) }],
     [
@@ -125,6 +128,8 @@ function routes(ctx: RouteContext): Map<string, Route> {
       },
     ],
     ['/stats', { methods: GET, cached: false, handle: async () => liveJson({ id: ctx.id(), requests: ctx.stats }) }],
+    // Per client and sets a cookie: it must never reach the response cache, not even as a BYPASS.
+    ['/session', { methods: GET, cached: false, handle: async req => sessionResponse(req, sessions, ctx.id()) }],
     [
       '/echo',
       {

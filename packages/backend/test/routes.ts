@@ -138,6 +138,7 @@ t.test('unknown path: 404; known path, wrong method: 405 with Allow', async t =>
     { method: 'DELETE', path: '/slow', allow: 'GET, HEAD' },
     { method: 'PUT', path: '/healthz', allow: 'GET, HEAD' },
     { method: 'POST', path: '/stats', allow: 'GET, HEAD' },
+    { method: 'POST', path: '/session', allow: 'GET, HEAD' },
     { method: 'OPTIONS', path: '/', allow: 'GET, HEAD' },
     { method: 'GET', path: '/echo', allow: 'POST, PUT, DELETE, PATCH' },
     { method: 'HEAD', path: '/echo', allow: 'POST, PUT, DELETE, PATCH' },

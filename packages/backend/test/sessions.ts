@@ -1,0 +1,220 @@
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import t, { type Test } from 'tap'
+import type { BackendOptions } from '../src/config.js'
+import { ConfigError } from '../src/errors.js'
+import { createBackend } from '../src/server.js'
+import { parseCookies, SessionStore, type SessionBody } from '../src/sessions.js'
+
+/** A backend on a free port, closed when the test ends; answers its base URL. */
+async function start(t: Test, options: BackendOptions = {}): Promise<string> {
+  const backend = createBackend(options)
+  backend.listen(0, '127.0.0.1')
+  await once(backend, 'listening')
+  t.teardown(() => new Promise<void>(resolve => backend.close(() => resolve())))
+  return `http://127.0.0.1:${(backend.address() as AddressInfo).port}`
+}
+
+/** `GET /session` with an optional Cookie header: the parsed body and the response. */
+async function visit(base: string, cookie?: string): Promise<{ body: SessionBody; res: Response }> {
+  const res = await fetch(`${base}/session`, cookie === undefined ? {} : { headers: { cookie } })
+  return { body: (await res.json()) as SessionBody, res }
+}
+
+/** The `sid=...` pair of a Set-Cookie header, to send back as a Cookie header. */
+function cookieOf(res: Response): string {
+  const setCookie = res.headers.get('set-cookie') ?? ''
+  return setCookie.slice(0, setCookie.indexOf(';'))
+}
+
+/** The size of the JSON `/session` would send for `body`: what a HEAD's Content-Length tells. */
+const lengthOf = (body: SessionBody): string => String(Buffer.byteLength(JSON.stringify(body)))
+
+const SID = /^[A-Za-z0-9_-]{22}$/
+
+t.test('parseCookies reads name=value pairs and skips what is malformed', async t => {
+  const cases: { header: string | undefined; expected: [string, string][]; why: string }[] = [
+    { header: undefined, expected: [], why: 'no header: no cookies' },
+    { header: '', expected: [], why: 'an empty header: no cookies' },
+    { header: 'sid=abc', expected: [['sid', 'abc']], why: 'one pair' },
+    { header: 'a=1; sid=abc; b=2', expected: [['a', '1'], ['sid', 'abc'], ['b', '2']], why: 'several pairs, in order' },
+    { header: '  a = 1 ;sid=abc;  ', expected: [['a', '1'], ['sid', 'abc']], why: 'spaces around names and values' },
+    { header: 'tok=YQ==; x=a=b', expected: [['tok', 'YQ=='], ['x', 'a=b']], why: 'the name ends at the first =' },
+    { header: 'q="quoted"; e=""; h="', expected: [['q', 'quoted'], ['e', ''], ['h', '"']], why: 'one pair of quotes goes' },
+    { header: 'junk; =nameless; ;sid=abc', expected: [['sid', 'abc']], why: 'no = or no name: skipped' },
+    { header: 'empty=; sid=abc', expected: [['empty', ''], ['sid', 'abc']], why: 'an empty value is a value' },
+    { header: 'sid=first; sid=second', expected: [['sid', 'first']], why: 'a repeated name: the first wins' },
+    { header: 'a=%41', expected: [['a', '%41']], why: 'values are not percent-decoded' },
+  ]
+  for (const { header, expected, why } of cases) {
+    t.same([...parseCookies(header)], expected, why)
+  }
+})
+
+t.test('SessionStore counts visits per session and starts one for an unknown id', async t => {
+  const store = new SessionStore()
+  const first = store.visit(undefined)
+  t.match(first, { visits: 1, created: true }, 'no id: a new session with one visit')
+  t.match(first.sid, SID, 'the id is 16 random bytes in base64url')
+  t.same(store.visit(first.sid), { sid: first.sid, visits: 2, created: false }, 'its id: the count climbs')
+  t.same(store.visit(first.sid), { sid: first.sid, visits: 3, created: false }, 'and climbs')
+  const other = store.visit('made-up')
+  t.match(other, { visits: 1, created: true }, 'an unknown id: a new session')
+  t.not(other.sid, 'made-up', 'with an id of its own, not the one sent')
+  t.not(other.sid, first.sid, 'and not an existing one')
+  t.equal(store.peek(first.sid), 3, 'peek reads the count')
+  t.equal(store.peek(first.sid), 3, 'and does not add to it')
+  t.equal(store.peek('made-up'), undefined, 'peek of an unknown id: undefined')
+  t.equal(store.size, 2, 'two sessions held')
+})
+
+t.test('SessionStore is bounded: past max the least recently visited session goes', async t => {
+  const store = new SessionStore({ max: 2 })
+  const a = store.visit(undefined).sid
+  const b = store.visit(undefined).sid
+  store.visit(a)
+  const c = store.visit(undefined).sid
+  t.equal(store.size, 2, 'never more than max')
+  t.equal(store.peek(b), undefined, 'b, visited least recently, was evicted')
+  t.equal(store.peek(a), 2, 'a, visited again, stays')
+  t.equal(store.peek(c), 1, 'c, the newest, stays')
+  t.match(store.visit(b), { visits: 1, created: true }, 'an evicted session starts over')
+})
+
+t.test('SessionStore forgets a session after ttl seconds without a visit', async t => {
+  let now = 1_000_000
+  const store = new SessionStore({ ttl: 60, clock: () => now })
+  const { sid } = store.visit(undefined)
+  now += 59_999
+  t.match(store.visit(sid), { visits: 2, created: false }, 'just inside the ttl: same session')
+  now += 59_999
+  t.match(store.visit(sid), { visits: 3, created: false }, 'the ttl counts from the last visit, not the first')
+  now += 30_000
+  t.equal(store.peek(sid), 3, 'peek reads the count')
+  now += 30_001
+  t.equal(store.peek(sid), undefined, 'peek did not refresh the timeout: expired 60 s after the last visit')
+  t.match(store.visit(sid), { visits: 1, created: true }, 'an expired session starts over')
+})
+
+t.test('SessionStore rejects bad bounds with a ConfigError that names them', async t => {
+  const cases = [
+    { options: { max: 0 }, message: /^sessions max: 0 is not a whole number from 1 to 1000000$/ },
+    { options: { max: 1.5 }, message: /^sessions max: 1\.5 / },
+    { options: { max: 2_000_000 }, message: /^sessions max: 2000000 / },
+    { options: { ttl: 0 }, message: /^sessions ttl: 0 is not a whole number from 1 to 31536000$/ },
+    { options: { ttl: -1 }, message: /^sessions ttl: -1 / },
+  ]
+  for (const { options, message } of cases) {
+    t.throws(() => new SessionStore(options), ConfigError, `${JSON.stringify(options)}: a ConfigError`)
+    t.throws(() => new SessionStore(options), { message }, `${JSON.stringify(options)}: the message says why`)
+  }
+})
+
+t.test('GET /session: the first visit sets the sid cookie, later ones count', async t => {
+  const base = await start(t, { id: 'counter' })
+  const first = await visit(base)
+  t.equal(first.res.status, 200, 'answered 200')
+  t.equal(first.res.headers.get('content-type'), 'application/json', 'as JSON')
+  t.equal(first.res.headers.get('cache-control'), 'no-store', 'no cache may keep it')
+  t.match(first.body, { id: 'counter', visits: 1 }, 'the first visit, counted by this backend')
+  t.match(first.body.session, SID, 'a random session id')
+  t.equal(
+    first.res.headers.get('set-cookie'),
+    `sid=${first.body.session}; Path=/; HttpOnly; SameSite=Lax`,
+    'the cookie carries the id, for every path, out of reach of scripts',
+  )
+  const cookie = cookieOf(first.res)
+  for (const n of [2, 3, 4]) {
+    const next = await visit(base, cookie)
+    t.same(next.body, { id: 'counter', visits: n, session: first.body.session }, `visit ${n} with the cookie: ${n}`)
+    t.equal(next.res.headers.get('set-cookie'), null, `visit ${n}: no new cookie`)
+  }
+})
+
+t.test('GET /session with other cookies alongside finds the session', async t => {
+  const base = await start(t)
+  const first = await visit(base)
+  const sid = first.body.session
+  const headers = [`theme=dark; sid=${sid}; sy=abc`, ` sy = "x" ;sid=${sid};junk`, `sid="${sid}"`]
+  for (const [i, cookie] of headers.entries()) {
+    const { body, res } = await visit(base, cookie)
+    t.same([body.visits, body.session], [i + 2, sid], `${JSON.stringify(cookie)}: the same session, counted`)
+    t.equal(res.headers.get('set-cookie'), null, `${JSON.stringify(cookie)}: no new cookie`)
+  }
+})
+
+t.test('GET /session with a sid this backend does not know starts a fresh session', async t => {
+  const base = await start(t)
+  for (const cookie of ['sid=AAAAAAAAAAAAAAAAAAAAAA', 'sid=', 'sid', 'other=1']) {
+    const { body, res } = await visit(base, cookie)
+    t.equal(body.visits, 1, `${JSON.stringify(cookie)}: visits 1`)
+    t.equal(res.headers.get('set-cookie'), `sid=${body.session}; Path=/; HttpOnly; SameSite=Lax`, `${cookie}: a new cookie`)
+    t.not(`sid=${body.session}`, cookie, `${JSON.stringify(cookie)}: a new id, not the one sent`)
+  }
+})
+
+t.test('HEAD /session looks without counting or creating a session', async t => {
+  const base = await start(t, { id: 'looker' })
+  const none = await fetch(`${base}/session`, { method: 'HEAD' })
+  t.equal(none.status, 200, 'without a session: 200')
+  t.equal(none.headers.get('set-cookie'), null, 'without a session: no cookie, nothing created')
+  t.equal(none.headers.get('content-length'), lengthOf({ id: 'looker', visits: 0, session: null }), 'visits 0, no id')
+  const unknown = await fetch(`${base}/session`, { method: 'HEAD', headers: { cookie: 'sid=nope' } })
+  t.equal(unknown.headers.get('set-cookie'), null, 'an unknown sid: no cookie')
+  t.equal(unknown.headers.get('content-length'), lengthOf({ id: 'looker', visits: 0, session: null }), 'visits 0')
+  const first = await visit(base)
+  const cookie = cookieOf(first.res)
+  const head = await fetch(`${base}/session`, { method: 'HEAD', headers: { cookie } })
+  t.equal(head.headers.get('cache-control'), 'no-store', 'no cache may keep it')
+  t.equal(
+    head.headers.get('content-length'),
+    lengthOf({ id: 'looker', visits: 1, session: first.body.session }),
+    'a known session: its count so far',
+  )
+  t.equal((await visit(base, cookie)).body.visits, 2, 'the GET after the HEAD is visit 2: HEAD did not count')
+})
+
+t.test('GET /session never goes through the response cache', async t => {
+  const base = await start(t, { cacheTtl: 60 })
+  const a = await visit(base)
+  const b = await visit(base)
+  t.not(a.body.session, b.body.session, 'two cookieless clients get two sessions')
+  t.equal(b.body.visits, 1, 'the second is its own first visit')
+  t.equal(a.res.headers.get('x-cache'), null, 'no X-Cache: the cache played no part')
+  t.equal(b.res.headers.get('x-cache'), null, 'no X-Cache on the second either (not HIT)')
+})
+
+t.test('GET /session forgets a session after 30 minutes idle, on the backend clock', async t => {
+  let now = 1_000_000
+  const base = await start(t, { clock: () => now })
+  const first = await visit(base)
+  const cookie = cookieOf(first.res)
+  now += 30 * 60_000 - 1
+  t.equal((await visit(base, cookie)).body.visits, 2, 'just under 30 min later: the same session')
+  now += 30 * 60_000 + 1
+  const expired = await visit(base, cookie)
+  t.equal(expired.body.visits, 1, 'over 30 min idle: the count starts over')
+  t.not(expired.body.session, first.body.session, 'in a new session')
+  t.not(expired.res.headers.get('set-cookie'), null, 'with a new cookie')
+})
+
+t.test('round-robin over two backends resets the count; sticking to one keeps it', async t => {
+  const backends = [await start(t, { id: 'a' }), await start(t, { id: 'b' })]
+  // A cookie jar like curl's -c/-b: the client keeps the last sid it was given.
+  let jar: string | undefined
+  const roundRobin: [string, number][] = []
+  for (let i = 0; i < 4; i++) {
+    const { body, res } = await visit(backends[i % 2] as string, jar)
+    if (res.headers.get('set-cookie') !== null) jar = cookieOf(res)
+    roundRobin.push([body.id, body.visits])
+  }
+  t.same(roundRobin, [['a', 1], ['b', 1], ['a', 1], ['b', 1]], 'each backend knows only its own sids: always visit 1')
+  jar = undefined
+  const sticky: [string, number][] = []
+  for (let i = 0; i < 4; i++) {
+    const { body, res } = await visit(backends[0] as string, jar)
+    if (res.headers.get('set-cookie') !== null) jar = cookieOf(res)
+    sticky.push([body.id, body.visits])
+  }
+  t.same(sticky, [['a', 1], ['a', 2], ['a', 3], ['a', 4]], 'one backend throughout: the count climbs')
+})
