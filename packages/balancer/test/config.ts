@@ -131,6 +131,7 @@ t.test('bad settings name the bad value', async t => {
     [{ 'health-path': 7 }, /^health-path: 7 is not a path/],
     [{ 'health-path': '/h', 'health-status': '399-200' }, /^health-status: "399-200" is not a status range like 200-399$/],
     [{ 'health-path': '/h', 'health-status': 'ok' }, /^health-status: "ok" is not a status range/],
+    [{ 'health-path': '/h', 'health-status': 200 }, /^health-status: 200 is not a status range/],
     [{ 'health-path': '/h', 'healthy-threshold': 0 }, /^healthy-threshold: 0 is not a whole number from 1/],
     [{ retries: 'many' }, /^retries: "many" is not a whole number/],
   ]
