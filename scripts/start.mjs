@@ -45,7 +45,8 @@ function plan(argv) {
   if (argv.length === 0) {
     const backends = backendPorts.map(port => [`backend-${port}`, [cli.backend, '--port', port, '--host', '127.0.0.1', '--id', `backend-${port}`]])
     const upstreams = backendPorts.flatMap(port => ['--upstream', `127.0.0.1:${port}`])
-    return [...backends, ['balancer', [cli.balancer, '--port', balancerPort, ...upstreams]]]
+    // Active health checks on, as a production setup would have them; the backends serve /healthz.
+    return [...backends, ['balancer', [cli.balancer, '--port', balancerPort, '--health-path', '/healthz', ...upstreams]]]
   }
   const [flag, name, ...rest] = argv
   if (flag !== '--only' || !Object.hasOwn(cli, name)) {
