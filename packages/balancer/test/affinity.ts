@@ -1,4 +1,5 @@
 // Policies, the max_conns queue and sticky cookies through a real balancer and real upstreams.
+import { request } from 'node:http'
 import t from 'tap'
 import { fetchText, startBalancer, startUpstream, type Handler } from './fixtures/servers.js'
 
@@ -59,6 +60,20 @@ t.test('a queued request gets 503 when its wait times out, and a client that lea
   t.match(queued.body, /no upstream had a free slot within 0\.1s/, 'after the queue timeout')
   t.ok(Date.now() - started < 350, 'well before the slot freed up')
   t.equal((await first).status, 200, 'the one in flight finished')
+
+  // queueSize 1: a client that leaves while queued must give its place back.
+  const one = await startBalancer(t, [], { upstreams: [spec(up.port, { maxConns: 1 })], queueSize: 1, queueTimeout: 5000 })
+  const busy = fetchText(one.port)
+  while (one.balancer.pool.upstreams[0]?.inFlight !== 1) await wait(5)
+  const leaver = request({ host: '127.0.0.1', port: one.port, agent: false })
+  leaver.on('error', () => {})
+  leaver.end()
+  await wait(50)
+  leaver.destroy()
+  await wait(50)
+  const next = await fetchText(one.port)
+  t.equal(next.status, 200, 'the queue had room again: the next request waited and was served')
+  t.equal((await busy).status, 200, 'as was the one in flight')
 })
 
 t.test('full primaries keep the backup out: requests wait for the primary', async t => {

@@ -124,4 +124,6 @@ t.test('active health checks run while listening and restart when a reload chang
   t.pass('the new checker runs at once, on the new path, and brings a back')
   balancer.reload({ upstreams: [{ host: '127.0.0.1', port: b.port }] })
   t.equal(balancer.healthChecker, undefined, 'a reload without checks stops them')
+  balancer.reload({ upstreams: [{ host: '127.0.0.1', port: b.port }], health })
+  t.ok(balancer.healthChecker, 'and one with checks starts them again; closing the balancer stops them')
 })
