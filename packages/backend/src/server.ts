@@ -4,6 +4,7 @@ import { ResponseCache } from './cache.js'
 import { resolveOptions, type BackendOptions, type ResolvedOptions } from './config.js'
 import { pathOf, Router, type BufferedResponse } from './routes.js'
 import { RequestStats } from './stats.js'
+import { WebSocketEcho } from './websocket.js'
 
 /**
  * Most time a client gets to send the request headers, in ms. Node's default is 60 s; a
@@ -31,6 +32,8 @@ export function listeningUrl(address: AddressInfo): string {
 export class Backend extends Server {
   readonly cache: ResponseCache
   readonly stats = new RequestStats()
+  /** The `/ws` echo endpoint. */
+  readonly websockets = new WebSocketEcho()
   readonly #options: ResolvedOptions
   readonly #router: Router
   #closing = false
@@ -44,6 +47,7 @@ export class Backend extends Server {
     this.cache = new ResponseCache({ ttl: cacheTtl, maxBytes: cacheMaxBytes, clock })
     this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes })
     this.on('request', this.#onRequest)
+    this.on('upgrade', this.websockets.upgrade)
     this.on('listening', () => {
       this.#port = (this.address() as AddressInfo).port
       this.#closing = false
@@ -66,6 +70,7 @@ export class Backend extends Server {
     super.close(callback)
     // Node ≥ 19 does this in close() too; done here so the behaviour does not rest on that.
     this.closeIdleConnections()
+    this.websockets.close()
     return this
   }
 

@@ -11,6 +11,8 @@ t.test('the package entry re-exports the public API', async t => {
       'ConfigError',
       'RequestStats',
       'ResponseCache',
+      'WS_PATH',
+      'WebSocketEcho',
       'createBackend',
       'entrySize',
       'isStorable',
