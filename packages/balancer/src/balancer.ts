@@ -10,6 +10,7 @@ import { Sticky, type StickyOptions } from './sticky.js'
 import { Forwarder, sendError, type ForwarderOptions } from './proxy.js'
 import { HealthChecker } from './health.js'
 import { Pool, Upstream, upstreamId, type HealthChange, type UpstreamSpec } from './upstream.js'
+import { WebSocketProxy } from './websocket.js'
 
 /** Options of `createBalancer`. Durations are in ms. */
 export interface BalancerOptions {
@@ -73,10 +74,13 @@ const ALLOW = 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH'
 function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
   const body = 'CONNECT is not supported: this is a reverse proxy, not a forward proxy\n'
   socket.on('error', ignoreError)
+  // The server's sockets allow half-open connections: once the answer is written, destroy
+  // the socket, or a client that never closes its side would hold it.
   socket.end(
     'HTTP/1.1 405 Method Not Allowed\r\n' +
       `Allow: ${ALLOW}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
   )
 }
 
@@ -91,6 +95,7 @@ export class Balancer extends Server {
   #policyKey = ''
   readonly #queue = new WaitQueue(1000, 30_000)
   readonly #forwarder: Forwarder
+  readonly #websockets: WebSocketProxy
   #agent: Agent | undefined
   #idle = 0
   #checker: HealthChecker | undefined
@@ -104,7 +109,9 @@ export class Balancer extends Server {
     // to hold to within a second. (On Node 20.20 headersTimeout holds with requestTimeout 0.)
     super({ requestTimeout: 0, connectionsCheckingInterval: 1000 })
     this.#forwarder = new Forwarder(this.#apply(options))
+    this.#websockets = new WebSocketProxy(this.#forwarder)
     this.on('request', this.#onRequest)
+    this.on('upgrade', this.#websockets.upgrade)
     this.on('connect', refuseConnect)
     this.on('listening', () => this.#checker?.start())
     this.on('close', () => {
@@ -139,18 +146,19 @@ export class Balancer extends Server {
   /**
    * Stops accepting, answers requests in flight with `Connection: close`, closes idle
    * keep-alive connections, and resolves once every connection is gone; what is still open
-   * after `timeout` ms is cut.
+   * after `timeout` ms is cut. Open WebSockets are left to finish too (nginx's
+   * worker_shutdown_timeout): Node no longer counts an upgraded socket as an HTTP
+   * connection, so closeAllConnections() would leave them open, and they are cut apart.
    */
   drain(timeout: number): Promise<void> {
     this.#forwarder.draining = true
-    return new Promise(resolve => {
-      const cut = setTimeout(() => this.closeAllConnections(), timeout)
-      this.close(() => {
-        clearTimeout(cut)
-        resolve()
-      })
-      this.closeIdleConnections()
-    })
+    const cut = setTimeout(() => {
+      this.closeAllConnections()
+      this.#websockets.closeAll()
+    }, timeout)
+    const closed = new Promise<void>(resolve => this.close(() => resolve()))
+    this.closeIdleConnections()
+    return Promise.all([closed, this.#websockets.drained()]).then(() => clearTimeout(cut))
   }
 
   #apply(options: BalancerOptions): ForwarderOptions {
