@@ -125,3 +125,44 @@ t.test('a sticky request whose upstream is full waits for it', async t => {
   t.equal(b.seen.length, 0, 'b got none')
   t.equal(stats.max, 1, 'a never held two')
 })
+
+t.test('least-requests sends most traffic to the fast backend', async t => {
+  const { up: slow } = await slowCounting(t, 'slow', 200)
+  const fast = await startUpstream(t, 'fast')
+  const { port } = await startBalancer(t, [], { upstreams: [spec(slow.port), spec(fast.port)], policy: 'least-requests' })
+  const counts = { slow: 0, fast: 0 }
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let i = 0; i < 10; i++) counts[(await fetchText(port)).headers['x-served-by'] as 'slow' | 'fast']++
+    }),
+  )
+  t.ok(counts.fast > 3 * counts.slow, `fast ${counts.fast}, slow ${counts.slow} of 80`)
+})
+
+t.test('a backup takes over only when every primary is down, and hands back', async t => {
+  const a = await startUpstream(t, 'a')
+  const b = await startUpstream(t, 'b')
+  const c = await startUpstream(t, 'c')
+  const aPort = a.port
+  const { port } = await startBalancer(t, [], {
+    upstreams: [spec(a.port), spec(b.port), spec(c.port, { backup: true })],
+    failTimeout: 300,
+  })
+  const serve = async (n: number) => {
+    const by: string[] = []
+    for (let i = 0; i < n; i++) {
+      const r = await fetchText(port)
+      t.equal(r.status, 200, 'every request is answered')
+      by.push(r.headers['x-served-by'] as string)
+    }
+    return by
+  }
+  t.notOk((await serve(10)).includes('c'), 'both primaries up: the backup gets nothing')
+  await a.close()
+  t.notOk((await serve(6)).includes('c'), 'one primary left: still nothing for the backup')
+  await b.close()
+  t.same([...new Set(await serve(4))], ['c'], 'every primary down: the backup serves')
+  await startUpstream(t, 'a2', undefined, aPort)
+  await wait(350)
+  t.same([...new Set(await serve(4))], ['a2'], 'a primary back after fail_timeout: it takes over again')
+})
