@@ -89,22 +89,31 @@ export class Exchange {
     return sticky.setCookie(u.id, 'encrypted' in this.req.socket)
   }
 
-  /** Set while a woken waiter retries, so that if it must wait again it keeps its place. */
-  #woken = false
+  /** Set while this request is offered a slot: then it must not queue again, only decline. */
+  #offered = false
+  #declined = false
 
   #wait(): void {
+    if (this.#offered) {
+      this.#declined = true
+      return
+    }
     const { queue } = this.fw.options
-    this.waiter = queue.wait(this.#onSlot, this.#onQueueTimeout, this.#woken)
+    this.waiter = queue.wait(this.#onSlot, this.#onQueueTimeout)
     if (this.waiter === undefined) {
       sendError(this.req, this.res, 503, `503 Service Unavailable: every upstream is at max_conns and ${queue.size} requests are already waiting`, this.fw.draining)
     }
   }
 
-  #onSlot = (): void => {
-    this.waiter = undefined
-    this.#woken = true
+  /** Offered a freed slot: go if an upstream can take the request now, else keep waiting. */
+  #onSlot = (): boolean => {
+    this.#offered = true
+    this.#declined = false
     this.next()
-    this.#woken = false
+    this.#offered = false
+    if (this.#declined) return false
+    this.waiter = undefined
+    return true
   }
 
   #onQueueTimeout = (): void => {

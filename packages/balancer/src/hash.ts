@@ -80,7 +80,8 @@ export class HashPolicy implements Policy {
   readonly #fallback: RoundRobin
 
   constructor(key: HashKey, fallback: RoundRobin) {
-    this.key = key
+    // Node lower-cases header names; a key given as `X-User` must still match.
+    this.key = key.kind === 'header' ? { kind: 'header', name: key.name.toLowerCase() } : key
     this.#fallback = fallback
   }
 

@@ -1,6 +1,7 @@
 /** A request waiting for a slot. */
 export interface Waiter {
-  onSlot: () => void
+  /** Offered a slot: returns whether it took it (false: it still cannot go, and keeps its place). */
+  onSlot: () => boolean
   onTimeout: () => void
   timer: NodeJS.Timeout
 }
@@ -25,15 +26,14 @@ export class WaitQueue {
   }
 
   /**
-   * Queues a request: `onSlot` runs when a request in flight finishes, `onTimeout` if none
-   * does in time. Returns undefined when the queue is full. `front` puts back a request that
-   * was woken but found every upstream full again, so that it keeps its place.
+   * Queues a request: `onSlot` is offered each slot freed by a request in flight, in queue
+   * order, `onTimeout` runs if it has not taken one `timeout` ms after it queued. Returns
+   * undefined when the queue is full.
    */
-  wait(onSlot: () => void, onTimeout: () => void, front = false): Waiter | undefined {
-    if (!front && this.#waiters.length >= this.size) return undefined
+  wait(onSlot: () => boolean, onTimeout: () => void): Waiter | undefined {
+    if (this.#waiters.length >= this.size) return undefined
     const waiter: Waiter = { onSlot, onTimeout, timer: setTimeout(() => this.#expire(waiter), this.timeout) }
-    if (front) this.#waiters.unshift(waiter)
-    else this.#waiters.push(waiter)
+    this.#waiters.push(waiter)
     return waiter
   }
 
@@ -44,12 +44,19 @@ export class WaitQueue {
     if (i >= 0) this.#waiters.splice(i, 1)
   }
 
-  /** A request in flight finished: wake the first waiter, if any. */
+  /**
+   * A request in flight finished: offer its slot to the waiters in order until one takes it.
+   * One that cannot use it (its sticky upstream is still full, say) keeps its place and its
+   * deadline, and the next is asked, so no request waits while an upstream it could use is free.
+   */
   release(): void {
-    const waiter = this.#waiters.shift()
-    if (waiter === undefined) return
-    clearTimeout(waiter.timer)
-    waiter.onSlot()
+    for (const waiter of [...this.#waiters]) {
+      if (!this.#waiters.includes(waiter)) continue
+      if (waiter.onSlot()) {
+        this.cancel(waiter)
+        return
+      }
+    }
   }
 
   #expire(waiter: Waiter): void {

@@ -1,27 +1,33 @@
 import t from 'tap'
 import { WaitQueue } from '../src/index.js'
 
-t.test('first come, first served, bounded, with a timeout', async t => {
-  const q = new WaitQueue(2, 10_000)
-  const woken: string[] = []
-  const w1 = q.wait(() => woken.push('1'), () => woken.push('1 timed out'))
-  q.wait(() => woken.push('2'), () => woken.push('2 timed out'))
-  t.equal(q.wait(() => {}, () => {}), undefined, 'full: a third is refused')
-  t.ok(q.wait(() => woken.push('0'), () => {}, true), 'a woken waiter going back in is let in at the front, even when full')
-  t.equal(q.length, 3, 'three waiting')
+t.test('first come, first served, bounded; a waiter that cannot use a slot keeps its place', async t => {
+  const q = new WaitQueue(3, 10_000)
+  const offered: string[] = []
+  let oneCanGo = false
+  const w1 = q.wait(() => (offered.push('1'), oneCanGo), () => offered.push('1 timed out'))
+  q.wait(() => (offered.push('2'), true), () => offered.push('2 timed out'))
+  q.wait(() => (offered.push('3'), true), () => offered.push('3 timed out'))
+  t.equal(q.wait(() => true, () => {}), undefined, 'full: a fourth is refused')
   q.release()
+  t.same(offered, ['1', '2'], 'the first declined the slot, so the second took it')
+  t.equal(q.length, 2, 'the first is still waiting, at the front')
+  oneCanGo = true
   q.release()
-  t.same(woken, ['0', '1'], 'released in order, front first')
+  t.same(offered, ['1', '2', '1'], 'the next slot goes to the first again')
   q.cancel(w1 as NonNullable<typeof w1>)
   t.equal(q.length, 1, 'cancelling one that already left changes nothing')
   q.release()
   q.release()
-  t.same(woken, ['0', '1', '2'], 'releasing an empty queue does nothing')
+  t.same(offered, ['1', '2', '1', '3'], 'releasing an empty queue does nothing')
 })
 
-t.test('a waiter that waits too long is told so and removed', async t => {
-  const q = new WaitQueue(5, 30)
-  const timedOut = new Promise<void>(resolve => q.wait(() => {}, resolve))
+t.test('a waiter that waits too long is told so and removed; declining a slot does not restart its clock', async t => {
+  const q = new WaitQueue(5, 60)
+  const started = Date.now()
+  const timedOut = new Promise<void>(resolve => q.wait(() => false, resolve))
+  setTimeout(() => q.release(), 30)
   await timedOut
+  t.ok(Date.now() - started < 85, `timed out ${Date.now() - started} ms after queueing, though offered a slot at 30 ms`)
   t.equal(q.length, 0, 'removed after its timeout')
 })
