@@ -50,8 +50,9 @@ export class WaitQueue {
    * deadline, and the next is asked, so no request waits while an upstream it could use is free.
    */
   release(): void {
-    for (const waiter of [...this.#waiters]) {
-      if (!this.#waiters.includes(waiter)) continue
+    // onSlot either starts a try (asynchronous from here on) or declines; neither changes the
+    // queue before it returns, so the live array can be walked.
+    for (const waiter of this.#waiters) {
       if (waiter.onSlot()) {
         this.cancel(waiter)
         return
