@@ -1,9 +1,11 @@
 import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { Stream } from 'node:stream'
 import { UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode } from './errors.js'
 import type { Exchange } from './exchange.js'
 import { prepareRequestHeaders, responseHeaders } from './headers.js'
+import { failureKind } from './stats.js'
 import type { Upstream } from './upstream.js'
 
 /**
@@ -26,6 +28,10 @@ export class Attempt extends Stream {
   connectTimer: NodeJS.Timeout | undefined
   /** Response-header and read timer, re-armed with refresh(). */
   readTimer: NodeJS.Timeout | undefined
+  /** When the try started (`performance.now()`). */
+  readonly startedAt = performance.now()
+  /** Response body bytes received. */
+  bytesIn = 0
 
   constructor(ex: Exchange, upstream: Upstream) {
     super()
@@ -111,8 +117,10 @@ export class Attempt extends Stream {
     const { ex, upstream, out } = this
     // A kept-alive connection the upstream closed just as it was reused is the keep-alive
     // race, not a sign the upstream is failing; it is retried like any other failure.
-    if (!((out as ClientRequest).reusedSocket && errorCode(err) === 'ECONNRESET')) {
-      ex.fw.reportHealth(upstream.recordFailure(errorCode(err)))
+    const code = errorCode(err)
+    if (!((out as ClientRequest).reusedSocket && code === 'ECONNRESET')) {
+      upstream.stats.failures[failureKind(code, this.connected)]++
+      ex.fw.reportHealth(upstream.recordFailure(code))
     }
     ex.lastError = err
     ex.body?.detach()
@@ -130,10 +138,16 @@ export class Attempt extends Stream {
     if (cookie !== undefined) headers.push('Set-Cookie', cookie)
     res.writeHead(upstreamRes.statusCode as number, upstreamRes.statusMessage, headers)
     this.#armRead()
-    upstreamRes.on('data', this.#armRead)
+    upstreamRes.on('data', this.#onData)
     res.on('drain', this.#armRead)
     upstreamRes.pipe(res)
     upstreamRes.once('close', this.#onUpstreamClose)
+  }
+
+  #onData = (chunk: Buffer): void => {
+    this.bytesIn += chunk.length
+    this.upstream.stats.bytesIn += chunk.length
+    this.#armRead()
   }
 
   #onUpstreamClose = (): void => {
@@ -141,7 +155,10 @@ export class Attempt extends Stream {
     // A response the upstream cut short must end the client's connection now; http-proxy
     // would leave the client waiting for bytes that will never come.
     if ((this.upstreamRes as IncomingMessage).complete) return
-    if (!this.ex.clientGone) this.ex.fw.reportHealth(this.upstream.recordFailure(this.cutReason))
+    if (!this.ex.clientGone) {
+      this.upstream.stats.failures[this.cutReason === 'response timeout' ? 'timeout' : 'reset']++
+      this.ex.fw.reportHealth(this.upstream.recordFailure(this.cutReason))
+    }
     this.ex.res.destroy()
   }
 }

@@ -7,7 +7,9 @@ import type { HashKey } from './hash.js'
 import { createPolicy, type Policy, type PolicyName } from './policies.js'
 import { WaitQueue } from './queue.js'
 import { Sticky, type StickyOptions } from './sticky.js'
-import { Forwarder, sendError, type ForwarderOptions } from './proxy.js'
+import type { AccessLog } from './access-log.js'
+import { Exchange } from './exchange.js'
+import { Forwarder, type ForwarderOptions } from './proxy.js'
 import { HealthChecker } from './health.js'
 import { Pool, Upstream, upstreamId, type HealthChange, type UpstreamSpec } from './upstream.js'
 import { WebSocketProxy } from './websocket.js'
@@ -60,8 +62,8 @@ export interface BalancerOptions {
   health?: HealthCheckOptions | undefined
   /** Receives one line per health change and notice. Default: none. */
   log?: ((line: string) => void) | undefined
-  /** Receives one access-log line per request. Default: none. */
-  accessLog?: ((line: string) => void) | undefined
+  /** Receives one entry per request. Default: none. */
+  accessLog?: AccessLog | undefined
 }
 
 /** The methods the balancer forwards, as listed in its 405 for CONNECT. */
@@ -93,6 +95,7 @@ export class Balancer extends Server {
   readonly pool = new Pool([])
   #policy: Policy | undefined
   #policyKey = ''
+  #policyName: PolicyName = 'round-robin'
   readonly #queue = new WaitQueue(1000, 30_000)
   readonly #forwarder: Forwarder
   readonly #websockets: WebSocketProxy
@@ -101,6 +104,13 @@ export class Balancer extends Server {
   #checker: HealthChecker | undefined
   /** The active-check settings in force, to tell whether a reload changed them. */
   #checkerKey = 'null'
+  /** Upstreams a reload removed while requests were in flight to them: shown as draining. */
+  #retired: Upstream[] = []
+  /** When the balancer was made, ms since the epoch. */
+  readonly startedAt = Date.now()
+  /** Client connections open now, and accepted since start. */
+  connectionsOpen = 0
+  connectionsTotal = 0
 
   constructor(options: BalancerOptions) {
     // requestTimeout 0: no cap on a whole request, so a slow 1 GB upload still works; the
@@ -111,6 +121,7 @@ export class Balancer extends Server {
     this.#forwarder = new Forwarder(this.#apply(options))
     this.#websockets = new WebSocketProxy(this.#forwarder)
     this.on('request', this.#onRequest)
+    this.on('connection', this.#onConnection)
     this.on('upgrade', this.#websockets.upgrade)
     this.on('connect', refuseConnect)
     this.on('listening', () => this.#checker?.start())
@@ -118,6 +129,11 @@ export class Balancer extends Server {
       this.#checker?.stop()
       this.agent.destroy()
     })
+  }
+
+  /** The name of the balancing policy in force. */
+  get policyName(): PolicyName {
+    return this.#policyName
   }
 
   /** The balancing policy in force. */
@@ -128,6 +144,22 @@ export class Balancer extends Server {
   /** The active health checker, when `health` is set. */
   get healthChecker(): HealthChecker | undefined {
     return this.#checker
+  }
+
+  /** Counts of requests, with the pool's state, read by the admin listener. */
+  get forwarder(): Forwarder {
+    return this.#forwarder
+  }
+
+  /** Whether `drain()` was called. */
+  get draining(): boolean {
+    return this.#forwarder.draining
+  }
+
+  /** Upstreams a reload removed that still have requests in flight. */
+  get retired(): readonly Upstream[] {
+    this.#retired = this.#retired.filter(u => u.inFlight > 0)
+    return this.#retired
   }
 
   /** The keep-alive agent for upstream connections. */
@@ -141,6 +173,7 @@ export class Balancer extends Server {
    */
   reload(options: BalancerOptions): void {
     this.#forwarder.options = this.#apply(options)
+    this.emit('reload')
   }
 
   /**
@@ -167,9 +200,12 @@ export class Balancer extends Server {
     this.pool.upstreams = options.upstreams.map(spec => {
       const kept = byId.get(upstreamId(spec))
       if (kept === undefined) return new Upstream(spec, defaults)
+      byId.delete(kept.id)
       kept.configure(spec, defaults)
       return kept
     })
+    // What is left was removed: it drains the requests it has (HAProxy's DRAIN state).
+    this.#retired.push(...[...byId.values()].filter(u => u.inFlight > 0))
     // New check settings start a new checker (counters from zero); upstreams keep their state.
     const checkerKey = JSON.stringify(options.health ?? null)
     if (checkerKey !== this.#checkerKey) {
@@ -181,7 +217,8 @@ export class Balancer extends Server {
     // A changed policy starts afresh; an unchanged one keeps its state (round-robin position).
     const policyKey = JSON.stringify([options.policy, options.hashKey])
     if (policyKey !== this.#policyKey) {
-      this.#policy = createPolicy(options.policy ?? 'round-robin', options.hashKey)
+      this.#policyName = options.policy ?? 'round-robin'
+      this.#policy = createPolicy(this.#policyName, options.hashKey)
       this.#policyKey = policyKey
     }
     this.#queue.size = options.queueSize ?? 1000
@@ -213,6 +250,16 @@ export class Balancer extends Server {
     }
   }
 
+  #onConnection = (socket: Duplex): void => {
+    this.connectionsOpen++
+    this.connectionsTotal++
+    socket.once('close', this.#onConnectionClose)
+  }
+
+  #onConnectionClose = (): void => {
+    this.connectionsOpen--
+  }
+
   #reportHealth = (change: HealthChange): void => {
     this.#forwarder.reportHealth(change)
   }
@@ -221,7 +268,7 @@ export class Balancer extends Server {
     // Node keeps the first of two Host headers silently; which one is meant is unknowable.
     // A malformed request ends its connection, as in nginx.
     if (countHeader(req, 'host') > 1) {
-      sendError(req, res, 400, '400 Bad Request: more than one Host header', true)
+      new Exchange(this.#forwarder, req, res).answer(400, '400 Bad Request: more than one Host header', true)
       return
     }
     this.#forwarder.forward(req, res)

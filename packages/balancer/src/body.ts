@@ -15,6 +15,8 @@ export class RequestBody {
   #req: IncomingMessage
   #chunks: Buffer[] = []
   #size = 0
+  /** Bytes read from the client so far. */
+  bytes = 0
   #overflowed = false
   #started = false
   #ended = false
@@ -83,6 +85,7 @@ export class RequestBody {
 
   #hold = (chunk: Buffer): void => {
     ;(this.#timer as NodeJS.Timeout).refresh()
+    this.bytes += chunk.length
     if (this.#overflowed) return
     this.#size += chunk.length
     if (this.#size > HOLD_LIMIT) {

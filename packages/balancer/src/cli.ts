@@ -2,6 +2,8 @@
 import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
+import { createAccessLog, type AccessLog } from './access-log.js'
+import { createAdmin, type AdminServer } from './admin.js'
 import { createBalancer, type Balancer } from './balancer.js'
 import { CONFIG_KEYS, SETTINGS, readConfigFile, resolveConfig, type ResolvedConfig, type SettingKey } from './config.js'
 import { ConfigError, errorCode } from './errors.js'
@@ -37,14 +39,44 @@ function parseArgs(argv: string[]): Record<string, unknown> {
 }
 
 /** One line a person can act on, for an error from `listen`. */
-function listenError(err: Error, host: string, port: number): string {
+function listenError(err: Error, host: string, port: number, flag = '--port'): string {
   const where = `cannot listen on ${host}:${port}`
   const code = errorCode(err)
   if (code === 'EACCES') {
-    return `${where}: permission denied (EACCES); ports below 1024 need root or \`sudo setcap cap_net_bind_service=+ep $(command -v node)\`, or use --port 8080`
+    return `${where}: permission denied (EACCES); ports below 1024 need root or \`sudo setcap cap_net_bind_service=+ep $(command -v node)\`, or use ${flag} 8080`
   }
-  if (code === 'EADDRINUSE') return `${where}: the port is in use (EADDRINUSE); stop what holds it or choose another --port`
+  if (code === 'EADDRINUSE') return `${where}: the port is in use (EADDRINUSE); stop what holds it or choose another ${flag}`
   return `${where}: ${err.message}`
+}
+
+/** The access log a configuration asks for, or undefined when it is off. */
+function accessLogOf(config: ResolvedConfig): AccessLog | undefined {
+  return config.accessLogTo === undefined ? undefined : createAccessLog(config.logFormat, config.accessLogTo)
+}
+
+/** The access log in force; flushed before every exit, since it writes asynchronously. */
+let access: AccessLog | undefined
+
+function exit(code: number): never {
+  access?.flush()
+  process.exit(code)
+}
+
+/**
+ * Starts the admin listener when `--admin-port` is set. A taken admin port is not worth
+ * stopping the traffic for: it is reported, and the balancer goes on without it.
+ */
+function startAdmin(balancer: Balancer, config: ResolvedConfig): AdminServer | undefined {
+  const { adminPort: port, adminHost: host } = config
+  if (port === undefined) return undefined
+  const admin = createAdmin(balancer)
+  admin.once('error', err => print(`switchyard: admin listener off, still serving traffic: ${listenError(err, host, port, '--admin-port')}`))
+  admin.listen(port, host, () => {
+    const { port: bound } = admin.address() as AddressInfo
+    const shown = host.includes(':') ? `[${host}]` : host
+    print(`switchyard admin on http://${shown}:${bound}/ (dashboard; also /status.json, /metrics, /events)`)
+  })
+  return admin
 }
 
 /** Reads the config file and the flags again, as SIGHUP asks; flags still win. */
@@ -60,32 +92,43 @@ function reload(balancer: Balancer, args: Record<string, unknown>, running: Reso
     return
   }
   let next: ResolvedConfig
+  const before = access
   try {
     next = load(args)
+    if (next.accessLogTo !== running.accessLogTo || next.logFormat !== running.logFormat) access = accessLogOf(next)
   } catch (err) {
     print(`switchyard: reload rejected, still running the old configuration: ${(err as Error).message}`)
     return
   }
-  if (next.port !== running.port || next.host !== running.host) {
+  if (next.port !== running.port || next.host !== running.host || next.adminPort !== running.adminPort || next.adminHost !== running.adminHost) {
     print(`switchyard: a new host or port applies only after a restart; still on ${running.host}:${running.port}`)
   }
-  balancer.reload({ ...next, log: print, accessLog: next.quiet ? undefined : print })
+  // The same log: open its file again, for logrotate (nginx does this on USR1). A new one:
+  // write out what the old one holds.
+  if (access === before) access?.reopen()
+  else before?.flush()
+  // What a restart would change stays as it is in force; the rest (drain timeout, log) is the new.
+  Object.assign(running, next, { port: running.port, host: running.host, adminPort: running.adminPort, adminHost: running.adminHost })
+  balancer.reload({ ...next, log: print, accessLog: access })
   print(`switchyard: reloaded ${args.config}: upstreams ${balancer.pool.upstreams.map(u => u.id).join(', ')}`)
 }
 
 function main(): void {
   const args = parseArgs(hideBin(process.argv))
   const config = load(args)
-  const balancer = createBalancer({ ...config, log: print, accessLog: config.quiet ? undefined : print })
+  access = accessLogOf(config)
+  const balancer = createBalancer({ ...config, log: print, accessLog: access })
+  let admin: AdminServer | undefined
 
   balancer.once('error', err => {
     console.error(`switchyard: ${listenError(err, config.host, config.port)}`)
-    process.exit(1)
+    exit(1)
   })
   balancer.listen(config.port, config.host, () => {
     const { port } = balancer.address() as AddressInfo
     const ids = balancer.pool.upstreams.map(u => u.id).join(', ')
     print(`switchyard listening on http://${config.host}:${port}, ${config.policy} over ${ids}`)
+    admin = startAdmin(balancer, config)
   })
   if (config.stickySecretGenerated) {
     print('switchyard: warning: no --sticky-secret or --sticky-secret-file; a random secret was made, so stickiness survives neither a restart nor a second instance')
@@ -98,11 +141,12 @@ function main(): void {
       // A Ctrl-C reaches this process from the terminal and, through the launcher, again.
       if (now - stopping < SAME_SIGNAL_MS) return
       print(`switchyard: ${why} again, exiting now`)
-      process.exit(1)
+      exit(1)
     }
     stopping = now
     print(`switchyard: ${why}, draining for up to ${config.drainTimeout / 1000}s`)
-    void balancer.drain(config.drainTimeout).then(() => process.exit(0))
+    admin?.close()
+    void balancer.drain(config.drainTimeout).then(() => exit(0))
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))

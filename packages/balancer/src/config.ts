@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { LOG_FORMATS, type LogFormat } from './access-log.js'
 import { ConfigError } from './errors.js'
 import type { BalancerOptions } from './balancer.js'
 import { parseHashKey } from './hash.js'
@@ -53,8 +54,12 @@ export const SETTINGS = {
   'healthy-threshold': { describe: 'Consecutive passes that bring an upstream up', default: 2 },
   'unhealthy-threshold': { describe: 'Consecutive failures that take an upstream down', default: 3 },
   'health-status': { describe: 'Statuses that pass a check, as a range', default: '200-399' },
+  'admin-port': { describe: 'Port of the admin listener (dashboard, /status.json, /metrics, /events); 0 picks a free one', default: undefined },
+  'admin-host': { describe: 'Address of the admin listener; keep it private', default: '127.0.0.1' },
+  'access-log': { describe: 'Where access lines go: a file to append to, - for stdout, or off', default: '-' },
+  'log-format': { describe: `Access-log format: ${LOG_FORMATS.join(', ')} (nginx combined plus upstream fields, or JSON lines)`, default: 'combined' },
   'drain-timeout': { describe: 'On SIGTERM/SIGINT, time in-flight requests get to finish', default: '30s' },
-  quiet: { describe: 'No per-request log lines', default: false, boolean: true },
+  quiet: { describe: 'No per-request log lines: the same as --access-log off', default: false, boolean: true },
 } satisfies Record<string, Setting>
 
 export type SettingKey = keyof typeof SETTINGS
@@ -88,6 +93,12 @@ export interface ResolvedConfig
   drainTimeout: number
   /** No per-request log lines. */
   quiet: boolean
+  /** Where access lines go: a file, `-` for stdout; undefined when off (`--access-log off` or `--quiet`). */
+  accessLogTo: string | undefined
+  logFormat: LogFormat
+  /** The admin listener's port; undefined when it is off. */
+  adminPort: number | undefined
+  adminHost: string
   /** Whether the sticky secret was made up at start, because none was configured. */
   stickySecretGenerated: boolean
 }
@@ -172,11 +183,29 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     throw new ConfigError(`policy: ${JSON.stringify(policy)} is not one of ${POLICY_NAMES.join(', ')}`)
   }
   const sticky = resolveSticky(pick('sticky-cookie'), pick('sticky-secret'), pick('sticky-secret-file'))
+  const quiet = parseBoolean(pick('quiet'), 'quiet')
+  const accessLog = pick('access-log')
+  if (typeof accessLog !== 'string' || accessLog === '') {
+    throw new ConfigError(`access-log: ${JSON.stringify(accessLog)} is not a file, - or off`)
+  }
+  const logFormat = pick('log-format')
+  if (!LOG_FORMATS.includes(logFormat as LogFormat)) {
+    throw new ConfigError(`log-format: ${JSON.stringify(logFormat)} is not one of ${LOG_FORMATS.join(', ')}`)
+  }
+  const adminHost = pick('admin-host')
+  if (typeof adminHost !== 'string' || adminHost === '') {
+    throw new ConfigError(`admin-host: ${JSON.stringify(adminHost)} is not an address to listen on`)
+  }
+  const adminPort = pick('admin-port')
   return {
     port: parseInteger(pick('port'), 'port', 0, 65535),
     host,
     drainTimeout: duration('drain-timeout'),
-    quiet: parseBoolean(pick('quiet'), 'quiet'),
+    quiet,
+    accessLogTo: quiet || accessLog === 'off' ? undefined : accessLog,
+    logFormat: logFormat as LogFormat,
+    adminPort: adminPort === undefined ? undefined : parseInteger(adminPort, 'admin-port', 0, 65535),
+    adminHost,
     upstreams: parseUpstreams(pick('upstream')),
     maxFails: count('max-fails'),
     failTimeout: duration('fail-timeout'),

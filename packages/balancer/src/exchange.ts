@@ -24,6 +24,7 @@ export class Exchange {
   readonly chunked: boolean
   readonly body: RequestBody | undefined
   readonly start = performance.now()
+  readonly time = Date.now()
   attempt: Attempt | undefined
   lastError: Error | undefined
   /** The client went away or stalled: nothing that fails now is the upstream's fault. */
@@ -31,6 +32,10 @@ export class Exchange {
   /** The upstream a valid sticky cookie names, if the request has one. */
   readonly pinnedId: string | undefined
   waiter: Waiter | undefined
+  /** Tries after the first. */
+  retries = 0
+  /** Body bytes of an answer the balancer made itself. */
+  #answered = 0
 
   constructor(fw: Forwarder, req: IncomingMessage, res: ServerResponse) {
     this.fw = fw
@@ -64,6 +69,11 @@ export class Exchange {
       if (upstream !== undefined || pool.tier(this.tried, now).length > 0) this.#wait()
       else this.giveUp()
       return
+    }
+    if (this.attempt !== undefined) {
+      // HAProxy's per-server `retries` counter: counted on the upstream that failed.
+      this.retries++
+      this.attempt.upstream.stats.retries++
     }
     this.tried.add(upstream)
     const attempt = new Attempt(this, upstream)
@@ -101,7 +111,7 @@ export class Exchange {
     const { queue } = this.fw.options
     this.waiter = queue.wait(this.#onSlot, this.#onQueueTimeout)
     if (this.waiter === undefined) {
-      sendError(this.req, this.res, 503, `503 Service Unavailable: every upstream is at max_conns and ${queue.size} requests are already waiting`, this.fw.draining)
+      this.answer(503, `503 Service Unavailable: every upstream is at max_conns and ${queue.size} requests are already waiting`, this.fw.draining)
     }
   }
 
@@ -119,7 +129,12 @@ export class Exchange {
   #onQueueTimeout = (): void => {
     this.waiter = undefined
     const secs = this.fw.options.queue.timeout / 1000
-    sendError(this.req, this.res, 503, `503 Service Unavailable: no upstream had a free slot within ${secs}s`, this.fw.draining)
+    this.answer(503, `503 Service Unavailable: no upstream had a free slot within ${secs}s`, this.fw.draining)
+  }
+
+  /** Answers the request itself, with a short text body. */
+  answer(status: number, message: string, close: boolean): void {
+    this.#answered = sendError(this.req, this.res, status, message, close)
   }
 
   /** Answers 503 when no upstream could be tried, or 502 / 504 when every try failed. */
@@ -127,13 +142,13 @@ export class Exchange {
     const err = this.lastError
     const close = this.fw.draining
     if (err === undefined) {
-      sendError(this.req, this.res, 503, `503 Service Unavailable: ${new NoUpstreamError().message}`, close)
+      this.answer(503, `503 Service Unavailable: ${new NoUpstreamError().message}`, close)
       return
     }
     const status = statusForUpstreamError(err)
     const what = status === 504 ? '504 Gateway Timeout' : '502 Bad Gateway'
     const last = `${this.attempt?.upstream.id} ${errorCode(err)}`
-    sendError(this.req, this.res, status, `${what}: ${new UpstreamFailedError().message} (last: ${last})`, close)
+    this.answer(status, `${what}: ${new UpstreamFailedError().message} (last: ${last})`, close)
   }
 
   /**
@@ -154,7 +169,7 @@ export class Exchange {
     this.clientGone = true
     this.attempt?.abort()
     if (this.res.headersSent) this.res.destroy()
-    else sendError(this.req, this.res, 408, '408 Request Timeout: the request body stalled', true)
+    else this.answer(408, '408 Request Timeout: the request body stalled', true)
   }
 
   /** Logs the request once its response is over (nginx's access log, in short). */
@@ -168,9 +183,19 @@ export class Exchange {
       this.clientGone = true
       this.attempt?.abort()
     }
-    const ms = (performance.now() - this.start).toFixed(1)
     // 499 is nginx's status for "client closed the request" in its logs.
     const status = this.clientGone && !res.headersSent ? 499 : res.statusCode
-    this.fw.options.accessLog?.(`${req.method} ${req.url} ${status} ${this.attempt?.upstream.id ?? '-'} ${ms}ms`)
+    const attempt = this.attempt
+    const upstreamRes = attempt?.upstreamRes
+    if (attempt !== undefined && this.body !== undefined) attempt.upstream.stats.bytesOut += this.body.bytes
+    this.fw.finished(req, status, attempt?.upstream, {
+      time: this.time,
+      start: this.start,
+      // The response has just ended: this is nginx's $upstream_response_time.
+      upstreamMs: upstreamRes === undefined ? undefined : performance.now() - attempt!.startedAt,
+      bytes: upstreamRes === undefined ? this.#answered : attempt!.bytesIn,
+      retries: this.retries,
+      cache: upstreamRes?.headers['x-cache'] as string | undefined,
+    })
   }
 }

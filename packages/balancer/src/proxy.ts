@@ -1,11 +1,14 @@
 import type { Agent, IncomingMessage, ServerResponse } from 'node:http'
+import { performance } from 'node:perf_hooks'
 import httpProxy from 'http-proxy'
+import type { AccessLog } from './access-log.js'
 import { Exchange } from './exchange.js'
 import { hasBody } from './headers.js'
 import type { Policy } from './policies.js'
 import type { WaitQueue } from './queue.js'
+import { Stats } from './stats.js'
 import type { Sticky } from './sticky.js'
-import type { HealthChange, Pool } from './upstream.js'
+import type { HealthChange, Pool, Upstream } from './upstream.js'
 
 /** What the forwarder needs from the balancer around it. Durations are in ms. */
 export interface ForwarderOptions {
@@ -27,12 +30,27 @@ export interface ForwarderOptions {
   sticky: Sticky | undefined
   /** Receives one line per health change; nothing when undefined. */
   log: ((line: string) => void) | undefined
-  /** Receives one line per request; nothing when undefined. */
-  accessLog: ((line: string) => void) | undefined
+  /** Receives one entry per request; nothing when undefined. */
+  accessLog: AccessLog | undefined
 }
 
-/** Answers a request with a short text/plain error. */
-export function sendError(req: IncomingMessage, res: ServerResponse, status: number, message: string, close = false): void {
+/** How a finished request went, beyond its status and upstream. */
+export interface Outcome {
+  /** When the request came: ms since the epoch, and `performance.now()`. */
+  time: number
+  start: number
+  /** From sending the request upstream to the end of its response, when a response came. */
+  upstreamMs: number | undefined
+  /** Response body bytes sent to the client. */
+  bytes: number
+  /** Tries after the first. */
+  retries: number
+  /** The upstream's X-Cache. */
+  cache: string | undefined
+}
+
+/** Answers a request with a short text/plain error. Returns the body's length in bytes. */
+export function sendError(req: IncomingMessage, res: ServerResponse, status: number, message: string, close = false): number {
   const body = `${message}\n`
   const headers: Record<string, string | number> = {
     'content-type': 'text/plain; charset=utf-8',
@@ -42,7 +60,12 @@ export function sendError(req: IncomingMessage, res: ServerResponse, status: num
   // connection; closing it is cheaper (nginx does the same on an early error).
   if (close || (hasBody(req) && !req.complete)) headers.connection = 'close'
   res.writeHead(status, headers)
-  res.end(req.method === 'HEAD' ? undefined : body)
+  if (req.method === 'HEAD') {
+    res.end()
+    return 0
+  }
+  res.end(body)
+  return headers['content-length'] as number
 }
 
 /**
@@ -56,6 +79,10 @@ export class Forwarder {
   options: ForwarderOptions
   /** Set while the balancer drains: every response then carries `Connection: close`. */
   draining = false
+  /** Every request answered. */
+  readonly totals = new Stats()
+  /** Requests the balancer answered itself, without an upstream (503, 400, 408). */
+  readonly unrouted = new Stats()
 
   constructor(options: ForwarderOptions) {
     this.options = options
@@ -70,6 +97,30 @@ export class Forwarder {
 
   forward(req: IncomingMessage, res: ServerResponse): void {
     new Exchange(this, req, res).next()
+  }
+
+  /** Counts a finished request and writes its access-log entry. */
+  finished(req: IncomingMessage, status: number, upstream: Upstream | undefined, o: Outcome): void {
+    const now = Date.now()
+    const method = req.method as string
+    this.totals.record(method, status, undefined, now)
+    ;(upstream?.stats ?? this.unrouted).record(method, status, o.upstreamMs, now)
+    this.options.accessLog?.write({
+      time: o.time,
+      client: req.socket.remoteAddress ?? '-',
+      method,
+      path: req.url as string,
+      httpVersion: req.httpVersion,
+      status,
+      bytes: o.bytes,
+      upstream: upstream?.id,
+      upstreamMs: o.upstreamMs,
+      totalMs: performance.now() - o.start,
+      retries: o.retries,
+      cache: o.cache,
+      referer: req.headers.referer,
+      userAgent: req.headers['user-agent'],
+    })
   }
 
   /** Logs a health flip once, with its reason. */

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks'
+import { Stats } from './stats.js'
 
 /** One upstream as configured: where it is and how its passive health is judged. */
 export interface UpstreamSpec {
@@ -67,6 +68,10 @@ export class Upstream {
   currentWeight = 0
   /** Requests being proxied to this upstream now. */
   inFlight = 0
+  /** What it served and how, for the admin listener. Kept across reloads with the upstream. */
+  readonly stats = new Stats()
+  /** The last change of health state, for the dashboard's "why". */
+  lastChange: { up: boolean; reason: string; at: number } | undefined
   #fails = 0
   #lastFailure = 0
   #downUntil = 0
@@ -120,7 +125,12 @@ export class Upstream {
     if (this.healthy === healthy) return undefined
     this.healthy = healthy
     if (healthy) this.upSince = performance.now()
-    return { upstream: this, up: healthy, reason }
+    return this.#changed(healthy, reason)
+  }
+
+  #changed(up: boolean, reason: string): HealthChange {
+    this.lastChange = { up, reason, at: Date.now() }
+    return { upstream: this, up, reason }
   }
 
   /** Counts a failure. Returns the change of state if this failure took the upstream down. */
@@ -135,7 +145,7 @@ export class Upstream {
     this.#downUntil = now + this.failTimeout
     if (this.#down) return undefined
     this.#down = true
-    return { upstream: this, up: false, reason: `${this.#fails} failure(s) in ${this.failTimeout / 1000}s, last: ${reason}; skipped for ${this.failTimeout / 1000}s` }
+    return this.#changed(false, `${this.#fails} failure(s) in ${this.failTimeout / 1000}s, last: ${reason}; skipped for ${this.failTimeout / 1000}s`)
   }
 
   /** Counts a success. Returns the change of state if the upstream was down and is now up. */
@@ -145,7 +155,7 @@ export class Upstream {
     this.#down = false
     this.#downUntil = 0
     this.upSince = now
-    return { upstream: this, up: true, reason: 'a request succeeded' }
+    return this.#changed(true, 'a request succeeded')
   }
 }
 

@@ -6,6 +6,7 @@ import httpProxy from 'http-proxy'
 import { NoUpstreamError, UpstreamConnectTimeoutError, UpstreamFailedError, UpstreamTimeoutError, errorCode, ignoreError, statusForUpstreamError } from './errors.js'
 import { countHeader, prepareRequestHeaders } from './headers.js'
 import type { Forwarder } from './proxy.js'
+import { failureKind } from './stats.js'
 import type { Upstream } from './upstream.js'
 
 /** Writes a whole short text/plain response on a raw client socket, then ends it. */
@@ -109,6 +110,7 @@ class Tunnel {
   readonly early: Buffer[] = []
   readonly tried = new Set<Upstream>()
   readonly start = performance.now()
+  readonly time = Date.now()
   /** The upstream a valid sticky cookie names, if any. */
   readonly pinnedId: string | undefined
   upstream: Upstream | undefined
@@ -160,6 +162,8 @@ class Tunnel {
       this.#giveUp(pool.tier(this.tried, now).length > 0)
       return
     }
+    // Counted on the upstream that failed, as for a request.
+    if (this.upstream !== undefined) this.upstream.stats.retries++
     this.tried.add(upstream)
     this.upstream = upstream
     upstream.inFlight++
@@ -185,6 +189,7 @@ class Tunnel {
   #onConnectError = (err: Error): void => {
     clearTimeout(this.timer)
     const upstream = this.upstream as Upstream
+    upstream.stats.failures.connect++
     this.ws.fw.reportHealth(upstream.recordFailure(errorCode(err)))
     this.lastError = err
     this.#release()
@@ -268,7 +273,9 @@ class Tunnel {
     // failures up to the response header count against the upstream's health.
     if (this.done || this.status !== 0) return
     clearTimeout(this.timer)
-    this.ws.fw.reportHealth((this.upstream as Upstream).recordFailure(errorCode(err)))
+    const upstream = this.upstream as Upstream
+    upstream.stats.failures[failureKind(errorCode(err), true)]++
+    this.ws.fw.reportHealth(upstream.recordFailure(errorCode(err)))
     this.lastError = err
     this.#giveUp(false)
   }
@@ -308,9 +315,16 @@ class Tunnel {
     this.conn?.destroy()
     this.#release()
     this.ws.closed(this)
-    const ms = (performance.now() - this.start).toFixed(1)
-    // 499 is nginx's status for "client closed the request" in its logs.
+    // 499 is nginx's status for "client closed the request" in its logs. A tunnel's time
+    // upstream is not a response time: it is left out of the latency figures.
     const status = this.status === 0 ? 499 : this.status
-    this.ws.fw.options.accessLog?.(`${this.req.method} ${this.req.url} ${status} ${this.upstream?.id ?? '-'} ${ms}ms`)
+    this.ws.fw.finished(this.req, status, this.upstream, {
+      time: this.time,
+      start: this.start,
+      upstreamMs: undefined,
+      bytes: 0,
+      retries: Math.max(0, this.tried.size - 1),
+      cache: undefined,
+    })
   }
 }

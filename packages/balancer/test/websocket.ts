@@ -8,7 +8,7 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws'
 import { createBackend, type Backend } from '../../backend/src/index.js'
 import { Sticky } from '../src/sticky.js'
 import type { BalancerOptions } from '../src/index.js'
-import { blackhole, closedPort, fetchText, rawExchange, startBalancer, startRawUpstream } from './fixtures/servers.js'
+import { blackhole, closedPort, collectAccess, fetchText, rawExchange, startBalancer, startRawUpstream } from './fixtures/servers.js'
 
 /** Every subtest is bounded: a tunnel that never closes fails it instead of hanging the run. */
 const bounded = { timeout: 10_000 }
@@ -39,14 +39,8 @@ async function startWsUpstream(t: Test): Promise<{ spec: string; peers: { ws: We
 /** A balancer whose access log can be awaited: a tunnel logs its line when it closes. */
 async function balance(t: Test, upstreams: string[], options: Partial<BalancerOptions> = {}) {
   const lines = new EventEmitter()
-  const access: string[] = []
-  const started = await startBalancer(t, upstreams, {
-    accessLog: line => {
-      access.push(line)
-      lines.emit('line', line)
-    },
-    ...options,
-  })
+  const { access, log } = collectAccess((_, line) => lines.emit('line', line))
+  const started = await startBalancer(t, upstreams, { accessLog: log, ...options })
   const logged = async (): Promise<string> => ((await once(lines, 'line')) as [string])[0]
   return { ...started, access, logged }
 }

@@ -1,0 +1,122 @@
+import { closeSync, openSync } from 'node:fs'
+import pino from 'pino'
+import { ConfigError, errorCode } from './errors.js'
+
+/** One request, as the access log records it once its response is over. */
+export interface AccessEntry {
+  /** When the request came, ms since the epoch. */
+  time: number
+  /** The client's address. */
+  client: string
+  method: string
+  /** The request target as sent: path and query. */
+  path: string
+  /** e.g. `1.1`. */
+  httpVersion: string
+  /** The status sent; 499 when the client went away first (nginx's convention). */
+  status: number
+  /** Response body bytes sent to the client (nginx `$body_bytes_sent`). */
+  bytes: number
+  /** The upstream of the last try (`host:port`), or undefined when none was tried. */
+  upstream: string | undefined
+  /** Time from sending the request upstream to the end of its response, ms (nginx `$upstream_response_time`). */
+  upstreamMs: number | undefined
+  /** Time from the request's arrival to the end of its response, ms (nginx `$request_time`). */
+  totalMs: number
+  /** Tries after the first. */
+  retries: number
+  /** The upstream's `X-Cache` (HIT / MISS), when it sent one. */
+  cache: string | undefined
+  referer: string | undefined
+  userAgent: string | undefined
+}
+
+export const LOG_FORMATS = ['combined', 'json'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
+
+/** Where access lines go. */
+export interface AccessLog {
+  write(entry: AccessEntry): void
+  /** Writes out what is buffered, synchronously: call it before the process exits. */
+  flush(): void
+  /** Opens the file again, after logrotate moved it (what nginx does on USR1; here on SIGHUP). */
+  reopen(): void
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+const pad = (n: number): string => (n < 10 ? `0${n}` : String(n))
+
+/** nginx's `$time_local`, in UTC: `28/Nov/2026:10:15:03 +0000`. */
+export function timeLocal(ms: number): string {
+  const d = new Date(ms)
+  return `${pad(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} +0000`
+}
+
+/** A quoted field as nginx escapes it: `"` `\` and bytes outside printable ASCII as \xHH. */
+function quoted(value: string | undefined): string {
+  if (value === undefined || value === '') return '"-"'
+  return `"${value.replace(/["\\\x00-\x1f\x7f-\uffff]/g, c => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)}"`
+}
+
+const seconds = (ms: number | undefined): string => (ms === undefined ? '-' : (ms / 1000).toFixed(3))
+
+/**
+ * nginx's `combined` format, then the upstream fields nginx users add to it (the common
+ * `upstream_time` extension), as key=value pairs so that `combined` parsers still read the
+ * line: `127.0.0.1 - - [time] "GET / HTTP/1.1" 200 30 "-" "curl/8" upstream=127.0.0.1:5000
+ * upstream_time=0.002 request_time=0.003 retries=0 cache=MISS`.
+ */
+export function formatCombined(e: AccessEntry): string {
+  const request = quoted(`${e.method} ${e.path} HTTP/${e.httpVersion}`)
+  return (
+    `${e.client} - - [${timeLocal(e.time)}] ${request} ${e.status} ${e.bytes} ${quoted(e.referer)} ${quoted(e.userAgent)}` +
+    ` upstream=${e.upstream ?? '-'} upstream_time=${seconds(e.upstreamMs)} request_time=${seconds(e.totalMs)} retries=${e.retries} cache=${e.cache ?? '-'}`
+  )
+}
+
+/**
+ * Checks that `file` can be appended to, now, so that a bad `--access-log` is a start-up
+ * error naming the file rather than an asynchronous one later.
+ */
+function checkWritable(file: string): void {
+  try {
+    closeSync(openSync(file, 'a'))
+  } catch (err) {
+    throw new ConfigError(`access-log ${file}: cannot be opened for appending (${errorCode(err as Error)})`)
+  }
+}
+
+/**
+ * An access log written through pino's asynchronous destination (sonic-boom): a line is
+ * written at once when no write is in flight, and lines that come meanwhile are written
+ * together when it ends. So a quiet balancer logs each line as it happens, and a busy one
+ * pays one write(2) per batch rather than per request. `json` lines come from a pino logger; `combined` lines
+ * are formatted here and written to the same destination.
+ *
+ * @param to `-` for standard output, or a file to append to.
+ */
+export function createAccessLog(format: LogFormat, to: string): AccessLog {
+  if (to !== '-') checkWritable(to)
+  const dest = pino.destination({ dest: to === '-' ? 1 : to, sync: false })
+  let write: (e: AccessEntry) => void
+  if (format === 'json') {
+    // No level, pid or hostname: an access line is not a log event, and these cost bytes.
+    const logger = pino({ base: undefined, timestamp: false, formatters: { level: () => ({}) } }, dest)
+    write = e => logger.info({ ...e, time: new Date(e.time).toISOString() })
+  } else {
+    write = e => void dest.write(`${formatCombined(e)}\n`)
+  }
+  return {
+    write,
+    flush: () => {
+      try {
+        dest.flushSync()
+      } catch {
+        // Not open yet (nothing written): nothing to flush.
+      }
+    },
+    reopen: () => {
+      if (to !== '-') dest.reopen()
+    },
+  }
+}

@@ -1,0 +1,112 @@
+import { Server, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Registry } from 'prom-client'
+import type { Balancer } from './balancer.js'
+import { renderDashboard } from './dashboard.js'
+import { createMetrics } from './metrics.js'
+import { buildStatus, processCounts, type StatusSnapshot } from './status.js'
+
+/** Where the admin listener gets its figures: this process, or every worker added up. */
+export interface AdminSource {
+  status(): Promise<StatusSnapshot>
+  /** Prometheus text exposition. */
+  metrics(): Promise<string>
+  /** The exposition's content type. */
+  readonly contentType: string
+}
+
+/** The figures of one balancer process. */
+export function localSource(balancer: Balancer): AdminSource {
+  const registry: Registry = createMetrics(balancer)
+  return {
+    status: () => Promise.resolve(buildStatus(balancer, processCounts(balancer))),
+    metrics: () => registry.metrics(),
+    contentType: registry.contentType,
+  }
+}
+
+/** Options of `createAdmin`. */
+export interface AdminOptions {
+  /** Time between two `/events` messages, in ms. Default 1000. */
+  interval?: number
+}
+
+const TEXT = 'text/plain; charset=utf-8'
+
+/**
+ * The admin listener: the dashboard (`/`), `/status.json`, `/metrics` and `/events`. It is a
+ * server of its own, on its own port, as HAProxy's `stats` frontend and Envoy's admin port
+ * are: no application path can collide with it, and nothing internal is on the public port.
+ * It binds wherever it is told; the CLI's default is 127.0.0.1.
+ */
+export class AdminServer extends Server {
+  readonly #source: AdminSource
+  readonly #interval: number
+  /** Open `/events` streams. */
+  readonly #streams = new Set<ServerResponse>()
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(source: AdminSource, options: AdminOptions = {}) {
+    super()
+    this.#source = source
+    this.#interval = options.interval ?? 1000
+    this.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.#route(req, res).catch((err: Error) => this.#send(res, 500, TEXT, `500 Internal Server Error: ${err.message}\n`))
+    })
+    // An event stream never ends on its own: end them, or close() would wait for ever.
+    this.on('close', () => {
+      for (const res of this.#streams) res.destroy()
+    })
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD')
+      this.#send(res, 405, TEXT, '405 Method Not Allowed: the admin listener only answers GET\n')
+      return
+    }
+    const path = (req.url as string).split('?')[0]
+    if (path === '/') {
+      this.#send(res, 200, 'text/html; charset=utf-8', renderDashboard(await this.#source.status()), req)
+    } else if (path === '/status.json') {
+      this.#send(res, 200, 'application/json', `${JSON.stringify(await this.#source.status(), null, 2)}\n`, req)
+    } else if (path === '/metrics') {
+      this.#send(res, 200, this.#source.contentType, await this.#source.metrics(), req)
+    } else if (path === '/events') {
+      this.#subscribe(res)
+    } else {
+      this.#send(res, 404, TEXT, '404 Not Found: try /, /status.json, /metrics or /events\n')
+    }
+  }
+
+  #send(res: ServerResponse, status: number, type: string, body: string, req?: IncomingMessage): void {
+    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+    res.end(req?.method === 'HEAD' ? undefined : body)
+  }
+
+  /** Server-Sent Events: a full snapshot at once, then one per interval, to every stream. */
+  #subscribe(res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' })
+    // The browser's EventSource reconnects after `retry` ms when the balancer goes away.
+    res.write('retry: 2000\n\n')
+    this.#streams.add(res)
+    res.once('close', () => {
+      this.#streams.delete(res)
+      if (this.#streams.size === 0) {
+        clearInterval(this.#timer)
+        this.#timer = undefined
+      }
+    })
+    void this.#push([res])
+    this.#timer ??= setInterval(() => void this.#push(this.#streams), this.#interval)
+  }
+
+  async #push(to: Iterable<ServerResponse>): Promise<void> {
+    const message = `data: ${JSON.stringify(await this.#source.status())}\n\n`
+    for (const res of to) res.write(message)
+  }
+}
+
+/** Creates the admin listener for a balancer in this process; not listening yet. */
+export function createAdmin(balancer: Balancer, options: AdminOptions = {}): AdminServer {
+  return new AdminServer(localSource(balancer), options)
+}
