@@ -9,6 +9,7 @@
 // (read only by the full stack; with --only, pass --port instead):
 //   SWITCHYARD_BACKEND_PORTS=5000,5001   backend ports; backend ids and the balancer's upstreams follow them
 //   SWITCHYARD_PORT=8080                 balancer port
+//   SWITCHYARD_ADMIN_PORT=9090           the balancer's admin listener: dashboard, /status.json, /metrics
 //   SWITCHYARD_SKIP_BUILD=1              skip `tsc -b` (the tests build first)
 //
 // Stopping. The children stay in our process group, so a terminal's Ctrl-C reaches them directly as
@@ -36,6 +37,7 @@ const SAME_SIGNAL_MS = 1000
 
 const backendPorts = (process.env.SWITCHYARD_BACKEND_PORTS ?? '5000,5001').split(',')
 const balancerPort = process.env.SWITCHYARD_PORT ?? '8080'
+const adminPort = process.env.SWITCHYARD_ADMIN_PORT ?? '9090'
 
 const log = line => void process.stdout.write(`[launcher] ${line}\n`)
 const how = (code, signal) => (signal === null ? `code ${code}` : `signal ${signal}`)
@@ -46,7 +48,9 @@ function plan(argv) {
     const backends = backendPorts.map(port => [`backend-${port}`, [cli.backend, '--port', port, '--host', '127.0.0.1', '--id', `backend-${port}`]])
     const upstreams = backendPorts.flatMap(port => ['--upstream', `127.0.0.1:${port}`])
     // Active health checks on, as a production setup would have them; the backends serve /healthz.
-    return [...backends, ['balancer', [cli.balancer, '--port', balancerPort, '--health-path', '/healthz', ...upstreams]]]
+    // The dashboard on 127.0.0.1:9090, off the public port.
+    const balancer = [cli.balancer, '--port', balancerPort, '--health-path', '/healthz', '--admin-port', adminPort, ...upstreams]
+    return [...backends, ['balancer', balancer]]
   }
   const [flag, name, ...rest] = argv
   if (flag !== '--only' || !Object.hasOwn(cli, name)) {

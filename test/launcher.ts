@@ -169,13 +169,19 @@ function run(t: Test, args: string[], env: Record<string, string>, options: { de
 }
 
 /** Three free ports and the env that puts the stack on them, without a build (`npm test` built it). */
-async function stackOnFreePorts(): Promise<{ a: number; b: number; balancer: number; env: Record<string, string> }> {
-  const [a, b, balancer] = [await freePort(), await freePort(), await freePort()] as [number, number, number]
+async function stackOnFreePorts(): Promise<{ a: number; b: number; balancer: number; admin: number; env: Record<string, string> }> {
+  const [a, b, balancer, admin] = [await freePort(), await freePort(), await freePort(), await freePort()] as [number, number, number, number]
   return {
     a,
     b,
     balancer,
-    env: { SWITCHYARD_BACKEND_PORTS: `${a},${b}`, SWITCHYARD_PORT: String(balancer), SWITCHYARD_SKIP_BUILD: '1' },
+    admin,
+    env: {
+      SWITCHYARD_BACKEND_PORTS: `${a},${b}`,
+      SWITCHYARD_PORT: String(balancer),
+      SWITCHYARD_ADMIN_PORT: String(admin),
+      SWITCHYARD_SKIP_BUILD: '1',
+    },
   }
 }
 
@@ -183,10 +189,12 @@ async function stackOnFreePorts(): Promise<{ a: number; b: number; balancer: num
  * Waits until all three processes listen. Before that a child may not have its signal handlers
  * yet, and a stop then kills it by the signal instead of letting it exit 0.
  */
-async function listening(launcher: Run, ports: { a: number; b: number; balancer: number }): Promise<void> {
+async function listening(launcher: Run, ports: { a: number; b: number; balancer: number; admin: number }): Promise<void> {
   await launcher.line(new RegExp(`^\\[backend-${ports.a}\\] backend-${ports.a} listening on http://127\\.0\\.0\\.1:${ports.a}$`))
   await launcher.line(new RegExp(`^\\[backend-${ports.b}\\] backend-${ports.b} listening on http://127\\.0\\.0\\.1:${ports.b}$`))
   await launcher.line(new RegExp(`^\\[balancer\\] switchyard listening on http://0\\.0\\.0\\.0:${ports.balancer}, `))
+  // The dashboard's URL is printed.
+  await launcher.line(new RegExp(`^\\[balancer\\] switchyard admin on http://127\\.0\\.0\\.1:${ports.admin}/ `))
 }
 
 /** Starts the full stack on free ports and waits until all three processes listen. */
@@ -221,6 +229,12 @@ t.test('npm start: two backends behind the balancer, output prefixed, SIGTERM to
   }
   const [first, second] = [`backend-${stack.a}`, `backend-${stack.b}`]
   t.same(servedBy, [first, second, first, second], 'round-robin: backends alternate in upstream order')
+  const status = (await (await fetch(`http://127.0.0.1:${stack.admin}/status.json`)).json()) as { upstreams: { id: string; requests: number }[] }
+  t.same(
+    status.upstreams.map(u => [u.id, u.requests]),
+    [[`127.0.0.1:${stack.a}`, 2], [`127.0.0.1:${stack.b}`, 2]],
+    'the admin listener counts two requests per backend',
+  )
 
   stack.proc.kill('SIGTERM')
   const { code, signal } = await stack.exited()
@@ -228,7 +242,7 @@ t.test('npm start: two backends behind the balancer, output prefixed, SIGTERM to
   t.ok(stack.lines.includes(`[launcher] SIGTERM, stopping ${first}, ${second}, balancer`), 'the launcher says what it stops')
   const names = new RegExp(`^\\[(launcher|${first}|${second}|balancer)\\] `)
   t.same(stack.lines.filter(line => !names.test(line)), [], 'every line of output is prefixed with its process name')
-  t.same(await Promise.all([stack.a, stack.b, stack.balancer].map(isFree)), [true, true, true], 'all three ports are free again')
+  t.same(await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)), [true, true, true, true], 'all four ports are free again')
   t.same([...kids.values()].filter(alive), [], 'no child outlives the launcher')
 })
 
@@ -239,7 +253,7 @@ t.test('Ctrl-C in a terminal: SIGINT to the whole process group stops everything
   const { code } = await stack.exited()
   t.equal(code, 0, 'launcher exits 0: each child took SIGINT and SIGTERM as one stop and exited cleanly')
   t.same(stack.lines.filter(line => /exited with/.test(line)), [], 'no child reported as failed')
-  t.same(await Promise.all([stack.a, stack.b, stack.balancer].map(isFree)), [true, true, true], 'all three ports are free again')
+  t.same(await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)), [true, true, true, true], 'all four ports are free again')
   t.same(kids.filter(alive), [], 'no child outlives the launcher')
 })
 
@@ -252,7 +266,7 @@ t.test('a child killed with SIGKILL: the launcher names it, stops the rest and e
   const { code } = await stack.exited()
   t.equal(code, 1, 'launcher exits 1 when a child died on its own')
   t.ok(stack.lines.includes(`[launcher] ${victim} is down, stopping backend-${stack.a}, balancer`), 'it stops the others and says so')
-  t.same(await Promise.all([stack.a, stack.b, stack.balancer].map(isFree)), [true, true, true], 'all three ports are free again')
+  t.same(await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)), [true, true, true, true], 'all four ports are free again')
   t.same([...kids.values()].filter(alive), [], 'no orphan is left')
 })
 

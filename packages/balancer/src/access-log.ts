@@ -100,8 +100,10 @@ export function createAccessLog(format: LogFormat, to: string): AccessLog {
   const dest = pino.destination({ dest: to === '-' ? 1 : to, sync: false })
   let write: (e: AccessEntry) => void
   if (format === 'json') {
-    // No level, pid or hostname: an access line is not a log event, and these cost bytes.
-    const logger = pino({ base: undefined, timestamp: false, formatters: { level: () => ({}) } }, dest)
+    // No level, pid or hostname: an access line is not a log event, and these cost bytes. A
+    // `type` takes the level's place, telling a shipper access lines from others; it must not
+    // be empty (pino 10 then writes `{,`).
+    const logger = pino({ base: undefined, timestamp: false, formatters: { level: () => ({ type: 'access' }) } }, dest)
     write = e => logger.info({ ...e, time: new Date(e.time).toISOString() })
   } else {
     write = e => void dest.write(`${formatCombined(e)}\n`)

@@ -52,10 +52,12 @@ export class AdminServer extends Server {
     this.on('request', (req: IncomingMessage, res: ServerResponse) => {
       this.#route(req, res).catch((err: Error) => this.#send(res, 500, TEXT, `500 Internal Server Error: ${err.message}\n`))
     })
-    // An event stream never ends on its own: end them, or close() would wait for ever.
-    this.on('close', () => {
-      for (const res of this.#streams) res.destroy()
-    })
+  }
+
+  /** Stops listening, and ends the event streams, which never end on their own: close() would wait for ever. */
+  override close(callback?: (err?: Error) => void): this {
+    for (const res of this.#streams) res.destroy()
+    return super.close(callback)
   }
 
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
