@@ -104,6 +104,8 @@ export class Balancer extends Server {
   #checker: HealthChecker | undefined
   /** The active-check settings in force, to tell whether a reload changed them. */
   #checkerKey = 'null'
+  /** Whether active checks were started: a reload with new settings restarts them. */
+  #checking = false
   /** Upstreams a reload removed while requests were in flight to them: shown as draining. */
   #retired: Upstream[] = []
   /** When the balancer was made, ms since the epoch. */
@@ -119,13 +121,15 @@ export class Balancer extends Server {
     // to hold to within a second. (On Node 20.20 headersTimeout holds with requestTimeout 0.)
     super({ requestTimeout: 0, connectionsCheckingInterval: 1000 })
     this.#forwarder = new Forwarder(this.#apply(options))
+    this.#forwarder.onHealth = change => this.emit('health', change)
     this.#websockets = new WebSocketProxy(this.#forwarder)
     this.on('request', this.#onRequest)
     this.on('connection', this.#onConnection)
     this.on('upgrade', this.#websockets.upgrade)
     this.on('connect', refuseConnect)
-    this.on('listening', () => this.#checker?.start())
+    this.on('listening', () => this.checkHealth())
     this.on('close', () => {
+      this.#checking = false
       this.#checker?.stop()
       this.agent.destroy()
     })
@@ -160,6 +164,15 @@ export class Balancer extends Server {
   get retired(): readonly Upstream[] {
     this.#retired = this.#retired.filter(u => u.inFlight > 0)
     return this.#retired
+  }
+
+  /**
+   * Starts the active health checks, when configured; listening starts them too. A cluster's
+   * primary, which does not listen, runs them this way, once for every worker.
+   */
+  checkHealth(): void {
+    this.#checker?.start()
+    this.#checking = true
   }
 
   /** The keep-alive agent for upstream connections. */
@@ -212,7 +225,7 @@ export class Balancer extends Server {
       this.#checker?.stop()
       this.#checker = options.health && new HealthChecker(this.pool, options.health, this.#reportHealth)
       this.#checkerKey = checkerKey
-      if (this.listening) this.#checker?.start()
+      if (this.#checking) this.#checker?.start()
     }
     // A changed policy starts afresh; an unchanged one keeps its state (round-robin position).
     const policyKey = JSON.stringify([options.policy, options.hashKey])

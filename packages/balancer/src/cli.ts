@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { createAccessLog, type AccessLog } from './access-log.js'
-import { createAdmin, type AdminServer } from './admin.js'
+import cluster from 'node:cluster'
+import { AdminServer, createAdmin } from './admin.js'
+import { Primary, joinCluster } from './cluster.js'
 import { createBalancer, type Balancer } from './balancer.js'
 import { CONFIG_KEYS, SETTINGS, readConfigFile, resolveConfig, type ResolvedConfig, type SettingKey } from './config.js'
 import { ConfigError, errorCode } from './errors.js'
@@ -66,10 +68,10 @@ function exit(code: number): never {
  * Starts the admin listener when `--admin-port` is set. A taken admin port is not worth
  * stopping the traffic for: it is reported, and the balancer goes on without it.
  */
-function startAdmin(balancer: Balancer, config: ResolvedConfig): AdminServer | undefined {
+function startAdmin(config: ResolvedConfig, create: () => AdminServer): AdminServer | undefined {
   const { adminPort: port, adminHost: host } = config
   if (port === undefined) return undefined
-  const admin = createAdmin(balancer)
+  const admin = create()
   admin.once('error', err => print(`switchyard: admin listener off, still serving traffic: ${listenError(err, host, port, '--admin-port')}`))
   admin.listen(port, host, () => {
     const { port: bound } = admin.address() as AddressInfo
@@ -79,12 +81,89 @@ function startAdmin(balancer: Balancer, config: ResolvedConfig): AdminServer | u
   return admin
 }
 
+/** The sticky secret a cluster's primary made up, handed to its workers so that they agree. */
+const WORKER_SECRET = 'SWITCHYARD_STICKY_SECRET'
+
 /** Reads the config file and the flags again, as SIGHUP asks; flags still win. */
 function load(args: Record<string, unknown>): ResolvedConfig {
   const flags = Object.fromEntries(CONFIG_KEYS.map(key => [key, args[key]])) as Partial<Record<SettingKey, unknown>>
   const file = typeof args.config === 'string' ? readConfigFile(args.config) : {}
-  return resolveConfig(flags, file)
+  const config = resolveConfig(flags, file)
+  if (!cluster.isWorker) return config
+  // A worker: the primary runs the active checks for all, and made the sticky secret up.
+  config.health = undefined
+  const secret = process.env[WORKER_SECRET]
+  if (config.sticky !== undefined && config.stickySecretGenerated && secret !== undefined) {
+    config.sticky = { ...config.sticky, secret }
+    config.stickySecretGenerated = false
+  }
+  return config
 }
+
+/**
+ * Stops on SIGTERM / SIGINT by `drain`, then exits 0; a second signal (not the same Ctrl-C
+ * delivered twice) exits 1 at once, after `hurry`.
+ */
+function onStopSignals(config: ResolvedConfig, drain: () => Promise<void>, hurry: () => void = () => {}): (why: string) => void {
+  let stopping = 0
+  const stop = (why: string): void => {
+    const now = Date.now()
+    if (stopping !== 0) {
+      // A Ctrl-C reaches this process from the terminal and, through the launcher, again.
+      if (now - stopping < SAME_SIGNAL_MS) return
+      print(`switchyard: ${why} again, exiting now`)
+      hurry()
+      exit(1)
+    }
+    stopping = now
+    print(`switchyard: ${why}, draining for up to ${config.drainTimeout / 1000}s`)
+    void drain().then(() => exit(0))
+  }
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  return stop
+}
+
+const describe = (config: ResolvedConfig, balancer: Balancer, port: number): string =>
+  `switchyard listening on http://${config.host}:${port}, ${config.policy} over ${balancer.pool.upstreams.map(u => u.id).join(', ')}`
+
+/**
+ * `--workers N`: this process forks the workers and watches them. It serves no traffic: it
+ * runs the active checks, keeps the one view of health, and serves the admin listener with
+ * every worker's counts added up.
+ */
+function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void {
+  const balancer = createBalancer({ ...config, log: print, accessLog: undefined })
+  const env: Record<string, string> = config.stickySecretGenerated ? { [WORKER_SECRET]: (config.sticky as { secret: string }).secret } : {}
+  const primary = new Primary(balancer, config.workers, env)
+  let admin: AdminServer | undefined
+  primary.on('listening', (address: AddressInfo) => {
+    print(`${describe(config, balancer, address.port)} (${config.workers} workers)`)
+    admin = startAdmin(config, () => new AdminServer(primary.source()))
+  })
+  primary.on('worker', (line: string) => print(`switchyard: ${line}`))
+  primary.on('failed', (line: string) => {
+    console.error(`switchyard: ${line}; stopping`)
+    void primary.stop().then(() => exit(1))
+  })
+  primary.start()
+  if (config.stickySecretGenerated) print(STICKY_WARNING)
+  onStopSignals(
+    config,
+    () => {
+      admin?.close()
+      return primary.stop()
+    },
+    () => void primary.stop('SIGKILL'),
+  )
+  process.on('SIGHUP', () => {
+    reload(balancer, args, config)
+    primary.signal('SIGHUP')
+  })
+}
+
+const STICKY_WARNING =
+  'switchyard: warning: no --sticky-secret or --sticky-secret-file; a random secret was made, so stickiness survives neither a restart nor a second instance'
 
 function reload(balancer: Balancer, args: Record<string, unknown>, running: ResolvedConfig): void {
   if (typeof args.config !== 'string') {
@@ -113,9 +192,8 @@ function reload(balancer: Balancer, args: Record<string, unknown>, running: Reso
   print(`switchyard: reloaded ${args.config}: upstreams ${balancer.pool.upstreams.map(u => u.id).join(', ')}`)
 }
 
-function main(): void {
-  const args = parseArgs(hideBin(process.argv))
-  const config = load(args)
+/** One balancer process: the only one, or a worker of `--workers N`. */
+function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): void {
   access = accessLogOf(config)
   const balancer = createBalancer({ ...config, log: print, accessLog: access })
   let admin: AdminServer | undefined
@@ -124,36 +202,30 @@ function main(): void {
     console.error(`switchyard: ${listenError(err, config.host, config.port)}`)
     exit(1)
   })
+  if (cluster.isWorker) joinCluster(balancer, { send: m => process.send?.(m), on: (event, listener) => process.on(event, listener) })
   balancer.listen(config.port, config.host, () => {
-    const { port } = balancer.address() as AddressInfo
-    const ids = balancer.pool.upstreams.map(u => u.id).join(', ')
-    print(`switchyard listening on http://${config.host}:${port}, ${config.policy} over ${ids}`)
-    admin = startAdmin(balancer, config)
+    // A worker leaves the listening line and the admin listener to its primary.
+    if (cluster.isWorker) return
+    print(describe(config, balancer, (balancer.address() as AddressInfo).port))
+    admin = startAdmin(config, () => createAdmin(balancer))
   })
-  if (config.stickySecretGenerated) {
-    print('switchyard: warning: no --sticky-secret or --sticky-secret-file; a random secret was made, so stickiness survives neither a restart nor a second instance')
-  }
+  if (config.stickySecretGenerated) print(STICKY_WARNING)
 
-  let stopping = 0
-  const stop = (why: string): void => {
-    const now = Date.now()
-    if (stopping !== 0) {
-      // A Ctrl-C reaches this process from the terminal and, through the launcher, again.
-      if (now - stopping < SAME_SIGNAL_MS) return
-      print(`switchyard: ${why} again, exiting now`)
-      exit(1)
-    }
-    stopping = now
-    print(`switchyard: ${why}, draining for up to ${config.drainTimeout / 1000}s`)
+  const stop = onStopSignals(config, () => {
     admin?.close()
-    void balancer.drain(config.drainTimeout).then(() => exit(0))
-  }
-  process.on('SIGINT', () => stop('SIGINT'))
-  process.on('SIGTERM', () => stop('SIGTERM'))
+    return balancer.drain(config.drainTimeout)
+  })
   // By default SIGHUP kills a Node process; here it re-reads the configuration.
   process.on('SIGHUP', () => reload(balancer, args, config))
-  // Started by a launcher with an IPC channel: if the launcher dies, stop too.
+  // Started by a launcher (or a cluster primary) with an IPC channel: if it dies, stop too.
   if (process.channel !== undefined) process.on('disconnect', () => stop('launcher gone'))
+}
+
+function main(): void {
+  const args = parseArgs(hideBin(process.argv))
+  const config = load(args)
+  if (cluster.isPrimary && config.workers > 1) runPrimary(args, config)
+  else runBalancer(args, config)
 }
 
 try {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { LOG_FORMATS, type LogFormat } from './access-log.js'
 import { ConfigError } from './errors.js'
 import type { BalancerOptions } from './balancer.js'
@@ -58,6 +59,7 @@ export const SETTINGS = {
   'admin-host': { describe: 'Address of the admin listener; keep it private', default: '127.0.0.1' },
   'access-log': { describe: 'Where access lines go: a file to append to, - for stdout, or off', default: '-' },
   'log-format': { describe: `Access-log format: ${LOG_FORMATS.join(', ')} (nginx combined plus upstream fields, or JSON lines)`, default: 'combined' },
+  workers: { describe: 'Balancer processes sharing the port (node:cluster): a number, or auto for one per core', default: 1 },
   'drain-timeout': { describe: 'On SIGTERM/SIGINT, time in-flight requests get to finish', default: '30s' },
   quiet: { describe: 'No per-request log lines: the same as --access-log off', default: false, boolean: true },
 } satisfies Record<string, Setting>
@@ -96,6 +98,8 @@ export interface ResolvedConfig
   /** Where access lines go: a file, `-` for stdout; undefined when off (`--access-log off` or `--quiet`). */
   accessLogTo: string | undefined
   logFormat: LogFormat
+  /** Balancer processes (node:cluster); 1: no cluster. */
+  workers: number
   /** The admin listener's port; undefined when it is off. */
   adminPort: number | undefined
   adminHost: string
@@ -197,6 +201,7 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     throw new ConfigError(`admin-host: ${JSON.stringify(adminHost)} is not an address to listen on`)
   }
   const adminPort = pick('admin-port')
+  const workers = pick('workers')
   return {
     port: parseInteger(pick('port'), 'port', 0, 65535),
     host,
@@ -206,6 +211,7 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     logFormat: logFormat as LogFormat,
     adminPort: adminPort === undefined ? undefined : parseInteger(adminPort, 'admin-port', 0, 65535),
     adminHost,
+    workers: parseWorkers(workers),
     upstreams: parseUpstreams(pick('upstream')),
     maxFails: count('max-fails'),
     failTimeout: duration('fail-timeout'),
@@ -226,6 +232,16 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     sticky: sticky?.options,
     stickySecretGenerated: sticky?.generated ?? false,
   }
+}
+
+/** `--workers`: a count from 1 to 64, or `auto` for one per core. */
+function parseWorkers(value: unknown): number {
+  if (value === 'auto') return availableParallelism()
+  const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 64) {
+    throw new ConfigError(`workers: ${JSON.stringify(value)} is not a whole number from 1 to 64, or auto`)
+  }
+  return n
 }
 
 /** The sticky-cookie settings: a cookie name, and a secret given, read from a file, or made up. */

@@ -123,9 +123,13 @@ export class Forwarder {
     })
   }
 
+  /** Told each health flip this process saw (the balancer passes them on to other workers). */
+  onHealth: ((change: HealthChange) => void) | undefined
+
   /** Logs a health flip once, with its reason. */
   reportHealth(change: HealthChange | undefined): void {
     if (change === undefined) return
+    this.onHealth?.(change)
     const { upstream, up, reason } = change
     this.options.log?.(up ? `upstream ${upstream.id} is up again: ${reason}` : `upstream ${upstream.id} marked down: ${reason}`)
   }

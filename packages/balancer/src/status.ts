@@ -18,6 +18,8 @@ export interface StatusSnapshot {
   uptimeSeconds: number
   /** Balancer processes counted (1 unless `--workers`). */
   workers: number
+  /** Each balancer process: what it has served, and its open connections (node:cluster deals connections out). */
+  processes: { pid: number; requests: number; connectionsOpen: number }[]
   policy: string
   /** Whether the balancer is draining (SIGTERM / SIGINT). */
   draining: boolean
@@ -96,6 +98,8 @@ export interface UpstreamStatus {
 
 /** What one balancer process contributes to the status: counts that add up across workers. */
 export interface ProcessCounts {
+  /** Each process counted: one here, one per worker once merged. */
+  processes: { pid: number; requests: number; connectionsOpen: number }[]
   totals: StatsData
   unrouted: StatsData
   /** By upstream id. */
@@ -109,8 +113,10 @@ export function processCounts(balancer: Balancer, now = Date.now()): ProcessCoun
   const fw = balancer.forwarder
   const upstreams: ProcessCounts['upstreams'] = {}
   for (const u of [...balancer.pool.upstreams, ...balancer.retired]) upstreams[u.id] = { ...u.stats.data(now), inFlight: u.inFlight }
+  const totals = fw.totals.data(now)
   return {
-    totals: fw.totals.data(now),
+    processes: [{ pid: process.pid, requests: sum(classTotals(totals)), connectionsOpen: balancer.connectionsOpen }],
+    totals,
     unrouted: fw.unrouted.data(now),
     upstreams,
     connectionsOpen: balancer.connectionsOpen,
@@ -127,6 +133,7 @@ export function mergeCounts(parts: readonly ProcessCounts[]): ProcessCounts {
     upstreams[id] = { ...mergeStats(mine), inFlight: mine.reduce((a, u) => a + u.inFlight, 0) }
   }
   return {
+    processes: parts.flatMap(p => p.processes),
     totals: mergeStats(parts.map(p => p.totals)),
     unrouted: mergeStats(parts.map(p => p.unrouted)),
     upstreams,
@@ -198,6 +205,7 @@ export function buildStatus(balancer: Balancer, counts: ProcessCounts, workers =
     startedAt: balancer.startedAt,
     uptimeSeconds: Math.floor((now - balancer.startedAt) / 1000),
     workers,
+    processes: counts.processes,
     policy: balancer.policyName,
     draining: balancer.draining,
     connections: { open: counts.connectionsOpen, total: counts.connectionsTotal },

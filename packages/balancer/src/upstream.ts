@@ -37,6 +37,8 @@ export interface HealthChange {
   upstream: Upstream
   up: boolean
   reason: string
+  /** Which health flipped: passive (max_fails, from requests) or active (checks). */
+  source: 'passive' | 'active'
 }
 
 /**
@@ -112,6 +114,11 @@ export class Upstream {
     return this.weight * (0.1 + (0.9 * elapsed) / this.slowStart)
   }
 
+  /** How much longer passive health keeps this upstream out, in ms from `now`; 0 when it does not. */
+  passiveDownFor(now: number): number {
+    return Math.max(0, this.#downUntil - now)
+  }
+
   /** Whether passive health lets this upstream take a request at `now` (ms, monotonic). */
   passiveUp(now: number): boolean {
     return now >= this.#downUntil
@@ -125,12 +132,12 @@ export class Upstream {
     if (this.healthy === healthy) return undefined
     this.healthy = healthy
     if (healthy) this.upSince = performance.now()
-    return this.#changed(healthy, reason)
+    return this.#changed(healthy, reason, 'active')
   }
 
-  #changed(up: boolean, reason: string): HealthChange {
+  #changed(up: boolean, reason: string, source: HealthChange['source'] = 'passive'): HealthChange {
     this.lastChange = { up, reason, at: Date.now() }
-    return { upstream: this, up, reason }
+    return { upstream: this, up, reason, source }
   }
 
   /** Counts a failure. Returns the change of state if this failure took the upstream down. */
@@ -150,12 +157,29 @@ export class Upstream {
 
   /** Counts a success. Returns the change of state if the upstream was down and is now up. */
   recordSuccess(now: number = performance.now()): HealthChange | undefined {
+    return this.#cleared(now, 'a request succeeded')
+  }
+
+  /**
+   * Applies a passive verdict another worker reached, so that every worker has one view (a
+   * failure seen by one takes the upstream out of all, which nginx has only with `zone`):
+   * down for `ms` from `now`, or up again. Returns the change when the state flips here.
+   */
+  applyPassive(up: boolean, ms: number, reason: string, now: number = performance.now()): HealthChange | undefined {
+    if (up) return this.#cleared(now, reason)
+    this.#downUntil = now + ms
+    if (this.#down) return undefined
+    this.#down = true
+    return this.#changed(false, reason)
+  }
+
+  #cleared(now: number, reason: string): HealthChange | undefined {
     this.#fails = 0
     if (!this.#down) return undefined
     this.#down = false
     this.#downUntil = 0
     this.upSince = now
-    return this.#changed(true, 'a request succeeded')
+    return this.#changed(true, reason)
   }
 }
 

@@ -43,6 +43,7 @@ function snapshot(over: Partial<StatusSnapshot> = {}): StatusSnapshot {
     now: NOW,
     startedAt: NOW - 93_784_000,
     uptimeSeconds: 93_784,
+    processes: [{ pid: 4242, requests: 250_123, connectionsOpen: 17 }],
     workers: 4,
     policy: 'least-requests',
     draining: false,

@@ -1,0 +1,122 @@
+// `--workers 2`: real worker processes behind one port, run as the built CLI.
+import { readFileSync } from 'node:fs'
+import t, { type Test } from 'tap'
+import type { StatusSnapshot } from '../src/index.js'
+import { portOf, run, type Run } from './fixtures/cli.js'
+import { parseExposition } from './fixtures/prometheus.js'
+import { closedPort, fetchText, startUpstream } from './fixtures/servers.js'
+
+const adminPortOf = (line: string): number => Number(/^switchyard admin on http:\/\/[^ ]+:(\d+)\//.exec(line)?.[1])
+
+/** Starts the CLI with `--workers 2` and the admin listener; stops it at teardown. */
+async function cluster(t: Test, args: string[]): Promise<{ r: Run; port: number; admin: number }> {
+  const r = run(['--port', '0', '--host', '127.0.0.1', '--workers', '2', '--admin-port', '0', '--quiet', ...args])
+  t.teardown(() => {
+    r.child.kill('SIGKILL')
+  })
+  const port = portOf(await r.line(/listening on/))
+  const admin = adminPortOf(await r.line(/^switchyard admin on /))
+  return { r, port, admin }
+}
+
+async function status(admin: number): Promise<StatusSnapshot> {
+  return JSON.parse((await fetchText(admin, { path: '/status.json' })).body) as StatusSnapshot
+}
+
+/** Polls the status (bounded, about 5 s) until `done` holds; returns the last one. */
+async function until(admin: number, done: (s: StatusSnapshot) => boolean): Promise<StatusSnapshot> {
+  let s = await status(admin)
+  for (let i = 0; i < 100 && !done(s); i++) {
+    await new Promise(resolve => setTimeout(resolve, 50))
+    s = await status(admin)
+  }
+  return s
+}
+
+/** The pids of a process's children. */
+function childPids(pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+}
+
+t.test('--workers 2: both workers serve, and the admin listener adds their counts up exactly', async t => {
+  const a = await startUpstream(t, 'a')
+  const b = await startUpstream(t, 'b')
+  const { r, port, admin } = await cluster(t, ['--upstream', a.spec, '--upstream', b.spec])
+  t.match(r.stdout.find(l => l.includes('listening on')), /, round-robin over .* \(2 workers\)$/, 'the listening line says how many workers')
+  t.equal(childPids(r.child.pid as number).length, 2, 'two worker processes')
+  // Fresh connections: node:cluster deals them out to the workers in turn.
+  for (let i = 0; i < 40; i++) t.equal((await fetchText(port)).status, 200)
+  // Counts may lag a little behind; then they must be exact.
+  const s = await until(admin, x => x.requests.total === 40)
+  t.equal(s.requests.total, 40, '40 requests counted')
+  t.equal(s.workers, 2)
+  t.equal(s.processes.length, 2, 'one entry per worker')
+  t.ok(
+    s.processes.every(p => p.requests > 0),
+    `both workers served: ${s.processes.map(p => p.requests).join(' + ')}`,
+  )
+  t.equal(s.processes.reduce((x, p) => x + p.requests, 0), 40)
+  t.equal(s.upstreams.reduce((x, u) => x + u.requests, 0), 40, 'the upstreams got 40 between them')
+  t.ok(s.upstreams.every(u => u.requests >= 10), 'each worker alternates: both upstreams served a share')
+  const m = parseExposition((await fetchText(admin, { path: '/metrics' })).body)
+  const total = m.samples.filter(x => x.name === 'switchyard_requests_total').reduce((x, y) => x + y.value, 0)
+  t.equal(total, 40, 'and /metrics, aggregated by prom-client over the workers, counts 40 too')
+  t.ok(m.samples.some(x => x.name === 'process_resident_memory_bytes'), 'with the process metrics')
+
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0, 'SIGTERM: the workers drain, the primary exits 0')
+})
+
+t.test('a failure seen by one worker takes the upstream out of the other too', async t => {
+  const dead = await closedPort()
+  const good = await startUpstream(t, 'good')
+  const { r, port, admin } = await cluster(t, ['--upstream', dead, '--upstream', good.spec, '--fail-timeout', '60s'])
+  // The first request goes to the dead upstream first, is refused there, and is retried.
+  t.equal((await fetchText(port)).status, 200, 'refused, then served by the good one')
+  await until(admin, x => x.upstreams[0]?.state === 'down')
+  for (let i = 0; i < 20; i++) t.equal((await fetchText(port)).status, 200)
+  const s = await until(admin, x => x.requests.total === 21)
+  t.equal(s.requests.total, 21)
+  t.ok(s.processes.every(p => p.requests > 0), 'both workers served requests')
+  t.equal(s.upstreams[0]?.failures, 1, 'one failure in all: the other worker never tried the dead upstream')
+  t.equal(s.upstreams[0]?.retries, 1)
+  t.equal(s.upstreams[1]?.requests, 21, 'the good upstream served everything')
+  t.equal(r.stdout.filter(l => l.includes('marked down')).length, 1, 'the flip is logged once, by the worker that saw it')
+})
+
+t.test('a killed worker is replaced, and the other finishes its requests', async t => {
+  const slow = await startUpstream(t, 'slow', (req, res) => {
+    if (req.url === '/slow') setTimeout(() => res.end('done'), 1000)
+    else res.end('ok')
+  })
+  const { r, port, admin } = await cluster(t, ['--upstream', slow.spec])
+  const [victim, survivor] = childPids(r.child.pid as number) as [number, number]
+  // Four slow requests, dealt out to both workers in turn.
+  const pending = Array.from({ length: 4 }, () => fetchText(port, { path: '/slow' }).then(x => x.status, () => 'cut'))
+  while (slow.seen.filter(x => x.url === '/slow').length < 4) await new Promise(resolve => setTimeout(resolve, 10))
+  process.kill(victim, 'SIGKILL')
+  const line = await r.line(/exited with signal SIGKILL; starting another/)
+  t.equal(line, `switchyard: worker ${victim} exited with signal SIGKILL; starting another`, 'the primary says so')
+  const results = await Promise.all(pending)
+  t.same(results.filter(x => x === 200).length, 2, `the survivor's two requests completed (${results.join(', ')})`)
+  t.same(results.filter(x => x === 'cut').length, 2, "the killed worker's two were cut")
+  const s = await until(admin, x => x.processes.length === 2 && !x.processes.some(p => p.pid === victim))
+  t.equal(s.processes.length, 2, 'two workers again')
+  t.ok(s.processes.some(p => p.pid === survivor), 'the survivor is one of them')
+  t.notOk(s.processes.some(p => p.pid === victim), 'and the killed one is gone')
+  for (let i = 0; i < 4; i++) t.equal((await fetchText(port)).body, 'ok', 'still serving')
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0)
+})
+
+t.test('--workers with a taken port exits 1; a bad --workers value is refused', async t => {
+  const a = await startUpstream(t, 'a')
+  const first = await cluster(t, ['--upstream', a.spec])
+  const second = run(['--port', String(first.port), '--host', '127.0.0.1', '--workers', '2', '--upstream', a.spec, '--quiet'])
+  t.equal(await second.exit, 1, 'exit 1')
+  t.match(second.stderr.join('\n'), /the port is in use \(EADDRINUSE\)/, 'the worker says why')
+  t.match(second.stderr.join('\n'), /worker \d+ exited with code 1 before it listened; stopping/, 'and the primary stops')
+  const bad = run(['--workers', 'many'])
+  t.equal(await bad.exit, 1)
+  t.same(bad.stderr, ['switchyard: workers: "many" is not a whole number from 1 to 64, or auto'])
+})
