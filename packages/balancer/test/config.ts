@@ -1,5 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError, parseUpstream, readConfigFile, resolveConfig } from '../src/index.js'
@@ -20,6 +20,7 @@ t.test('defaults are the tutorial stack', async t => {
       logFormat: 'combined',
       adminPort: undefined,
       adminHost: '127.0.0.1',
+      workers: 1,
       maxFails: 1,
       failTimeout: 10_000,
       connectTimeout: 5_000,
@@ -114,6 +115,19 @@ t.test('policies and sticky sessions', async t => {
     [{ 'sticky-cookie': 'sy', 'sticky-secret-file': join(dir, 'empty') }, /^sticky-secret-file .*empty: is empty$/],
   ]
   for (const [flags, message] of bad) t.throws(() => resolveConfig(flags), { name: 'ConfigError', message }, JSON.stringify(flags))
+})
+
+t.test('workers, admin listener and access log', async t => {
+  t.equal(resolveConfig({ workers: 'auto' }).workers, availableParallelism(), 'auto: one per core')
+  t.equal(resolveConfig({ workers: '3' }).workers, 3)
+  t.equal(resolveConfig({}, { workers: 2 }).workers, 2, 'a number in the file')
+  for (const bad of ['0', '65', 'many', 1.5]) {
+    t.throws(() => resolveConfig({ workers: bad }), { message: `workers: ${JSON.stringify(bad)} is not a whole number from 1 to 64, or auto` })
+  }
+  const c = resolveConfig({ 'admin-port': '0', 'admin-host': '::1', 'access-log': '/var/log/sy.log', 'log-format': 'json' })
+  t.same([c.adminPort, c.adminHost, c.accessLogTo, c.logFormat], [0, '::1', '/var/log/sy.log', 'json'])
+  t.equal(resolveConfig({ 'access-log': 'off' }).accessLogTo, undefined, 'off')
+  t.equal(resolveConfig({ quiet: true, 'access-log': '/x.log' }).accessLogTo, undefined, '--quiet wins: no access log')
 })
 
 t.test('bad settings name the bad value', async t => {
