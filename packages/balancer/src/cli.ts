@@ -202,13 +202,17 @@ function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): voi
     console.error(`switchyard: ${listenError(err, config.host, config.port)}`)
     exit(1)
   })
-  if (cluster.isWorker) joinCluster(balancer, { send: m => process.send?.(m), on: (event, listener) => process.on(event, listener) })
-  balancer.listen(config.port, config.host, () => {
-    // A worker leaves the listening line and the admin listener to its primary.
-    if (cluster.isWorker) return
-    print(describe(config, balancer, (balancer.address() as AddressInfo).port))
-    admin = startAdmin(config, () => createAdmin(balancer))
-  })
+  if (cluster.isWorker) {
+    // A worker listens once it knows the health the others have; it leaves the listening
+    // line and the admin listener to its primary.
+    const channel = { send: (m: unknown) => process.send?.(m), on: (event: 'message', listener: (m: unknown) => void) => process.on(event, listener) }
+    void joinCluster(balancer, channel).then(() => balancer.listen(config.port, config.host))
+  } else {
+    balancer.listen(config.port, config.host, () => {
+      print(describe(config, balancer, (balancer.address() as AddressInfo).port))
+      admin = startAdmin(config, () => createAdmin(balancer))
+    })
+  }
   if (config.stickySecretGenerated) print(STICKY_WARNING)
 
   const stop = onStopSignals(config, () => {

@@ -22,9 +22,19 @@ export interface HealthNews {
   ms: number
 }
 
+/** After the news a hello asked for: the worker may listen. */
+interface Welcome {
+  sy: 'welcome'
+}
+
 interface CountsAsk {
   sy: 'counts?'
   seq: number
+}
+
+/** A worker is ready for news: the primary sends it the health every other worker has. */
+interface Hello {
+  sy: 'hello'
 }
 
 interface CountsReply {
@@ -33,10 +43,11 @@ interface CountsReply {
   counts: ProcessCounts
 }
 
-type Message = HealthNews | CountsAsk | CountsReply
+type ToWorker = HealthNews | CountsAsk | Welcome
+type ToPrimary = HealthNews | CountsReply | Hello
 
 /** Our messages carry `sy`; prom-client's own (cluster metrics) share the channel. */
-function isOurs(m: unknown): m is Message {
+function isOurs<T>(m: unknown): m is T {
   return typeof m === 'object' && m !== null && 'sy' in m
 }
 
@@ -61,18 +72,25 @@ export interface Channel {
 /**
  * The worker's side of the cluster: it sends the primary each passive flip it sees, applies
  * the flips others saw, answers requests for its counts, and lets prom-client's
- * AggregatorRegistry read its metrics.
+ * AggregatorRegistry read its metrics. Resolves once the primary has told it the health
+ * every other worker has: only then may it listen, so a replacement never serves with a
+ * stale view.
  */
-export function joinCluster(balancer: Balancer, channel: Channel): void {
+export function joinCluster(balancer: Balancer, channel: Channel): Promise<void> {
   // prom-client answers the primary's requests for metrics only once an AggregatorRegistry
   // exists in the worker too (its listeners are added by the constructor).
   new AggregatorRegistry()
   AggregatorRegistry.setRegistries([createMetrics(balancer)])
   balancer.on('health', (change: HealthChange) => channel.send(newsOf(change)))
-  channel.on('message', m => {
-    if (!isOurs(m)) return
-    if (m.sy === 'health') apply(balancer, m)
-    else if (m.sy === 'counts?') channel.send({ sy: 'counts', seq: m.seq, counts: processCounts(balancer) } satisfies CountsReply)
+  return new Promise<void>(welcomed => {
+    channel.on('message', m => {
+      if (!isOurs<ToWorker>(m)) return
+      if (m.sy === 'health') apply(balancer, m)
+      else if (m.sy === 'welcome') welcomed()
+      else channel.send({ sy: 'counts', seq: m.seq, counts: processCounts(balancer) } satisfies CountsReply)
+    })
+    // Not at 'online': node:cluster says that before this code runs, and news sent then is lost.
+    channel.send({ sy: 'hello' } satisfies Hello)
   })
 }
 
@@ -97,7 +115,8 @@ export class Primary extends EventEmitter {
   readonly #env: Record<string, string>
   readonly #listened = new WeakSet<Worker>()
   readonly #aggregator = new AggregatorRegistry()
-  readonly #waiting = new Map<number, { counts: ProcessCounts[]; left: number; done: () => void }>()
+  /** Requests for counts, by sequence number: each takes the replies until all came or time is up. */
+  readonly #waiting = new Map<number, (counts: ProcessCounts) => void>()
   #seq = 0
   #stopping = false
   #started = false
@@ -109,16 +128,15 @@ export class Primary extends EventEmitter {
     this.#env = env
   }
 
-  /** The workers running now. */
+  /** The workers running now and reachable (a dying one is not). */
   get workers(): Worker[] {
-    return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+    return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected())
   }
 
   start(): void {
     cluster.on('message', this.#onMessage)
     cluster.on('listening', this.#onListening)
     cluster.on('exit', this.#onExit)
-    cluster.on('online', this.#onOnline)
     // Active checks run here, once; their flips go to every worker.
     this.balancer.on('health', (change: HealthChange) => this.#broadcast(newsOf(change)))
     this.balancer.checkHealth()
@@ -131,7 +149,7 @@ export class Primary extends EventEmitter {
     this.balancer.healthChecker?.stop()
     const workers = this.workers
     for (const w of workers) w.process.kill(signal)
-    return Promise.all(workers.map(w => (w.isDead() ? undefined : new Promise(resolve => w.once('exit', resolve))))).then(() => undefined)
+    return Promise.all(workers.map(w => new Promise(resolve => w.once('exit', resolve)))).then(() => undefined)
   }
 
   /** Passes a signal on to every worker (SIGHUP: each reads its configuration again). */
@@ -141,19 +159,19 @@ export class Primary extends EventEmitter {
 
   /** Every worker's counts, added up; a worker that does not answer in time is left out. */
   counts(): Promise<ProcessCounts> {
-    const workers = this.workers.filter(w => w.isConnected())
+    const workers = this.workers
     const seq = ++this.#seq
+    const replies: ProcessCounts[] = []
     return new Promise(resolve => {
-      const entry = { counts: [] as ProcessCounts[], left: workers.length, done: () => {} }
       const finish = () => {
         clearTimeout(timer)
         this.#waiting.delete(seq)
-        resolve(mergeCounts(entry.counts))
+        resolve(mergeCounts(replies))
       }
       const timer = setTimeout(finish, COUNTS_WAIT_MS)
-      entry.done = finish
-      this.#waiting.set(seq, entry)
-      if (workers.length === 0) finish()
+      this.#waiting.set(seq, counts => {
+        if (replies.push(counts) === workers.length) finish()
+      })
       for (const w of workers) w.send({ sy: 'counts?', seq } satisfies CountsAsk)
     })
   }
@@ -168,30 +186,33 @@ export class Primary extends EventEmitter {
   }
 
   #broadcast(news: HealthNews, except?: Worker): void {
-    for (const w of this.workers) if (w !== except && w.isConnected()) w.send(news)
+    for (const w of this.workers) if (w !== except) w.send(news)
   }
 
   #onMessage = (worker: Worker, m: unknown): void => {
-    if (!isOurs(m)) return
+    if (!isOurs<ToPrimary>(m)) return
     if (m.sy === 'health') {
       apply(this.balancer, m)
       this.#broadcast(m, worker)
-    } else if (m.sy === 'counts') {
-      const entry = this.#waiting.get(m.seq)
-      if (entry === undefined) return
-      entry.counts.push(m.counts)
-      if (--entry.left === 0) entry.done()
+    } else if (m.sy === 'hello') {
+      this.#welcome(worker)
+    } else {
+      // A reply that comes after its request timed out has nowhere to go.
+      this.#waiting.get(m.seq)?.(m.counts)
     }
   }
 
   /** A new worker (or a replacement) starts with the health every other worker has. */
-  #onOnline = (worker: Worker): void => {
+  #welcome(worker: Worker): void {
     const now = performance.now()
     for (const u of this.balancer.pool.upstreams) {
-      if (!u.healthy) worker.send(newsOf({ upstream: u, up: false, reason: u.lastChange?.reason ?? 'down', source: 'active' }))
+      // A down upstream always has its last change: the one that took it down.
+      const reason = u.lastChange?.reason as string
+      if (!u.healthy) worker.send(newsOf({ upstream: u, up: false, reason, source: 'active' }))
       const left = u.passiveDownFor(now)
-      if (left > 0) worker.send(newsOf({ upstream: u, up: false, reason: u.lastChange?.reason ?? 'down', source: 'passive' }, left))
+      if (left > 0) worker.send(newsOf({ upstream: u, up: false, reason, source: 'passive' }, left))
     }
+    worker.send({ sy: 'welcome' } satisfies Welcome)
   }
 
   /** Once every worker of the first batch listens, the balancer is up. */

@@ -1,5 +1,7 @@
 // `--workers 2`: real worker processes behind one port, run as the built CLI.
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import type { StatusSnapshot } from '../src/index.js'
 import { portOf, run, type Run } from './fixtures/cli.js'
@@ -82,6 +84,49 @@ t.test('a failure seen by one worker takes the upstream out of the other too', a
   t.equal(s.upstreams[0]?.retries, 1)
   t.equal(s.upstreams[1]?.requests, 21, 'the good upstream served everything')
   t.equal(r.stdout.filter(l => l.includes('marked down')).length, 1, 'the flip is logged once, by the worker that saw it')
+
+  // A replacement worker starts with that view too.
+  const [victim] = childPids(r.child.pid as number) as [number]
+  process.kill(victim, 'SIGKILL')
+  await r.line(/starting another/)
+  await until(admin, x => x.processes.length === 2 && !x.processes.some(p => p.pid === victim))
+  for (let i = 0; i < 20; i++) t.equal((await fetchText(port)).status, 200)
+  const after = await until(admin, x => x.processes.reduce((n, p) => n + p.requests, 0) >= 20 && x.processes.every(p => p.requests > 0))
+  t.ok(after.processes.every(p => p.requests > 0), 'both workers, the new one too, served requests')
+  t.equal(after.upstreams[0]?.failures, 1, 'and the new worker did not try the dead upstream either')
+})
+
+t.test('active checks run once, in the primary, for every worker; SIGHUP reaches the workers', async t => {
+  const dead = await closedPort()
+  const good = await startUpstream(t, 'good')
+  const other = await startUpstream(t, 'other')
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-workers-'))
+  const config = join(dir, 'switchyard.json')
+  const settings = { upstream: [dead, good.spec], 'health-path': '/', 'health-interval': '100ms', 'unhealthy-threshold': 1 }
+  writeFileSync(config, JSON.stringify(settings))
+  const { r, port, admin } = await cluster(t, ['--config', config])
+  const down = await until(admin, x => x.upstreams[0]?.state === 'down')
+  t.match(down.upstreams[0]?.reason, /^active check failed 1 time: GET \/ -> ECONNREFUSED/, 'down by the primary\'s check')
+  // Replace a worker: the new one must know too.
+  const [victim] = childPids(r.child.pid as number) as [number]
+  process.kill(victim, 'SIGKILL')
+  await r.line(/starting another/)
+  await until(admin, x => x.processes.length === 2 && !x.processes.some(p => p.pid === victim))
+  for (let i = 0; i < 20; i++) t.equal((await fetchText(port)).status, 200)
+  const s = await until(admin, x => x.requests.total === 20)
+  t.equal(s.upstreams[0]?.failures, 0, 'no worker ever sent a request to the upstream the checks took down')
+  t.equal(r.stdout.filter(l => l.includes('marked down')).length, 1, 'one check, one flip, one log line: not one per worker')
+  const checks = good.seen.filter(x => x.headers['user-agent'] === 'switchyard-health-check').length
+  const rounds = (Date.now() - s.startedAt) / 100
+  t.ok(checks <= rounds + 2, `checks ran once per interval (${checks} in about ${Math.round(rounds)} intervals), not once per worker`)
+
+  writeFileSync(config, JSON.stringify({ ...settings, upstream: [other.spec] }))
+  r.child.kill('SIGHUP')
+  const reloaded = await until(admin, x => x.upstreams.length === 1)
+  t.same(reloaded.upstreams.map(u => u.id), [other.spec], "the primary's view follows the reload")
+  while (r.stdout.filter(l => l.includes('reloaded')).length < 3) await new Promise(resolve => setTimeout(resolve, 20))
+  t.pass('the primary and both workers reloaded')
+  for (let i = 0; i < 4; i++) t.equal((await fetchText(port)).body, 'hello from other\n', 'every worker sends to the new upstream')
 })
 
 t.test('a killed worker is replaced, and the other finishes its requests', async t => {
