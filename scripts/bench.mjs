@@ -1,0 +1,278 @@
+// `npm run bench`: what a forwarded request costs, Switchyard next to nginx, HAProxy and plain
+// http-proxy, measured in one interleaved run on this machine.
+//
+//   npm run bench                                         3 rounds of 5 s at 50 connections, then memory
+//   npm run bench -- --rounds 2 --duration 4 --connections 100 --out /tmp/results --no-memory
+//
+// Two upstreams (scripts/bench/backends.mjs, a process of their own) answer GET / with a fixed body.
+// Every proxy runs in its own process group on 127.0.0.1 in front of both, round-robin, keep-alive
+// on both sides. After a short warm-up of each, every round runs wrk against each proxy in turn (the
+// order rotates per round), then a c=1 run for latency. The CPU a proxy's process tree used during
+// the main run (utime+stime from /proc, its descendants included, never wrk's nor the upstreams'),
+// divided by the 2xx/3xx answers wrk counted, is its CPU per request. On a shared machine absolute
+// figures drift; each round's figures are compared with the baseline's in that same round.
+//
+// Then, unless --no-memory, a fresh Switchyard's RSS with no client, with 10,000 idle keep-alive
+// clients (scripts/bench/idle-clients.mjs) and after they closed.
+//
+// Progress goes to stderr; the table to stdout; raw rounds, machine info and a chart to
+// <out>/<date>.json and .svg. Exit 0 when something was measured; 1 on bad flags, no wrk, a failed
+// build or no upstreams. Every child is killed on exit, on Ctrl-C and on errors.
+
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, platform, release, tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { killAll, launch, startWatchdog, stop, why } from './bench/children.mjs'
+import { measureMemory } from './bench/memory.mjs'
+import { treeCpuMs } from './bench/proc.mjs'
+import { proxies, versionOf, which } from './bench/proxies.mjs'
+import { summarize, svg, table } from './bench/report.mjs'
+import { runWrk } from './bench/wrk.mjs'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const CLI = join(root, 'packages/balancer/dist/cli.js')
+const USAGE = 'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory]'
+const WARMUP_SECONDS = 1
+/** Length of the c=1 latency run; one connection settles its p50 within a couple of seconds. */
+const C1_SECONDS = 2
+const IDLE_CLIENTS = 10_000
+/** After wrk exits, the proxy still closes its 50 connections: let that land in this run's CPU. */
+const AFTER_RUN_MS = 150
+const BUILD_TIMEOUT_MS = 300_000
+const START_TIMEOUT_MS = 10_000
+
+const progress = line => void process.stderr.write(`bench: ${line}\n`)
+const die = message => {
+  progress(message)
+  process.exit(1)
+}
+
+function options() {
+  let values
+  try {
+    ;({ values } = parseArgs({
+      options: {
+        rounds: { type: 'string', default: '3' },
+        duration: { type: 'string', default: '5' },
+        connections: { type: 'string', default: '50' },
+        out: { type: 'string', default: 'bench-results' },
+        'no-memory': { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+    }))
+  } catch (err) {
+    die(`${err.message.split('\n')[0]} (${USAGE})`)
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`)
+    process.exit(0)
+  }
+  const whole = (name, text, min, max) => {
+    const m = /^(\d+)$/.exec(text)
+    if (!m || Number(m[1]) < min || Number(m[1]) > max) die(`--${name} ${JSON.stringify(text)}: give a whole number from ${min} to ${max} (${USAGE})`)
+    return Number(m[1])
+  }
+  return {
+    rounds: whole('rounds', values.rounds, 1, 50),
+    // wrk takes whole seconds; "4s" is accepted as well as "4".
+    seconds: whole('duration', values.duration.replace(/s$/, ''), 1, 600),
+    connections: whole('connections', values.connections, 1, 10_000),
+    out: resolve(values.out),
+    memory: !values['no-memory'],
+  }
+}
+
+const opts = options()
+const startedAt = Date.now()
+const loadavgStart = loadavg()
+const date = new Date()
+const wrk = which('wrk')
+if (wrk === undefined) die('wrk not found: install it with apt-get install -y wrk')
+if (!existsSync(CLI)) {
+  progress(`${CLI} is missing: building with npx tsc -b`)
+  const built = spawnSync('npx', ['tsc', '-b'], { cwd: root, stdio: 'inherit', timeout: BUILD_TIMEOUT_MS })
+  if (built.status !== 0 || !existsSync(CLI)) die(`npx tsc -b failed (${built.error?.message ?? `status ${built.status}`}); fix the build first`)
+}
+const nginx = which('nginx')
+const haproxy = which('haproxy')
+if (nginx === undefined) progress('nginx not found: install it with apt-get install -y nginx (ratios are then against http-proxy)')
+if (haproxy === undefined) progress('haproxy not found: skipping HAProxy (apt-get install -y haproxy adds it)')
+const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8', timeout: 10_000 })
+const workers = /--workers\b/.test(help.stdout ?? '')
+progress(workers ? 'switchyard --help lists --workers: measuring --workers 2 too' : 'switchyard --help has no --workers: that row is skipped')
+
+// --- clean-up: whatever happens, no child outlives us --------------------------------------------
+
+const tmp = mkdtempSync(join(tmpdir(), 'switchyard-bench-'))
+const wrks = new Set()
+const onWrk = child => {
+  wrks.add(child)
+  child.once('exit', () => wrks.delete(child))
+}
+process.on('exit', () => {
+  for (const child of wrks) child.kill('SIGKILL')
+  killAll()
+  rmSync(tmp, { recursive: true, force: true })
+})
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+  process.on(signal, () => {
+    progress(`${signal}: killing every child and exiting without a report`)
+    process.exit(code)
+  })
+}
+startWatchdog(tmp)
+
+// --- upstreams and proxies -------------------------------------------------------------------
+
+const backends = launch('backends', process.execPath, [join(root, 'scripts/bench/backends.mjs')], { stdin: 'pipe' })
+const ports = await new Promise(resolve => {
+  const timer = setTimeout(() => die(`the upstreams printed no ports within ${START_TIMEOUT_MS / 1000}s`), START_TIMEOUT_MS)
+  // Without upstreams no figure means anything: their exit ends the bench, unless we stopped them.
+  void backends.exited.then(r => backends.stopped || die(`the upstreams ${r.how}: ${why(backends, r.how)}`))
+  backends.onLine = line => {
+    if (!/^ports \d+ \d+$/.test(line)) return
+    clearTimeout(timer)
+    resolve(line.split(' ').slice(1).map(Number))
+  }
+})
+progress(`upstreams on 127.0.0.1:${ports.join(' and 127.0.0.1:')} (pid ${backends.pid})`)
+
+const ctx = { root, dir: tmp, backends: ports, connections: opts.connections, cli: CLI }
+const all = proxies(ctx, { nginx, haproxy, workers }).map(p => ({ ...p, rounds: [] }))
+const live = []
+for (const p of all) {
+  try {
+    Object.assign(p, await p.start())
+    live.push(p)
+    progress(`${p.label} forwarding on 127.0.0.1:${p.port} (pid ${p.child.pid})`)
+    void p.child.exited.then(r => {
+      if (!p.stopped) p.failed ??= `${r.how} during the run`
+    })
+  } catch (err) {
+    p.failed = `failed to start: ${err.message}`
+    progress(`${p.label} failed to start, going on without it: ${err.message}`)
+  }
+}
+if (live.length === 0) die('no proxy started; nothing to measure')
+const baseline = live.find(p => p.id === 'nginx') ?? live.find(p => p.id === 'http-proxy') ?? live[0]
+if (nginx !== undefined && baseline.id !== 'nginx') progress(`nginx is installed but did not start: ratios are against ${baseline.label}`)
+
+const perRun = opts.seconds + C1_SECONDS + 0.5
+progress(`${opts.rounds} round(s) × ${live.length} proxies × (${opts.seconds}s at c=${opts.connections} + ${C1_SECONDS}s at c=1): about ${Math.round(live.length * (WARMUP_SECONDS + opts.rounds * perRun))}s${opts.memory ? ', then the memory phase' : ''}`)
+for (const p of live) {
+  progress(`warming up ${p.label} (${WARMUP_SECONDS}s)`)
+  await runWrk(`http://127.0.0.1:${p.port}/`, { connections: opts.connections, seconds: WARMUP_SECONDS, onChild: onWrk }).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
+}
+
+// --- the rounds ------------------------------------------------------------------------------
+
+/** One measured run of one proxy: wrk at c=N with the tree's CPU around it, then wrk at c=1. */
+async function measure(p, round) {
+  const url = `http://127.0.0.1:${p.port}/`
+  const load1 = loadavg()[0]
+  const before = treeCpuMs(p.child.pid)
+  const main = await runWrk(url, { connections: opts.connections, seconds: opts.seconds, onChild: onWrk })
+  await sleep(AFTER_RUN_MS)
+  const after = treeCpuMs(p.child.pid)
+  const cpuMs = after.ms - before.ms
+  main.cpuMs = cpuMs
+  main.cpuUsPerRequest = main.good > 0 ? (cpuMs * 1000) / main.good : NaN
+  main.pids = [...new Set([...before.pids, ...after.pids])]
+  const c1 = await runWrk(url, { connections: 1, seconds: C1_SECONDS, onChild: onWrk })
+  return { round, load1, main, c1 }
+}
+
+const errorsOf = w => (w.errors === 0 ? '' : `, ${w.non2xx} non-2xx, ${w.errors - w.non2xx} socket errors`)
+for (let round = 1; round <= opts.rounds; round++) {
+  const order = live.map((_, i) => live[(i + round - 1) % live.length])
+  for (const [i, p] of order.entries()) {
+    if (p.failed !== undefined) continue
+    const where = `round ${round}/${opts.rounds} [${i + 1}/${order.length}] ${p.label}`
+    try {
+      const r = await measure(p, round)
+      p.rounds.push(r)
+      const m = r.main
+      progress(`${where}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50ms.toFixed(2)} ms, p99 ${m.p99ms.toFixed(2)} ms, ` +
+        `${m.cpuUsPerRequest.toFixed(1)} µs CPU/req over ${m.pids.length} process(es)${errorsOf(m)}; c=1 p50 ${r.c1.p50ms.toFixed(3)} ms${errorsOf(r.c1)}`)
+    } catch (err) {
+      progress(`${where}: ${err.message}${p.failed ? ` (${p.label} ${p.failed}; dropped from later rounds)` : ''}`)
+    }
+  }
+}
+const loadAfterRounds = loadavg()
+for (const p of live) {
+  p.stopped = true
+  await stop(p.child)
+}
+
+let memory = null
+if (opts.memory) {
+  try {
+    memory = await measureMemory(ctx, { count: IDLE_CLIENTS, connections: opts.connections, progress, onWrk })
+  } catch (err) {
+    progress(`memory phase failed: ${err.message}`)
+    memory = { error: err.message }
+  }
+}
+backends.stopped = true
+await stop(backends)
+
+// --- the report ------------------------------------------------------------------------------
+
+const summaries = all.map(p => summarize(p, baseline))
+const out = []
+const print = line => out.push(line)
+const cpu = cpus()
+const machine = {
+  cpuModel: cpu[0]?.model.trim() ?? 'unknown',
+  cores: cpu.length,
+  loadavgStart,
+  loadavgAfterRounds: loadAfterRounds,
+  node: process.version,
+  os: `${platform()} ${release()}`,
+  nginx: versionOf(nginx, ['-v']),
+  haproxy: versionOf(haproxy, ['-v']),
+  wrk: versionOf(wrk, ['-v']),
+  date: date.toISOString(),
+}
+print(`## Switchyard bench: ${opts.rounds} rounds of ${opts.seconds}s at c=${opts.connections} (wrk -t1), c=1 for ${C1_SECONDS}s; medians over rounds`)
+print('')
+for (const line of table(summaries, baseline.label)) print(line)
+print('')
+print(`CPU µs/req: CPU time of the proxy's process tree during the c=${opts.connections} run / 2xx-3xx answers. ` +
+  `× ${baseline.label} and added latency: per round against ${baseline.label} in the same round, then the median.`)
+const byId = id => summaries.find(s => s.id === id && s.rounds > 0)
+const quiet = byId('switchyard')
+const features = byId('switchyard-features')
+if (quiet && features) print(`Features cost (admin listener + access log on vs off): ${((features.cpuUsPerRequest / quiet.cpuUsPerRequest - 1) * 100).toFixed(0)}% CPU per request, ${(features.rps / quiet.rps).toFixed(2)}× the req/s.`)
+const multi = byId('switchyard-workers')
+if (quiet && multi) print(`--workers 2: ${(multi.rps / quiet.rps).toFixed(2)}× the req/s of one process, ${(multi.cpuUsPerRequest / quiet.cpuUsPerRequest).toFixed(2)}× its CPU per request.`)
+for (const s of summaries) {
+  if (s.non2xx + s.socketErrors > 0) print(`⚠ ${s.label}: ${s.non2xx} non-2xx/3xx answers and ${s.socketErrors} socket errors counted by wrk (CPU/req counts only the good answers).`)
+  if (s.failed) print(`⚠ ${s.label}: ${s.failed}`)
+}
+const mb = kb => `${(kb / 1024).toFixed(1)} MB`
+if (memory?.error) print(`Memory: the phase failed: ${memory.error}`)
+else if (memory) {
+  print(`Memory (Switchyard, one process, RSS): ${mb(memory.baselineKb)} before; ${mb(memory.peakKb)} with ${memory.opened} of ${memory.requested} idle keep-alive clients open ` +
+    `(${((memory.peakKb - memory.baselineKb) / Math.max(1, memory.opened)).toFixed(1)} kB each${memory.failed ? `; ${memory.failed} failed, first: ${memory.firstError}` : ''}); ` +
+    `${mb(memory.afterKb)} after they closed. Clients: ${memory.mode}.`)
+}
+
+mkdirSync(opts.out, { recursive: true })
+const stamp = date.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-')
+const files = { json: join(opts.out, `${stamp}.json`), svg: join(opts.out, `${stamp}.svg`) }
+const runtimeSeconds = Math.round((Date.now() - startedAt) / 100) / 10
+const raw = all.map(({ id, label, port, failed, rounds }) => ({ id, label, port: port ?? null, failed: failed ?? null, rounds }))
+writeFileSync(files.json, `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, proxies: raw }, null, 2)}\n`)
+const subtitle = `${machine.cpuModel} × ${machine.cores}, Node ${machine.node}, ${opts.rounds}×${opts.seconds}s at c=${opts.connections}, ${machine.date}`
+writeFileSync(files.svg, svg(summaries, { baselineLabel: baseline.label, subtitle, rounds: opts.rounds }))
+print('')
+print(`Machine: ${subtitle}; load average after the rounds ${loadAfterRounds.map(l => l.toFixed(2)).join(' ')}`)
+print(`Wrote ${files.json} and ${files.svg} (${runtimeSeconds}s in all)`)
+process.stdout.write(`${out.join('\n')}\n`)
+process.exit(0)
