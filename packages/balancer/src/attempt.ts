@@ -138,9 +138,11 @@ export class Attempt extends Stream {
     if (cookie !== undefined) headers.push('Set-Cookie', cookie)
     res.writeHead(upstreamRes.statusCode as number, upstreamRes.statusMessage, headers)
     this.#armRead()
+    // By hand rather than pipe(): pipe() adds seven listeners and as many closures per
+    // response, to handle cases the attempt handles already (the client going away aborts it).
     upstreamRes.on('data', this.#onData)
-    res.on('drain', this.#armRead)
-    upstreamRes.pipe(res)
+    upstreamRes.once('end', this.#onEnd)
+    res.on('drain', this.#onDrain)
     upstreamRes.once('close', this.#onUpstreamClose)
   }
 
@@ -148,6 +150,17 @@ export class Attempt extends Stream {
     this.bytesIn += chunk.length
     this.upstream.stats.bytesIn += chunk.length
     this.#armRead()
+    // A slow client slows the upstream read: backpressure, as pipe() would apply it.
+    if (!this.ex.res.write(chunk)) (this.upstreamRes as IncomingMessage).pause()
+  }
+
+  #onDrain = (): void => {
+    ;(this.upstreamRes as IncomingMessage).resume()
+    this.#armRead()
+  }
+
+  #onEnd = (): void => {
+    this.ex.res.end()
   }
 
   #onUpstreamClose = (): void => {
