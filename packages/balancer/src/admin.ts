@@ -74,7 +74,9 @@ export class AdminServer extends Server {
     } else if (path === '/metrics') {
       this.#send(res, 200, this.#source.contentType, await this.#source.metrics(), req)
     } else if (path === '/events') {
-      this.#subscribe(res)
+      // HEAD: the stream's head alone; Node would send nothing until end().
+      if (req.method === 'HEAD') res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }).end()
+      else this.#subscribe(res)
     } else {
       this.#send(res, 404, TEXT, '404 Not Found: try /, /status.json, /metrics or /events\n')
     }

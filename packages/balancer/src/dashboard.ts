@@ -244,6 +244,8 @@ export function renderDashboard(snapshot: StatusSnapshot): string {
   const head = COLUMNS.map(([field, label, tip]) => '<th data-field="' + field + '"' + (tip ? ' title="' + tip + '"' : '') + '>' + label + '</th>')
   return '<!doctype html><html lang="en"><head><meta charset="utf-8">' +
     '<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="color-scheme" content="light dark">' +
+    // No icon: without this the browser asks for /favicon.ico, a 404 on every load.
+    '<link rel="icon" href="data:,">' +
     '<title>' + esc(title(snapshot)) + '</title><style>' + CSS + '</style></head>\n<body data-live="connecting">' +
     '<div id="conn" role="status" hidden>Connection to the balancer lost — reconnecting…</div>' +
     '<header><h1>Switchyard</h1><div id="totals">' + totals(snapshot) + '</div></header>\n<main>' +

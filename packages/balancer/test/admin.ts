@@ -310,6 +310,8 @@ t.test('the admin routes: dashboard, HEAD, 404, 405, events, and a failing sourc
   t.equal(head.body, '', 'HEAD: no body')
   t.match(head.headers['content-type'], /^text\/plain; version=0\.0\.4/, "Prometheus' content type")
   t.equal((await fetchText(admin, { path: '/status.json?pretty=1' })).status, 200, 'a query string is ignored')
+  const headEvents = await fetchText(admin, { method: 'HEAD', path: '/events' })
+  t.same([headEvents.status, headEvents.headers['content-type'], headEvents.body], [200, 'text/event-stream', ''], 'HEAD /events: the head, and no stream')
   const missing = await fetchText(admin, { path: '/nope' })
   t.equal(missing.status, 404)
   t.match(missing.body, /try \/, \/status\.json, \/metrics or \/events/)
