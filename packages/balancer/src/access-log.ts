@@ -41,6 +41,8 @@ export interface AccessLog {
   flush(): void
   /** Opens the file again, after logrotate moved it (what nginx does on USR1; here on SIGHUP). */
   reopen(): void
+  /** Writes out what is left and closes the file (a reload switched to another log). */
+  close(): void
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
@@ -87,17 +89,22 @@ function checkWritable(file: string): void {
 }
 
 /**
- * An access log written through pino's asynchronous destination (sonic-boom): a line is
- * written at once when no write is in flight, and lines that come meanwhile are written
- * together when it ends. So a quiet balancer logs each line as it happens, and a busy one
- * pays one write(2) per batch rather than per request. `json` lines come from a pino logger; `combined` lines
- * are formatted here and written to the same destination.
+ * An access log written through pino's destination (sonic-boom), synchronously: one write(2)
+ * per line, as nginx writes its access log without `buffer=`. Buffered asynchronous writing
+ * was measured to lose or reorder the last lines at exit (sonic-boom's flushSync skips a
+ * write in flight), and a line costs a few microseconds of a request's hundreds. `json` lines
+ * come from a pino logger; `combined` lines are formatted here and written to the same
+ * destination.
  *
  * @param to `-` for standard output, or a file to append to.
+ * @param onError told when the file cannot be opened again on `reopen()`; the log then keeps
+ *   writing to the file it had, as nginx does.
  */
-export function createAccessLog(format: LogFormat, to: string): AccessLog {
+export function createAccessLog(format: LogFormat, to: string, onError: (message: string) => void = () => {}): AccessLog {
   if (to !== '-') checkWritable(to)
-  const dest = pino.destination({ dest: to === '-' ? 1 : to, sync: false })
+  const dest = pino.destination({ dest: to === '-' ? 1 : to, sync: true })
+  // Without a listener a failed reopen would be thrown as an unhandled 'error' and kill the process.
+  dest.on('error', (err: Error) => onError(`access-log ${to}: cannot be opened again (${errorCode(err)}); still writing to the file it had`))
   let write: (e: AccessEntry) => void
   if (format === 'json') {
     // No level, pid or hostname: an access line is not a log event, and these cost bytes. A
@@ -110,15 +117,16 @@ export function createAccessLog(format: LogFormat, to: string): AccessLog {
   }
   return {
     write,
-    flush: () => {
+    flush: () => dest.flushSync(),
+    reopen: () => {
+      if (to === '-') return
       try {
-        dest.flushSync()
+        dest.reopen()
       } catch {
-        // Not open yet (nothing written): nothing to flush.
+        // Thrown, and also emitted as 'error', reported above; the old file stays open.
       }
     },
-    reopen: () => {
-      if (to !== '-') dest.reopen()
-    },
+    // Standard output stays open: it is the process's, not the log's.
+    close: () => (to === '-' ? dest.flushSync() : dest.end()),
   }
 }

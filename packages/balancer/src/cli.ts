@@ -53,7 +53,7 @@ function listenError(err: Error, host: string, port: number, flag = '--port'): s
 
 /** The access log a configuration asks for, or undefined when it is off. */
 function accessLogOf(config: ResolvedConfig): AccessLog | undefined {
-  return config.accessLogTo === undefined ? undefined : createAccessLog(config.logFormat, config.accessLogTo)
+  return config.accessLogTo === undefined ? undefined : createAccessLog(config.logFormat, config.accessLogTo, line => print(`switchyard: ${line}`))
 }
 
 /** The access log in force; flushed before every exit, since it writes asynchronously. */
@@ -183,9 +183,9 @@ function reload(balancer: Balancer, args: Record<string, unknown>, running: Reso
     print(`switchyard: a new host or port applies only after a restart; still on ${running.host}:${running.port}`)
   }
   // The same log: open its file again, for logrotate (nginx does this on USR1). A new one:
-  // write out what the old one holds.
+  // close the old.
   if (access === before) access?.reopen()
-  else before?.flush()
+  else before?.close()
   // What a restart would change stays as it is in force; the rest (drain timeout, log) is the new.
   Object.assign(running, next, { port: running.port, host: running.host, adminPort: running.adminPort, adminHost: running.adminHost })
   balancer.reload({ ...next, log: print, accessLog: access })

@@ -23,9 +23,10 @@ const LOG_BASE = Math.log(1.25)
 /** The bucket of a latency in ms. */
 export function latencyBucket(ms: number): number {
   if (!(ms > LATENCY_BOUNDS[0]!)) return 0
-  // The float error of the logarithm is corrected by one comparison either way.
+  // The logarithm can come out a hair low (never high, on V8, for these bounds): a value just
+  // above a bound then lands in that bound's bucket, which one comparison corrects.
   let i = Math.ceil(Math.log(ms / 0.05) / LOG_BASE)
-  if (i > 0 && ms <= LATENCY_BOUNDS[i - 1]!) i--
+  if (i < LATENCY_BOUNDS.length && ms > LATENCY_BOUNDS[i]!) i++
   return Math.min(i, LATENCY_BOUNDS.length)
 }
 

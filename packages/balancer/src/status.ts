@@ -154,7 +154,8 @@ function stateOf(balancer: Balancer, u: Upstream, retired: boolean, now: number)
   if (retired) return ['draining', `removed by a reload; finishing ${u.inFlight} request(s)`]
   const { pool } = balancer
   if (u.adminDown) return ['down', 'marked down in the configuration (down)']
-  if (!pool.isAvailable(u, now)) return ['down', u.lastChange?.reason ?? 'marked down']
+  // Down by health always has the change that took it down.
+  if (!pool.isAvailable(u, now)) return ['down', (u.lastChange as { reason: string }).reason]
   if (u.backup && pool.upstreams.some(p => !p.backup && pool.isAvailable(p, now))) return ['backup', 'standing by while primaries are up']
   const weight = u.weightAt(now)
   if (weight < u.weight) return ['up', `slow start: weight ${weight.toFixed(2)} of ${u.weight}`]

@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { request, type IncomingMessage } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { AdminServer, createAdmin, type AdminSource, type Balancer, type StatusSnapshot, type Upstream, type UpstreamStatus } from '../src/index.js'
+import { AdminServer, createAdmin, mergeCounts, processCounts, type AdminSource, type Balancer, type StatusSnapshot, type Upstream, type UpstreamStatus } from '../src/index.js'
 import { parseExposition, valueOf, type Exposition } from './fixtures/prometheus.js'
 import { closedPort, fetchText, rawExchange, startBalancer, startRawUpstream, startUpstream, type Handler } from './fixtures/servers.js'
 
@@ -354,4 +354,20 @@ t.test('the admin routes: dashboard, HEAD, 404, 405, events, and a failing sourc
   t.equal(r.status, 500)
   t.equal(r.body, '500 Internal Server Error: no figures\n')
   t.equal((await fetchText(broken, { path: '/metrics' })).status, 500)
+})
+
+t.test('counts from workers with different upstreams (a reload between them) add up', async t => {
+  const a = await startUpstream(t, 'a')
+  const b = await startUpstream(t, 'b')
+  const one = await startBalancer(t, [a.spec, b.spec])
+  const two = await startBalancer(t, [b.spec])
+  await fetchText(one.port)
+  await fetchText(one.port)
+  await fetchText(two.port)
+  const merged = mergeCounts([processCounts(one.balancer), processCounts(two.balancer)])
+  t.same(Object.keys(merged.upstreams).sort(), [a.spec, b.spec].sort(), 'every upstream any worker has')
+  t.equal(merged.upstreams[a.spec]?.byMethod.GET?.[1], 1, 'a: in the first worker only')
+  t.equal(merged.upstreams[b.spec]?.byMethod.GET?.[1], 2, 'b: one request in each worker')
+  t.equal(merged.processes.length, 2)
+  t.equal(merged.totals.byMethod.GET?.[1], 3, 'three requests in all')
 })

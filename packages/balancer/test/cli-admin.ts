@@ -1,6 +1,6 @@
 // The CLI's admin listener and access log, run as the real built program.
 import { once } from 'node:events'
-import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -135,4 +135,21 @@ t.test('--access-log off: no lines; a reload to a file that cannot be opened is 
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)
   t.notOk(r.stdout.some(l => l.includes('quiet HTTP')), 'no access lines at all')
+})
+
+t.test('a SIGHUP whose access log cannot be opened again is reported, and the old file is kept', async t => {
+  const a = await startUpstream(t, 'a')
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-reopen-'))
+  const logs = join(dir, 'logs')
+  mkdirSync(logs)
+  const config = join(dir, 'switchyard.json')
+  writeFileSync(config, JSON.stringify({ upstream: [a.spec], port: 0, host: '127.0.0.1', 'access-log': join(logs, 'access.log') }))
+  const r = run(['--config', config])
+  const port = portOf(await r.line(/listening/))
+  rmSync(logs, { recursive: true })
+  r.child.kill('SIGHUP')
+  t.match(await r.line(/cannot be opened again/), /^switchyard: access-log .*access\.log: cannot be opened again \(ENOENT\); still writing to the file it had$/, 'one line says so')
+  t.equal((await fetchText(port)).status, 200, 'and the balancer still serves')
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0)
 })

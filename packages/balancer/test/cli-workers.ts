@@ -11,8 +11,8 @@ import { closedPort, fetchText, startUpstream } from './fixtures/servers.js'
 const adminPortOf = (line: string): number => Number(/^switchyard admin on http:\/\/[^ ]+:(\d+)\//.exec(line)?.[1])
 
 /** Starts the CLI with `--workers 2` and the admin listener; stops it at teardown. */
-async function cluster(t: Test, args: string[]): Promise<{ r: Run; port: number; admin: number }> {
-  const r = run(['--port', '0', '--host', '127.0.0.1', '--workers', '2', '--admin-port', '0', '--quiet', ...args])
+async function cluster(t: Test, args: string[], quiet = true): Promise<{ r: Run; port: number; admin: number }> {
+  const r = run(['--port', '0', '--host', '127.0.0.1', '--workers', '2', '--admin-port', '0', ...(quiet ? ['--quiet'] : []), ...args])
   t.teardown(() => {
     r.child.kill('SIGKILL')
   })
@@ -72,7 +72,8 @@ t.test('--workers 2: both workers serve, and the admin listener adds their count
 t.test('a failure seen by one worker takes the upstream out of the other too', async t => {
   const dead = await closedPort()
   const good = await startUpstream(t, 'good')
-  const { r, port, admin } = await cluster(t, ['--upstream', dead, '--upstream', good.spec, '--fail-timeout', '60s'])
+  // Access lines on: each says how many retries its request took.
+  const { r, port, admin } = await cluster(t, ['--upstream', dead, '--upstream', good.spec, '--fail-timeout', '60s'], false)
   // The first request goes to the dead upstream first, is refused there, and is retried.
   t.equal((await fetchText(port)).status, 200, 'refused, then served by the good one')
   await until(admin, x => x.upstreams[0]?.state === 'down')
@@ -85,15 +86,21 @@ t.test('a failure seen by one worker takes the upstream out of the other too', a
   t.equal(s.upstreams[1]?.requests, 21, 'the good upstream served everything')
   t.equal(r.stdout.filter(l => l.includes('marked down')).length, 1, 'the flip is logged once, by the worker that saw it')
 
-  // A replacement worker starts with that view too.
+  const retried = () => r.stdout.filter(l => / retries=1 /.test(l)).length
+  t.equal(retried(), 1, 'one request in all was retried: the first')
+
+  // A replacement worker starts with that view too. (The counts of a killed worker go with it.)
   const [victim] = childPids(r.child.pid as number) as [number]
   process.kill(victim, 'SIGKILL')
   await r.line(/starting another/)
   await until(admin, x => x.processes.length === 2 && !x.processes.some(p => p.pid === victim))
-  for (let i = 0; i < 20; i++) t.equal((await fetchText(port)).status, 200)
-  const after = await until(admin, x => x.processes.reduce((n, p) => n + p.requests, 0) >= 20 && x.processes.every(p => p.requests > 0))
+  for (let i = 0; i < 20; i++) t.equal((await fetchText(port, { path: '/after' })).status, 200)
+  const after = await until(admin, x => x.processes.every(p => p.requests > 0) && x.processes.reduce((n, p) => n + p.requests, 0) >= 20)
   t.ok(after.processes.every(p => p.requests > 0), 'both workers, the new one too, served requests')
-  t.equal(after.upstreams[0]?.failures, 1, 'and the new worker did not try the dead upstream either')
+  while (r.stdout.filter(l => l.includes('"GET /after ')).length < 20) await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(retried(), 1, 'and no request after the restart was retried: the new worker never tried the dead upstream')
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0)
 })
 
 t.test('active checks run once, in the primary, for every worker; SIGHUP reaches the workers', async t => {
@@ -127,6 +134,25 @@ t.test('active checks run once, in the primary, for every worker; SIGHUP reaches
   while (r.stdout.filter(l => l.includes('reloaded')).length < 3) await new Promise(resolve => setTimeout(resolve, 20))
   t.pass('the primary and both workers reloaded')
   for (let i = 0; i < 4; i++) t.equal((await fetchText(port)).body, 'hello from other\n', 'every worker sends to the new upstream')
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0)
+})
+
+t.test('a sticky cookie made up by the primary is honoured by every worker', async t => {
+  const a = await startUpstream(t, 'a')
+  const b = await startUpstream(t, 'b')
+  const { r, port } = await cluster(t, ['--upstream', a.spec, '--upstream', b.spec, '--sticky-cookie', 'sy'])
+  t.ok(r.stdout.some(l => l.includes('warning: no --sticky-secret')), 'the made-up secret is warned about once')
+  const first = await fetchText(port)
+  const cookie = String(first.headers['set-cookie']?.[0]).split(';')[0] as string
+  t.match(cookie, /^sy=/, 'the first answer pins the client')
+  // Fresh connections go to both workers in turn: each must accept the other's cookie.
+  const bodies = new Set<string>()
+  for (let i = 0; i < 10; i++) bodies.add((await fetchText(port, { headers: { cookie } })).body)
+  t.same([...bodies], [first.body], 'every request went to the pinned upstream, whichever worker took it')
+  t.equal(r.stdout.filter(l => l.includes('warning: no --sticky-secret')).length, 1, 'the workers were handed the secret: no warning from them')
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0)
 })
 
 t.test('a killed worker is replaced, and the other finishes its requests', async t => {
