@@ -48,10 +48,18 @@ export interface AccessLog {
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
 const pad = (n: number): string => (n < 10 ? `0${n}` : String(n))
 
+/** The last second formatted, and its text: lines of the same second share it (nginx caches its log time the same way). */
+let cachedSecond = -1
+let cachedText = ''
+
 /** nginx's `$time_local`, in UTC: `28/Nov/2026:10:15:03 +0000`. */
 export function timeLocal(ms: number): string {
+  const second = Math.floor(ms / 1000)
+  if (second === cachedSecond) return cachedText
   const d = new Date(ms)
-  return `${pad(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} +0000`
+  cachedSecond = second
+  cachedText = `${pad(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} +0000`
+  return cachedText
 }
 
 /** A quoted field as nginx escapes it: `"` `\` and bytes outside printable ASCII as \xHH. */
@@ -89,12 +97,13 @@ function checkWritable(file: string): void {
 }
 
 /**
- * An access log written through pino's destination (sonic-boom), synchronously: one write(2)
- * per line, as nginx writes its access log without `buffer=`. Buffered asynchronous writing
- * was measured to lose or reorder the last lines at exit (sonic-boom's flushSync skips a
- * write in flight), and a line costs a few microseconds of a request's hundreds. `json` lines
- * come from a pino logger; `combined` lines are formatted here and written to the same
- * destination.
+ * An access log written through pino's destination (sonic-boom), synchronously, with the
+ * lines of one turn of the event loop written together: a quiet balancer writes each line as
+ * its request ends, a busy one one write(2) per turn rather than per request (nginx's
+ * `buffer=` with a flush after every turn). Synchronous, because sonic-boom's asynchronous
+ * mode was found to lose or reorder the last lines at exit (its flushSync skips a write in
+ * flight); and not through flushSync, which also fsyncs. `json` lines come from a pino logger,
+ * `combined` lines are formatted here; both go through the same batch.
  *
  * @param to `-` for standard output, or a file to append to.
  * @param onError told when the file cannot be opened again on `reopen()`; the log then keeps
@@ -105,28 +114,45 @@ export function createAccessLog(format: LogFormat, to: string, onError: (message
   const dest = pino.destination({ dest: to === '-' ? 1 : to, sync: true })
   // Without a listener a failed reopen would be thrown as an unhandled 'error' and kill the process.
   dest.on('error', (err: Error) => onError(`access-log ${to}: cannot be opened again (${errorCode(err)}); still writing to the file it had`))
+  let pending = ''
+  const flush = (): void => {
+    if (pending === '') return
+    const lines = pending
+    pending = ''
+    dest.write(lines)
+  }
+  const batch = {
+    write(line: string): void {
+      if (pending === '') setImmediate(flush)
+      pending += line
+    },
+  }
   let write: (e: AccessEntry) => void
   if (format === 'json') {
     // No level, pid or hostname: an access line is not a log event, and these cost bytes. A
     // `type` takes the level's place, telling a shipper access lines from others; it must not
     // be empty (pino 10 then writes `{,`).
-    const logger = pino({ base: undefined, timestamp: false, formatters: { level: () => ({ type: 'access' }) } }, dest)
+    const logger = pino({ base: undefined, timestamp: false, formatters: { level: () => ({ type: 'access' }) } }, batch)
     write = e => logger.info({ ...e, time: new Date(e.time).toISOString() })
   } else {
-    write = e => void dest.write(`${formatCombined(e)}\n`)
+    write = e => batch.write(`${formatCombined(e)}\n`)
   }
   return {
     write,
-    flush: () => dest.flushSync(),
+    flush,
     reopen: () => {
       if (to === '-') return
+      flush()
       try {
         dest.reopen()
       } catch {
         // Thrown, and also emitted as 'error', reported above; the old file stays open.
       }
     },
-    // Standard output stays open: it is the process's, not the log's.
-    close: () => (to === '-' ? dest.flushSync() : dest.end()),
+    close: () => {
+      flush()
+      // Standard output stays open: it is the process's, not the log's.
+      if (to !== '-') dest.end()
+    },
   }
 }

@@ -109,6 +109,11 @@ t.test('timeLocal is nginx $time_local in UTC', async t => {
   months.forEach((name, m) => {
     t.equal(timeLocal(Date.UTC(2025, m, 9, 9, 9, 9)), `09/${name}/2025:09:09:09 +0000`, `month ${m + 1} is ${name}`)
   })
+  // Formatted once per second: the same second gives the same text, the next one a new text.
+  const second = Date.UTC(2026, 10, 28, 10, 15, 3)
+  t.equal(timeLocal(second + 1), '28/Nov/2026:10:15:03 +0000')
+  t.equal(timeLocal(second + 998), '28/Nov/2026:10:15:03 +0000', 'the same second, from the cache')
+  t.equal(timeLocal(second + 1000), '28/Nov/2026:10:15:04 +0000', 'the next second, formatted anew')
 })
 
 t.test('formatCombined writes the nginx combined line and the upstream fields', async t => {
