@@ -16,12 +16,14 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ])
 
+/** No names: what a message without a `Connection` header lists, shared rather than made per request. */
+const NONE: ReadonlySet<string> = new Set()
+
 /** The header names a `Connection` value lists, lower-cased: they are hop-by-hop too. */
-function connectionTokens(value: string | undefined): Set<string> {
-  const tokens = new Set<string>()
+function connectionTokens(value: string | undefined): ReadonlySet<string> {
+  if (value === undefined) return NONE
   // Node joins repeated Connection headers with ', ', so one string holds them all.
-  if (value !== undefined) for (const t of value.split(',')) tokens.add(t.trim().toLowerCase())
-  return tokens
+  return new Set(value.split(',').map(t => t.trim().toLowerCase()))
 }
 
 /** Whether the request carries a body: a Content-Length above 0 or any Transfer-Encoding. */
@@ -51,8 +53,10 @@ export function countHeader(req: IncomingMessage, lowerName: string): number {
  * The client's `Host` passes unchanged.
  */
 export function prepareRequestHeaders(out: ClientRequest, req: IncomingMessage, chunked: boolean): void {
-  for (const name of connectionTokens(req.headers.connection)) out.removeHeader(name)
-  for (const name of HOP_BY_HOP) out.removeHeader(name)
+  const named = connectionTokens(req.headers.connection)
+  // Only the headers present (a handful) are looked at, rather than removing all nine
+  // hop-by-hop names one call each.
+  for (const name of out.getHeaderNames()) if (HOP_BY_HOP.has(name) || named.has(name)) out.removeHeader(name)
   // Removing Connection stops Node adding its own, so say what the keep-alive agent means.
   out.setHeader('connection', 'keep-alive')
   if (chunked) {
