@@ -3,16 +3,14 @@
 // traffic, kills a backend, then kills the balancer. It also saves the screenshots the README
 // shows (docs/dashboard.png). Page state is read through the page's own hooks (data-upstream,
 // data-state, data-field, data-live), and every wait is bounded.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import t, { type Test } from 'tap'
+import { BACKEND, BALANCER, LISTENING, startCli, type Proc } from './fixtures/processes.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const BACKEND = join(root, 'packages/backend/dist/cli.js')
-const BALANCER = join(root, 'packages/balancer/dist/cli.js')
 const SHOTS = join(root, 'test/screenshots')
 const DOC_SHOT = join(root, 'docs/dashboard.png')
 
@@ -23,41 +21,10 @@ const MISSING = `${CHROMIUM} not found: the browser test needs Debian's chromium
 /** Longest wait for one thing to show on the page. The live stream ticks once a second. */
 const WAIT = 5000
 
-interface Proc {
-  child: ChildProcess
-  /** The port of each `wanted` pattern, in order. */
-  ports: number[]
-}
-
-/** Starts a built CLI and resolves once it has printed a line for each of `wanted` (its port in group 1). */
-async function start(t: Test, cli: string, args: string[], wanted: RegExp[]): Promise<Proc> {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => void child.kill('SIGKILL'))
-  const found = new Map<RegExp, number>()
-  let buffered = ''
-  const ports = await new Promise<number[]>((resolve, reject) => {
-    child.on('exit', code => reject(new Error(`${cli} exited with ${code} before listening`)))
-    child.stdout?.on('data', (chunk: Buffer) => {
-      buffered += String(chunk)
-      const lines = buffered.split('\n')
-      buffered = lines.pop() as string
-      for (const line of lines) {
-        for (const re of wanted) {
-          const m = re.exec(line)
-          if (m) found.set(re, Number(m[1]))
-        }
-      }
-      if (found.size === wanted.length) resolve(wanted.map(re => found.get(re) as number))
-    })
-  })
-  return { child, ports }
-}
-
-const LISTENING = /listening on http:\/\/[^:]+:(\d+)/
 const ADMIN = /^switchyard admin on http:\/\/[^:]+:(\d+)\//
 
 const backend = async (t: Test, id: string): Promise<Proc> =>
-  start(t, BACKEND, ['--port', '0', '--id', id, '--quiet'], [LISTENING])
+  startCli(t, BACKEND, ['--port', '0', '--id', id, '--quiet'])
 
 /** Kills a process and waits until it is gone, so what the page shows next follows from it. */
 async function kill(proc: Proc): Promise<void> {
@@ -93,7 +60,7 @@ if (!existsSync(CHROMIUM)) {
   t.test('the dashboard, live in Chromium, through traffic, a dead backend and a dead balancer', async t => {
     const [b1, b2] = [await backend(t, 'b1'), await backend(t, 'b2')]
     const [a, b] = [`127.0.0.1:${b1.ports[0]}`, `127.0.0.1:${b2.ports[0]}`]
-    const lb = await start(t, BALANCER, [
+    const lb = await startCli(t, BALANCER, [
       '--port', '0', '--host', '127.0.0.1', '--admin-port', '0', '--quiet',
       '--health-path', '/healthz', '--health-interval', '200ms', '--health-timeout', '200ms',
       '--unhealthy-threshold', '2', '--healthy-threshold', '1',

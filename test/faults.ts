@@ -1,51 +1,17 @@
 // The fault suite: real backend and balancer processes on 127.0.0.1, real kills, real
 // streams. It proves what the README promises: a killed backend costs no GET, and a large
 // body streams through without piling up in the balancer's memory.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { createServer, request, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const BACKEND = join(root, 'packages/backend/dist/cli.js')
-const BALANCER = join(root, 'packages/balancer/dist/cli.js')
-
-interface Proc {
-  child: ChildProcess
-  port: number
-  stdout: string[]
-}
-
-/** Starts a built CLI on port 0 (or `port`) and resolves once it prints its address. */
-async function start(t: Test, cli: string, args: string[]): Promise<Proc> {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => void child.kill('SIGKILL'))
-  const stdout: string[] = []
-  let buffered = ''
-  const port = await new Promise<number>((resolve, reject) => {
-    child.on('exit', code => reject(new Error(`${cli} exited with ${code} before listening`)))
-    child.stdout?.on('data', (chunk: Buffer) => {
-      buffered += String(chunk)
-      const lines = buffered.split('\n')
-      buffered = lines.pop() as string
-      for (const line of lines) {
-        stdout.push(line)
-        const m = /listening on http:\/\/[^:]+:(\d+)/.exec(line)
-        if (m) resolve(Number(m[1]))
-      }
-    })
-  })
-  return { child, port, stdout }
-}
+import { BACKEND, BALANCER, startCli, type Proc } from './fixtures/processes.js'
 
 const backend = (t: Test, id: string, port = 0) =>
-  start(t, BACKEND, ['--port', String(port), '--id', id, '--quiet', '--cache-ttl', '0'])
+  startCli(t, BACKEND, ['--port', String(port), '--id', id, '--quiet', '--cache-ttl', '0'])
 
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -54,7 +20,7 @@ function rssBytes(pid: number): number {
 
 t.test('5,000 GETs at 32 concurrent with a backend killed and restarted: 0 fail', async t => {
   const backends = [await backend(t, 'b1'), await backend(t, 'b2'), await backend(t, 'b3')]
-  const lb = await start(t, BALANCER, [
+  const lb = await startCli(t, BALANCER, [
     '--port', '0', '--host', '127.0.0.1', '--quiet', '--fail-timeout', '1s',
     ...backends.flatMap(b => ['--upstream', `127.0.0.1:${b.port}`]),
   ])
@@ -121,7 +87,7 @@ t.test('300 MB up and down keep their sha256, and the balancer stays small', asy
   upstream.listen(0, '127.0.0.1')
   await once(upstream, 'listening')
   t.teardown(() => upstream.close())
-  const lb = await start(t, BALANCER, [
+  const lb = await startCli(t, BALANCER, [
     '--port', '0', '--host', '127.0.0.1', '--quiet',
     '--upstream', `127.0.0.1:${(upstream.address() as AddressInfo).port}`,
   ])
