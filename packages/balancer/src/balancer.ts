@@ -209,7 +209,8 @@ export class Balancer extends Server {
 
   #apply(options: BalancerOptions): ForwarderOptions {
     const defaults = { maxFails: options.maxFails ?? 1, failTimeout: options.failTimeout ?? 10_000 }
-    const byId = new Map(this.pool.upstreams.map(u => [u.id, u]))
+    // Draining upstreams count too: one a reload adds back is the same upstream, state and all.
+    const byId = new Map([...this.#retired, ...this.pool.upstreams].map(u => [u.id, u]))
     this.pool.upstreams = options.upstreams.map(spec => {
       const kept = byId.get(upstreamId(spec))
       if (kept === undefined) return new Upstream(spec, defaults)
@@ -218,7 +219,7 @@ export class Balancer extends Server {
       return kept
     })
     // What is left was removed: it drains the requests it has (HAProxy's DRAIN state).
-    this.#retired.push(...[...byId.values()].filter(u => u.inFlight > 0))
+    this.#retired = [...byId.values()].filter(u => u.inFlight > 0)
     // New check settings start a new checker (counters from zero); upstreams keep their state.
     const checkerKey = JSON.stringify(options.health ?? null)
     if (checkerKey !== this.#checkerKey) {
