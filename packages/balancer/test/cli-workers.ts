@@ -161,16 +161,21 @@ t.test('a killed worker is replaced, and the other finishes its requests', async
     else res.end('ok')
   })
   const { r, port, admin } = await cluster(t, ['--upstream', slow.spec])
-  const [victim, survivor] = childPids(r.child.pid as number) as [number, number]
-  // Four slow requests, dealt out to both workers in turn.
+  // Four slow requests on fresh connections. node:cluster deals connections out, but not
+  // strictly in turn: read from the status which worker holds how many.
   const pending = Array.from({ length: 4 }, () => fetchText(port, { path: '/slow' }).then(x => x.status, () => 'cut'))
   while (slow.seen.filter(x => x.url === '/slow').length < 4) await new Promise(resolve => setTimeout(resolve, 10))
+  const held = await until(admin, x => x.processes.reduce((n, p) => n + p.connectionsOpen, 0) === 4)
+  t.equal(held.processes.reduce((n, p) => n + p.connectionsOpen, 0), 4, 'four client connections open')
+  // The victim: the worker with fewer of them (perhaps none); the survivor's must all complete.
+  const [fewer, more] = [...held.processes].sort((x, y) => x.connectionsOpen - y.connectionsOpen) as [StatusSnapshot['processes'][number], StatusSnapshot['processes'][number]]
+  const [victim, survivor] = [fewer.pid, more.pid]
   process.kill(victim, 'SIGKILL')
   const line = await r.line(/exited with signal SIGKILL; starting another/)
   t.equal(line, `switchyard: worker ${victim} exited with signal SIGKILL; starting another`, 'the primary says so')
   const results = await Promise.all(pending)
-  t.same(results.filter(x => x === 200).length, 2, `the survivor's two requests completed (${results.join(', ')})`)
-  t.same(results.filter(x => x === 'cut').length, 2, "the killed worker's two were cut")
+  t.equal(results.filter(x => x === 200).length, more.connectionsOpen, `the survivor's ${more.connectionsOpen} requests completed (${results.join(', ')})`)
+  t.equal(results.filter(x => x === 'cut').length, fewer.connectionsOpen, `the killed worker's ${fewer.connectionsOpen} were cut`)
   const s = await until(admin, x => x.processes.length === 2 && !x.processes.some(p => p.pid === victim))
   t.equal(s.processes.length, 2, 'two workers again')
   t.ok(s.processes.some(p => p.pid === survivor), 'the survivor is one of them')
