@@ -17,7 +17,7 @@
 // wakes s3 first if it is stopped at that moment).
 
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { arch, cpus, platform } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -26,6 +26,7 @@ import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { memoryKb } from './bench/proc.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = { backend: 'packages/backend/dist/cli.js', balancer: 'packages/balancer/dist/cli.js' }
@@ -129,16 +130,6 @@ for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
   })
 }
 
-function memory(pid) {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-    const kb = key => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1])
-    return { rss: kb('VmRSS'), peak: kb('VmHWM') }
-  } catch {
-    return { rss: NaN, peak: NaN }
-  }
-}
-
 // --- the stack -------------------------------------------------------------------------------
 
 const backends = new Map()
@@ -155,7 +146,7 @@ try {
 }
 /** `127.0.0.1:<port>` as the balancer names an upstream -> s1..sN. */
 const byAddress = new Map([...backends.values()].map(b => [`127.0.0.1:${b.port}`, b.name]))
-const memoryAtStart = memory(balancer.child.pid)
+const memoryAtStart = memoryKb(balancer.child.pid)
 // Killed outright while s3 is stopped, this script could not wake it, and a stopped s3 cannot see
 // its IPC channel close. A watchdog that outlives us sends it SIGCONT; s3 then sees the channel
 // closed and stops. (SIGCONT to a process that is not stopped does nothing.)
@@ -299,7 +290,7 @@ const loops = Array.from({ length: opts.concurrency }, (_, i) => loop(i + 1, end
 let setupFailed
 for (let p = 0; p < PHASES.length; p++) {
   await sleep(t0 + p * phaseMs - clock())
-  if (p > 0) stats[p - 1].rss = memory(balancer.child.pid).rss
+  if (p > 0) stats[p - 1].rss = memoryKb(balancer.child.pid).rss
   phase = p
   stats[p].startAt = clock()
   const [fault, act] = FAULTS[p]
@@ -313,7 +304,7 @@ for (let p = 0; p < PHASES.length; p++) {
 }
 await Promise.all(loops)
 const loadEnd = clock()
-const memoryAtEnd = memory(balancer.child.pid)
+const memoryAtEnd = memoryKb(balancer.child.pid)
 stats[PHASES.length - 1].rss = memoryAtEnd.rss
 agent.destroy()
 if (setupFailed !== undefined) die(`a fault could not be applied, so the run is not the scenario (${setupFailed})`)
@@ -405,7 +396,7 @@ timings('s3', 'hang', 'resume', ['the SIGSTOP', 'the SIGCONT'])
 print(`- longest time without a 2xx: ${Math.round(stall.ms)} ms, from ${since(stall.at)} (${stall.phase ?? '-'})`)
 const crashed = events.filter(e => e.exit && !e.expected)
 for (const e of crashed) print(`- **${e.name} ${e.line} at ${since(e.t)}, not killed by the soak**`)
-print(`- balancer RSS: ${mb(memoryAtStart.rss)} at start, ${mb(memoryAtEnd.rss)} at end (peak ${mb(memoryAtEnd.peak)})`)
+print(`- balancer RSS: ${mb(memoryAtStart.rss)} at start, ${mb(memoryAtEnd.rss)} at end (peak ${mb(memoryAtEnd.hwm)})`)
 const cpu = cpus()
 print(`- machine: ${cpu[0]?.model.trim() ?? 'unknown CPU'} × ${cpu.length}, Node ${process.version}, ${platform()} ${arch()}; ${date.toISOString()}`)
 print('')
