@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
+import httpIncoming, { type StreamOptions } from 'http-proxy/lib/http-proxy/passes/web-incoming.js'
 import { Attempt } from './attempt.js'
 import { RequestBody } from './body.js'
 import { NoUpstreamError, UpstreamFailedError, UpstreamTimeoutError, errorCode, ignoreError, statusForUpstreamError } from './errors.js'
-import { hasBody } from './headers.js'
+import { forwardedHeaders, hasBody, type Headers } from './headers.js'
 import { sendError, type Forwarder } from './proxy.js'
 import type { Waiter } from './queue.js'
 import type { Upstream } from './upstream.js'
@@ -14,14 +15,27 @@ import type { Upstream } from './upstream.js'
  */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
+/** The exchange a client response belongs to, for the listeners below. */
+const kExchange = Symbol('switchyard.exchange')
+type Tagged<T> = T & { [kExchange]: Exchange }
+
+/**
+ * http-proxy's own pass that builds the upstream request, sends it and reports the response:
+ * the engine. Called directly rather than through `proxy.web()`, which per request copies its
+ * options, looks for string targets to parse, and runs three passes that do nothing here
+ * (no `xfwd`, no `timeout`; deleteLength's rewrite is the one forwardedHeaders undoes).
+ */
+const stream = httpIncoming.stream
+
 /** One client request and its tries, each on a different upstream. */
 export class Exchange {
   readonly fw: Forwarder
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly tried = new Set<Upstream>()
-  /** Decided before http-proxy's deleteLength pass rewrites a chunked DELETE's headers. */
   readonly chunked: boolean
+  /** What every try sends upstream (forwardedHeaders). */
+  readonly headers: Headers
   readonly body: RequestBody | undefined
   readonly start = performance.now()
   readonly time = Date.now()
@@ -42,13 +56,12 @@ export class Exchange {
     this.req = req
     this.res = res
     this.chunked = req.headers['transfer-encoding'] !== undefined
-    this.body = hasBody(req) ? new RequestBody(req, fw.options.clientBodyTimeout, this.#onBodyTimeout) : undefined
+    this.body = hasBody(req) ? new RequestBody(req, fw.options.clientBodyTimeout, () => this.#bodyTimedOut()) : undefined
     this.pinnedId = fw.options.sticky?.idFrom(req)
-    // Node has already answered the client's Expect with 100 Continue. Left in, it would make
-    // the upstream request send its headers the moment http-proxy creates it, before the
-    // balancer can fix them (and http-proxy would skip its proxyReq event).
-    delete req.headers.expect
-    res.once('close', this.#onClose)
+    this.headers = forwardedHeaders(req, this.chunked)
+    ;(res as Tagged<ServerResponse>)[kExchange] = this
+    // `on`, not `once`: 'close' comes once, and once() wraps the listener in a new closure.
+    res.on('close', onClose)
   }
 
   /**
@@ -78,10 +91,32 @@ export class Exchange {
     this.tried.add(upstream)
     const attempt = new Attempt(this, upstream)
     this.attempt = attempt
+    const options: StreamOptions = {
+      target: upstream.target,
+      agent: this.fw.options.agent,
+      buffer: attempt,
+      selfHandleResponse: true,
+      // The attempt sets the path as the client sent it; http-proxy would join and re-parse it.
+      ignorePath: true,
+      prependPath: false,
+    }
+    // http-proxy copies `req.headers` into the upstream request: hand it the forwarded ones
+    // for that moment only, and the client's stay as they came (hash keys, access log).
     // Errors reach each attempt through its own listener on the upstream request; the
     // callback keeps http-proxy from rethrowing them (its best-known crash).
-    const options = { target: upstream.target, buffer: attempt, agent: this.fw.options.agent }
-    this.fw.proxy.web(this.req, this.res, options, ignoreError)
+    const { req } = this
+    const own = req.headers
+    req.headers = this.headers as IncomingMessage['headers']
+    try {
+      stream(req, this.res, options, undefined, this.fw.proxy, ignoreError)
+    } finally {
+      req.headers = own
+    }
+  }
+
+  /** Passes the client's 'drain' on to the attempt that is sending the response. */
+  watchDrain(): void {
+    this.res.on('drain', onClientDrain)
   }
 
   /** The upstream the sticky cookie names, while it is available and not yet tried. */
@@ -109,14 +144,18 @@ export class Exchange {
       return
     }
     const { queue } = this.fw.options
-    this.waiter = queue.wait(this.#onSlot, this.#onQueueTimeout)
+    // Closures only for a request that waits, rather than two for every request.
+    this.waiter = queue.wait(
+      () => this.#onSlot(),
+      () => this.#onQueueTimeout(),
+    )
     if (this.waiter === undefined) {
       this.answer(503, `503 Service Unavailable: every upstream is at max_conns and ${queue.size} requests are already waiting`, this.fw.draining)
     }
   }
 
   /** Offered a freed slot: go if an upstream can take the request now, else keep waiting. */
-  #onSlot = (): boolean => {
+  #onSlot(): boolean {
     this.#offered = true
     this.#declined = false
     this.next()
@@ -126,7 +165,7 @@ export class Exchange {
     return true
   }
 
-  #onQueueTimeout = (): void => {
+  #onQueueTimeout(): void {
     this.waiter = undefined
     const secs = this.fw.options.queue.timeout / 1000
     this.answer(503, `503 Service Unavailable: no upstream had a free slot within ${secs}s`, this.fw.draining)
@@ -165,7 +204,7 @@ export class Exchange {
   }
 
   /** The client stopped sending its body for `clientBodyTimeout`: 408, as nginx does. */
-  #onBodyTimeout = (): void => {
+  #bodyTimedOut(): void {
     this.clientGone = true
     this.attempt?.abort()
     if (this.res.headersSent) this.res.destroy()
@@ -173,7 +212,7 @@ export class Exchange {
   }
 
   /** Logs the request once its response is over (nginx's access log, in short). */
-  #onClose = (): void => {
+  closed(): void {
     const { res, req } = this
     this.body?.stop()
     if (this.waiter !== undefined) this.fw.options.queue.cancel(this.waiter)
@@ -198,4 +237,12 @@ export class Exchange {
       cache: upstreamRes?.headers['x-cache'] as string | undefined,
     })
   }
+}
+
+function onClose(this: Tagged<ServerResponse>): void {
+  this[kExchange].closed()
+}
+
+function onClientDrain(this: Tagged<ServerResponse>): void {
+  this[kExchange].attempt?.drained()
 }

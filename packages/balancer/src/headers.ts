@@ -19,11 +19,24 @@ const HOP_BY_HOP = new Set([
 /** No names: what a message without a `Connection` header lists, shared rather than made per request. */
 const NONE: ReadonlySet<string> = new Set()
 
+/**
+ * `Connection` values seen, and the names each lists. Almost every message says `keep-alive`
+ * or `close`, so the split is done once per distinct value rather than once per message; the
+ * bound keeps a client that sends a new value each time from growing it.
+ */
+const TOKENS = new Map<string, ReadonlySet<string>>()
+const TOKENS_MAX = 64
+
 /** The header names a `Connection` value lists, lower-cased: they are hop-by-hop too. */
 function connectionTokens(value: string | undefined): ReadonlySet<string> {
   if (value === undefined) return NONE
-  // Node joins repeated Connection headers with ', ', so one string holds them all.
-  return new Set(value.split(',').map(t => t.trim().toLowerCase()))
+  let tokens = TOKENS.get(value)
+  if (tokens === undefined) {
+    // Node joins repeated Connection headers with ', ', so one string holds them all.
+    tokens = new Set(value.split(',').map(t => t.trim().toLowerCase()))
+    if (TOKENS.size < TOKENS_MAX) TOKENS.set(value, tokens)
+  }
+  return tokens
 }
 
 /** Whether the request carries a body: a Content-Length above 0 or any Transfer-Encoding. */
@@ -42,35 +55,54 @@ export function countHeader(req: IncomingMessage, lowerName: string): number {
   return n
 }
 
+/** Request headers as http-proxy copies them into an upstream request. */
+export type Headers = Record<string, string | string[]>
+
 /**
- * Rewrites the headers of the outgoing request that http-proxy built from `req`:
- * - drops hop-by-hop headers and those `Connection` names;
- * - frames the body itself: a chunked request is sent chunked even for DELETE and
- *   OPTIONS, where http-proxy would send `Content-Length: 0` and then the body, which
- *   desyncs a kept-alive upstream connection;
- * - appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
- *   `X-Forwarded-Host`, overwriting the client's (http-proxy's `xfwd` keeps theirs).
- * The client's `Host` passes unchanged.
+ * The headers every try of `req` sends upstream, made once per request (a ClientRequest
+ * validates each setHeader and removeHeader call, and a retry would do them all again):
+ * - no hop-by-hop headers, nor those `Connection` names; no `Expect`, which Node has already
+ *   answered with 100 Continue, and which left in would make the upstream request send its
+ *   head the moment it is created, before its path is set;
+ * - a chunked request is sent chunked even for DELETE and OPTIONS, for which Node would send
+ *   no framing at all (and http-proxy `Content-Length: 0` and then the body), desyncing a
+ *   kept-alive upstream connection;
+ * - the peer appended to `X-Forwarded-For`, and `X-Forwarded-Proto` and `X-Forwarded-Host`
+ *   set, overwriting the client's (http-proxy's `xfwd` keeps theirs).
+ * The client's `Host` passes unchanged. With no `Connection` header, Node's keep-alive agent
+ * sends `Connection: keep-alive` itself. `req.headers` is left as the client sent it, for the
+ * hash policy and the access log.
  */
-export function prepareRequestHeaders(out: ClientRequest, req: IncomingMessage, chunked: boolean): void {
-  const named = connectionTokens(req.headers.connection)
-  // Only the headers present (a handful) are looked at, rather than removing all nine
-  // hop-by-hop names one call each.
-  for (const name of out.getHeaderNames()) if (HOP_BY_HOP.has(name) || named.has(name)) out.removeHeader(name)
-  // Removing Connection stops Node adding its own, so say what the keep-alive agent means.
-  out.setHeader('connection', 'keep-alive')
+export function forwardedHeaders(req: IncomingMessage, chunked: boolean): Headers {
+  const from = req.headers
+  const named = connectionTokens(from.connection)
+  const headers: Headers = {}
+  for (const name in from) {
+    if (HOP_BY_HOP.has(name) || named.has(name) || name === 'expect') continue
+    headers[name] = from[name] as string | string[]
+  }
   if (chunked) {
-    out.removeHeader('content-length')
-    out.setHeader('transfer-encoding', 'chunked')
+    delete headers['content-length']
+    headers['transfer-encoding'] = 'chunked'
   }
   const peer = `${req.socket.remoteAddress}`
-  const prior = req.headers['x-forwarded-for']
-  out.setHeader('x-forwarded-for', prior === undefined || prior === '' ? peer : `${prior}, ${peer}`)
+  const prior = from['x-forwarded-for']
+  headers['x-forwarded-for'] = prior === undefined || prior === '' ? peer : `${prior}, ${peer}`
   // The balancer listens on plain HTTP only; TLS termination would set 'https' here.
-  out.setHeader('x-forwarded-proto', 'http')
-  const host = req.headers.host
-  if (host === undefined) out.removeHeader('x-forwarded-host')
-  else out.setHeader('x-forwarded-host', host)
+  headers['x-forwarded-proto'] = 'http'
+  if (from.host === undefined) delete headers['x-forwarded-host']
+  else headers['x-forwarded-host'] = from.host
+  return headers
+}
+
+/**
+ * Gives an upstream request http-proxy has already built the headers `forwardedHeaders`
+ * makes, for WebSocket upgrades (whose `Connection` and `Upgrade` the tunnel sets again).
+ */
+export function prepareRequestHeaders(out: ClientRequest, req: IncomingMessage): void {
+  const headers = forwardedHeaders(req, false)
+  for (const name of out.getHeaderNames()) if (!(name in headers)) out.removeHeader(name)
+  for (const name in headers) out.setHeader(name, headers[name] as string | string[])
 }
 
 /**

@@ -86,13 +86,9 @@ export class Forwarder {
 
   constructor(options: ForwarderOptions) {
     this.options = options
-    // toProxy skips http-proxy's per-request url.parse; the path is set on the request anyway.
-    // The agent comes with each request, so that a reload can change it.
-    this.proxy = httpProxy.createProxyServer({
-      selfHandleResponse: true,
-      toProxy: true,
-      prependPath: false,
-    })
+    // The server whose events http-proxy's stream pass emits ('start', 'proxyReq', 'proxyRes',
+    // 'end'); its options are unused, since each try passes its own (Exchange.next()).
+    this.proxy = httpProxy.createProxyServer({})
   }
 
   forward(req: IncomingMessage, res: ServerResponse): void {

@@ -211,7 +211,7 @@ class Tunnel {
     // Same X-Forwarded-* and hop-by-hop rules as any request, except the two headers that
     // ask for the upgrade, which are hop-by-hop but must reach the upstream (as in nginx's
     // `proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"`).
-    prepareRequestHeaders(out, this.req, false)
+    prepareRequestHeaders(out, this.req)
     out.setHeader('connection', 'Upgrade')
     out.setHeader('upgrade', this.req.headers.upgrade as string)
     // Registered before http-proxy's own listeners, so these run first.

@@ -55,6 +55,18 @@ t.test('hop-by-hop request headers are removed, and those Connection names', asy
   t.equal(h['x-end-to-end'], 'kept', 'end-to-end headers pass')
 })
 
+t.test('headers a Connection value names stay hop-by-hop past the 64 values the balancer remembers', async t => {
+  const a = await startUpstream(t, 'a')
+  const { port } = await startBalancer(t, [a.spec])
+  // Each request names a header of its own, so each Connection value is new to the balancer.
+  for (let i = 0; i < 80; i++) {
+    await fetchText(port, { headers: { connection: `keep-alive, X-Hop-${i}`, [`x-hop-${i}`]: '1', 'x-kept': String(i) } })
+  }
+  const leaked = a.seen.flatMap((r, i) => (`x-hop-${i}` in r.headers ? [i] : []))
+  t.same(leaked, [], 'no named header reached the upstream, the 65th to 80th included')
+  t.same(a.seen.map(r => r.headers['x-kept']), Array.from({ length: 80 }, (_, i) => String(i)), 'the others did, all 80')
+})
+
 t.test('hop-by-hop response headers are removed; repeats and casing kept', async t => {
   const raw = await startRawUpstream(t, (socket, received) => {
     if (!received.includes('\r\n\r\n')) return

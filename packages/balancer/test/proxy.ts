@@ -48,6 +48,18 @@ t.test('a POST to a refused upstream arrives once elsewhere with its body intact
   t.equal(a.seen.length, 1, 'and arrived once')
 })
 
+t.test('a retried request is forwarded as its first try was: headers rewritten once, not twice', async t => {
+  const dead = await closedPort()
+  const a = await startUpstream(t, 'a')
+  const { port } = await startBalancer(t, [dead, a.spec])
+  const reply = await fetchText(port, { path: '/twice//path?q=1', headers: { 'x-forwarded-for': '203.0.113.7', connection: 'keep-alive, X-Hop', 'x-hop': '1' } })
+  t.equal(reply.status, 200, 'the second upstream answered')
+  const seen = a.seen[0]
+  t.equal(seen?.url, '/twice//path?q=1', 'path and query byte for byte')
+  t.equal(seen?.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1', 'the peer appended once')
+  t.notOk('x-hop' in (seen?.headers ?? {}), 'a Connection-named header still dropped')
+})
+
 t.test('a POST that reached an upstream which reset is answered 502 and not sent again', async t => {
   const reset = await resettingUpstream(t)
   const b = await startUpstream(t, 'b')
