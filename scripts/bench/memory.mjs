@@ -13,6 +13,11 @@ const OPEN_TIMEOUT_MS = 120_000
 const SETTLE_FRACTION = 0.01
 const SETTLE_SAMPLES = 4
 const SETTLE_MAX_MS = 5000
+/**
+ * Switchyard gives memory back once a surge of connections is over (--reclaim-after): five full
+ * collections two seconds apart, the first two seconds after the count falls. Measure after them.
+ */
+const RECLAIM_WAIT_MS = 11_000
 
 /** Resolves with the next IPC message of `child` that `pick` accepts, or rejects on exit or time. */
 function message(child, pick, timeoutMs) {
@@ -62,6 +67,7 @@ export async function measureMemory(ctx, { count, connections, progress, onWrk }
     progress(`memory: ${up.opened} open (${up.failed} failed${up.firstError ? `, first: ${up.firstError}` : ''}); RSS ${(peak / 1024).toFixed(1)} MB; closing them`)
     clients.send('close')
     const down = await message(clients, m => m?.closed !== undefined, 10_000)
+    await sleep(RECLAIM_WAIT_MS)
     const after = await settle(pid)
     return {
       mode: 'each connection sent one complete GET / HTTP/1.1 (keep-alive), read its 200, then stayed idle',

@@ -11,6 +11,7 @@ import type { AccessLog } from './access-log.js'
 import { Exchange } from './exchange.js'
 import { Forwarder, type ForwarderOptions } from './proxy.js'
 import { HealthChecker } from './health.js'
+import { Reclaimer, type Reclaimed } from './reclaim.js'
 import { Pool, Upstream, upstreamId, type HealthChange, type UpstreamSpec } from './upstream.js'
 import { WebSocketProxy } from './websocket.js'
 
@@ -64,6 +65,11 @@ export interface BalancerOptions {
   log?: ((line: string) => void) | undefined
   /** Receives one entry per request. Default: none. */
   accessLog?: AccessLog | undefined
+  /**
+   * Once open client connections fall to a quarter of a peak of at least this many, run full
+   * garbage collections to give the memory back (see Reclaimer). Default 1000; 0: never.
+   */
+  reclaimAfter?: number
 }
 
 /** The methods the balancer forwards, as listed in its 405 for CONNECT. */
@@ -99,6 +105,7 @@ export class Balancer extends Server {
   readonly #queue = new WaitQueue(1000, 30_000)
   readonly #forwarder: Forwarder
   readonly #websockets: WebSocketProxy
+  readonly #reclaimer = new Reclaimer(1000)
   #agent: Agent | undefined
   #idle = 0
   #checker: HealthChecker | undefined
@@ -128,7 +135,9 @@ export class Balancer extends Server {
     this.on('upgrade', this.#websockets.upgrade)
     this.on('connect', refuseConnect)
     this.on('listening', () => this.checkHealth())
+    this.#reclaimer.on('reclaimed', this.#onReclaimed)
     this.on('close', () => {
+      this.#reclaimer.stop()
       this.#checking = false
       this.#checker?.stop()
       this.agent.destroy()
@@ -235,6 +244,7 @@ export class Balancer extends Server {
       this.#policy = createPolicy(this.#policyName, options.hashKey)
       this.#policyKey = policyKey
     }
+    this.#reclaimer.min = options.reclaimAfter ?? 1000
     this.#queue.size = options.queueSize ?? 1000
     this.#queue.timeout = options.queueTimeout ?? 30_000
     this.headersTimeout = options.clientHeaderTimeout ?? 20_000
@@ -267,11 +277,21 @@ export class Balancer extends Server {
   #onConnection = (socket: Duplex): void => {
     this.connectionsOpen++
     this.connectionsTotal++
+    this.#reclaimer.count(this.connectionsOpen)
     socket.once('close', this.#onConnectionClose)
   }
 
   #onConnectionClose = (): void => {
     this.connectionsOpen--
+    this.#reclaimer.count(this.connectionsOpen)
+  }
+
+  #onReclaimed = (r: Reclaimed): void => {
+    const mb = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MB`
+    this.#forwarder.options.log?.(
+      `${r.peak} connections fell to ${this.connectionsOpen}: memory reclaimed, RSS ${mb(r.rssBefore)} -> ${mb(r.rssAfter)}, heap ${mb(r.heapBefore)} -> ${mb(r.heapAfter)}`,
+    )
+    this.emit('reclaimed', r)
   }
 
   #reportHealth = (change: HealthChange): void => {

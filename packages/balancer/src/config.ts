@@ -38,6 +38,7 @@ export const SETTINGS = {
   'sticky-secret-file': { describe: 'File holding the HMAC key for the sticky cookie', default: undefined },
   'queue-size': { describe: 'Requests that may wait when every upstream is at max_conns', default: 1000 },
   'queue-timeout': { describe: 'Longest wait for a free upstream, then 503', default: '30s' },
+  'reclaim-after': { describe: 'When open connections fall to a quarter of a peak of at least this many, collect garbage to give memory back; 0: never', default: 1000 },
   'max-fails': { describe: 'Failures within fail-timeout that mark an upstream down; 0: never (nginx max_fails)', default: 1 },
   'fail-timeout': { describe: 'Failure window, and how long a failed upstream is skipped (nginx fail_timeout)', default: '10s' },
   'connect-timeout': { describe: 'Wait for an upstream connection; then try the next (nginx proxy_connect_timeout)', default: '5s' },
@@ -229,6 +230,7 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     hashKey: parseHashKey(pick('hash-key')),
     queueSize: count('queue-size'),
     queueTimeout: duration('queue-timeout'),
+    reclaimAfter: count('reclaim-after'),
     sticky: sticky?.options,
     stickySecretGenerated: sticky?.generated ?? false,
   }
