@@ -57,10 +57,11 @@ export class Attempt {
     out.on('error', onRequestError)
     out.on('response', onResponse)
     out.on('socket', onSocket)
-    // The response timeout runs from the moment the whole request is sent, as nginx's
-    // proxy_read_timeout: a slow upload is the client's time, not the upstream's.
-    out.on('finish', onRequestFinish)
     const body = this.ex.body
+    // The response timeout runs from the moment the whole request is sent, as nginx's
+    // proxy_read_timeout: a slow upload is the client's time, not the upstream's. A request
+    // without a body is sent once connected (connect() arms it then), with no 'finish' to wait for.
+    if (body !== undefined) out.on('finish', onRequestFinish)
     if (body === undefined) out.end()
     // A body an earlier try read is held in full by now (mayRetry), so replay it at once;
     // a body not read yet waits for the connection (connect()).
@@ -79,7 +80,8 @@ export class Attempt {
     clearTimeout(this.connectTimer)
     this.connected = true
     const body = this.ex.body
-    if (body !== undefined && !body.started) body.sendTo(this.out as ClientRequest)
+    if (body === undefined) this.armRead()
+    else if (!body.started) body.sendTo(this.out as ClientRequest)
   }
 
   armRead(): void {

@@ -30,7 +30,8 @@ export class RoundRobin implements Policy {
   readonly name = 'round-robin'
 
   select(pool: Pool, _req: IncomingMessage, tried: ReadonlySet<Upstream>): Upstream | undefined {
-    return this.pick(pool.candidates(tried, performance.now()), performance.now())
+    const now = performance.now()
+    return this.pick(pool.candidates(tried, now), now)
   }
 
   /** The smooth weighted round-robin step over `candidates`. */

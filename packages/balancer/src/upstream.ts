@@ -183,6 +183,10 @@ export class Upstream {
   }
 }
 
+function isFull(u: Upstream): boolean {
+  return u.full
+}
+
 /** `host:port`, IPv6 in brackets. */
 export function upstreamId(spec: UpstreamSpec): string {
   return `${spec.host.includes(':') ? `[${spec.host}]` : spec.host}:${spec.port}`
@@ -212,13 +216,21 @@ export class Pool {
    * tier: being full is not being down, so full primaries keep the backups out.
    */
   tier(tried: ReadonlySet<Upstream>, now: number): Upstream[] {
-    const open = (backup: boolean) => this.upstreams.filter(u => u.backup === backup && !tried.has(u) && this.isAvailable(u, now))
-    const primaries = open(false)
-    return primaries.length > 0 ? primaries : open(true)
+    const primaries = this.#open(false, tried, now)
+    return primaries.length > 0 ? primaries : this.#open(true, tried, now)
+  }
+
+  /** The available upstreams of one tier not tried yet. A loop: this runs once per request. */
+  #open(backup: boolean, tried: ReadonlySet<Upstream>, now: number): Upstream[] {
+    const open: Upstream[] = []
+    for (const u of this.upstreams) if (u.backup === backup && !tried.has(u) && this.isAvailable(u, now)) open.push(u)
+    return open
   }
 
   /** What a policy chooses from: the tier, less the full upstreams. */
   candidates(tried: ReadonlySet<Upstream>, now: number): Upstream[] {
-    return this.tier(tried, now).filter(u => !u.full)
+    const tier = this.tier(tried, now)
+    // Most pools have no max_conns: then the tier is the answer, with no second array.
+    return tier.some(isFull) ? tier.filter(u => !u.full) : tier
   }
 }
