@@ -3,6 +3,7 @@
 //
 //   npm run bench                                         3 rounds of 5 s at 50 connections, then memory
 //   npm run bench -- --rounds 2 --duration 4 --connections 100 --out /tmp/results --no-memory
+//   npm run bench -- --only nginx,node-pipe,switchyard                  some of the proxies, by id
 //
 // Two upstreams (scripts/bench/backends.mjs, a process of their own) answer GET / with a fixed body.
 // Every proxy runs in its own process group on 127.0.0.1 in front of both, round-robin, keep-alive
@@ -35,7 +36,7 @@ import { runWrk } from './bench/wrk.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(root, 'packages/balancer/dist/cli.js')
-const USAGE = 'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory]'
+const USAGE = 'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--only nginx,switchyard,...]'
 const WARMUP_SECONDS = 1
 /** Length of the c=1 latency run; one connection settles its p50 within a couple of seconds. */
 const C1_SECONDS = 2
@@ -61,6 +62,7 @@ function options() {
         connections: { type: 'string', default: '50' },
         out: { type: 'string', default: 'bench-results' },
         'no-memory': { type: 'boolean', default: false },
+        only: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }))
@@ -83,6 +85,7 @@ function options() {
     connections: whole('connections', values.connections, 1, 10_000),
     out: resolve(values.out),
     memory: !values['no-memory'],
+    only: values.only === undefined ? undefined : values.only.split(',').map(id => id.trim()),
   }
 }
 
@@ -142,7 +145,10 @@ const ports = await new Promise(resolve => {
 progress(`upstreams on 127.0.0.1:${ports.join(' and 127.0.0.1:')} (pid ${backends.pid})`)
 
 const ctx = { root, dir: tmp, backends: ports, connections: opts.connections, cli: CLI }
-const all = proxies(ctx, { nginx, haproxy, workers }).map(p => ({ ...p, rounds: [] }))
+const known = proxies(ctx, { nginx, haproxy, workers })
+const unknown = opts.only?.filter(id => !known.some(p => p.id === id)) ?? []
+if (unknown.length > 0) die(`--only ${JSON.stringify(unknown.join(','))}: not a proxy here; choose from ${known.map(p => p.id).join(', ')}`)
+const all = known.filter(p => opts.only === undefined || opts.only.includes(p.id)).map(p => ({ ...p, rounds: [] }))
 const live = []
 for (const p of all) {
   try {
@@ -248,7 +254,16 @@ print(`CPU µs/req: CPU time of the proxy's process tree during the c=${opts.con
 const byId = id => summaries.find(s => s.id === id && s.rounds > 0)
 const quiet = byId('switchyard')
 const features = byId('switchyard-features')
-if (quiet && features) print(`Features cost (admin listener + access log on vs off): ${((features.cpuUsPerRequest / quiet.cpuUsPerRequest - 1) * 100).toFixed(0)}% CPU per request, ${(features.rps / quiet.rps).toFixed(2)}× the req/s.`)
+const costOf = (s, what) => `${what}: ${s.cpuUsPerRequest >= quiet.cpuUsPerRequest ? '+' : ''}${((s.cpuUsPerRequest / quiet.cpuUsPerRequest - 1) * 100).toFixed(0)}% CPU per request, ${(s.rps / quiet.rps).toFixed(2)}× the req/s`
+const costs = [
+  [features, 'admin listener + access log on'],
+  [byId('switchyard-no-passive'), 'passive health off (--max-fails 0; the Switchyard row has it on)'],
+  [byId('switchyard-least'), 'least-requests instead of round-robin'],
+  [byId('switchyard-hash'), 'hash (client IP) instead of round-robin'],
+].filter(([s]) => quiet && s)
+if (costs.length > 0) print(`Features, each against the Switchyard row of the same rounds: ${costs.map(([s, what]) => costOf(s, what)).join('; ')}.`)
+const pipe = byId('node-pipe')
+if (quiet && pipe) print(`Switchyard against the node:http pipe with no library: ${(quiet.cpuUsPerRequest / pipe.cpuUsPerRequest).toFixed(2)}× its CPU per request.`)
 const multi = byId('switchyard-workers')
 if (quiet && multi) print(`--workers 2: ${(multi.rps / quiet.rps).toFixed(2)}× the req/s of one process, ${(multi.cpuUsPerRequest / quiet.cpuUsPerRequest).toFixed(2)}× its CPU per request.`)
 for (const s of summaries) {

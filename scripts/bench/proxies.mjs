@@ -126,9 +126,16 @@ export function proxies(ctx, { nginx, haproxy, workers }) {
   }
   list.push({ id: 'http-proxy', label: 'http-proxy (stock Node)', start: () => startWith(ctx, 'http-proxy', process.execPath, port =>
     [join(ctx.root, 'scripts/bench/http-proxy-peer.mjs'), String(port), ...targets.map(t => `http://${t}`)]) })
+  list.push({ id: 'node-pipe', label: 'node:http pipe (no library)', start: () => startWith(ctx, 'node-pipe', process.execPath, port =>
+    [join(ctx.root, 'scripts/bench/pipe-peer.mjs'), String(port), ...targets.map(t => `http://${t}`)]) })
   list.push({ id: 'switchyard', label: 'Switchyard', start: () => startWith(ctx, 'switchyard', process.execPath, switchyard(['--quiet'])) })
   list.push({ id: 'switchyard-features', label: 'Switchyard +admin +access log', start: () => startWith(ctx, 'switchyard-features', process.execPath,
     switchyard(['--admin-port', '0', '--access-log', join(ctx.dir, 'access.log')])) })
+  // What each feature costs, one at a time, against the Switchyard row: passive health off
+  // (max_fails 0: no failure counting, no down state), and the policies with more to do per request.
+  list.push({ id: 'switchyard-no-passive', label: 'Switchyard --max-fails 0', start: () => startWith(ctx, 'switchyard-no-passive', process.execPath, switchyard(['--quiet', '--max-fails', '0'])) })
+  list.push({ id: 'switchyard-least', label: 'Switchyard --policy least-requests', start: () => startWith(ctx, 'switchyard-least', process.execPath, switchyard(['--quiet', '--policy', 'least-requests'])) })
+  list.push({ id: 'switchyard-hash', label: 'Switchyard --policy hash', start: () => startWith(ctx, 'switchyard-hash', process.execPath, switchyard(['--quiet', '--policy', 'hash'])) })
   if (workers) {
     list.push({ id: 'switchyard-workers', label: 'Switchyard --workers 2', start: () => startWith(ctx, 'switchyard-workers', process.execPath,
       switchyard(['--quiet', '--workers', '2'])) })
