@@ -41,6 +41,11 @@ export interface BalancerOptions {
   clientHeaderTimeout?: number
   /** Time between two reads of a request body (nginx `client_body_timeout`); then 408. Default 60 000. */
   clientBodyTimeout?: number
+  /**
+   * How long an open WebSocket tunnel may pass no byte either way before it is closed (HAProxy
+   * `timeout tunnel`; nginx applies proxy_read_timeout). Default 3 600 000 (1 h); 0: never.
+   */
+  tunnelTimeout?: number
   /** How long an idle client connection is kept (nginx `keepalive_timeout`). Default 75 000. */
   keepAliveTimeout?: number
   /**
@@ -269,6 +274,7 @@ export class Balancer extends Server {
       retries: options.retries ?? Number.POSITIVE_INFINITY,
       retryTimeout: options.retryTimeout ?? 0,
       clientBodyTimeout: options.clientBodyTimeout ?? 60_000,
+      tunnelTimeout: options.tunnelTimeout ?? 3_600_000,
       log: options.log,
       accessLog: options.accessLog,
     }

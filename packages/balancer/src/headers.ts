@@ -51,7 +51,11 @@ export function hasBody(req: IncomingMessage): boolean {
 export function countHeader(req: IncomingMessage, lowerName: string): number {
   let n = 0
   const raw = req.rawHeaders
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === lowerName) n++
+  // Runs on every request: only names of the right length are lower-cased (each a new string).
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) n++
+  }
   return n
 }
 

@@ -24,6 +24,8 @@ export interface ForwarderOptions {
   /** 0: no cap. */
   retryTimeout: number
   clientBodyTimeout: number
+  /** Idle time after which an open WebSocket tunnel is closed; 0: never. */
+  tunnelTimeout: number
   /** Where requests wait when every candidate is at max_conns. */
   queue: WaitQueue
   /** Sticky sessions by cookie, when on. */

@@ -7,11 +7,11 @@ import { ConfigError } from './errors.js'
  */
 export function parseDuration(value: unknown, what: string): number {
   if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value * 1000
-  const m = typeof value === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim()) : null
+  const m = typeof value === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim()) : null
   if (!m) {
-    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a duration (use e.g. 500ms, 10s, 2m)`)
+    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a duration (use e.g. 500ms, 10s, 2m, 1h)`)
   }
-  const factor = m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000
+  const factor = m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : m[2] === 'h' ? 3_600_000 : 1000
   return Number(m[1]) * factor
 }
 

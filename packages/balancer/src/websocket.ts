@@ -70,6 +70,12 @@ export class WebSocketProxy {
       answer(socket, '400 Bad Request', '400 Bad Request: more than one Host header')
       return
     }
+    // A tunnel opened now would hold the shutdown up for as long as it lasts; the client is
+    // told to go elsewhere, as a request is told with Connection: close.
+    if (this.fw.draining) {
+      answer(socket, '503 Service Unavailable', '503 Service Unavailable: the balancer is shutting down')
+      return
+    }
     // Node 20 hands every Upgrade to this listener (there is no way to decline one and serve
     // the request as plain HTTP), and http-proxy's ws pass drops anything but a WebSocket.
     if (req.method !== 'GET' || String(req.headers.upgrade).toLowerCase() !== 'websocket') {
@@ -240,6 +246,15 @@ class Tunnel {
     // but an end waits for the client to take what is still queued for it. Once the upstream
     // is gone there is no reason to wait. (The other way round, #onClientClose does it.)
     conn.once('close', () => this.client.destroy())
+    // A tunnel nothing passes through either way for tunnelTimeout is closed (HAProxy's
+    // `timeout tunnel`); the client socket sees both directions, reads and writes.
+    const idle = this.ws.fw.options.tunnelTimeout
+    if (idle > 0) {
+      // The server hands 'upgrade' a net.Socket (a TLS one would be one too).
+      const client = this.client as Socket
+      client.setTimeout(idle)
+      client.once('timeout', () => client.destroy())
+    }
   }
 
   /**

@@ -30,6 +30,7 @@ t.test('defaults are the tutorial stack', async t => {
       retryTimeout: 0,
       clientHeaderTimeout: 20_000,
       clientBodyTimeout: 60_000,
+      tunnelTimeout: 3_600_000,
       keepAliveTimeout: 75_000,
       upstreamIdleTimeout: 4_000,
       health: undefined,
@@ -37,6 +38,7 @@ t.test('defaults are the tutorial stack', async t => {
       hashKey: { kind: 'ip' },
       queueSize: 1000,
       queueTimeout: 30_000,
+      reclaimAfter: 1000,
       sticky: undefined,
       stickySecretGenerated: false,
     },
@@ -83,6 +85,8 @@ t.test('flags override the file, the file overrides defaults', async t => {
   t.equal(config.quiet, true, 'file quiet')
   t.same(resolveConfig({}, { upstream: '10.0.0.9:9' }).upstreams, [{ host: '10.0.0.9', port: 9 }], 'one upstream as a string')
   t.equal(resolveConfig({ 'fail-timeout': '2m' }).failTimeout, 120_000, 'minutes')
+  t.equal(resolveConfig({ 'tunnel-timeout': '1.5h' }).tunnelTimeout, 5_400_000, 'hours')
+  t.equal(resolveConfig({ 'tunnel-timeout': '0' }).tunnelTimeout, 0, 'tunnel-timeout 0: never')
 })
 
 t.test('active health checks and retries', async t => {

@@ -363,6 +363,52 @@ t.test('drain waits for open WebSockets, then closes them at its timeout', bound
   t.notOk(balancer.listening, 'and the balancer is closed')
 })
 
+t.test('an upgrade that arrives while the balancer drains is refused with 503', bounded, async t => {
+  const up = await startWsUpstream(t)
+  const { balancer, port } = await balance(t, [up.spec])
+  // Half a handshake: the connection is busy with a request, so draining does not close it.
+  const socket = connect(port, '127.0.0.1')
+  socket.setEncoding('latin1')
+  const [first, rest] = [handshake().slice(0, 20), handshake().slice(20)]
+  socket.write(first)
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const drained = balancer.drain(5000)
+  let reply = ''
+  socket.on('data', (d: string) => (reply += d))
+  socket.write(rest)
+  await once(socket, 'close')
+  t.match(reply, /^HTTP\/1\.1 503 Service Unavailable\r\n[^]*Connection: close\r\n[^]*shutting down/, '503, and the connection closes')
+  t.equal(up.peers.length, 0, 'the upstream never saw it')
+  await drained
+})
+
+t.test('a tunnel that passes nothing for --tunnel-timeout is closed; one in use is not', bounded, async t => {
+  const up = await startWsUpstream(t)
+  const { balancer, port } = await balance(t, [up.spec], { tunnelTimeout: 300 })
+  const idle = await open(t, port)
+  const busy = await open(t, port)
+  const started = Date.now()
+  const idleClosed = once(idle, 'close').then(() => elapsed(started))
+  // The busy one echoes a message every 100 ms, past twice the timeout.
+  for (let i = 0; i < 7; i++) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+    t.equal((await roundTrip(busy, `ping ${i}`)).data.toString(), `ping ${i}`, `busy tunnel still open at ${elapsed(started)} ms`)
+  }
+  const closedAfter = await idleClosed
+  t.ok(closedAfter >= 250 && closedAfter < 600, `the idle one closed after about 300 ms (${closedAfter} ms)`)
+  t.equal(busy.readyState, WebSocket.OPEN, 'the busy one is open')
+  // Server-to-client traffic alone keeps a tunnel open too: the client socket sees both ways.
+  const pushed = await open(t, port)
+  const peer = up.peers.at(-1)?.ws as WebSocket
+  const pushes = setInterval(() => peer.send('tick'), 100)
+  t.teardown(() => clearInterval(pushes))
+  await new Promise(resolve => setTimeout(resolve, 700))
+  t.equal(pushed.readyState, WebSocket.OPEN, 'a tunnel the upstream pushes to, silent client, stays open')
+  clearInterval(pushes)
+  await once(pushed, 'close')
+  t.equal(balancer.pool.upstreams[0]?.inFlight, 1, 'and once silent it closes too; only the busy one is left')
+})
+
 t.test('drain resolves as soon as the last WebSocket closes', bounded, async t => {
   const a = await startBackend(t)
   const { balancer, port } = await balance(t, [a.spec])
