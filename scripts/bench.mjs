@@ -31,7 +31,7 @@ import { killAll, launch, startWatchdog, stop, why } from './bench/children.mjs'
 import { measureMemory } from './bench/memory.mjs'
 import { treeCpuMs } from './bench/proc.mjs'
 import { proxies, versionOf, which } from './bench/proxies.mjs'
-import { summarize, svg, table } from './bench/report.mjs'
+import { pairedCpuRatio, summarize, svg, table } from './bench/report.mjs'
 import { runWrk } from './bench/wrk.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -253,17 +253,29 @@ print(`CPU µs/req: CPU time of the proxy's process tree during the c=${opts.con
   `× ${baseline.label} and added latency: per round against ${baseline.label} in the same round, then the median.`)
 const byId = id => summaries.find(s => s.id === id && s.rounds > 0)
 const quiet = byId('switchyard')
-const features = byId('switchyard-features')
-const costOf = (s, what) => `${what}: ${s.cpuUsPerRequest >= quiet.cpuUsPerRequest ? '+' : ''}${((s.cpuUsPerRequest / quiet.cpuUsPerRequest - 1) * 100).toFixed(0)}% CPU per request, ${(s.rps / quiet.rps).toFixed(2)}× the req/s`
-const costs = [
-  [features, 'admin listener + access log on'],
-  [byId('switchyard-no-passive'), 'passive health off (--max-fails 0; the Switchyard row has it on)'],
-  [byId('switchyard-least'), 'least-requests instead of round-robin'],
-  [byId('switchyard-hash'), 'hash (client IP) instead of round-robin'],
-].filter(([s]) => quiet && s)
-if (costs.length > 0) print(`Features, each against the Switchyard row of the same rounds: ${costs.map(([s, what]) => costOf(s, what)).join('; ')}.`)
-const pipe = byId('node-pipe')
-if (quiet && pipe) print(`Switchyard against the node:http pipe with no library: ${(quiet.cpuUsPerRequest / pipe.cpuUsPerRequest).toFixed(2)}× its CPU per request.`)
+// Each of these against another proxy, paired round by round (pairedCpuRatio).
+const rawOf = id => all.find(p => p.id === id && p.rounds.length > 0)
+const versus = (id, baseId) => {
+  const [a, b] = [rawOf(id), rawOf(baseId)]
+  if (a === undefined || b === undefined) return undefined
+  const r = pairedCpuRatio(a, b)
+  return `${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)} over ${r.n} rounds)`
+}
+const comparisons = [
+  ['switchyard', 'http-proxy', 'Switchyard vs stock http-proxy'],
+  ['switchyard', 'node-pipe', 'Switchyard vs the node:http pipe with no library'],
+  ['switchyard-features', 'switchyard', 'admin listener + access log on vs off'],
+  ['switchyard', 'switchyard-no-passive', 'passive health on vs off (--max-fails 0)'],
+  ['switchyard-least', 'switchyard', 'least-requests vs round-robin'],
+  ['switchyard-hash', 'switchyard', 'hash (client IP: one upstream takes every wrk connection) vs round-robin'],
+].flatMap(([a, b, what]) => {
+  const v = versus(a, b)
+  return v === undefined ? [] : [`- ${what}: ${v}`]
+})
+if (comparisons.length > 0) {
+  print('CPU per request, one proxy over another, median of the per-round ratios (range):')
+  for (const line of comparisons) print(line)
+}
 const multi = byId('switchyard-workers')
 if (quiet && multi) print(`--workers 2: ${(multi.rps / quiet.rps).toFixed(2)}× the req/s of one process, ${(multi.cpuUsPerRequest / quiet.cpuUsPerRequest).toFixed(2)}× its CPU per request.`)
 for (const s of summaries) {

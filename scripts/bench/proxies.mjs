@@ -135,6 +135,8 @@ export function proxies(ctx, { nginx, haproxy, workers }) {
   // (max_fails 0: no failure counting, no down state), and the policies with more to do per request.
   list.push({ id: 'switchyard-no-passive', label: 'Switchyard --max-fails 0', start: () => startWith(ctx, 'switchyard-no-passive', process.execPath, switchyard(['--quiet', '--max-fails', '0'])) })
   list.push({ id: 'switchyard-least', label: 'Switchyard --policy least-requests', start: () => startWith(ctx, 'switchyard-least', process.execPath, switchyard(['--quiet', '--policy', 'least-requests'])) })
+  // wrk's connections all come from 127.0.0.1, so hashing the client IP sends all of them to one
+  // upstream: this row is the cost of hashing, not of spreading.
   list.push({ id: 'switchyard-hash', label: 'Switchyard --policy hash', start: () => startWith(ctx, 'switchyard-hash', process.execPath, switchyard(['--quiet', '--policy', 'hash'])) })
   if (workers) {
     list.push({ id: 'switchyard-workers', label: 'Switchyard --workers 2', start: () => startWith(ctx, 'switchyard-workers', process.execPath,

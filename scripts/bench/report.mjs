@@ -10,6 +10,18 @@ export function median(values) {
 const sum = values => values.reduce((a, b) => a + b, 0)
 
 /**
+ * CPU per request of proxy `a` over that of `b`, taken in each round both ran, as
+ * { median, min, max, n }: a pair measured in one round shared the machine's load.
+ */
+export function pairedCpuRatio(a, b) {
+  const ratios = a.rounds.flatMap(r => {
+    const other = b.rounds.find(x => x.round === r.round)
+    return other === undefined ? [] : [r.main.cpuUsPerRequest / other.main.cpuUsPerRequest]
+  }).filter(Number.isFinite)
+  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios), n: ratios.length }
+}
+
+/**
  * Medians over rounds for one proxy. Ratios and added latency are taken per round against the
  * baseline measured in that same round, then the median: the machine's load drifts between rounds,
  * and the pair within a round shared it.
