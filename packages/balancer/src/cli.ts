@@ -157,7 +157,7 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
     () => void primary.stop('SIGKILL'),
   )
   process.on('SIGHUP', () => {
-    reload(balancer, args, config)
+    reload(balancer, args, config, false)
     primary.signal('SIGHUP')
   })
 }
@@ -165,7 +165,8 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
 const STICKY_WARNING =
   'switchyard: warning: no --sticky-secret or --sticky-secret-file; a random secret was made, so stickiness survives neither a restart nor a second instance'
 
-function reload(balancer: Balancer, args: Record<string, unknown>, running: ResolvedConfig): void {
+/** Applies the config file again; `logs`: whether this process writes access lines (a primary does not). */
+function reload(balancer: Balancer, args: Record<string, unknown>, running: ResolvedConfig, logs = true): void {
   if (typeof args.config !== 'string') {
     print('switchyard: SIGHUP ignored: there is no --config file to read again')
     return
@@ -174,7 +175,7 @@ function reload(balancer: Balancer, args: Record<string, unknown>, running: Reso
   const before = access
   try {
     next = load(args)
-    if (next.accessLogTo !== running.accessLogTo || next.logFormat !== running.logFormat) access = accessLogOf(next)
+    if (logs && (next.accessLogTo !== running.accessLogTo || next.logFormat !== running.logFormat)) access = accessLogOf(next)
   } catch (err) {
     print(`switchyard: reload rejected, still running the old configuration: ${(err as Error).message}`)
     return

@@ -1,5 +1,5 @@
 // `--workers 2`: real worker processes behind one port, run as the built CLI.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -134,6 +134,35 @@ t.test('active checks run once, in the primary, for every worker; SIGHUP reaches
   while (r.stdout.filter(l => l.includes('reloaded')).length < 3) await new Promise(resolve => setTimeout(resolve, 20))
   t.pass('the primary and both workers reloaded')
   for (let i = 0; i < 4; i++) t.equal((await fetchText(port)).body, 'hello from other\n', 'every worker sends to the new upstream')
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0)
+})
+
+t.test('on SIGHUP only the workers open a new access log; the primary, which serves nothing, does not', async t => {
+  const good = await startUpstream(t, 'good')
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-workers-'))
+  const config = join(dir, 'switchyard.json')
+  const log = join(dir, 'access.log')
+  writeFileSync(config, JSON.stringify({ upstream: [good.spec], 'access-log': 'off' }))
+  const { r, port } = await cluster(t, ['--config', config], false)
+  writeFileSync(config, JSON.stringify({ upstream: [good.spec], 'access-log': log }))
+  r.child.kill('SIGHUP')
+  while (r.stdout.filter(l => l.includes('reloaded')).length < 3) await new Promise(resolve => setTimeout(resolve, 20))
+  for (let i = 0; i < 4; i++) t.equal((await fetchText(port)).status, 200)
+  const lines = (): number => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0)
+  for (let i = 0; i < 100 && lines() < 4; i++) await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(lines(), 4, 'the workers write their lines to the new file')
+  const holds = (pid: number): boolean =>
+    readdirSync(`/proc/${pid}/fd`).some(fd => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`) === log
+      } catch {
+        return false
+      }
+    })
+  const primary = r.child.pid as number
+  t.notOk(holds(primary), 'the primary holds no descriptor of it')
+  t.same(childPids(primary).map(holds), [true, true], 'each worker does')
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)
 })
