@@ -6,6 +6,8 @@
 //   npm run bench -- --only nginx,node-pipe,switchyard                  some of the proxies, by id
 //
 // Two upstreams (scripts/bench/backends.mjs, a process of their own) answer GET / with a fixed body.
+// With two or more cores and taskset, each proxy runs pinned to the last core and wrk and the
+// upstreams to the others (--no-pin: all share every core); --workers 2 is never pinned.
 // Every proxy runs in its own process group on 127.0.0.1 in front of both, round-robin, keep-alive
 // on both sides. After a short warm-up of each, every round runs wrk against each proxy in turn (the
 // order rotates per round), then a c=1 run for latency. The CPU a proxy's process tree used during
@@ -36,7 +38,7 @@ import { runWrk } from './bench/wrk.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(root, 'packages/balancer/dist/cli.js')
-const USAGE = 'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--only nginx,switchyard,...]'
+const USAGE = 'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--no-pin] [--only nginx,switchyard,...]'
 const WARMUP_SECONDS = 1
 /** Length of the c=1 latency run; one connection settles its p50 within a couple of seconds. */
 const C1_SECONDS = 2
@@ -62,6 +64,7 @@ function options() {
         connections: { type: 'string', default: '50' },
         out: { type: 'string', default: 'bench-results' },
         'no-memory': { type: 'boolean', default: false },
+        'no-pin': { type: 'boolean', default: false },
         only: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
@@ -85,6 +88,7 @@ function options() {
     connections: whole('connections', values.connections, 1, 10_000),
     out: resolve(values.out),
     memory: !values['no-memory'],
+    pin: !values['no-pin'],
     only: values.only === undefined ? undefined : values.only.split(',').map(id => id.trim()),
   }
 }
@@ -100,6 +104,15 @@ if (!existsSync(CLI)) {
   const built = spawnSync('npx', ['tsc', '-b'], { cwd: root, stdio: 'inherit', timeout: BUILD_TIMEOUT_MS })
   if (built.status !== 0 || !existsSync(CLI)) die(`npx tsc -b failed (${built.error?.message ?? `status ${built.status}`}); fix the build first`)
 }
+// Each proxy on a core of its own (the last), wrk and the upstreams on the others, so that a
+// proxy's CPU per request is not inflated by sharing its core with the load it is measured under.
+const cores = cpus().length
+const taskset = which('taskset')
+const pinned = opts.pin && cores >= 2 && taskset !== undefined
+const proxyCpus = pinned ? String(cores - 1) : undefined
+const loadCpus = pinned ? (cores === 2 ? '0' : `0-${cores - 2}`) : undefined
+if (opts.pin && !pinned) progress(cores < 2 ? 'one core: nothing pinned' : 'taskset not found (util-linux): nothing pinned')
+else if (pinned) progress(`pinning each proxy to CPU ${proxyCpus}, wrk and the upstreams to CPU ${loadCpus} (--no-pin: let them share)`)
 const nginx = which('nginx')
 const haproxy = which('haproxy')
 if (nginx === undefined) progress('nginx not found: install it with apt-get install -y nginx (ratios are then against http-proxy)')
@@ -131,7 +144,7 @@ startWatchdog(tmp)
 
 // --- upstreams and proxies -------------------------------------------------------------------
 
-const backends = launch('backends', process.execPath, [join(root, 'scripts/bench/backends.mjs')], { stdin: 'pipe' })
+const backends = launch('backends', process.execPath, [join(root, 'scripts/bench/backends.mjs')], { stdin: 'pipe', cpus: loadCpus })
 const ports = await new Promise(resolve => {
   const timer = setTimeout(() => die(`the upstreams printed no ports within ${START_TIMEOUT_MS / 1000}s`), START_TIMEOUT_MS)
   // Without upstreams no figure means anything: their exit ends the bench, unless we stopped them.
@@ -144,7 +157,7 @@ const ports = await new Promise(resolve => {
 })
 progress(`upstreams on 127.0.0.1:${ports.join(' and 127.0.0.1:')} (pid ${backends.pid})`)
 
-const ctx = { root, dir: tmp, backends: ports, connections: opts.connections, cli: CLI }
+const ctx = { root, dir: tmp, backends: ports, connections: opts.connections, cli: CLI, proxyCpus, loadCpus }
 const known = proxies(ctx, { nginx, haproxy, workers })
 const unknown = opts.only?.filter(id => !known.some(p => p.id === id)) ?? []
 if (unknown.length > 0) die(`--only ${JSON.stringify(unknown.join(','))}: not a proxy here; choose from ${known.map(p => p.id).join(', ')}`)
@@ -171,7 +184,7 @@ const perRun = opts.seconds + C1_SECONDS + 0.5
 progress(`${opts.rounds} round(s) × ${live.length} proxies × (${opts.seconds}s at c=${opts.connections} + ${C1_SECONDS}s at c=1): about ${Math.round(live.length * (WARMUP_SECONDS + opts.rounds * perRun))}s${opts.memory ? ', then the memory phase' : ''}`)
 for (const p of live) {
   progress(`warming up ${p.label} (${WARMUP_SECONDS}s)`)
-  await runWrk(`http://127.0.0.1:${p.port}/`, { connections: opts.connections, seconds: WARMUP_SECONDS, onChild: onWrk }).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
+  await runWrk(`http://127.0.0.1:${p.port}/`, { connections: opts.connections, seconds: WARMUP_SECONDS, cpus: loadCpus, onChild: onWrk }).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
 }
 
 // --- the rounds ------------------------------------------------------------------------------
@@ -181,14 +194,14 @@ async function measure(p, round) {
   const url = `http://127.0.0.1:${p.port}/`
   const load1 = loadavg()[0]
   const before = treeCpuMs(p.child.pid)
-  const main = await runWrk(url, { connections: opts.connections, seconds: opts.seconds, onChild: onWrk })
+  const main = await runWrk(url, { connections: opts.connections, seconds: opts.seconds, cpus: loadCpus, onChild: onWrk })
   await sleep(AFTER_RUN_MS)
   const after = treeCpuMs(p.child.pid)
   const cpuMs = after.ms - before.ms
   main.cpuMs = cpuMs
   main.cpuUsPerRequest = main.good > 0 ? (cpuMs * 1000) / main.good : NaN
   main.pids = [...new Set([...before.pids, ...after.pids])]
-  const c1 = await runWrk(url, { connections: 1, seconds: C1_SECONDS, onChild: onWrk })
+  const c1 = await runWrk(url, { connections: 1, seconds: C1_SECONDS, cpus: loadCpus, onChild: onWrk })
   return { round, load1, main, c1 }
 }
 
@@ -244,6 +257,7 @@ const machine = {
   haproxy: versionOf(haproxy, ['-v']),
   wrk: versionOf(wrk, ['-v']),
   date: date.toISOString(),
+  pinned: pinned ? { proxy: proxyCpus, load: loadCpus } : null,
 }
 print(`## Switchyard bench: ${opts.rounds} rounds of ${opts.seconds}s at c=${opts.connections} (wrk -t1), c=1 for ${C1_SECONDS}s; medians over rounds`)
 print('')
@@ -296,7 +310,7 @@ const files = { json: join(opts.out, `${stamp}.json`), svg: join(opts.out, `${st
 const runtimeSeconds = Math.round((Date.now() - startedAt) / 100) / 10
 const raw = all.map(({ id, label, port, failed, rounds }) => ({ id, label, port: port ?? null, failed: failed ?? null, rounds }))
 writeFileSync(files.json, `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, proxies: raw }, null, 2)}\n`)
-const subtitle = `${machine.cpuModel} × ${machine.cores}, Node ${machine.node}, ${opts.rounds}×${opts.seconds}s at c=${opts.connections}, ${machine.date}`
+const subtitle = `${machine.cpuModel} × ${machine.cores}, Node ${machine.node}, ${opts.rounds}×${opts.seconds}s at c=${opts.connections}${pinned ? `, proxy on CPU ${proxyCpus}` : ''}, ${machine.date}`
 writeFileSync(files.svg, svg(summaries, { baselineLabel: baseline.label, subtitle, rounds: opts.rounds }))
 print('')
 print(`Machine: ${subtitle}; load average after the rounds ${loadAfterRounds.map(l => l.toFixed(2)).join(' ')}`)

@@ -45,9 +45,11 @@ function killGroup(pid, signal = 'SIGKILL') {
  * so the pid is still the command's own. Resolves nothing: returns the ChildProcess with `tail`
  * (its last output lines), `lines` (a hook called per line) and `exited` (a promise).
  */
-export function launch(name, command, args, { fdLimit = true, stdin = 'ignore', ipc = false, cwd } = {}) {
-  const raise = `ulimit -n ${FD_LIMIT} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"`
-  const [file, argv] = fdLimit ? ['/bin/sh', ['-c', raise, command, ...args]] : [command, args]
+export function launch(name, command, args, { fdLimit = true, stdin = 'ignore', ipc = false, cwd, cpus } = {}) {
+  // `cpus` (a taskset list such as "1"): the process and all it forks run only there.
+  const pin = cpus === undefined ? '' : `taskset -c ${cpus} `
+  const raise = `ulimit -n ${FD_LIMIT} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec ${pin}"$0" "$@"`
+  const [file, argv] = fdLimit ? ['/bin/sh', ['-c', raise, command, ...args]] : cpus === undefined ? [command, args] : ['taskset', ['-c', cpus, command, ...args]]
   const child = spawn(file, argv, { cwd, detached: true, stdio: [stdin, 'pipe', 'pipe', ...(ipc ? ['ipc'] : [])] })
   child.benchName = name
   child.tail = []

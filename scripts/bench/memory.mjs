@@ -57,7 +57,7 @@ export async function measureMemory(ctx, { count, connections, progress, onWrk }
   let clients
   try {
     // Warm: JIT-compiled paths and pooled upstream sockets, as in a balancer that has been serving.
-    await runWrk(`http://127.0.0.1:${port}/`, { connections, seconds: 1, onChild: onWrk })
+    await runWrk(`http://127.0.0.1:${port}/`, { connections, seconds: 1, cpus: ctx.loadCpus, onChild: onWrk })
     const baseline = (await settle(pid)).at(-1)
     progress(`memory: Switchyard pid ${pid} RSS ${(baseline / 1024).toFixed(1)} MB; opening ${count} keep-alive connections`)
     clients = launch('idle-clients', process.execPath, [fileURLToPath(new URL('./idle-clients.mjs', import.meta.url)), String(port), String(count)], { ipc: true })

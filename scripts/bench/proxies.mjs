@@ -90,9 +90,9 @@ ${backends.map((p, i) => `  server s${i + 1} 127.0.0.1:${p}`).join('\n')}
  * Starts one proxy; resolves with { child, port } once it forwards. `ctx`: { root, dir, backends,
  * connections, cli }. Throws with one line when it cannot start.
  */
-async function startWith(ctx, name, command, args) {
+async function startWith(ctx, name, command, args, { pinned = true } = {}) {
   const port = await freePort()
-  const child = launch(name, command, args(port), { cwd: ctx.root })
+  const child = launch(name, command, args(port), { cwd: ctx.root, cpus: pinned ? ctx.proxyCpus : undefined })
   try {
     await waitReady(child, port, BODY)
   } catch (err) {
@@ -139,8 +139,9 @@ export function proxies(ctx, { nginx, haproxy, workers }) {
   // upstream: this row is the cost of hashing, not of spreading.
   list.push({ id: 'switchyard-hash', label: 'Switchyard --policy hash', start: () => startWith(ctx, 'switchyard-hash', process.execPath, switchyard(['--quiet', '--policy', 'hash'])) })
   if (workers) {
-    list.push({ id: 'switchyard-workers', label: 'Switchyard --workers 2', start: () => startWith(ctx, 'switchyard-workers', process.execPath,
-      switchyard(['--quiet', '--workers', '2'])) })
+    // Not pinned: two workers on one core would measure nothing a worker is for.
+    list.push({ id: 'switchyard-workers', label: 'Switchyard --workers 2 (not pinned)', start: () => startWith(ctx, 'switchyard-workers', process.execPath,
+      switchyard(['--quiet', '--workers', '2']), { pinned: false }) })
   }
   return list
 }

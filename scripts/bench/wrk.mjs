@@ -40,10 +40,11 @@ export function parseWrk(text) {
  * `wrk -t<threads> -c<connections> -d<seconds>s --latency url`; resolves with the parsed report
  * and wrk's text. `onChild` receives the process, so the caller can kill it on Ctrl-C.
  */
-export function runWrk(url, { threads = 1, connections, seconds, onChild = () => {} }) {
+export function runWrk(url, { threads = 1, connections, seconds, cpus, onChild = () => {} }) {
   const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', url]
   return new Promise((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const [file, argv] = cpus === undefined ? ['wrk', args] : ['taskset', ['-c', cpus, 'wrk', ...args]]
+    const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
     onChild(child)
     let out = ''
     let err = ''
