@@ -21,7 +21,7 @@ type Tagged<T> = T & { [kAttempt]: Attempt }
  * Its listeners are shared functions that find the attempt on the object they listen to,
  * rather than closures made for each try: ten fewer closures per request, and no
  * EventEmitter of its own (it was a Stream only for `pipe`). Measured with the other
- * hot-path changes of the same commit (see Exchange.next()).
+ * hot-path changes of the same commit (see `stream` in exchange.ts).
  */
 export class Attempt {
   readonly ex: Exchange

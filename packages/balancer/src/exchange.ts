@@ -24,6 +24,13 @@ type Tagged<T> = T & { [kExchange]: Exchange }
  * the engine. Called directly rather than through `proxy.web()`, which per request copies its
  * options, looks for string targets to parse, and runs three passes that do nothing here
  * (no `xfwd`, no `timeout`; deleteLength's rewrite is the one forwardedHeaders undoes).
+ *
+ * What this and the other changes of that commit bought (shared listeners instead of closures
+ * in Attempt and Exchange, headers built once per request, the cached Connection split), with
+ * `npm run bench:instructions` (callgrind, 20,000 warm-up requests, median of the last three
+ * counts of 2,000, 2026-11-28): 304k -> 285k user-space instructions per request, where stock
+ * http-proxy with a keep-alive agent takes 316k in the same run. In CPU time the change is
+ * below this shared machine's noise (±15% between rounds).
  */
 const stream = httpIncoming.stream
 
