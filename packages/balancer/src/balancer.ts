@@ -2,7 +2,6 @@ import { Agent, Server, type IncomingMessage, type ServerResponse } from 'node:h
 import type { Duplex } from 'node:stream'
 import type { HealthCheckOptions } from './config.js'
 import { ignoreError } from './errors.js'
-import { countHeader } from './headers.js'
 import type { HashKey } from './hash.js'
 import { createPolicy, type Policy, type PolicyName } from './policies.js'
 import { WaitQueue } from './queue.js'
@@ -12,6 +11,7 @@ import { Exchange } from './exchange.js'
 import { Forwarder, type ForwarderOptions } from './proxy.js'
 import { HealthChecker } from './health.js'
 import { Reclaimer, type Reclaimed } from './reclaim.js'
+import { refusal } from './requests.js'
 import { Pool, Upstream, upstreamId, type HealthChange, type UpstreamSpec } from './upstream.js'
 import { WebSocketProxy } from './websocket.js'
 
@@ -91,10 +91,36 @@ function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
   // the socket, or a client that never closes its side would hold it.
   socket.end(
     'HTTP/1.1 405 Method Not Allowed\r\n' +
-      `Allow: ${ALLOW}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Allow: ${ALLOW}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     () => socket.destroy(),
   )
+}
+
+/** Node's own refusals, by its error code: with a text body like the balancer's other answers. */
+const CLIENT_ERRORS: Record<string, [string, string]> = {
+  HPE_HEADER_OVERFLOW: ['431 Request Header Fields Too Large', 'the request headers are larger than 16 KB'],
+  ERR_HTTP_REQUEST_TIMEOUT: ['408 Request Timeout', 'the request headers did not arrive in time'],
+}
+
+/**
+ * Answers a request Node's parser refused (its `clientError`): the status Node would send
+ * (400, or 431 and 408), but with a one-line text body naming the problem, as the balancer's
+ * other answers have, and then the connection closes. Nothing is written once a response is
+ * under way on the connection (pipelining), and a socket the client reset is just closed.
+ */
+function refuseMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
+  // Node's own test for the same (`_httpMessage` is the response being written, if any).
+  const busy = (socket as Duplex & { _httpMessage?: { headersSent: boolean } | null })._httpMessage?.headersSent === true
+  if (socket.writable && !busy) {
+    const [status, why] = CLIENT_ERRORS[String(err.code)] ?? ['400 Bad Request', `the request is malformed (${String(err.code)})`]
+    const body = `${status}: ${why}\n`
+    socket.write(
+      `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy()
 }
 
 /**
@@ -139,6 +165,7 @@ export class Balancer extends Server {
     this.on('connection', this.#onConnection)
     this.on('upgrade', this.#websockets.upgrade)
     this.on('connect', refuseConnect)
+    this.on('clientError', refuseMalformed)
     this.on('listening', () => this.checkHealth())
     this.#reclaimer.on('reclaimed', this.#onReclaimed)
     this.on('close', () => {
@@ -305,13 +332,10 @@ export class Balancer extends Server {
   }
 
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    // Node keeps the first of two Host headers silently; which one is meant is unknowable.
     // A malformed request ends its connection, as in nginx.
-    if (countHeader(req, 'host') > 1) {
-      new Exchange(this.#forwarder, req, res).answer(400, '400 Bad Request: more than one Host header', true)
-      return
-    }
-    this.#forwarder.forward(req, res)
+    const refused = refusal(req)
+    if (refused === undefined) this.#forwarder.forward(req, res)
+    else new Exchange(this.#forwarder, req, res).answer(refused.status, refused.message, true)
   }
 }
 

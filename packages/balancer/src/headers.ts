@@ -16,6 +16,16 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ])
 
+/**
+ * Headers a `Connection` value may not remove. RFC 9110 §7.6.1 lets a sender list any header
+ * as hop-by-hop, but the framing headers and `Host` describe the message itself: dropping a
+ * listed `Content-Length` sent a GET's body upstream unframed, where it was read as a second
+ * request (a smuggle). nginx ignores such names too and frames the body itself. The
+ * `X-Forwarded-*` headers are set by the balancer after the copy, so a listed one is replaced,
+ * not lost.
+ */
+const FRAMING = new Set(['content-length', 'host'])
+
 /** No names: what a message without a `Connection` header lists, shared rather than made per request. */
 const NONE: ReadonlySet<string> = new Set()
 
@@ -65,7 +75,8 @@ export type Headers = Record<string, string | string[]>
 /**
  * The headers every try of `req` sends upstream, made once per request (a ClientRequest
  * validates each setHeader and removeHeader call, and a retry would do them all again):
- * - no hop-by-hop headers, nor those `Connection` names; no `Expect`, which Node has already
+ * - no hop-by-hop headers, nor those `Connection` names (but never `Content-Length` or `Host`:
+ *   see FRAMING); no `Expect`, which Node has already
  *   answered with 100 Continue, and which left in would make the upstream request send its
  *   head the moment it is created, before its path is set;
  * - a chunked request is sent chunked even for DELETE and OPTIONS, for which Node would send
@@ -82,7 +93,7 @@ export function forwardedHeaders(req: IncomingMessage, chunked: boolean): Header
   const named = connectionTokens(from.connection)
   const headers: Headers = {}
   for (const name in from) {
-    if (HOP_BY_HOP.has(name) || named.has(name) || name === 'expect') continue
+    if (HOP_BY_HOP.has(name) || (named.has(name) && !FRAMING.has(name)) || name === 'expect') continue
     headers[name] = from[name] as string | string[]
   }
   if (chunked) {
@@ -120,7 +131,7 @@ export function responseHeaders(res: IncomingMessage): string[] {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue
+    if (HOP_BY_HOP.has(lower) || (named.has(lower) && !FRAMING.has(lower))) continue
     out.push(name, raw[i + 1] as string)
   }
   return out

@@ -1,4 +1,4 @@
-import type { Agent, IncomingMessage, ServerResponse } from 'node:http'
+import { Agent, type IncomingMessage, type ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import httpProxy from 'http-proxy'
 import type { AccessLog } from './access-log.js'
@@ -57,6 +57,8 @@ export function sendError(req: IncomingMessage, res: ServerResponse, status: num
   const headers: Record<string, string | number> = {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
+    // The body may echo what a client sent (a transfer coding, say): never sniffed as HTML.
+    'x-content-type-options': 'nosniff',
   }
   // A body the client is still sending would have to be read to the end to keep the
   // connection; closing it is cheaper (nginx does the same on an early error).
@@ -78,6 +80,11 @@ export function sendError(req: IncomingMessage, res: ServerResponse, status: num
  */
 export class Forwarder {
   readonly proxy: httpProxy
+  /**
+   * Opens a new connection for each request: for the one resend of a request whose kept-alive
+   * connection the upstream closed as it was reused (nginx does the same).
+   */
+  readonly fresh = new Agent()
   options: ForwarderOptions
   /** Set while the balancer drains: every response then carries `Connection: close`. */
   draining = false

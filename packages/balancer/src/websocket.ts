@@ -1,10 +1,11 @@
-import { Agent, type ClientRequest, type IncomingMessage } from 'node:http'
+import { Agent, STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
 import { NoUpstreamError, UpstreamConnectTimeoutError, UpstreamFailedError, UpstreamTimeoutError, errorCode, ignoreError, statusForUpstreamError } from './errors.js'
-import { countHeader, prepareRequestHeaders } from './headers.js'
+import { prepareRequestHeaders } from './headers.js'
+import { refusal } from './requests.js'
 import type { Forwarder } from './proxy.js'
 import { failureKind } from './stats.js'
 import type { Upstream } from './upstream.js'
@@ -13,7 +14,7 @@ import type { Upstream } from './upstream.js'
 function answer(socket: Duplex, status: string, message: string): void {
   const body = `${message}\n`
   socket.end(
-    `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   )
 }
@@ -66,8 +67,9 @@ export class WebSocketProxy {
     // passed on), close the socket: left to allowHalfOpen, a client that never closes its
     // side would hold the descriptor forever.
     socket.once('finish', () => socket.destroy())
-    if (countHeader(req, 'host') > 1) {
-      answer(socket, '400 Bad Request', '400 Bad Request: more than one Host header')
+    const refused = refusal(req)
+    if (refused !== undefined) {
+      answer(socket, `${refused.status} ${STATUS_CODES[refused.status]}`, refused.message)
       return
     }
     // A tunnel opened now would hold the shutdown up for as long as it lasts; the client is

@@ -1,0 +1,67 @@
+import type { IncomingMessage } from 'node:http'
+import { countHeader } from './headers.js'
+
+/**
+ * What the balancer checks in a request before any upstream sees it: the cases Node's parser
+ * accepts but a proxy must not pass on as they are, because the upstream could read the
+ * request differently from the balancer. Each refusal closes the connection, as nginx does for
+ * a malformed request, since what follows on it can no longer be trusted.
+ */
+
+/** A request the balancer answers itself: status and one line of text. */
+export interface Refusal {
+  status: 400 | 501 | 505
+  message: string
+}
+
+/** `http://` or `https://`, then an authority without userinfo, then the rest of the target. */
+const ABSOLUTE = /^https?:\/\/([^/?#@\s]+)([/?][^#]*)?$/i
+/** A `host[:port]` as RFC 3986 allows it: a name or IPv4 address, or an IPv6 literal in brackets. */
+const AUTHORITY = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::\d{0,5})?$/
+
+/**
+ * Rewrites an absolute-form target (`GET http://host/path`) to origin-form, with `Host` taken
+ * from the target: RFC 9112 §3.2.2 says the target's authority wins over the Host header, and
+ * nginx does the same rewrite. Otherwise the upstream would read one host while the balancer's
+ * own headers (`X-Forwarded-Host`), hash keys and logs read another. Returns false when the
+ * target is absolute-form but not a usable http(s) URL.
+ */
+function toOriginForm(req: IncomingMessage): boolean {
+  const m = ABSOLUTE.exec(req.url as string)
+  if (m === null || !AUTHORITY.test(m[1] as string)) return false
+  const rest = m[2] ?? '/'
+  req.url = rest.startsWith('?') ? `/${rest}` : rest
+  req.headers.host = m[1] as string
+  return true
+}
+
+/**
+ * Checks a request's framing and target, fixing what can be fixed (an absolute-form target),
+ * and returns the answer for what cannot; undefined when the request may be forwarded.
+ *
+ * - A version other than 1.0 or 1.1: Node's parser takes `HTTP/0.9` and `HTTP/2.0` request
+ *   lines, which the balancer would forward as HTTP/1.1 (505, as nginx answers `HTTP/2.0`).
+ * - Two `Host` headers: Node keeps the first silently; which one is meant is unknowable (400).
+ * - `Transfer-Encoding` on HTTP/1.0: RFC 9112 §6.1 calls that framing faulty (400, as nginx).
+ * - Two `Transfer-Encoding` lines: nginx answers 400; Node would join them into one value.
+ * - Any coding but `chunked` alone: the balancer would pass a gzip-coded body on labelled
+ *   `chunked` (it de-chunks and re-chunks); nginx answers 501, and so does this.
+ * - A target that is neither origin-form (`/path`), `*` for OPTIONS, nor an http(s) URL: 400.
+ */
+export function refusal(req: IncomingMessage): Refusal | undefined {
+  if (req.httpVersionMajor !== 1) {
+    return { status: 505, message: `505 HTTP Version Not Supported: HTTP/${req.httpVersion}; use HTTP/1.1` }
+  }
+  if (countHeader(req, 'host') > 1) return { status: 400, message: '400 Bad Request: more than one Host header' }
+  const te = req.headers['transfer-encoding']
+  if (te !== undefined) {
+    if (req.httpVersion === '1.0') return { status: 400, message: '400 Bad Request: Transfer-Encoding in an HTTP/1.0 request' }
+    if (countHeader(req, 'transfer-encoding') > 1) return { status: 400, message: '400 Bad Request: more than one Transfer-Encoding header' }
+    if (te.trim().toLowerCase() !== 'chunked') {
+      return { status: 501, message: `501 Not Implemented: transfer coding ${JSON.stringify(te)} is not supported, only chunked` }
+    }
+  }
+  const url = req.url as string
+  if (url.startsWith('/') || (url === '*' && req.method === 'OPTIONS') || toOriginForm(req)) return undefined
+  return { status: 400, message: '400 Bad Request: the request target is not a path, nor an http:// URL' }
+}
