@@ -1,11 +1,18 @@
-import type { ClientRequest, IncomingMessage } from 'node:http'
+import { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode } from './errors.js'
+import { InvalidResponseError, UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode } from './errors.js'
 import type { Exchange } from './exchange.js'
 import { responseHeaders } from './headers.js'
 import { failureKind } from './stats.js'
 import type { Upstream } from './upstream.js'
+
+/**
+ * Bytes Node's ServerResponse refuses in a reason phrase (its `checkInvalidHeaderChar`), though
+ * its parser accepts them from an upstream: `200 O\x01K` used to throw out of writeHead and
+ * take the process down.
+ */
+const BAD_REASON = /[^\t\x20-\x7e\x80-\xff]/
 
 /** The attempt an upstream request or response belongs to, for the listeners below. */
 const kAttempt = Symbol('switchyard.attempt')
@@ -40,6 +47,12 @@ export class Attempt {
   readonly startedAt = performance.now()
   /** Response body bytes received. */
   bytesIn = 0
+  /**
+   * The response head came while the request body was still being sent (a 401 or 413 to an
+   * upload, say): the client connection closes after the response, and the rest of the body
+   * is not sent, since the upstream connection cannot be reused half-written.
+   */
+  early = false
 
   constructor(ex: Exchange, upstream: Upstream) {
     this.ex = ex
@@ -57,6 +70,9 @@ export class Attempt {
     out.on('error', onRequestError)
     out.on('response', onResponse)
     out.on('socket', onSocket)
+    // Every try ends here if nothing else ended it: a 101 to a plain request, say, makes Node
+    // destroy the socket with neither 'error' nor 'response', and the client would wait forever.
+    out.on('close', onRequestClose)
     const body = this.ex.body
     // The response timeout runs from the moment the whole request is sent, as nginx's
     // proxy_read_timeout: a slow upload is the client's time, not the upstream's. A request
@@ -104,29 +120,62 @@ export class Attempt {
     // close handler reports it (upstreamClosed): counting it here too would count it twice.
     if (this.upstreamRes !== undefined || !this.#finish() || this.ex.clientGone) return
     const { ex, upstream, out } = this
-    // A kept-alive connection the upstream closed just as it was reused is the keep-alive
-    // race, not a sign the upstream is failing; it is retried like any other failure.
+    // A kept-alive connection the upstream closed just as it was reused (Node reports a reset,
+    // and a close before any response, as ECONNRESET) is the keep-alive race, not a sign the
+    // upstream is failing. nginx sends such a request again on a new connection, and so does
+    // this, to the same upstream, without counting a failure or using up --retries.
     const code = errorCode(err)
-    if (!((out as ClientRequest).reusedSocket && code === 'ECONNRESET')) {
+    const stale = (out as ClientRequest).reusedSocket && code === 'ECONNRESET'
+    ex.body?.detach()
+    if (stale && ex.mayResend()) {
+      ex.resend(upstream)
+      return
+    }
+    if (!stale) {
       upstream.stats.failures[failureKind(code, this.connected)]++
       ex.fw.reportHealth(upstream.recordFailure(code))
     }
     ex.lastError = err
-    ex.body?.detach()
     if (ex.mayRetry(this, err)) ex.next()
     else ex.giveUp()
   }
 
+  /** The upstream's response is one the balancer cannot pass on: fail the try as invalid. */
+  invalid(message: string): void {
+    ;(this.out as ClientRequest).destroy()
+    this.failed(new InvalidResponseError(message))
+  }
+
   respond(upstreamRes: Tagged<IncomingMessage>): void {
     const { res, fw } = this.ex
+    const status = upstreamRes.statusCode as number
+    // Node sends any status up to 999; HTTP has none past 599 (RFC 9110 §15).
+    if (status > 599) {
+      this.invalid(`status ${status} is not an HTTP status`)
+      return
+    }
+    const headers = responseHeaders(upstreamRes)
+    if (fw.draining) headers.push('Connection', 'close')
+    const out = this.out as ClientRequest
+    if (this.ex.body !== undefined && !out.writableFinished) {
+      this.early = true
+      if (!fw.draining) headers.push('Connection', 'close')
+    }
+    const cookie = this.ex.stickyCookie(this.upstream)
+    if (cookie !== undefined) headers.push('Set-Cookie', cookie)
+    // A reason phrase Node would refuse gets the standard one for its status (nginx sends its own).
+    const reason = BAD_REASON.test(upstreamRes.statusMessage as string) ? STATUS_CODES[status] : upstreamRes.statusMessage
+    try {
+      res.writeHead(status, reason, headers)
+    } catch (err) {
+      // Whatever else Node refuses to send (a status below 100, say) is an invalid response,
+      // not a crash: a guard, so that no upstream can throw out of this handler.
+      this.invalid(`the response head cannot be passed on (${errorCode(err as Error)}: ${(err as Error).message})`)
+      return
+    }
     this.upstreamRes = upstreamRes
     upstreamRes[kAttempt] = this
     fw.reportHealth(this.upstream.recordSuccess())
-    const headers = responseHeaders(upstreamRes)
-    if (fw.draining) headers.push('Connection', 'close')
-    const cookie = this.ex.stickyCookie(this.upstream)
-    if (cookie !== undefined) headers.push('Set-Cookie', cookie)
-    res.writeHead(upstreamRes.statusCode as number, upstreamRes.statusMessage, headers)
     this.armRead()
     // By hand rather than pipe(): pipe() adds seven listeners and as many closures per
     // response, to handle cases the attempt handles already (the client going away aborts it).
@@ -166,6 +215,13 @@ function onResponse(this: Tagged<ClientRequest>, upstreamRes: IncomingMessage): 
   this[kAttempt].respond(upstreamRes as Tagged<IncomingMessage>)
 }
 
+function onRequestClose(this: Tagged<ClientRequest>): void {
+  const attempt = this[kAttempt]
+  if (attempt.done || attempt.upstreamRes !== undefined) return
+  // Node's one path here: a 101 Switching Protocols to a request that asked for no upgrade.
+  attempt.failed(new InvalidResponseError('the upstream switched protocols (101) on a request that asked for no upgrade'))
+}
+
 function onRequestFinish(this: Tagged<ClientRequest>): void {
   this[kAttempt].armRead()
 }
@@ -202,7 +258,12 @@ function onUpstreamData(this: Tagged<IncomingMessage>, chunk: Buffer): void {
 }
 
 function onUpstreamEnd(this: Tagged<IncomingMessage>): void {
-  this[kAttempt].ex.res.end()
+  const { ex, early } = this[kAttempt]
+  // The upstream answered without reading the whole body: what is left is read and dropped
+  // (the client connection closes after this response), and Exchange.closed() ends the
+  // half-written upstream request.
+  if (early) ex.dropBody()
+  ex.res.end()
 }
 
 function onUpstreamClose(this: Tagged<IncomingMessage>): void {

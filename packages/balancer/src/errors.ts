@@ -46,6 +46,16 @@ export class UpstreamConnectTimeoutError extends Error {
 }
 
 /**
+ * An upstream response the balancer cannot pass on: a status outside 100–599, a head Node
+ * refuses to send, or a `101 Switching Protocols` to a request that asked for no upgrade
+ * (answered 502, counted as `invalid`, like a response Node's parser rejects).
+ */
+export class InvalidResponseError extends Error {
+  override readonly name = 'InvalidResponseError'
+  readonly code = 'SWITCHYARD_INVALID_RESPONSE'
+}
+
+/**
  * The code of an error from a socket or an upstream request: a system code such as
  * ECONNREFUSED, an HTTP parser code such as HPE_INVALID_STATUS, or one of ours.
  */

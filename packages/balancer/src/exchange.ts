@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import httpIncoming, { type StreamOptions } from 'http-proxy/lib/http-proxy/passes/web-incoming.js'
 import { Attempt } from './attempt.js'
@@ -96,11 +96,30 @@ export class Exchange {
       this.attempt.upstream.stats.retries++
     }
     this.tried.add(upstream)
+    this.#send(upstream, this.fw.options.agent)
+  }
+
+  /**
+   * Whether a try that failed on a reused keep-alive connection before any response may be
+   * sent again to the same upstream on a new one: only when the request could be replayed
+   * anyway (an idempotent method, and a body that is empty or held in full). It happens once
+   * per upstream: the new connection is never a reused one.
+   */
+  mayResend(): boolean {
+    return IDEMPOTENT.has(this.req.method as string) && (this.body === undefined || this.body.replayable)
+  }
+
+  /** Sends the request to `upstream` again, on a connection of its own (the keep-alive race). */
+  resend(upstream: Upstream): void {
+    this.#send(upstream, this.fw.fresh)
+  }
+
+  #send(upstream: Upstream, agent: Agent): void {
     const attempt = new Attempt(this, upstream)
     this.attempt = attempt
     const options: StreamOptions = {
       target: upstream.target,
-      agent: this.fw.options.agent,
+      agent,
       buffer: attempt,
       selfHandleResponse: true,
       // The attempt sets the path as the client sent it; http-proxy would join and re-parse it.
@@ -119,6 +138,16 @@ export class Exchange {
     } finally {
       req.headers = own
     }
+  }
+
+  /**
+   * The upstream answered before the whole body was sent: stop sending it, and read and drop
+   * what the client still sends, so that its connection can close cleanly after the response
+   * (closing with unread bytes would reset it, and the client could lose the response).
+   */
+  dropBody(): void {
+    this.body?.detach()
+    this.req.resume()
   }
 
   /** Passes the client's 'drain' on to the attempt that is sending the response. */
@@ -228,6 +257,10 @@ export class Exchange {
       // and do not hold it against the upstream.
       this.clientGone = true
       this.attempt?.abort()
+    } else if (this.attempt?.early) {
+      // No upstream socket outlives its request: one the body was still being written to
+      // cannot go back to the pool (the upstream would read the rest as a new request).
+      ;(this.attempt.out as ClientRequest).destroy()
     }
     // 499 is nginx's status for "client closed the request" in its logs.
     const status = this.clientGone && !res.headersSent ? 499 : res.statusCode

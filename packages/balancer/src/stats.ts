@@ -95,12 +95,12 @@ export type FailureKind = (typeof FAILURE_KINDS)[number]
 /**
  * The kind of a failed try from its error code: no connection (refused, unreachable, connect
  * timeout) is `connect`; after connecting, the response timeout is `timeout`, an HTTP parse
- * error (`HPE_*`) is `invalid`, and anything else that cut the exchange is `reset`.
+ * error (`HPE_*`) or a response the balancer cannot pass on is `invalid`, and anything else that cut the exchange is `reset`.
  */
 export function failureKind(code: string, connected: boolean): FailureKind {
   if (!connected) return 'connect'
   if (code === 'SWITCHYARD_UPSTREAM_TIMEOUT') return 'timeout'
-  if (code.startsWith('HPE_')) return 'invalid'
+  if (code.startsWith('HPE_') || code === 'SWITCHYARD_INVALID_RESPONSE') return 'invalid'
   return 'reset'
 }
 
