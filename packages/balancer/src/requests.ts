@@ -40,7 +40,8 @@ function toOriginForm(req: IncomingMessage): boolean {
  * and returns the answer for what cannot; undefined when the request may be forwarded.
  *
  * - A version other than 1.0 or 1.1: Node's parser takes `HTTP/0.9` and `HTTP/2.0` request
- *   lines, which the balancer would forward as HTTP/1.1 (505, as nginx answers `HTTP/2.0`).
+ *   lines, which the balancer would forward as HTTP/1.1. As nginx 1.22 answers them: 505 for
+ *   `HTTP/2.0`, 400 for `HTTP/0.9`.
  * - Two `Host` headers: Node keeps the first silently; which one is meant is unknowable (400).
  * - `Transfer-Encoding` on HTTP/1.0: RFC 9112 §6.1 calls that framing faulty (400, as nginx).
  * - Two `Transfer-Encoding` lines: nginx answers 400; Node would join them into one value.
@@ -49,9 +50,10 @@ function toOriginForm(req: IncomingMessage): boolean {
  * - A target that is neither origin-form (`/path`), `*` for OPTIONS, nor an http(s) URL: 400.
  */
 export function refusal(req: IncomingMessage): Refusal | undefined {
-  if (req.httpVersionMajor !== 1) {
+  if (req.httpVersionMajor > 1) {
     return { status: 505, message: `505 HTTP Version Not Supported: HTTP/${req.httpVersion}; use HTTP/1.1` }
   }
+  if (req.httpVersionMajor < 1) return { status: 400, message: `400 Bad Request: HTTP/${req.httpVersion} requests are not served` }
   if (countHeader(req, 'host') > 1) return { status: 400, message: '400 Bad Request: more than one Host header' }
   const te = req.headers['transfer-encoding']
   if (te !== undefined) {

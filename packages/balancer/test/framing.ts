@@ -318,7 +318,7 @@ t.test('bugs 7 and 8: transfer codings the balancer cannot pass on are refused a
     ['GET *', 'GET * HTTP/1.1\r\nHost: x\r\n\r\n', /^HTTP\/1\.1 400 Bad Request\r\n[^]*not a path/],
     ['HTTP/1.0 with Transfer-Encoding', 'POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', /^HTTP\/1\.1 400 Bad Request\r\n/],
     ['HTTP/2.0 on an HTTP/1 connection', 'GET / HTTP/2.0\r\nHost: x\r\n\r\n', /^HTTP\/1\.1 505 HTTP Version Not Supported\r\n/],
-    ['HTTP/0.9', 'GET / HTTP/0.9\r\nHost: x\r\n\r\n', /^HTTP\/1\.1 505 HTTP Version Not Supported\r\n/],
+    ['HTTP/0.9', 'GET / HTTP/0.9\r\nHost: x\r\n\r\n', /^HTTP\/1\.1 400 Bad Request\r\n[^]*HTTP\/0\.9 requests are not served/],
   ]
   for (const [name, raw, status] of cases) {
     // Another request pipelined behind: the connection must close, so it is never read.
