@@ -145,8 +145,18 @@ export class AdminServer extends Server {
     this.#timer ??= setInterval(() => void this.#push(this.#streams), this.#interval)
   }
 
+  /**
+   * Sends a snapshot to `to`. Without figures, those streams end, so that the page shows the
+   * connection lost rather than old figures as live, and EventSource comes back after `retry`.
+   */
   async #push(to: Iterable<ServerResponse>): Promise<void> {
-    const message = `data: ${JSON.stringify(await this.#source.status())}\n\n`
+    let message: string
+    try {
+      message = `data: ${JSON.stringify(await this.#source.status())}\n\n`
+    } catch {
+      for (const res of to) res.end()
+      return
+    }
     for (const res of to) res.write(message)
   }
 }

@@ -561,3 +561,19 @@ t.test('security headers on every kind of answer; the CSP allows exactly the scr
     if (what !== '/') t.equal(r.headers['content-security-policy'], LOCKED, `${what}: a CSP that allows nothing`)
   }
 })
+
+t.test('/events with a source that fails: the stream ends, and the listener lives on', async t => {
+  const a = await startUpstream(t, 'a')
+  const { balancer } = await startBalancer(t, [a.spec])
+  const real = localSource(balancer)
+  let calls = 0
+  // Figures once, then none: the first message goes out, the next tick ends the stream.
+  const flaky: AdminSource = { ...real, status: () => (calls++ === 0 ? real.status() : Promise.reject(new Error('worker gone'))) }
+  const port = await listen(t, new AdminServer(flaky, { interval: 20 }))
+  const r = await fetchText(port, { path: '/events' })
+  t.equal(r.status, 200)
+  t.match(r.body, /^retry: 2000\n\ndata: \{"version":1,[^\n]*\n\n$/, 'the one message, then the end: the browser retries after 2 s')
+  const again = await fetchText(port, { path: '/events' })
+  t.equal(again.body, 'retry: 2000\n\n', 'no figures at all: the stream ends at once')
+  t.equal((await fetchText(port, { path: '/status.json' })).status, 500, 'and the listener still answers')
+})
