@@ -22,7 +22,7 @@ function parseArgs(argv: string[]): Record<string, unknown> {
     .option('config', { type: 'string', requiresArg: true, describe: 'JSON file with these settings by long name; flags override it' })
   for (const key of CONFIG_KEYS) {
     const s: { describe: string; default: unknown; boolean?: true; array?: true } = SETTINGS[key]
-    const shown = s.default === undefined ? 'off' : Array.isArray(s.default) ? s.default.join(' ') : String(s.default)
+    const shown = s.default === undefined ? (s.array ? 'none' : 'off') : Array.isArray(s.default) ? s.default.join(' ') : String(s.default)
     y = y.option(key, {
       type: s.boolean ? 'boolean' : 'string',
       array: s.array,

@@ -199,3 +199,10 @@ t.test('a rebound Host gets 421; --admin-allowed-host names, from the file, a re
     t.equal(await f.exit, 0)
   }
 })
+
+t.test('--help shows --admin-allowed-host as a list that is empty by default', async t => {
+  const r = run(['--help'])
+  t.equal(await r.exit, 0)
+  const help = r.stdout.join(' ').replace(/\s+/g, ' ')
+  t.match(help, /--admin-allowed-host A Host name .*?NAME for any port, NAME:PORT for one; repeat for more \[default: none\]/, 'none, not off: the check itself is always on')
+})
