@@ -4,7 +4,7 @@ import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { createAccessLog, type AccessLog } from './access-log.js'
 import cluster from 'node:cluster'
-import { AdminServer, createAdmin } from './admin.js'
+import { AdminServer, localSource, type AdminSource } from './admin.js'
 import { Primary, joinCluster } from './cluster.js'
 import { createBalancer, type Balancer } from './balancer.js'
 import { CONFIG_KEYS, SETTINGS, readConfigFile, resolveConfig, type ResolvedConfig, type SettingKey } from './config.js'
@@ -22,7 +22,7 @@ function parseArgs(argv: string[]): Record<string, unknown> {
     .option('config', { type: 'string', requiresArg: true, describe: 'JSON file with these settings by long name; flags override it' })
   for (const key of CONFIG_KEYS) {
     const s: { describe: string; default: unknown; boolean?: true; array?: true } = SETTINGS[key]
-    const shown = s.default === undefined ? 'off' : Array.isArray(s.default) ? s.default.join(' ') : String(s.default)
+    const shown = s.default === undefined ? (s.array ? 'none' : 'off') : Array.isArray(s.default) ? s.default.join(' ') : String(s.default)
     y = y.option(key, {
       type: s.boolean ? 'boolean' : 'string',
       array: s.array,
@@ -68,10 +68,10 @@ function exit(code: number): never {
  * Starts the admin listener when `--admin-port` is set. A taken admin port is not worth
  * stopping the traffic for: it is reported, and the balancer goes on without it.
  */
-function startAdmin(config: ResolvedConfig, create: () => AdminServer): AdminServer | undefined {
+function startAdmin(config: ResolvedConfig, source: AdminSource): AdminServer | undefined {
   const { adminPort: port, adminHost: host } = config
   if (port === undefined) return undefined
-  const admin = create()
+  const admin = new AdminServer(source, { host, allowedHosts: config.adminAllowedHosts })
   admin.once('error', err => print(`switchyard: admin listener off, still serving traffic: ${listenError(err, host, port, '--admin-port')}`))
   admin.listen(port, host, () => {
     const { port: bound } = admin.address() as AddressInfo
@@ -139,7 +139,7 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
   let admin: AdminServer | undefined
   primary.on('listening', (address: AddressInfo) => {
     print(`${describe(config, balancer, address.port)} (${config.workers} workers)`)
-    admin = startAdmin(config, () => new AdminServer(primary.source()))
+    admin = startAdmin(config, primary.source())
   })
   primary.on('worker', (line: string) => print(`switchyard: ${line}`))
   primary.on('failed', (line: string) => {
@@ -157,7 +157,7 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
     () => void primary.stop('SIGKILL'),
   )
   process.on('SIGHUP', () => {
-    reload(balancer, args, config, false)
+    reload(balancer, args, config, admin, false)
     primary.signal('SIGHUP')
   })
 }
@@ -165,8 +165,11 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
 const STICKY_WARNING =
   'switchyard: warning: no --sticky-secret or --sticky-secret-file; a random secret was made, so stickiness survives neither a restart nor a second instance'
 
-/** Applies the config file again; `logs`: whether this process writes access lines (a primary does not). */
-function reload(balancer: Balancer, args: Record<string, unknown>, running: ResolvedConfig, logs = true): void {
+/**
+ * Applies the config file again; `logs`: whether this process writes access lines (a primary does
+ * not). The admin listener, if there is one, takes the new `--admin-allowed-host` names at once.
+ */
+function reload(balancer: Balancer, args: Record<string, unknown>, running: ResolvedConfig, admin: AdminServer | undefined, logs = true): void {
   if (typeof args.config !== 'string') {
     print('switchyard: SIGHUP ignored: there is no --config file to read again')
     return
@@ -190,6 +193,8 @@ function reload(balancer: Balancer, args: Record<string, unknown>, running: Reso
   // What a restart would change stays as it is in force; the rest (drain timeout, log) is the new.
   Object.assign(running, next, { port: running.port, host: running.host, adminPort: running.adminPort, adminHost: running.adminHost })
   balancer.reload({ ...next, log: print, accessLog: access })
+  // Already validated by load(): this cannot throw.
+  admin?.allowHosts(next.adminAllowedHosts)
   print(`switchyard: reloaded ${args.config}: upstreams ${balancer.pool.upstreams.map(u => u.id).join(', ')}`)
 }
 
@@ -211,7 +216,7 @@ function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): voi
   } else {
     balancer.listen(config.port, config.host, () => {
       print(describe(config, balancer, (balancer.address() as AddressInfo).port))
-      admin = startAdmin(config, () => createAdmin(balancer))
+      admin = startAdmin(config, localSource(balancer))
     })
   }
   if (config.stickySecretGenerated) print(STICKY_WARNING)
@@ -221,7 +226,7 @@ function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): voi
     return balancer.drain(config.drainTimeout)
   })
   // By default SIGHUP kills a Node process; here it re-reads the configuration.
-  process.on('SIGHUP', () => reload(balancer, args, config))
+  process.on('SIGHUP', () => reload(balancer, args, config, admin))
   // Started by a launcher (or a cluster primary) with an IPC channel: if it dies, stop too.
   if (process.channel !== undefined) process.on('disconnect', () => stop('launcher gone'))
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { LOG_FORMATS, type LogFormat } from './access-log.js'
+import { parseAllowedHost, shownHost } from './allowed-hosts.js'
 import { ConfigError } from './errors.js'
 import type { BalancerOptions } from './balancer.js'
 import { parseHashKey } from './hash.js'
@@ -59,6 +60,11 @@ export const SETTINGS = {
   'health-status': { describe: 'Statuses that pass a check, as a range', default: '200-399' },
   'admin-port': { describe: 'Port of the admin listener (dashboard, /status.json, /metrics, /events); 0 picks a free one', default: undefined },
   'admin-host': { describe: 'Address of the admin listener; keep it private', default: '127.0.0.1' },
+  'admin-allowed-host': {
+    describe: 'A Host name the admin listener answers besides localhost, 127.0.0.1, [::1] and its own address (others get 421): NAME for any port, NAME:PORT for one; repeat for more',
+    default: undefined,
+    array: true,
+  },
   'access-log': { describe: 'Where access lines go: a file to append to, - for stdout, or off', default: '-' },
   'log-format': { describe: `Access-log format: ${LOG_FORMATS.join(', ')} (nginx combined plus upstream fields, or JSON lines)`, default: 'combined' },
   workers: { describe: 'Balancer processes sharing the port (node:cluster): a number, or auto for one per core', default: 1 },
@@ -105,6 +111,8 @@ export interface ResolvedConfig
   /** The admin listener's port; undefined when it is off. */
   adminPort: number | undefined
   adminHost: string
+  /** Host names the admin listener answers besides its own: `name` or `name:port`, lower case. */
+  adminAllowedHosts: string[]
   /** Whether the sticky secret was made up at start, because none was configured. */
   stickySecretGenerated: boolean
 }
@@ -213,6 +221,7 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     logFormat: logFormat as LogFormat,
     adminPort: adminPort === undefined ? undefined : parseInteger(adminPort, 'admin-port', 0, 65535),
     adminHost,
+    adminAllowedHosts: parseAllowedHosts(pick('admin-allowed-host')),
     workers: parseWorkers(workers),
     upstreams: parseUpstreams(pick('upstream')),
     maxFails: count('max-fails'),
@@ -236,6 +245,12 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     sticky: sticky?.options,
     stickySecretGenerated: sticky?.generated ?? false,
   }
+}
+
+/** `--admin-allowed-host`: one or more names, each with an optional port; none by default. */
+function parseAllowedHosts(value: unknown): string[] {
+  const list = value === undefined ? [] : Array.isArray(value) ? value : [value]
+  return list.map(v => shownHost(parseAllowedHost(v)))
 }
 
 /** `--workers`: a count from 1 to 64, or `auto` for one per core. */

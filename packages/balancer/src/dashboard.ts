@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { StatusSnapshot, UpstreamStatus } from './status.js'
 
 /*
@@ -122,7 +123,8 @@ function chart(s: StatusSnapshot): string {
     return '<polyline data-upstream="' + esc(u.id) + '" stroke="' + color(i) + '" points="' + points + '"/>'
   })
   const legend = s.upstreams.map((u, i) =>
-    '<li data-upstream="' + esc(u.id) + '"><i style="background:' + color(i) + '"></i>' + esc(u.id) + ' <small>' + u.perSecond.toFixed(1) + '/s</small></li>')
+    '<li data-upstream="' + esc(u.id) + '"><svg viewBox="0 0 12 3" aria-hidden="true"><rect width="12" height="3" rx="1.5" fill="' + color(i) + '"/></svg>' +
+    esc(u.id) + ' <small>' + u.perSecond.toFixed(1) + '/s</small></li>')
   return '<div class="axis"><h2>Requests per second</h2><span>peak ' + num(peak) + '/s</span></div>' +
     '<svg viewBox="0 0 ' + w + ' 100" preserveAspectRatio="none" role="img" aria-label="requests per second per upstream">' +
     '<line class="grid" x1="0" x2="' + w + '" y1="4" y2="4"/><line class="grid" x1="0" x2="' + w + '" y1="52" y2="52"/>' +
@@ -213,11 +215,11 @@ dd{margin:0;font-weight:600}small{color:var(--mute);font-weight:400}
 body[data-live=lost] main{opacity:.55}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;margin-bottom:16px}
 #chart{padding:10px 12px}.axis{justify-content:space-between;font-size:11px;color:var(--mute)}
-svg{display:block;width:100%;height:110px;margin:4px 0}
+#chart>svg{display:block;width:100%;height:110px;margin:4px 0}
 polyline{fill:none;stroke-width:1.75;stroke-linejoin:round;vector-effect:non-scaling-stroke}
 .grid{stroke:var(--line);vector-effect:non-scaling-stroke}
 .legend{gap:2px 16px;list-style:none;margin:6px 0 0;padding:0;font-size:12px}
-.legend i{display:inline-block;width:12px;height:3px;border-radius:2px;margin-right:6px;vertical-align:middle}
+.legend svg{display:inline-block;width:12px;height:3px;margin-right:6px;vertical-align:middle}
 .wrap{overflow-x:auto}table{border-collapse:collapse;width:100%;white-space:nowrap}
 th,td{padding:6px;text-align:right;border-bottom:1px solid var(--line);vertical-align:top}td{font-size:13px}
 tbody tr:last-child td{border-bottom:0}th{white-space:normal;vertical-align:bottom}th:first-child,td:first-child{padding-left:12px}
@@ -228,6 +230,31 @@ tr[data-state=down] td{background:color-mix(in srgb,var(--down) 7%,var(--card))}
 tr[data-state=draining] td,tr[data-state=backup] td{color:var(--mute)}
 @media (max-width:600px){body{padding:10px}#conn{margin:-10px -10px 10px}th,td{padding:5px 8px}}
 `
+
+/** The page's one script: the shared helpers, then the live part. The same text on every page. */
+const SCRIPT = '(() => {\n' + SHARED.map(fn => fn.toString()).join('\n') + CLIENT + '})()'
+
+/** A CSP hash source for an inline element's text (CSP Level 3 §8.4: SHA-256 of its UTF-8 bytes). */
+const hashSource = (text: string): string => `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`
+
+/**
+ * The dashboard's Content-Security-Policy. Everything the page runs or styles is inline and the
+ * same on every load, so it is allowed by hash rather than `'unsafe-inline'`: a string that slipped
+ * past `esc` still could not run, nor restyle the page (the markup has no style attributes; the SVG
+ * colours are presentation attributes, which CSP leaves alone). `connect-src 'self'` lets the
+ * EventSource reach `/events`; `img-src data:` is the empty icon; nothing may frame the page
+ * (clickjacking), set a `<base>`, or post a form.
+ */
+export const DASHBOARD_CSP = [
+  "default-src 'self'",
+  `script-src ${hashSource(SCRIPT)}`,
+  `style-src ${hashSource(CSS)}`,
+  "connect-src 'self'",
+  'img-src data:',
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ')
 
 function row(u: UpstreamStatus, now: number): string {
   const tds = cells(u, now).map(([field, html, tip]) =>
@@ -252,5 +279,5 @@ export function renderDashboard(snapshot: StatusSnapshot): string {
     '<section id="chart" class="card">' + chart(snapshot) + '</section>\n' +
     '<div class="card wrap"><table><thead><tr>' + head.join('') + '</tr></thead><tbody id="rows">' +
     snapshot.upstreams.map(u => row(u, snapshot.now)).join('\n') + '</tbody></table></div></main>\n' +
-    '<script>(() => {\n' + SHARED.map(fn => fn.toString()).join('\n') + CLIENT + '})()</script></body></html>\n'
+    '<script>' + SCRIPT + '</script></body></html>\n'
 }

@@ -27,6 +27,7 @@ export { First, LeastRequests, POLICY_NAMES, RandomTwo, RoundRobin, createPolicy
 export { Pool, Upstream, type HealthChange, type UpstreamSpec } from './upstream.js'
 export { createAccessLog, formatCombined, LOG_FORMATS, type AccessEntry, type AccessLog, type LogFormat } from './access-log.js'
 export { AdminServer, createAdmin, localSource, type AdminOptions, type AdminSource } from './admin.js'
-export { renderDashboard } from './dashboard.js'
+export { AllowedHosts, parseAllowedHost, parseHost, type Arrival, type HostName } from './allowed-hosts.js'
+export { DASHBOARD_CSP, renderDashboard } from './dashboard.js'
 export { createMetrics } from './metrics.js'
 export { buildStatus, mergeCounts, processCounts, type ProcessCounts, type StatusSnapshot, type UpstreamStatus } from './status.js'

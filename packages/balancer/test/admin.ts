@@ -1,10 +1,11 @@
 // The admin listener, with the counting behind it: after requests of known outcome through a
 // real balancer, /status.json and /metrics must report exactly those counts.
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { request, type IncomingMessage } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { AdminServer, createAdmin, mergeCounts, processCounts, type AdminSource, type Balancer, type StatusSnapshot, type Upstream, type UpstreamStatus } from '../src/index.js'
+import { AdminServer, createAdmin, localSource, mergeCounts, processCounts, type AdminSource, type Balancer, type StatusSnapshot, type Upstream, type UpstreamStatus } from '../src/index.js'
 import { parseExposition, valueOf, type Exposition } from './fixtures/prometheus.js'
 import { closedPort, fetchText, rawExchange, startBalancer, startRawUpstream, startUpstream, type Handler } from './fixtures/servers.js'
 
@@ -378,4 +379,201 @@ t.test('counts from workers with different upstreams (a reload between them) add
   t.equal(merged.upstreams[b.spec]?.byMethod.GET?.[1], 2, 'b: one request in each worker')
   t.equal(merged.processes.length, 2)
   t.equal(merged.totals.byMethod.GET?.[1], 3, 'three requests in all')
+})
+
+interface RawReply {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+/**
+ * Sends `request` as raw bytes to `address`:`port` and resolves with the answer once the server
+ * closes the connection, or at the first `data:` message of an event stream (then it hangs up).
+ */
+function exchange(port: number, request: string, address = '127.0.0.1'): Promise<RawReply> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, address)
+    let received = ''
+    const done = (): void => {
+      const [head = '', ...rest] = received.split('\r\n\r\n')
+      const [line = '', ...fields] = head.split('\r\n')
+      const headers = Object.fromEntries(fields.map(f => [f.slice(0, f.indexOf(':')).toLowerCase(), f.slice(f.indexOf(':') + 1).trim()]))
+      resolve({ status: Number(line.split(' ')[1]), headers, body: rest.join('\r\n\r\n') })
+    }
+    socket.setEncoding('utf8')
+    socket.on('data', (d: string) => {
+      received += d
+      if (/\r\n\r\n[\s\S]*data: /.test(received)) {
+        socket.destroy()
+        done()
+      }
+    })
+    socket.on('error', reject)
+    socket.on('end', done)
+    socket.write(request)
+  })
+}
+
+const get = (port: number, path: string, host: string | undefined, address?: string, method = 'GET'): Promise<RawReply> =>
+  exchange(port, `${method} ${path} HTTP/1.1\r\n${host === undefined ? '' : `Host: ${host}\r\n`}Connection: close\r\n\r\n`, address)
+
+const HOW = 'the admin listener answers only its own names and those given with --admin-allowed-host'
+
+t.test('DNS rebinding: only a Host that names the admin listener is answered, on every path', async t => {
+  const a = await startUpstream(t, 'a')
+  const { balancer } = await startBalancer(t, [a.spec])
+  const admin = createAdmin(balancer, { interval: 50, allowedHosts: ['Dash.Example.', 'pinned.example:9443'] })
+  const port = await listen(t, admin)
+  const paths = ['/', '/status.json', '/metrics', '/events']
+
+  for (const path of [...paths, '/nope']) {
+    const r = await get(port, path, `evil.example:${port}`)
+    t.equal(r.status, 421, `${path} for a rebound name: 421`)
+    t.equal(
+      r.body,
+      `421 Misdirected Request: Host "evil.example:${port}" does not name this admin listener; to allow it, add --admin-allowed-host evil.example:${port}\n`,
+      `${path}: one line, naming the Host and the flag`,
+    )
+    t.equal(r.headers['content-type'], 'text/plain; charset=utf-8', `${path}: as text`)
+  }
+  const post = await get(port, '/', `evil.example:${port}`, undefined, 'POST')
+  t.equal(post.status, 421, 'the Host is checked before the method')
+
+  const allowed = [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST.:${port}`, `[::1]:${port}`, 'dash.example', `dash.example:${port}`, 'DASH.EXAMPLE.:1', 'pinned.example:9443']
+  for (const host of allowed) {
+    for (const path of paths) {
+      const r = await get(port, path, host)
+      t.equal(r.status, 200, `${host} ${path}: 200`)
+    }
+  }
+  const events = await get(port, '/events', `localhost:${port}`)
+  t.match(events.body, /data: \{"version":1,/, 'the event stream flows for an allowed Host')
+
+  const refused: [string | undefined, string, string][] = [
+    ['localhost', `Host "localhost" does not name this admin listener; to allow it, add --admin-allowed-host localhost`, 'no port is port 80'],
+    [`localhost:${port + 1}`, `Host "localhost:${port + 1}" does not name this admin listener; to allow it, add --admin-allowed-host localhost:${port + 1}`, 'another port'],
+    ['pinned.example:9444', 'Host "pinned.example:9444" does not name this admin listener; to allow it, add --admin-allowed-host pinned.example:9444', 'an allowed name on another port than its own'],
+    ['www.dash.example', 'Host "www.dash.example" does not name this admin listener; to allow it, add --admin-allowed-host www.dash.example', 'a subdomain of an allowed name'],
+    [`127.0.0.1.evil.example:${port}`, `Host "127.0.0.1.evil.example:${port}" does not name this admin listener; to allow it, add --admin-allowed-host 127.0.0.1.evil.example:${port}`, 'a name that starts like an address'],
+    ['', `Host "" is not a host name; ${HOW}`, 'an empty Host'],
+    [`user@localhost:${port}`, `Host "user@localhost:${port}" is not a host name; ${HOW}`, 'user info'],
+    [undefined, `no Host header; ${HOW}`, 'no Host in HTTP/1.1'],
+  ]
+  for (const [host, line, why] of refused) {
+    const r = await get(port, '/status.json', host)
+    t.same([r.status, r.body], [421, `421 Misdirected Request: ${line}\n`], `${why}: 421`)
+  }
+  const two = await exchange(port, `GET /status.json HTTP/1.1\r\nHost: localhost:${port}\r\nHost: evil.example:${port}\r\nConnection: close\r\n\r\n`)
+  t.same([two.status, two.body], [421, `421 Misdirected Request: 2 Host headers; ${HOW}\n`], 'two Host headers: 421')
+  const old = await exchange(port, 'GET /status.json HTTP/1.0\r\n\r\n')
+  t.equal(old.status, 200, 'HTTP/1.0 without a Host: answered (it names no other site)')
+  const oldEvil = await exchange(port, `GET /status.json HTTP/1.0\r\nHost: evil.example:${port}\r\n\r\n`)
+  t.equal(oldEvil.status, 421, 'HTTP/1.0 with a rebound Host: 421')
+
+  // On one kept-alive connection, each request is judged by its own Host.
+  const mixed = await exchange(
+    port,
+    `GET /status.json HTTP/1.1\r\nHost: localhost:${port}\r\n\r\nGET /status.json HTTP/1.1\r\nHost: evil.example:${port}\r\nConnection: close\r\n\r\n`,
+  )
+  t.match(mixed.body, /HTTP\/1\.1 421 Misdirected Request\r\n/, 'the second request of the connection: 421')
+  t.equal(mixed.status, 200, 'the first: 200')
+
+  // A reload's names replace the old ones; a bad one is refused and the old ones stay.
+  admin.allowHosts(['other.example'])
+  t.equal((await get(port, '/', 'other.example')).status, 200, 'a new name is answered')
+  t.equal((await get(port, '/', 'dash.example')).status, 421, 'a dropped one is not')
+  t.throws(() => admin.allowHosts(['http://x']), { name: 'ConfigError' }, 'a bad name is refused')
+  t.equal((await get(port, '/', 'other.example')).status, 200, 'and the names in force stay')
+})
+
+t.test("the listener's own address and its --admin-host, with its port", async t => {
+  const a = await startUpstream(t, 'a')
+  const { balancer } = await startBalancer(t, [a.spec])
+  // 127.0.0.2 is loopback too (all of 127/8 is), and no loopback name.
+  const second = new AdminServer(localSource(balancer))
+  second.listen(0, '127.0.0.2')
+  await once(second, 'listening')
+  t.teardown(() => second.close())
+  const port = (second.address() as AddressInfo).port
+  t.equal((await get(port, '/status.json', `127.0.0.2:${port}`, '127.0.0.2')).status, 200, 'the address the connection came in on')
+  t.equal((await get(port, '/status.json', `127.0.0.3:${port}`, '127.0.0.2')).status, 421, 'another address')
+  // An IPv6 socket that takes IPv4 sees the address IPv4-mapped; the browser writes it as IPv4.
+  const mapped = new AdminServer(localSource(balancer))
+  mapped.listen(0, '::ffff:127.0.0.2')
+  await once(mapped, 'listening')
+  t.teardown(() => mapped.close())
+  const mappedPort = (mapped.address() as AddressInfo).port
+  t.equal((await get(mappedPort, '/status.json', `127.0.0.2:${mappedPort}`, '127.0.0.2')).status, 200, 'an IPv4-mapped address, as IPv4')
+
+  const named = createAdmin(balancer, { host: 'Admin.Test' })
+  const namedPort = await listen(t, named)
+  t.equal((await get(namedPort, '/status.json', `admin.test:${namedPort}`)).status, 200, 'the --admin-host name with the port')
+  t.equal((await get(namedPort, '/status.json', `admin.test:${namedPort + 1}`)).status, 421, 'with another port: 421')
+  t.equal((await get(namedPort, '/status.json', 'admin.test')).status, 421, 'without a port: 421 (it is not 80)')
+})
+
+/** `'sha256-…'`, the CSP source for an inline element's text. */
+const hashSource = (text: string): string => `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`
+
+t.test('security headers on every kind of answer; the CSP allows exactly the script and style served', async t => {
+  const a = await startUpstream(t, 'a')
+  const { balancer } = await startBalancer(t, [a.spec])
+  const port = await startAdmin(t, balancer, 50)
+  const host = `127.0.0.1:${port}`
+  const LOCKED = "default-src 'none'; frame-ancestors 'none'"
+
+  const page = await get(port, '/', host)
+  t.equal(page.status, 200)
+  const csp = page.headers['content-security-policy'] as string
+  const directives = new Map(csp.split(';').map(d => {
+    const [name = '', ...values] = d.trim().split(/\s+/)
+    return [name, values]
+  }))
+  t.same(directives.get('default-src'), ["'self'"], "default-src 'self'")
+  t.same(directives.get('frame-ancestors'), ["'none'"], 'nothing may frame the page')
+  t.same(directives.get('connect-src'), ["'self'"], 'the EventSource may reach /events')
+  t.notMatch(csp, /unsafe-inline|unsafe-eval|\*/, 'no unsafe sources, no wildcards')
+  const scripts = [...page.body.matchAll(/<script>([\s\S]*?)<\/script>/g)].map(m => m[1] as string)
+  const styles = [...page.body.matchAll(/<style>([\s\S]*?)<\/style>/g)].map(m => m[1] as string)
+  t.same([scripts.length, styles.length], [1, 1], 'one inline script and one inline style')
+  t.same(directives.get('script-src'), [hashSource(scripts[0] as string)], 'script-src: the hash of the script served, and nothing else')
+  t.same(directives.get('style-src'), [hashSource(styles[0] as string)], 'style-src: the hash of the style served, and nothing else')
+  t.notMatch(page.body, /\sstyle=|\son[a-z]+=/i, 'no style or event-handler attributes, which hashes cannot allow')
+
+  const failing: AdminSource = { status: () => Promise.reject(new Error('no figures')), metrics: () => Promise.reject(new Error('no')), contentType: 'text/plain' }
+  const broken = await listen(t, new AdminServer(failing))
+  const answers: [string, Promise<RawReply>, number][] = [
+    ['/status.json', get(port, '/status.json', host), 200],
+    ['/metrics', get(port, '/metrics', host), 200],
+    ['/events', get(port, '/events', host), 200],
+    ['HEAD /events', get(port, '/events', host, undefined, 'HEAD'), 200],
+    ['404', get(port, '/nope', host), 404],
+    ['405', get(port, '/', host, undefined, 'DELETE'), 405],
+    ['421', get(port, '/', 'evil.example'), 421],
+    ['500', get(broken, '/status.json', `127.0.0.1:${broken}`), 500],
+  ]
+  for (const [what, reply, status] of [['/', Promise.resolve(page), 200] as const, ...answers]) {
+    const r = await reply
+    t.equal(r.status, status, `${what}: ${status}`)
+    t.equal(r.headers['x-content-type-options'], 'nosniff', `${what}: nosniff`)
+    t.equal(r.headers['referrer-policy'], 'no-referrer', `${what}: no-referrer`)
+    if (what !== '/') t.equal(r.headers['content-security-policy'], LOCKED, `${what}: a CSP that allows nothing`)
+  }
+})
+
+t.test('/events with a source that fails: the stream ends, and the listener lives on', async t => {
+  const a = await startUpstream(t, 'a')
+  const { balancer } = await startBalancer(t, [a.spec])
+  const real = localSource(balancer)
+  let calls = 0
+  // Figures once, then none: the first message goes out, the next tick ends the stream.
+  const flaky: AdminSource = { ...real, status: () => (calls++ === 0 ? real.status() : Promise.reject(new Error('worker gone'))) }
+  const port = await listen(t, new AdminServer(flaky, { interval: 20 }))
+  const r = await fetchText(port, { path: '/events' })
+  t.equal(r.status, 200)
+  t.match(r.body, /^retry: 2000\n\ndata: \{"version":1,[^\n]*\n\n$/, 'the one message, then the end: the browser retries after 2 s')
+  const again = await fetchText(port, { path: '/events' })
+  t.equal(again.body, 'retry: 2000\n\n', 'no figures at all: the stream ends at once')
+  t.equal((await fetchText(port, { path: '/status.json' })).status, 500, 'and the listener still answers')
 })

@@ -103,12 +103,17 @@ t.test('an IPv6 admin host is shown in brackets, and combined lines go to stdout
 
 t.test('bad admin and log settings exit 1 with one line', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-badlog-'))
+  const badHosts = join(dir, 'hosts.json')
+  writeFileSync(badHosts, JSON.stringify({ 'admin-allowed-host': ['dash.example', '*.example'] }))
   const cases: [string[], RegExp][] = [
     [['--log-format', 'xml'], /^switchyard: log-format: "xml" is not one of combined, json$/],
     [['--access-log', join(dir, 'no/such/dir.log')], /^switchyard: access-log .*no\/such\/dir\.log: cannot be opened for appending \(ENOENT\)$/],
     [['--access-log', ''], /^switchyard: access-log: "" is not a file, - or off$/],
     [['--admin-port', '70000'], /^switchyard: admin-port: "70000" is not a whole number from 0 to 65535$/],
     [['--admin-host', ''], /^switchyard: admin-host: "" is not an address to listen on$/],
+    [['--admin-allowed-host', 'http://dash.example'], /^switchyard: admin-allowed-host: "http:\/\/dash\.example" is not a host name with an optional :port, like admin\.example, admin\.example:9090 or \[fd00::1\]$/],
+    [['--admin-allowed-host', 'ok.example', '--admin-allowed-host', 'dash.example:0'], /^switchyard: admin-allowed-host: "dash\.example:0" is not a host name/],
+    [['--config', badHosts], /^switchyard: admin-allowed-host: "\*\.example" is not a host name/],
   ]
   await Promise.all(
     cases.map(async ([args, message]) => {
@@ -152,4 +157,52 @@ t.test('a SIGHUP whose access log cannot be opened again is reported, and the ol
   t.equal((await fetchText(port)).status, 200, 'and the balancer still serves')
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)
+})
+
+/** GET `path` from the admin listener with the Host a browser on `host` would send. */
+const asHost = (admin: number, host: string, path = '/status.json') => fetchText(admin, { path, headers: { host } })
+
+t.test('a rebound Host gets 421; --admin-allowed-host names, from the file, a reload and the flags', async t => {
+  const a = await startUpstream(t, 'a')
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-hosts-'))
+  const config = join(dir, 'switchyard.json')
+  const settings = { upstream: [a.spec], port: 0, host: '127.0.0.1', 'admin-port': 0, quiet: true }
+  writeFileSync(config, JSON.stringify({ ...settings, 'admin-allowed-host': ['Dash.Example'] }))
+  const r = run(['--config', config])
+  const admin = adminPortOf(await r.line(/^switchyard admin on /))
+  for (const path of ['/', '/status.json', '/metrics', '/events']) {
+    const evil = await asHost(admin, `evil.example:${admin}`, path)
+    t.equal(evil.status, 421, `${path}: a rebound name gets 421`)
+    t.equal(evil.body, `421 Misdirected Request: Host "evil.example:${admin}" does not name this admin listener; to allow it, add --admin-allowed-host evil.example:${admin}\n`, `${path}: one line`)
+  }
+  t.equal((await asHost(admin, 'dash.example:8443')).status, 200, 'a name from the config file, on any port')
+  t.equal((await asHost(admin, `localhost:${admin}`)).status, 200, 'localhost with the admin port')
+
+  // A reload swaps the names at once.
+  writeFileSync(config, JSON.stringify({ ...settings, 'admin-allowed-host': 'other.example:8443' }))
+  r.child.kill('SIGHUP')
+  await r.line(/reloaded/)
+  t.equal((await asHost(admin, 'other.example:8443')).status, 200, 'after a reload: the new name')
+  t.equal((await asHost(admin, 'dash.example:8443')).status, 421, 'and not the old one')
+  t.notOk(r.stdout.some(l => l.includes('after a restart')), 'no restart needed')
+  r.child.kill('SIGTERM')
+  t.equal(await r.exit, 0)
+
+  // Flags, repeated; the same in a cluster's primary.
+  for (const workers of ['1', '2']) {
+    const f = run(['--port', '0', '--host', '127.0.0.1', '--upstream', a.spec, '--quiet', '--workers', workers, '--admin-port', '0',
+      '--admin-allowed-host', 'one.example', '--admin-allowed-host', 'two.example:9443'])
+    const port = adminPortOf(await f.line(/^switchyard admin on /))
+    const got = await Promise.all(['one.example', 'two.example:9443', 'two.example:9444', `evil.example:${port}`].map(async h => (await asHost(port, h)).status))
+    t.same(got, [200, 200, 421, 421], `--workers ${workers}: each flag's name answered, on its port; others 421`)
+    f.child.kill('SIGTERM')
+    t.equal(await f.exit, 0)
+  }
+})
+
+t.test('--help shows --admin-allowed-host as a list that is empty by default', async t => {
+  const r = run(['--help'])
+  t.equal(await r.exit, 0)
+  const help = r.stdout.join(' ').replace(/\s+/g, ' ')
+  t.match(help, /--admin-allowed-host A Host name .*?NAME for any port, NAME:PORT for one; repeat for more \[default: none\]/, 'none, not off: the check itself is always on')
 })

@@ -20,6 +20,7 @@ t.test('defaults are the tutorial stack', async t => {
       logFormat: 'combined',
       adminPort: undefined,
       adminHost: '127.0.0.1',
+      adminAllowedHosts: [],
       workers: 1,
       maxFails: 1,
       failTimeout: 10_000,
@@ -130,6 +131,9 @@ t.test('workers, admin listener and access log', async t => {
   }
   const c = resolveConfig({ 'admin-port': '0', 'admin-host': '::1', 'access-log': '/var/log/sy.log', 'log-format': 'json' })
   t.same([c.adminPort, c.adminHost, c.accessLogTo, c.logFormat], [0, '::1', '/var/log/sy.log', 'json'])
+  t.same(resolveConfig({ 'admin-allowed-host': ['Dash.Example.', 'pinned.example:9443', '[FD00::1]'] }).adminAllowedHosts, ['dash.example', 'pinned.example:9443', '[fd00::1]'], 'allowed hosts, in lower case and without the trailing dot')
+  t.same(resolveConfig({}, { 'admin-allowed-host': 'dash.example' }).adminAllowedHosts, ['dash.example'], 'one name as a string in the file')
+  t.same(resolveConfig({ 'admin-allowed-host': ['a.example'] }, { 'admin-allowed-host': ['b.example'] }).adminAllowedHosts, ['a.example'], 'flags replace the file, as for upstream')
   t.equal(resolveConfig({ 'access-log': 'off' }).accessLogTo, undefined, 'off')
   t.equal(resolveConfig({ quiet: true, 'access-log': '/x.log' }).accessLogTo, undefined, '--quiet wins: no access log')
 })
@@ -156,6 +160,9 @@ t.test('bad settings name the bad value', async t => {
     [{ 'health-path': '/h', 'health-status': 200 }, /^health-status: 200 is not a status range/],
     [{ 'health-path': '/h', 'healthy-threshold': 0 }, /^healthy-threshold: 0 is not a whole number from 1/],
     [{ retries: 'many' }, /^retries: "many" is not a whole number/],
+    [{ 'admin-allowed-host': ['ok.example', 'http://dash.example'] }, /^admin-allowed-host: "http:\/\/dash\.example" is not a host name with an optional :port, like admin\.example/],
+    [{ 'admin-allowed-host': 'dash.example:99999' }, /^admin-allowed-host: "dash\.example:99999" is not a host name/],
+    [{ 'admin-allowed-host': [7] }, /^admin-allowed-host: 7 is not a host name/],
   ]
   for (const [flags, message] of cases) {
     t.throws(() => resolveConfig(flags), { name: 'ConfigError', code: 'SWITCHYARD_CONFIG', message }, JSON.stringify(flags))

@@ -1,9 +1,10 @@
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, get, type ClientRequest, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createContext, runInContext } from 'node:vm'
 import t from 'tap'
-import { renderDashboard } from '../src/dashboard.js'
+import { DASHBOARD_CSP, renderDashboard } from '../src/dashboard.js'
 import type { StatusSnapshot, UpstreamStatus } from '../src/status.js'
 
 const NOW = 1_700_000_000_000
@@ -217,7 +218,11 @@ t.test('chart: one polyline per upstream over the last 5 minutes', async t => {
   t.match(chart, 'peak 20/s', 'the scale')
   t.match(chart, '<span>5m ago</span><span>now</span>', 'the time axis')
   t.equal(chart.match(/<li data-upstream=/g)?.length, 2, 'a legend entry per upstream')
-  t.match(chart, `<li data-upstream="10.0.0.2:8080"><i style="background:${lines[1]?.[2]}"></i>10.0.0.2:8080 <small>0.0/s</small></li>`, 'legend colour matches the line')
+  t.match(
+    chart,
+    `<li data-upstream="10.0.0.2:8080"><svg viewBox="0 0 12 3" aria-hidden="true"><rect width="12" height="3" rx="1.5" fill="${lines[1]?.[2]}"/></svg>10.0.0.2:8080 <small>0.0/s</small></li>`,
+    'legend colour matches the line, as an SVG attribute: a style attribute would need the CSP to allow inline styles',
+  )
 })
 
 t.test('self-contained and live', async t => {
@@ -231,6 +236,17 @@ t.test('self-contained and live', async t => {
   t.match(html, "new EventSource('events')", 'the script follows the event stream')
   t.match(html, '<div id="conn" role="status" hidden>Connection to the balancer lost — reconnecting…</div>', 'the lost-connection banner, hidden')
   t.match(html, '<body data-live="connecting">', 'not live until a message comes')
+})
+
+t.test('the CSP allows the one script and the one style by hash, the same for every snapshot', async t => {
+  const hash = (text: string): string => `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`
+  const pages = [renderDashboard(snapshot()), renderDashboard(snapshot({ upstreams: [], draining: true }))]
+  for (const html of pages) {
+    t.match(DASHBOARD_CSP, `script-src ${hash(between(html, '<script>', '</script>'))};`, 'script-src names the script by its hash')
+    t.match(DASHBOARD_CSP, `style-src ${hash(between(html, '<style>', '</style>'))};`, 'style-src names the style by its hash')
+    t.notMatch(html, /\sstyle=|\son[a-z]+=/i, 'no style or event-handler attributes')
+  }
+  t.match(DASHBOARD_CSP, /^default-src 'self'; .*connect-src 'self'; .*frame-ancestors 'none'$/, "same origin only, EventSource included; never framed")
 })
 
 /** Values pushed from callbacks, awaited one at a time in order. */
