@@ -12,7 +12,7 @@ const NAME = 'switchyard-backend'
  * Ctrl-C reaches a launcher's children from the terminal and, forwarded, again as SIGTERM.
  */
 const SAME_SIGNAL_MS = 1000
-const FLAGS = '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --quiet, --help'
+const FLAGS = '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --quiet, --expose-stats, --help'
 
 /** One line a person can act on, by the error `listen` failed with. */
 const LISTEN_HINTS = new Map([
@@ -38,6 +38,7 @@ function parseArgs(argv: string[]): Record<string, unknown> {
       describe: 'Seconds in-flight requests get after SIGTERM/SIGINT before exiting anyway [default: 10]',
     })
     .option('quiet', { type: 'boolean', describe: 'No per-request log lines' })
+    .option('expose-stats', { type: 'boolean', describe: 'Serve GET /stats (request counts per path: for tests only)' })
     .strict()
     .fail((msg: string) => {
       throw new ConfigError(`${msg.replace(/\s*\n\s*/g, ' ')} (options: ${FLAGS})`)
@@ -58,6 +59,7 @@ function main(): void {
     id: config.id,
     cacheTtl: config.cacheTtl,
     cacheMaxBytes: config.cacheMaxBytes,
+    exposeStats: config.exposeStats,
     accessLog: config.quiet ? undefined : print,
   })
 

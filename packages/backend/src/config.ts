@@ -17,6 +17,12 @@ export interface BackendOptions {
   /** Most bytes of a request body `/echo` buffers; a longer body gets 413. Default 10 MiB. */
   maxBodyBytes?: number
   /**
+   * Serve `GET /stats`, the request counts per method and path. Default false: the paths are
+   * other clients' (a `/reset-password/<token>` shows up there), so the route is a plain 404
+   * unless a test turns it on. `Backend.stats` counts either way, for code in the same process.
+   */
+  exposeStats?: boolean
+  /**
    * Milliseconds on a monotonic clock, for cache ages, TTLs, uptime and log durations.
    * Default `performance.now()`. Tests pass their own to move time without waiting.
    */
@@ -31,6 +37,7 @@ export interface ResolvedOptions {
   cacheTtl: number
   cacheMaxBytes: number
   maxBodyBytes: number
+  exposeStats: boolean
   clock: () => number
   accessLog: ((line: string) => void) | undefined
 }
@@ -51,10 +58,21 @@ export interface CliConfig {
   shutdownTimeout: number
   /** No per-request log lines. Default false. */
   quiet: boolean
+  /** Serve `GET /stats`. Default false. */
+  exposeStats: boolean
 }
 
 /** The CLI flags `resolveCliConfig` reads. */
-export const CLI_KEYS = ['port', 'host', 'id', 'cache-ttl', 'cache-max-bytes', 'shutdown-timeout', 'quiet'] as const
+export const CLI_KEYS = [
+  'port',
+  'host',
+  'id',
+  'cache-ttl',
+  'cache-max-bytes',
+  'shutdown-timeout',
+  'quiet',
+  'expose-stats',
+] as const
 
 export type CliKey = (typeof CLI_KEYS)[number]
 
@@ -102,6 +120,7 @@ export function resolveOptions(options: BackendOptions): ResolvedOptions {
     cacheTtl: parseWholeNumber(options.cacheTtl ?? 60, 'cacheTtl', 0, MAX_TTL_SECONDS),
     cacheMaxBytes: parseSize(options.cacheMaxBytes ?? 64 * MIB, 'cacheMaxBytes'),
     maxBodyBytes: parseSize(options.maxBodyBytes ?? 10 * MIB, 'maxBodyBytes'),
+    exposeStats: options.exposeStats === true,
     clock: options.clock ?? (() => performance.now()),
     accessLog: options.accessLog,
   }
@@ -124,5 +143,6 @@ export function resolveCliConfig(flags: Partial<Record<CliKey, unknown>>): CliCo
     cacheMaxBytes: parseSize(flags['cache-max-bytes'] ?? '64mb', '--cache-max-bytes'),
     shutdownTimeout: parseWholeNumber(flags['shutdown-timeout'] ?? 10, '--shutdown-timeout', 0, MAX_SHUTDOWN_SECONDS),
     quiet: flags.quiet === true,
+    exposeStats: flags['expose-stats'] === true,
   }
 }

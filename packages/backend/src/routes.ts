@@ -34,6 +34,8 @@ export interface RouteContext {
   clock: () => number
   /** Counts shown by `GET /stats`. */
   stats: RequestStats
+  /** Whether `GET /stats` is served; without it the path is unknown (404). */
+  exposeStats: boolean
   /** Most bytes `/echo` buffers. */
   maxBodyBytes: number
 }
@@ -101,7 +103,7 @@ function routes(ctx: RouteContext): Map<string, Route> {
   const startedAt = ctx.clock()
   // Each backend counts its own sessions, with the default bounds (10,000 sessions, 30 min idle).
   const sessions = new SessionStore({ clock: ctx.clock })
-  return new Map<string, Route>([
+  const table = new Map<string, Route>([
     ['/', { methods: GET, cached: true, handle: async () => text(200, `Hello, World! from ${ctx.id()}`) }],
     [
       '/slow',
@@ -127,7 +129,6 @@ function routes(ctx: RouteContext): Map<string, Route> {
           liveJson({ status: 'ok', id: ctx.id(), uptimeSeconds: Math.floor((ctx.clock() - startedAt) / 1000) }),
       },
     ],
-    ['/stats', { methods: GET, cached: false, handle: async () => liveJson({ id: ctx.id(), requests: ctx.stats }) }],
     // Per client and sets a cookie: it must never reach the response cache, not even as a BYPASS.
     ['/session', { methods: GET, cached: false, handle: async req => sessionResponse(req, sessions, ctx.id()) }],
     [
@@ -160,6 +161,11 @@ function routes(ctx: RouteContext): Map<string, Route> {
       },
     ],
   ])
+  // Off by default: the keys are every client's paths, tokens in them included.
+  if (ctx.exposeStats) {
+    table.set('/stats', { methods: GET, cached: false, handle: async () => liveJson({ id: ctx.id(), requests: ctx.stats }) })
+  }
+  return table
 }
 
 /** Maps a request to its route; answers 404 for an unknown path and 405 for a method a route does not serve. */

@@ -43,9 +43,9 @@ export class Backend extends Server {
   constructor(options: BackendOptions = {}) {
     super({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS })
     this.#options = resolveOptions(options)
-    const { clock, cacheTtl, cacheMaxBytes, maxBodyBytes } = this.#options
+    const { clock, cacheTtl, cacheMaxBytes, maxBodyBytes, exposeStats } = this.#options
     this.cache = new ResponseCache({ ttl: cacheTtl, maxBytes: cacheMaxBytes, clock })
-    this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes })
+    this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes, exposeStats })
     this.on('request', this.#onRequest)
     this.on('upgrade', this.websockets.upgrade)
     this.on('listening', () => {

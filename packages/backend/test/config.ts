@@ -60,6 +60,7 @@ t.test('resolveOptions fills in the defaults', async t => {
   t.equal(resolved.cacheTtl, 60, 'cacheTtl defaults to 60 s')
   t.equal(resolved.cacheMaxBytes, 64 * MIB, 'cacheMaxBytes defaults to 64 MiB')
   t.equal(resolved.maxBodyBytes, 10 * MIB, 'maxBodyBytes defaults to 10 MiB')
+  t.equal(resolved.exposeStats, false, '/stats is off by default')
   t.equal(resolved.accessLog, undefined, 'no access log by default')
   const before = performance.now()
   const now = resolved.clock()
@@ -70,8 +71,8 @@ t.test('resolveOptions keeps given values and checks them', async t => {
   const clock = (): number => 7
   const accessLog = (): void => {}
   t.same(
-    resolveOptions({ id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, clock, accessLog }),
-    { id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, clock, accessLog },
+    resolveOptions({ id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, exposeStats: true, clock, accessLog }),
+    { id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, exposeStats: true, clock, accessLog },
     'every given option is kept',
   )
   t.throws(() => resolveOptions({ cacheTtl: -1 }), { message: /^cacheTtl: -1 is not a whole number/ }, 'a negative TTL is refused')
@@ -91,10 +92,15 @@ t.test('resolveCliConfig applies the documented defaults', async t => {
       cacheMaxBytes: 64 * MIB,
       shutdownTimeout: 10,
       quiet: false,
+      exposeStats: false,
     },
-    'port 5000, host 127.0.0.1, ttl 60 s, 64 MiB, 10 s to drain, not quiet',
+    'port 5000, host 127.0.0.1, ttl 60 s, 64 MiB, 10 s to drain, not quiet, no /stats',
   )
-  t.same(CLI_KEYS, ['port', 'host', 'id', 'cache-ttl', 'cache-max-bytes', 'shutdown-timeout', 'quiet'], 'the flags read')
+  t.same(
+    CLI_KEYS,
+    ['port', 'host', 'id', 'cache-ttl', 'cache-max-bytes', 'shutdown-timeout', 'quiet', 'expose-stats'],
+    'the flags read',
+  )
 })
 
 t.test('resolveCliConfig reads the flags as typed', async t => {
@@ -107,8 +113,18 @@ t.test('resolveCliConfig reads the flags as typed', async t => {
       'cache-max-bytes': '512kb',
       'shutdown-timeout': '3',
       quiet: true,
+      'expose-stats': true,
     }),
-    { port: 0, host: '0.0.0.0', id: 'backend-a', cacheTtl: 0, cacheMaxBytes: 512 * 1024, shutdownTimeout: 3, quiet: true },
+    {
+      port: 0,
+      host: '0.0.0.0',
+      id: 'backend-a',
+      cacheTtl: 0,
+      cacheMaxBytes: 512 * 1024,
+      shutdownTimeout: 3,
+      quiet: true,
+      exposeStats: true,
+    },
     'every flag is parsed',
   )
 })

@@ -63,7 +63,7 @@ t.test('GET /healthz reports status, id and uptime, never cached', async t => {
 })
 
 t.test('GET /stats counts requests per method and path, never cached', async t => {
-  const { base } = await start(t, { id: 'counted' })
+  const { base } = await start(t, { id: 'counted', exposeStats: true })
   await fetch(`${base}/?a=1`)
   await fetch(`${base}/`)
   await fetch(`${base}/echo`, { method: 'POST', body: 'x' })
@@ -76,6 +76,22 @@ t.test('GET /stats counts requests per method and path, never cached', async t =
     { id: 'counted', requests: { 'GET /': 2, 'POST /echo': 1, 'GET /missing': 1, 'GET /stats': 1 } },
     'the query is not part of the key; cache hits and 404s count; so does this request',
   )
+})
+
+t.test('without exposeStats, /stats is a 404 like any unknown path, and counting goes on', async t => {
+  const { backend, base } = await start(t)
+  await fetch(`${base}/reset-password/secret-token`)
+  const stats = await fetch(`${base}/stats`)
+  const unknown = await fetch(`${base}/nope`)
+  t.equal(stats.status, 404, '/stats: 404')
+  t.equal(await stats.text(), 'Not Found: no route for /stats', 'with the same words as any unknown path')
+  t.same(
+    [stats.headers.get('content-type'), stats.headers.get('cache-control'), stats.headers.get('x-cache')],
+    [unknown.headers.get('content-type'), unknown.headers.get('cache-control'), unknown.headers.get('x-cache')],
+    'and the same headers: nothing tells that the route exists',
+  )
+  t.equal((await fetch(`${base}/stats`, { method: 'POST' })).status, 404, 'POST /stats: 404, not 405')
+  t.equal(backend.stats.toJSON()['GET /reset-password/secret-token'], 1, 'Backend.stats still counts, in process only')
 })
 
 t.test('/echo answers the body with its method, length and SHA-256', async t => {
@@ -128,7 +144,7 @@ t.test('/echo whose client goes away mid-body is logged as 400 and harms nothing
 })
 
 t.test('unknown path: 404; known path, wrong method: 405 with Allow', async t => {
-  const { base } = await start(t)
+  const { base } = await start(t, { exposeStats: true })
   const missing = await fetch(`${base}/nope?x=1`)
   t.equal(missing.status, 404, 'unknown path: 404')
   t.equal(missing.headers.get('content-type'), 'text/plain; charset=utf-8', '404 as text/plain')

@@ -50,7 +50,7 @@ t.test('createBackend returns a Backend that is not listening yet', async t => {
 })
 
 t.test('every response carries X-Served-By with the id', async t => {
-  const { base, port } = await start(t)
+  const { base, port } = await start(t, { exposeStats: true })
   const requests: Array<[string, RequestInit]> = [
     ['/', {}],
     ['/slow?ms=1', {}],
