@@ -86,6 +86,9 @@ export class Backend extends Server {
     const headers: Record<string, string> = {
       ...response.headers,
       'content-length': String(response.body.length),
+      // On every answer, not just the text ones: /echo sends back whatever type the client
+      // named, and no browser should guess a script out of it (issue 11).
+      'x-content-type-options': 'nosniff',
       'x-served-by': this.id,
     }
     if (this.#closing) headers.connection = 'close'

@@ -25,7 +25,7 @@ function refuse(socket: Duplex, status: string, message: string): void {
   // destroying it once the answer is flushed frees the descriptor (as `ws` does).
   socket.once('finish', () => socket.destroy())
   socket.end(
-    `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   )
 }

@@ -78,6 +78,7 @@ t.test('an upgrade on another path gets 404 and the socket closes', async t => {
   const reply = await raw(port, HANDSHAKE.replace('/ws', '/'))
   t.match(reply, /^HTTP\/1\.1 404 Not Found\r\n/, 'the raw client reads the 404 status line')
   t.match(reply, /Connection: close\r\n/, 'with Connection: close')
+  t.match(reply, /\r\nX-Content-Type-Options: nosniff\r\n/, 'and nosniff, as every text answer of the backend')
   t.match(reply, /served on \/ws only\n$/, 'and a body that says where WebSockets are')
 })
 
