@@ -12,7 +12,7 @@ const NAME = 'switchyard-backend'
  * Ctrl-C reaches a launcher's children from the terminal and, forwarded, again as SIGTERM.
  */
 const SAME_SIGNAL_MS = 1000
-const FLAGS = '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --quiet, --expose-stats, --help'
+const FLAGS = '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --quiet, --expose-stats, --help'
 
 /** One line a person can act on, by the error `listen` failed with. */
 const LISTEN_HINTS = new Map([
@@ -37,6 +37,11 @@ function parseArgs(argv: string[]): Record<string, unknown> {
       requiresArg: true,
       describe: 'Seconds in-flight requests get after SIGTERM/SIGINT before exiting anyway [default: 10]',
     })
+    .option('ws-max-message', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'Largest /ws message; bigger ones close with 1009: bytes, or kb/mb/gb [default: 1mb]',
+    })
     .option('quiet', { type: 'boolean', describe: 'No per-request log lines' })
     .option('expose-stats', { type: 'boolean', describe: 'Serve GET /stats (request counts per path: for tests only)' })
     .strict()
@@ -60,6 +65,7 @@ function main(): void {
     cacheTtl: config.cacheTtl,
     cacheMaxBytes: config.cacheMaxBytes,
     exposeStats: config.exposeStats,
+    wsMaxMessage: config.wsMaxMessage,
     accessLog: config.quiet ? undefined : print,
   })
 

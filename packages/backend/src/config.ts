@@ -23,6 +23,12 @@ export interface BackendOptions {
    */
   exposeStats?: boolean
   /**
+   * Largest WebSocket message `/ws` takes, in bytes, fragments added up (ws's `maxPayload`).
+   * A bigger one closes the WebSocket with 1009 "message too big" (RFC 6455 §7.4.1).
+   * Default 1 MiB; ws's own default, 100 MiB, lets one client hold that much.
+   */
+  wsMaxMessage?: number
+  /**
    * Milliseconds on a monotonic clock, for cache ages, TTLs, uptime and log durations.
    * Default `performance.now()`. Tests pass their own to move time without waiting.
    */
@@ -38,6 +44,7 @@ export interface ResolvedOptions {
   cacheMaxBytes: number
   maxBodyBytes: number
   exposeStats: boolean
+  wsMaxMessage: number
   clock: () => number
   accessLog: ((line: string) => void) | undefined
 }
@@ -60,6 +67,8 @@ export interface CliConfig {
   quiet: boolean
   /** Serve `GET /stats`. Default false. */
   exposeStats: boolean
+  /** Largest WebSocket message, in bytes. Default 1 MiB. */
+  wsMaxMessage: number
 }
 
 /** The CLI flags `resolveCliConfig` reads. */
@@ -72,6 +81,7 @@ export const CLI_KEYS = [
   'shutdown-timeout',
   'quiet',
   'expose-stats',
+  'ws-max-message',
 ] as const
 
 export type CliKey = (typeof CLI_KEYS)[number]
@@ -121,6 +131,7 @@ export function resolveOptions(options: BackendOptions): ResolvedOptions {
     cacheMaxBytes: parseSize(options.cacheMaxBytes ?? 64 * MIB, 'cacheMaxBytes'),
     maxBodyBytes: parseSize(options.maxBodyBytes ?? 10 * MIB, 'maxBodyBytes'),
     exposeStats: options.exposeStats === true,
+    wsMaxMessage: parseSize(options.wsMaxMessage ?? MIB, 'wsMaxMessage'),
     clock: options.clock ?? (() => performance.now()),
     accessLog: options.accessLog,
   }
@@ -144,5 +155,6 @@ export function resolveCliConfig(flags: Partial<Record<CliKey, unknown>>): CliCo
     shutdownTimeout: parseWholeNumber(flags['shutdown-timeout'] ?? 10, '--shutdown-timeout', 0, MAX_SHUTDOWN_SECONDS),
     quiet: flags.quiet === true,
     exposeStats: flags['expose-stats'] === true,
+    wsMaxMessage: parseSize(flags['ws-max-message'] ?? '1mb', '--ws-max-message'),
   }
 }

@@ -33,7 +33,7 @@ export class Backend extends Server {
   readonly cache: ResponseCache
   readonly stats = new RequestStats()
   /** The `/ws` echo endpoint. */
-  readonly websockets = new WebSocketEcho()
+  readonly websockets: WebSocketEcho
   readonly #options: ResolvedOptions
   readonly #router: Router
   #closing = false
@@ -45,6 +45,7 @@ export class Backend extends Server {
     this.#options = resolveOptions(options)
     const { clock, cacheTtl, cacheMaxBytes, maxBodyBytes, exposeStats } = this.#options
     this.cache = new ResponseCache({ ttl: cacheTtl, maxBytes: cacheMaxBytes, clock })
+    this.websockets = new WebSocketEcho({ maxMessage: this.#options.wsMaxMessage })
     this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes, exposeStats })
     this.on('request', this.#onRequest)
     this.on('upgrade', this.websockets.upgrade)

@@ -84,7 +84,7 @@ const badInput: Array<[string, string[], RegExp]> = [
   [
     'an unknown flag',
     ['--bogus', '1'],
-    /^switchyard-backend: Unknown argument: bogus \(options: --port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --quiet, --expose-stats, --help\)$/,
+    /^switchyard-backend: Unknown argument: bogus \(options: --port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --quiet, --expose-stats, --help\)$/,
   ],
   ['a port out of range', ['--port', '65536'], /^switchyard-backend: --port: "65536" is not a whole number from 0 to 65535$/],
   [
