@@ -17,6 +17,12 @@ export interface BackendOptions {
   /** Most bytes of a request body `/echo` buffers; a longer body gets 413. Default 10 MiB. */
   maxBodyBytes?: number
   /**
+   * Most request-body bytes buffered by all requests at once. A request whose body would take
+   * the total past it gets 503 with `Connection: close`; the bytes of each request are given
+   * back when it ends (answered, aborted, or refused). Default 64 MiB.
+   */
+  maxBodyBytesTotal?: number
+  /**
    * Serve `GET /stats`, the request counts per method and path. Default false: the paths are
    * other clients' (a `/reset-password/<token>` shows up there), so the route is a plain 404
    * unless a test turns it on. `Backend.stats` counts either way, for code in the same process.
@@ -43,6 +49,7 @@ export interface ResolvedOptions {
   cacheTtl: number
   cacheMaxBytes: number
   maxBodyBytes: number
+  maxBodyBytesTotal: number
   exposeStats: boolean
   wsMaxMessage: number
   clock: () => number
@@ -69,6 +76,8 @@ export interface CliConfig {
   exposeStats: boolean
   /** Largest WebSocket message, in bytes. Default 1 MiB. */
   wsMaxMessage: number
+  /** Most request-body bytes held by all requests at once. Default 64 MiB. */
+  maxBodyBytesTotal: number
 }
 
 /** The CLI flags `resolveCliConfig` reads. */
@@ -82,6 +91,7 @@ export const CLI_KEYS = [
   'quiet',
   'expose-stats',
   'ws-max-message',
+  'max-body-bytes-total',
 ] as const
 
 export type CliKey = (typeof CLI_KEYS)[number]
@@ -130,6 +140,7 @@ export function resolveOptions(options: BackendOptions): ResolvedOptions {
     cacheTtl: parseWholeNumber(options.cacheTtl ?? 60, 'cacheTtl', 0, MAX_TTL_SECONDS),
     cacheMaxBytes: parseSize(options.cacheMaxBytes ?? 64 * MIB, 'cacheMaxBytes'),
     maxBodyBytes: parseSize(options.maxBodyBytes ?? 10 * MIB, 'maxBodyBytes'),
+    maxBodyBytesTotal: parseSize(options.maxBodyBytesTotal ?? 64 * MIB, 'maxBodyBytesTotal'),
     exposeStats: options.exposeStats === true,
     wsMaxMessage: parseSize(options.wsMaxMessage ?? MIB, 'wsMaxMessage'),
     clock: options.clock ?? (() => performance.now()),
@@ -156,5 +167,6 @@ export function resolveCliConfig(flags: Partial<Record<CliKey, unknown>>): CliCo
     quiet: flags.quiet === true,
     exposeStats: flags['expose-stats'] === true,
     wsMaxMessage: parseSize(flags['ws-max-message'] ?? '1mb', '--ws-max-message'),
+    maxBodyBytesTotal: parseSize(flags['max-body-bytes-total'] ?? '64mb', '--max-body-bytes-total'),
   }
 }

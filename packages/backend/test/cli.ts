@@ -84,9 +84,14 @@ const badInput: Array<[string, string[], RegExp]> = [
   [
     'an unknown flag',
     ['--bogus', '1'],
-    /^switchyard-backend: Unknown argument: bogus \(options: --port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --quiet, --expose-stats, --help\)$/,
+    /^switchyard-backend: Unknown argument: bogus \(options: --port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --max-body-bytes-total, --quiet, --expose-stats, --help\)$/,
   ],
   ['a port out of range', ['--port', '65536'], /^switchyard-backend: --port: "65536" is not a whole number from 0 to 65535$/],
+  [
+    'a bound on all request bodies of 0',
+    ['--max-body-bytes-total', '0'],
+    /^switchyard-backend: --max-body-bytes-total: "0" is not a size of at least 1 byte \(use bytes, or a number with kb, mb or gb, like 64mb\)$/,
+  ],
   [
     'a bad size',
     ['--cache-max-bytes', '64xb'],
