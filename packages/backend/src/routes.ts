@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { BodyAccount } from './body-budget.js'
 import { BodyBudgetError, BodyTooLargeError } from './errors.js'
+import { helloResponse, helloVariant } from './hello.js'
 import { SessionStore, sessionResponse } from './sessions.js'
 import type { RequestStats } from './stats.js'
 
@@ -30,6 +31,11 @@ export type OpenBodyAccount = () => BodyAccount
 export interface RouteMatch {
   /** Whether the response goes through the response cache (which still refuses what it may not store). */
   cached: boolean
+  /**
+   * The representation chosen from the request's headers, for a route whose answer varies
+   * (`Vary`); '' when it does not. The response cache keys each apart.
+   */
+  variant: string
   handle: Handler
 }
 
@@ -53,6 +59,8 @@ interface Route {
   /** The methods served; GET routes serve HEAD too (Node leaves out the body). */
   methods: readonly string[]
   cached: boolean
+  /** The representation a request gets, when the route has more than one. */
+  variant?: (req: IncomingMessage) => string
   handle: (req: IncomingMessage, query: URLSearchParams, body: OpenBodyAccount) => Promise<BufferedResponse>
 }
 
@@ -117,7 +125,16 @@ function routes(ctx: RouteContext): Map<string, Route> {
   // Each backend counts its own sessions, with the default bounds (10,000 sessions, 30 min idle).
   const sessions = new SessionStore({ clock: ctx.clock })
   const table = new Map<string, Route>([
-    ['/', { methods: GET, cached: true, handle: async () => text(200, `Hello, World! from ${ctx.id()}`) }],
+    [
+      '/',
+      {
+        methods: GET,
+        cached: true,
+        variant: helloVariant,
+        // Run on a miss only: the variant, computed again here, is the one the cache keyed.
+        handle: async req => helloResponse(helloVariant(req), ctx.id()),
+      },
+    ],
     [
       '/slow',
       {
@@ -198,16 +215,17 @@ export class Router {
     const path = pathOf(target)
     const route = this.#routes.get(path)
     if (route === undefined) {
-      return { cached: true, handle: async () => text(404, `Not Found: no route for ${path}`) }
+      return { cached: true, variant: '', handle: async () => text(404, `Not Found: no route for ${path}`) }
     }
     if (!route.methods.includes(req.method as string)) {
       const allow = route.methods.join(', ')
       return {
         cached: route.cached,
+        variant: '',
         handle: async () => text(405, `Method Not Allowed: ${path} answers ${allow}`, { allow }),
       }
     }
     const query = new URLSearchParams(target.slice(path.length + 1))
-    return { cached: route.cached, handle: () => route.handle(req, query, body) }
+    return { cached: route.cached, variant: route.variant?.(req) ?? '', handle: () => route.handle(req, query, body) }
   }
 }

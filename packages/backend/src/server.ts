@@ -88,7 +88,7 @@ export class Backend extends Server {
       res.once('close', account.release)
       return account
     })
-    const pending = match.cached ? this.cache.serve(req, match.handle) : match.handle()
+    const pending = match.cached ? this.cache.serve(req, match.handle, match.variant) : match.handle()
     void pending.then(response => this.#send(req, res, response, start))
   }
 

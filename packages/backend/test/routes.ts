@@ -26,6 +26,33 @@ t.test('GET / says hello with the id', async t => {
   t.equal(await res.text(), `Hello, World! from backend-${port}`, 'the body names the backend')
 })
 
+t.test('GET / with an Accept that names text/html answers a tiny page with the same words', async t => {
+  const { base, port } = await start(t)
+  const page = await fetch(`${base}/`, { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } })
+  t.equal(page.status, 200, 'answered 200')
+  t.equal(page.headers.get('content-type'), 'text/html; charset=utf-8', 'as text/html')
+  t.equal(page.headers.get('vary'), 'Accept', 'Vary: Accept')
+  const html = await page.text()
+  t.match(html, `<p id="hello">Hello, World! from backend-${port}</p>`, 'the same words, naming the backend')
+  t.match(html, '<link rel="icon" href="data:,">', 'an empty icon: the browser asks for no favicon')
+  for (const accept of ['*/*', 'text/*', 'image/*,*/*;q=0.8', 'text/html;q=0']) {
+    const res = await fetch(`${base}/`, { headers: { accept } })
+    t.equal(res.headers.get('content-type'), 'text/plain; charset=utf-8', `Accept ${accept}: text/plain`)
+    t.equal(res.headers.get('vary'), 'Accept', `Accept ${accept}: Vary: Accept too`)
+    t.equal(await res.text(), `Hello, World! from backend-${port}`, `Accept ${accept}: the line as before`)
+  }
+  const none = await new Promise<{ type: string | undefined; body: string }>((resolve, reject) => {
+    request({ port, host: '127.0.0.1', path: '/' }, res => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (d: string) => (body += d))
+      res.on('end', () => resolve({ type: res.headers['content-type'], body }))
+    })
+      .on('error', reject)
+      .end()
+  })
+  t.same(none, { type: 'text/plain; charset=utf-8', body: `Hello, World! from backend-${port}` }, 'no Accept at all: text')
+})
+
 t.test('GET /slow waits the given time, 500 ms by default', async t => {
   const { base } = await start(t, { id: 'slowpoke' })
   const t0 = performance.now()
