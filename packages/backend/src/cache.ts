@@ -72,8 +72,9 @@ function withHeaders(response: BufferedResponse, headers: Record<string, string>
 
 /**
  * A response cache in front of the routes, like Flask-Caching's `@cache.cached(timeout=60)`:
- * GET and HEAD responses keyed by the request target (path plus query), bounded by bytes,
- * and concurrent misses for one key run the handler once (lru-cache's `fetch` coalesces them).
+ * GET and HEAD responses keyed by the request target (path plus query) and the representation
+ * the route chose (its `Vary`), bounded by bytes, and concurrent misses for one key run the
+ * handler once (lru-cache's `fetch` coalesces them).
  */
 export class ResponseCache {
   readonly ttl: number
@@ -118,8 +119,14 @@ export class ResponseCache {
   /**
    * Answers `req` from the cache, or runs `handler` and maybe stores its response.
    * The result carries `X-Cache`, and `Cache-Control`/`Age` when it came from or went into the cache.
+   *
+   * `variant` names the representation the route chose from the request's headers, for a
+   * response that says `Vary`: each is stored under a key of its own, so a browser never
+   * gets the text stored for curl. Keying by the choice, not the raw header, keeps one entry
+   * per representation however many `Accept` strings there are (Varnish's advice: normalize
+   * before you vary). Default '': one representation.
    */
-  async serve(req: IncomingMessage, handler: Handler): Promise<BufferedResponse> {
+  async serve(req: IncomingMessage, handler: Handler, variant = ''): Promise<BufferedResponse> {
     const lru = this.#lru
     const method = req.method as string
     // A request with credentials may get a response meant for that user alone: it neither
@@ -127,7 +134,9 @@ export class ResponseCache {
     if (lru === undefined || (method !== 'GET' && method !== 'HEAD') || req.headers.authorization !== undefined) {
       return withHeaders(await handler(), { 'x-cache': 'BYPASS' })
     }
-    const key = req.url as string
+    // A request target holds no space (RFC 9112 §3.2; Node refuses one), so no plain target
+    // can equal a variant's key.
+    const key = variant === '' ? (req.url as string) : `${variant} ${req.url as string}`
     // `Cache-Control: no-cache` from the client: fetch anew, and store what comes back.
     const refresh = hasDirective(req.headers['cache-control'], /^no-cache$/i)
     if (method === 'HEAD') {

@@ -12,7 +12,7 @@ const NAME = 'switchyard-backend'
  * Ctrl-C reaches a launcher's children from the terminal and, forwarded, again as SIGTERM.
  */
 const SAME_SIGNAL_MS = 1000
-const FLAGS = '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --quiet, --help'
+const FLAGS = '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --max-body-bytes-total, --quiet, --expose-stats, --help'
 
 /** One line a person can act on, by the error `listen` failed with. */
 const LISTEN_HINTS = new Map([
@@ -37,7 +37,18 @@ function parseArgs(argv: string[]): Record<string, unknown> {
       requiresArg: true,
       describe: 'Seconds in-flight requests get after SIGTERM/SIGINT before exiting anyway [default: 10]',
     })
+    .option('ws-max-message', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'Largest /ws message; bigger ones close with 1009: bytes, or kb/mb/gb [default: 1mb]',
+    })
+    .option('max-body-bytes-total', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'Most request-body bytes held by all requests at once; past it, 503: bytes, or kb/mb/gb [default: 64mb]',
+    })
     .option('quiet', { type: 'boolean', describe: 'No per-request log lines' })
+    .option('expose-stats', { type: 'boolean', describe: 'Serve GET /stats (request counts per path: for tests only)' })
     .strict()
     .fail((msg: string) => {
       throw new ConfigError(`${msg.replace(/\s*\n\s*/g, ' ')} (options: ${FLAGS})`)
@@ -58,6 +69,9 @@ function main(): void {
     id: config.id,
     cacheTtl: config.cacheTtl,
     cacheMaxBytes: config.cacheMaxBytes,
+    exposeStats: config.exposeStats,
+    wsMaxMessage: config.wsMaxMessage,
+    maxBodyBytesTotal: config.maxBodyBytesTotal,
     accessLog: config.quiet ? undefined : print,
   })
 

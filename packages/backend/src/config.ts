@@ -17,6 +17,24 @@ export interface BackendOptions {
   /** Most bytes of a request body `/echo` buffers; a longer body gets 413. Default 10 MiB. */
   maxBodyBytes?: number
   /**
+   * Most request-body bytes buffered by all requests at once. A request whose body would take
+   * the total past it gets 503 with `Connection: close`; the bytes of each request are given
+   * back when it ends (answered, aborted, or refused). Default 64 MiB.
+   */
+  maxBodyBytesTotal?: number
+  /**
+   * Serve `GET /stats`, the request counts per method and path. Default false: the paths are
+   * other clients' (a `/reset-password/<token>` shows up there), so the route is a plain 404
+   * unless a test turns it on. `Backend.stats` counts either way, for code in the same process.
+   */
+  exposeStats?: boolean
+  /**
+   * Largest WebSocket message `/ws` takes, in bytes, fragments added up (ws's `maxPayload`).
+   * A bigger one closes the WebSocket with 1009 "message too big" (RFC 6455 §7.4.1).
+   * Default 1 MiB; ws's own default, 100 MiB, lets one client hold that much.
+   */
+  wsMaxMessage?: number
+  /**
    * Milliseconds on a monotonic clock, for cache ages, TTLs, uptime and log durations.
    * Default `performance.now()`. Tests pass their own to move time without waiting.
    */
@@ -31,6 +49,9 @@ export interface ResolvedOptions {
   cacheTtl: number
   cacheMaxBytes: number
   maxBodyBytes: number
+  maxBodyBytesTotal: number
+  exposeStats: boolean
+  wsMaxMessage: number
   clock: () => number
   accessLog: ((line: string) => void) | undefined
 }
@@ -51,10 +72,27 @@ export interface CliConfig {
   shutdownTimeout: number
   /** No per-request log lines. Default false. */
   quiet: boolean
+  /** Serve `GET /stats`. Default false. */
+  exposeStats: boolean
+  /** Largest WebSocket message, in bytes. Default 1 MiB. */
+  wsMaxMessage: number
+  /** Most request-body bytes held by all requests at once. Default 64 MiB. */
+  maxBodyBytesTotal: number
 }
 
 /** The CLI flags `resolveCliConfig` reads. */
-export const CLI_KEYS = ['port', 'host', 'id', 'cache-ttl', 'cache-max-bytes', 'shutdown-timeout', 'quiet'] as const
+export const CLI_KEYS = [
+  'port',
+  'host',
+  'id',
+  'cache-ttl',
+  'cache-max-bytes',
+  'shutdown-timeout',
+  'quiet',
+  'expose-stats',
+  'ws-max-message',
+  'max-body-bytes-total',
+] as const
 
 export type CliKey = (typeof CLI_KEYS)[number]
 
@@ -102,6 +140,9 @@ export function resolveOptions(options: BackendOptions): ResolvedOptions {
     cacheTtl: parseWholeNumber(options.cacheTtl ?? 60, 'cacheTtl', 0, MAX_TTL_SECONDS),
     cacheMaxBytes: parseSize(options.cacheMaxBytes ?? 64 * MIB, 'cacheMaxBytes'),
     maxBodyBytes: parseSize(options.maxBodyBytes ?? 10 * MIB, 'maxBodyBytes'),
+    maxBodyBytesTotal: parseSize(options.maxBodyBytesTotal ?? 64 * MIB, 'maxBodyBytesTotal'),
+    exposeStats: options.exposeStats === true,
+    wsMaxMessage: parseSize(options.wsMaxMessage ?? MIB, 'wsMaxMessage'),
     clock: options.clock ?? (() => performance.now()),
     accessLog: options.accessLog,
   }
@@ -124,5 +165,8 @@ export function resolveCliConfig(flags: Partial<Record<CliKey, unknown>>): CliCo
     cacheMaxBytes: parseSize(flags['cache-max-bytes'] ?? '64mb', '--cache-max-bytes'),
     shutdownTimeout: parseWholeNumber(flags['shutdown-timeout'] ?? 10, '--shutdown-timeout', 0, MAX_SHUTDOWN_SECONDS),
     quiet: flags.quiet === true,
+    exposeStats: flags['expose-stats'] === true,
+    wsMaxMessage: parseSize(flags['ws-max-message'] ?? '1mb', '--ws-max-message'),
+    maxBodyBytesTotal: parseSize(flags['max-body-bytes-total'] ?? '64mb', '--max-body-bytes-total'),
   }
 }

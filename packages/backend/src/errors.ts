@@ -12,6 +12,18 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Buffering a request body would take the bytes held by all requests at once past
+ * `maxBodyBytesTotal` (answered 503).
+ */
+export class BodyBudgetError extends Error {
+  override readonly name = 'BodyBudgetError'
+  readonly code = 'SWITCHYARD_BACKEND_BODY_BUDGET'
+  constructor(message = 'request bodies held at once are at their bound') {
+    super(message)
+  }
+}
+
 /** A request body went over the most the backend buffers (answered 413). */
 export class BodyTooLargeError extends Error {
   override readonly name = 'BodyTooLargeError'

@@ -1,3 +1,4 @@
+export { BodyBudget, type BodyAccount } from './body-budget.js'
 export { ResponseCache, entrySize, isStorable, type CacheStatus, type ResponseCacheOptions } from './cache.js'
 export {
   CLI_KEYS,
@@ -11,8 +12,8 @@ export {
   type CliKey,
   type ResolvedOptions,
 } from './config.js'
-export { BodyTooLargeError, ConfigError } from './errors.js'
+export { BodyBudgetError, BodyTooLargeError, ConfigError } from './errors.js'
 export { text, type BufferedResponse, type Handler } from './routes.js'
 export { Backend, createBackend, listeningUrl } from './server.js'
 export { RequestStats } from './stats.js'
-export { WS_PATH, WebSocketEcho } from './websocket.js'
+export { WS_PATH, WebSocketEcho, type WebSocketEchoOptions } from './websocket.js'

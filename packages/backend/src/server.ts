@@ -1,5 +1,6 @@
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { BodyBudget } from './body-budget.js'
 import { ResponseCache } from './cache.js'
 import { resolveOptions, type BackendOptions, type ResolvedOptions } from './config.js'
 import { pathOf, Router, type BufferedResponse } from './routes.js'
@@ -33,7 +34,9 @@ export class Backend extends Server {
   readonly cache: ResponseCache
   readonly stats = new RequestStats()
   /** The `/ws` echo endpoint. */
-  readonly websockets = new WebSocketEcho()
+  readonly websockets: WebSocketEcho
+  /** Request-body bytes held by all requests at once, bounded by `maxBodyBytesTotal`. */
+  readonly bodies: BodyBudget
   readonly #options: ResolvedOptions
   readonly #router: Router
   #closing = false
@@ -43,9 +46,11 @@ export class Backend extends Server {
   constructor(options: BackendOptions = {}) {
     super({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS })
     this.#options = resolveOptions(options)
-    const { clock, cacheTtl, cacheMaxBytes, maxBodyBytes } = this.#options
+    const { clock, cacheTtl, cacheMaxBytes, maxBodyBytes, maxBodyBytesTotal, exposeStats } = this.#options
     this.cache = new ResponseCache({ ttl: cacheTtl, maxBytes: cacheMaxBytes, clock })
-    this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes })
+    this.websockets = new WebSocketEcho({ maxMessage: this.#options.wsMaxMessage })
+    this.bodies = new BodyBudget(maxBodyBytesTotal)
+    this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes, maxBodyBytesTotal, exposeStats })
     this.on('request', this.#onRequest)
     this.on('upgrade', this.websockets.upgrade)
     this.on('listening', () => {
@@ -77,8 +82,13 @@ export class Backend extends Server {
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const start = this.#options.clock()
     this.stats.count(req.method as string, pathOf(req.url as string))
-    const match = this.#router.route(req)
-    const pending = match.cached ? this.cache.serve(req, match.handle) : match.handle()
+    const match = this.#router.route(req, () => {
+      const account = this.bodies.open()
+      // 'close' comes once the response is sent or the connection is gone, whichever the end.
+      res.once('close', account.release)
+      return account
+    })
+    const pending = match.cached ? this.cache.serve(req, match.handle, match.variant) : match.handle()
     void pending.then(response => this.#send(req, res, response, start))
   }
 
@@ -86,6 +96,9 @@ export class Backend extends Server {
     const headers: Record<string, string> = {
       ...response.headers,
       'content-length': String(response.body.length),
+      // On every answer, not just the text ones: /echo sends back whatever type the client
+      // named, and no browser should guess a script out of it (issue 11).
+      'x-content-type-options': 'nosniff',
       'x-served-by': this.id,
     }
     if (this.#closing) headers.connection = 'close'

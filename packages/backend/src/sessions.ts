@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { LRUCache } from 'lru-cache'
 import { parseWholeNumber } from './config.js'
@@ -42,8 +42,25 @@ export interface SessionBody {
   id: string
   /** Visits counted in this session; 0 for a HEAD without a session. */
   visits: number
-  /** The session id, or null for a HEAD without a session. */
+  /**
+   * A short tag of the session, `sessionTag(sid)`, never the id itself; null for a HEAD without
+   * a session. The body is readable by any script on the page, the HttpOnly cookie is not:
+   * echoing the id here would undo HttpOnly (issue 11). The tag still lets a person see whether
+   * two answers came from one session.
+   */
   session: string | null
+}
+
+/** Hex digits of the tag: 48 bits, plenty to tell a person's few sessions apart. */
+const TAG_HEX_DIGITS = 12
+
+/**
+ * The first 12 hex digits of the SHA-256 of a session id. SHA-256 does not run backwards, and
+ * the id has 128 random bits, so the tag gives nobody the id; sent as a cookie it is just an
+ * unknown id, which starts a fresh session.
+ */
+export function sessionTag(sid: string): string {
+  return createHash('sha256').update(sid).digest('hex').slice(0, TAG_HEX_DIGITS)
 }
 
 /**
@@ -139,8 +156,8 @@ function sessionJson(body: SessionBody, headers: Record<string, string> = {}): B
 }
 
 /**
- * `GET /session`: counts a visit and answers `{"id","visits","session"}` as JSON, with
- * `Set-Cookie: sid=...` when the session is new. `HEAD /session` only looks: it counts
+ * `GET /session`: counts a visit and answers `{"id","visits","session"}` as JSON (`session`
+ * is the id's tag, not the id), with `Set-Cookie: sid=...` when the session is new. `HEAD /session` only looks: it counts
  * nothing and creates nothing (so probes do not fill the store); without a known session
  * it answers `visits: 0, session: null` and sets no cookie. The response is per client and
  * never cached: the route bypasses the response cache, and `Cache-Control: no-store` plus
@@ -151,11 +168,11 @@ export function sessionResponse(req: IncomingMessage, store: SessionStore, id: s
   if (req.method === 'HEAD') {
     const visits = sid === undefined ? undefined : store.peek(sid)
     return sessionJson(
-      sid === undefined || visits === undefined ? { id, visits: 0, session: null } : { id, visits, session: sid },
+      sid === undefined || visits === undefined ? { id, visits: 0, session: null } : { id, visits, session: sessionTag(sid) },
     )
   }
   const visit = store.visit(sid)
-  const body = { id, visits: visit.visits, session: visit.sid }
+  const body = { id, visits: visit.visits, session: sessionTag(visit.sid) }
   if (!visit.created) return sessionJson(body)
   // No Max-Age: a browser session cookie; the server forgets the session after `ttl` idle anyway.
   return sessionJson(body, { 'set-cookie': `${SESSION_COOKIE}=${visit.sid}; Path=/; HttpOnly; SameSite=Lax` })

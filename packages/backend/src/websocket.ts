@@ -25,9 +25,15 @@ function refuse(socket: Duplex, status: string, message: string): void {
   // destroying it once the answer is flushed frees the descriptor (as `ws` does).
   socket.once('finish', () => socket.destroy())
   socket.end(
-    `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   )
+}
+
+/** Options of `WebSocketEcho`. Required: the default lives in `BackendOptions.wsMaxMessage` (1 MiB). */
+export interface WebSocketEchoOptions {
+  /** Largest message taken, in bytes, fragments added up. No default. */
+  maxMessage: number
 }
 
 /**
@@ -36,11 +42,15 @@ function refuse(socket: Duplex, status: string, message: string): void {
  * gets 404, and `ws` answers a malformed handshake on `/ws` itself (400, or 405 for not GET).
  */
 export class WebSocketEcho {
-  readonly #wss = new WebSocketServer({ noServer: true })
+  readonly #wss: WebSocketServer
 
-  constructor() {
+  constructor(options: WebSocketEchoOptions) {
+    // ws stops reading a message once its frames pass maxPayload, and closes with 1009:
+    // an echo holds a message twice (in and out), so the bound is what one client may pin.
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessage })
     this.#wss.on('connection', (ws: WebSocket) => {
-      // `ws` emits 'error' for a frame that breaks the protocol, then closes with 1002.
+      // `ws` emits 'error' for a frame that breaks the protocol, then closes with 1002; for a
+      // message over maxPayload, with 1009.
       ws.on('error', ignoreError)
       ws.on('message', (data: RawData, isBinary: boolean) => ws.send(data, { binary: isBinary }))
     })

@@ -252,3 +252,38 @@ t.test('TTL 0 turns the cache off: everything is BYPASS', async t => {
   t.same([h.calls(), h.cache.size, h.cache.bytes], [2, 0, 0], 'the handler ran each time; the cache holds nothing')
   t.equal(h.cache.ttl, 0, 'the TTL is reported')
 })
+
+t.test("the two representations of / are cached apart: a browser never gets curl's text, nor curl the page", async t => {
+  const backend = createBackend({ id: 'varied' })
+  backend.listen(0, '127.0.0.1')
+  await once(backend, 'listening')
+  t.teardown(() => new Promise<void>(resolve => backend.close(() => resolve())))
+  const base = `http://127.0.0.1:${(backend.address() as AddressInfo).port}`
+  const browser = { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' }
+  const curl = { accept: '*/*' }
+  const look = async (headers: Record<string, string>, method = 'GET') => {
+    const res = await fetch(`${base}/`, { headers, method })
+    return [res.headers.get('x-cache'), res.headers.get('content-type'), res.headers.get('vary'), (await res.text()).startsWith('<!doctype')]
+  }
+  const HTML = 'text/html; charset=utf-8'
+  const TEXT = 'text/plain; charset=utf-8'
+  t.same(await look(browser), ['MISS', HTML, 'Accept', true], 'a browser first: the page, a miss')
+  t.same(await look(curl), ['MISS', TEXT, 'Accept', false], 'then curl: the text, a miss of its own, not the stored page')
+  t.same(await look(browser), ['HIT', HTML, 'Accept', true], 'the browser again: its page, from the cache')
+  t.same(await look(curl), ['HIT', TEXT, 'Accept', false], 'curl again: its text, from the cache')
+  t.same(await look({ accept: 'text/html' }), ['HIT', HTML, 'Accept', true], 'another Accept naming text/html: the same page entry')
+  t.same(await look({}, 'HEAD'), ['HIT', TEXT, 'Accept', false], "a HEAD with fetch's */*: from the text entry")
+  t.same(await look(browser, 'HEAD'), ['HIT', HTML, 'Accept', false], 'a HEAD from a browser: from the page entry')
+  t.equal(backend.cache.size, 2, 'two entries for one target')
+
+  // The other order, in a fresh backend: curl first, so a text entry exists before any page.
+  const other = createBackend({ id: 'varied' })
+  other.listen(0, '127.0.0.1')
+  await once(other, 'listening')
+  t.teardown(() => new Promise<void>(resolve => other.close(() => resolve())))
+  const otherBase = `http://127.0.0.1:${(other.address() as AddressInfo).port}`
+  const first = await fetch(`${otherBase}/`, { headers: curl })
+  t.equal(first.headers.get('content-type'), TEXT, 'curl first: text')
+  const page = await fetch(`${otherBase}/`, { headers: browser })
+  t.same([page.headers.get('x-cache'), page.headers.get('content-type')], ['MISS', HTML], 'then a browser: a miss, the page')
+})

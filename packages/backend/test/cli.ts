@@ -84,9 +84,14 @@ const badInput: Array<[string, string[], RegExp]> = [
   [
     'an unknown flag',
     ['--bogus', '1'],
-    /^switchyard-backend: Unknown argument: bogus \(options: --port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --quiet, --help\)$/,
+    /^switchyard-backend: Unknown argument: bogus \(options: --port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --max-body-bytes-total, --quiet, --expose-stats, --help\)$/,
   ],
   ['a port out of range', ['--port', '65536'], /^switchyard-backend: --port: "65536" is not a whole number from 0 to 65535$/],
+  [
+    'a bound on all request bodies of 0',
+    ['--max-body-bytes-total', '0'],
+    /^switchyard-backend: --max-body-bytes-total: "0" is not a size of at least 1 byte \(use bytes, or a number with kb, mb or gb, like 64mb\)$/,
+  ],
   [
     'a bad size',
     ['--cache-max-bytes', '64xb'],
@@ -106,7 +111,7 @@ for (const [what, args, message] of badInput) {
 }
 
 t.test('listens on port 0, logs requests, and drains an in-flight request on SIGTERM', async t => {
-  const r = run(t, ['--port', '0', '--host', '127.0.0.1'])
+  const r = run(t, ['--port', '0', '--host', '127.0.0.1', '--expose-stats'])
   const { base, port, line } = await listening(r)
   t.equal(line, `backend-${port} listening on http://127.0.0.1:${port}`, 'the listening line names the id and the URL')
   const hello = await fetch(`${base}/`)
@@ -125,7 +130,7 @@ t.test('listens on port 0, logs requests, and drains an in-flight request on SIG
 })
 
 t.test('SIGINT and SIGTERM together count as one stop; a stop signal a second later exits at once', async t => {
-  const r = run(t, ['--port', '0', '--quiet', '--id', 'blue'])
+  const r = run(t, ['--port', '0', '--quiet', '--id', 'blue', '--expose-stats'])
   const { base } = await listening(r, /blue/)
   const short = fetch(`${base}/slow?ms=1200`)
   const long = cutOff(`${base}/slow?ms=9000`)
@@ -178,7 +183,7 @@ t.test('an address that is not this machine: one line with the error, exit 1', a
 })
 
 t.test('when the launcher dies (IPC channel and stdout gone) it stops, and force-exits after --shutdown-timeout', async t => {
-  const r = run(t, ['--port', '0', '--shutdown-timeout', '1'], { ipc: true })
+  const r = run(t, ['--port', '0', '--shutdown-timeout', '1', '--expose-stats'], { ipc: true })
   const { base } = await listening(r)
   const stuck = cutOff(`${base}/slow?ms=9000`)
   await reached(base, 'GET /slow', 1)

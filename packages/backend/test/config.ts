@@ -60,6 +60,9 @@ t.test('resolveOptions fills in the defaults', async t => {
   t.equal(resolved.cacheTtl, 60, 'cacheTtl defaults to 60 s')
   t.equal(resolved.cacheMaxBytes, 64 * MIB, 'cacheMaxBytes defaults to 64 MiB')
   t.equal(resolved.maxBodyBytes, 10 * MIB, 'maxBodyBytes defaults to 10 MiB')
+  t.equal(resolved.maxBodyBytesTotal, 64 * MIB, 'maxBodyBytesTotal defaults to 64 MiB')
+  t.equal(resolved.exposeStats, false, '/stats is off by default')
+  t.equal(resolved.wsMaxMessage, MIB, 'WebSocket messages up to 1 MiB by default')
   t.equal(resolved.accessLog, undefined, 'no access log by default')
   const before = performance.now()
   const now = resolved.clock()
@@ -70,13 +73,25 @@ t.test('resolveOptions keeps given values and checks them', async t => {
   const clock = (): number => 7
   const accessLog = (): void => {}
   t.same(
-    resolveOptions({ id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, clock, accessLog }),
-    { id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, clock, accessLog },
+    resolveOptions({ id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, maxBodyBytesTotal: 20, exposeStats: true, wsMaxMessage: 5, clock, accessLog }),
+    {
+      id: 'blue',
+      cacheTtl: 0,
+      cacheMaxBytes: 100,
+      maxBodyBytes: 10,
+      maxBodyBytesTotal: 20,
+      exposeStats: true,
+      wsMaxMessage: 5,
+      clock,
+      accessLog,
+    },
     'every given option is kept',
   )
   t.throws(() => resolveOptions({ cacheTtl: -1 }), { message: /^cacheTtl: -1 is not a whole number/ }, 'a negative TTL is refused')
   t.throws(() => resolveOptions({ cacheMaxBytes: 0 }), { message: /^cacheMaxBytes: 0 / }, 'an empty cache bound is refused')
   t.throws(() => resolveOptions({ maxBodyBytes: 0.5 }), { message: /^maxBodyBytes: 0.5 / }, 'a fractional body bound is refused')
+  t.throws(() => resolveOptions({ maxBodyBytesTotal: -1 }), { message: /^maxBodyBytesTotal: -1 / }, 'a negative total is refused')
+  t.throws(() => resolveOptions({ wsMaxMessage: 0 }), { message: /^wsMaxMessage: 0 / }, 'a WebSocket bound of 0 is refused')
   t.throws(() => resolveOptions({ id: 'a b' }), { message: /^id: "a b" is not an id/ }, 'an id with a space is refused')
 })
 
@@ -91,10 +106,17 @@ t.test('resolveCliConfig applies the documented defaults', async t => {
       cacheMaxBytes: 64 * MIB,
       shutdownTimeout: 10,
       quiet: false,
+      exposeStats: false,
+      wsMaxMessage: MIB,
+      maxBodyBytesTotal: 64 * MIB,
     },
-    'port 5000, host 127.0.0.1, ttl 60 s, 64 MiB, 10 s to drain, not quiet',
+    'port 5000, host 127.0.0.1, ttl 60 s, 64 MiB, 10 s to drain, not quiet, no /stats, 1 MiB messages, 64 MiB of bodies',
   )
-  t.same(CLI_KEYS, ['port', 'host', 'id', 'cache-ttl', 'cache-max-bytes', 'shutdown-timeout', 'quiet'], 'the flags read')
+  t.same(
+    CLI_KEYS,
+    ['port', 'host', 'id', 'cache-ttl', 'cache-max-bytes', 'shutdown-timeout', 'quiet', 'expose-stats', 'ws-max-message', 'max-body-bytes-total'],
+    'the flags read',
+  )
 })
 
 t.test('resolveCliConfig reads the flags as typed', async t => {
@@ -107,8 +129,22 @@ t.test('resolveCliConfig reads the flags as typed', async t => {
       'cache-max-bytes': '512kb',
       'shutdown-timeout': '3',
       quiet: true,
+      'expose-stats': true,
+      'ws-max-message': '64kb',
+      'max-body-bytes-total': '1gb',
     }),
-    { port: 0, host: '0.0.0.0', id: 'backend-a', cacheTtl: 0, cacheMaxBytes: 512 * 1024, shutdownTimeout: 3, quiet: true },
+    {
+      port: 0,
+      host: '0.0.0.0',
+      id: 'backend-a',
+      cacheTtl: 0,
+      cacheMaxBytes: 512 * 1024,
+      shutdownTimeout: 3,
+      quiet: true,
+      exposeStats: true,
+      wsMaxMessage: 64 * 1024,
+      maxBodyBytesTotal: 1024 * MIB,
+    },
     'every flag is parsed',
   )
 })
@@ -122,6 +158,8 @@ t.test('resolveCliConfig names the flag and the bad value', async t => {
     [{ id: '' }, /^--id: "" is not an id/],
     [{ 'cache-ttl': '-1' }, /^--cache-ttl: "-1" is not a whole number from 0 to 31536000$/],
     [{ 'cache-max-bytes': '64xb' }, /^--cache-max-bytes: "64xb" is not a size of at least 1 byte/],
+    [{ 'max-body-bytes-total': '1.5mb' }, /^--max-body-bytes-total: "1.5mb" is not a size of at least 1 byte/],
+    [{ 'ws-max-message': '0' }, /^--ws-max-message: "0" is not a size of at least 1 byte/],
     [{ 'shutdown-timeout': '1.5' }, /^--shutdown-timeout: "1.5" is not a whole number from 0 to 3600$/],
   ]
   for (const [flags, message] of cases) {

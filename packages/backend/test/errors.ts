@@ -1,5 +1,5 @@
 import t from 'tap'
-import { BodyTooLargeError, ConfigError } from '../src/errors.js'
+import { BodyBudgetError, BodyTooLargeError, ConfigError } from '../src/errors.js'
 
 t.test('errors have a name, a stable code and a default message', async t => {
   const cases = [
@@ -9,6 +9,12 @@ t.test('errors have a name, a stable code and a default message', async t => {
       name: 'BodyTooLargeError',
       code: 'SWITCHYARD_BACKEND_BODY_TOO_LARGE',
       message: 'request body too large',
+    },
+    {
+      err: new BodyBudgetError(),
+      name: 'BodyBudgetError',
+      code: 'SWITCHYARD_BACKEND_BODY_BUDGET',
+      message: 'request bodies held at once are at their bound',
     },
   ]
   for (const { err, name, code, message } of cases) {

@@ -6,6 +6,8 @@ t.test('the package entry re-exports the public API', async t => {
     Object.keys(backend).sort(),
     [
       'Backend',
+      'BodyBudget',
+      'BodyBudgetError',
       'BodyTooLargeError',
       'CLI_KEYS',
       'ConfigError',

@@ -26,6 +26,33 @@ t.test('GET / says hello with the id', async t => {
   t.equal(await res.text(), `Hello, World! from backend-${port}`, 'the body names the backend')
 })
 
+t.test('GET / with an Accept that names text/html answers a tiny page with the same words', async t => {
+  const { base, port } = await start(t)
+  const page = await fetch(`${base}/`, { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } })
+  t.equal(page.status, 200, 'answered 200')
+  t.equal(page.headers.get('content-type'), 'text/html; charset=utf-8', 'as text/html')
+  t.equal(page.headers.get('vary'), 'Accept', 'Vary: Accept')
+  const html = await page.text()
+  t.match(html, `<p id="hello">Hello, World! from backend-${port}</p>`, 'the same words, naming the backend')
+  t.match(html, '<link rel="icon" href="data:,">', 'an empty icon: the browser asks for no favicon')
+  for (const accept of ['*/*', 'text/*', 'image/*,*/*;q=0.8', 'text/html;q=0']) {
+    const res = await fetch(`${base}/`, { headers: { accept } })
+    t.equal(res.headers.get('content-type'), 'text/plain; charset=utf-8', `Accept ${accept}: text/plain`)
+    t.equal(res.headers.get('vary'), 'Accept', `Accept ${accept}: Vary: Accept too`)
+    t.equal(await res.text(), `Hello, World! from backend-${port}`, `Accept ${accept}: the line as before`)
+  }
+  const none = await new Promise<{ type: string | undefined; body: string }>((resolve, reject) => {
+    request({ port, host: '127.0.0.1', path: '/' }, res => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (d: string) => (body += d))
+      res.on('end', () => resolve({ type: res.headers['content-type'], body }))
+    })
+      .on('error', reject)
+      .end()
+  })
+  t.same(none, { type: 'text/plain; charset=utf-8', body: `Hello, World! from backend-${port}` }, 'no Accept at all: text')
+})
+
 t.test('GET /slow waits the given time, 500 ms by default', async t => {
   const { base } = await start(t, { id: 'slowpoke' })
   const t0 = performance.now()
@@ -63,7 +90,7 @@ t.test('GET /healthz reports status, id and uptime, never cached', async t => {
 })
 
 t.test('GET /stats counts requests per method and path, never cached', async t => {
-  const { base } = await start(t, { id: 'counted' })
+  const { base } = await start(t, { id: 'counted', exposeStats: true })
   await fetch(`${base}/?a=1`)
   await fetch(`${base}/`)
   await fetch(`${base}/echo`, { method: 'POST', body: 'x' })
@@ -76,6 +103,22 @@ t.test('GET /stats counts requests per method and path, never cached', async t =
     { id: 'counted', requests: { 'GET /': 2, 'POST /echo': 1, 'GET /missing': 1, 'GET /stats': 1 } },
     'the query is not part of the key; cache hits and 404s count; so does this request',
   )
+})
+
+t.test('without exposeStats, /stats is a 404 like any unknown path, and counting goes on', async t => {
+  const { backend, base } = await start(t)
+  await fetch(`${base}/reset-password/secret-token`)
+  const stats = await fetch(`${base}/stats`)
+  const unknown = await fetch(`${base}/nope`)
+  t.equal(stats.status, 404, '/stats: 404')
+  t.equal(await stats.text(), 'Not Found: no route for /stats', 'with the same words as any unknown path')
+  t.same(
+    [stats.headers.get('content-type'), stats.headers.get('cache-control'), stats.headers.get('x-cache')],
+    [unknown.headers.get('content-type'), unknown.headers.get('cache-control'), unknown.headers.get('x-cache')],
+    'and the same headers: nothing tells that the route exists',
+  )
+  t.equal((await fetch(`${base}/stats`, { method: 'POST' })).status, 404, 'POST /stats: 404, not 405')
+  t.equal(backend.stats.toJSON()['GET /reset-password/secret-token'], 1, 'Backend.stats still counts, in process only')
 })
 
 t.test('/echo answers the body with its method, length and SHA-256', async t => {
@@ -128,7 +171,7 @@ t.test('/echo whose client goes away mid-body is logged as 400 and harms nothing
 })
 
 t.test('unknown path: 404; known path, wrong method: 405 with Allow', async t => {
-  const { base } = await start(t)
+  const { base } = await start(t, { exposeStats: true })
   const missing = await fetch(`${base}/nope?x=1`)
   t.equal(missing.status, 404, 'unknown path: 404')
   t.equal(missing.headers.get('content-type'), 'text/plain; charset=utf-8', '404 as text/plain')

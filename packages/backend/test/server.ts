@@ -49,8 +49,8 @@ t.test('createBackend returns a Backend that is not listening yet', async t => {
   t.throws(() => createBackend({ cacheTtl: -5 }), { name: 'ConfigError', message: /^cacheTtl: -5 / }, 'a bad option throws at once')
 })
 
-t.test('every response carries X-Served-By with the id', async t => {
-  const { base, port } = await start(t)
+t.test('every response carries X-Served-By with the id, and nosniff', async t => {
+  const { base, port } = await start(t, { exposeStats: true })
   const requests: Array<[string, RequestInit]> = [
     ['/', {}],
     ['/slow?ms=1', {}],
@@ -58,12 +58,15 @@ t.test('every response carries X-Served-By with the id', async t => {
     ['/healthz', { method: 'HEAD' }],
     ['/stats', {}],
     ['/echo', { method: 'POST', body: 'b' }],
+    ['/echo', { method: 'POST', body: '<script>1</script>', headers: { 'content-type': 'text/html' } }],
+    ['/session', {}],
     ['/missing', {}],
     ['/', { method: 'DELETE' }],
   ]
   for (const [path, init] of requests) {
     const res = await fetch(`${base}${path}`, init)
     t.equal(res.headers.get('x-served-by'), `backend-${port}`, `${init.method ?? 'GET'} ${path} (${res.status}): X-Served-By`)
+    t.equal(res.headers.get('x-content-type-options'), 'nosniff', `${init.method ?? 'GET'} ${path} (${res.status}): nosniff`)
   }
   const named = await start(t, { id: 'blue' })
   t.equal(named.backend.id, 'blue', 'a given id is used as is')

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import type { BackendOptions } from '../src/config.js'
 import { ConfigError } from '../src/errors.js'
 import { createBackend } from '../src/server.js'
-import { parseCookies, SessionStore, type SessionBody } from '../src/sessions.js'
+import { parseCookies, sessionTag, SessionStore, type SessionBody } from '../src/sessions.js'
 
 /** A backend on a free port, closed when the test ends; answers its base URL. */
 async function start(t: Test, options: BackendOptions = {}): Promise<string> {
@@ -15,10 +15,18 @@ async function start(t: Test, options: BackendOptions = {}): Promise<string> {
   return `http://127.0.0.1:${(backend.address() as AddressInfo).port}`
 }
 
-/** `GET /session` with an optional Cookie header: the parsed body and the response. */
-async function visit(base: string, cookie?: string): Promise<{ body: SessionBody; res: Response }> {
+/**
+ * `GET /session` with an optional Cookie header: the parsed body, the response, its raw body
+ * text, and the sid its Set-Cookie carries (undefined without one).
+ */
+async function visit(
+  base: string,
+  cookie?: string,
+): Promise<{ body: SessionBody; res: Response; raw: string; sid: string | undefined }> {
   const res = await fetch(`${base}/session`, cookie === undefined ? {} : { headers: { cookie } })
-  return { body: (await res.json()) as SessionBody, res }
+  const raw = await res.text()
+  const sid = /^sid=([^;]*);/.exec(res.headers.get('set-cookie') ?? '')?.[1]
+  return { body: JSON.parse(raw) as SessionBody, res, raw, sid }
 }
 
 /** The `sid=...` pair of a Set-Cookie header, to send back as a Cookie header. */
@@ -31,6 +39,7 @@ function cookieOf(res: Response): string {
 const lengthOf = (body: SessionBody): string => String(Buffer.byteLength(JSON.stringify(body)))
 
 const SID = /^[A-Za-z0-9_-]{22}$/
+const TAG = /^[0-9a-f]{12}$/
 
 t.test('parseCookies reads name=value pairs and skips what is malformed', async t => {
   const cases: { header: string | undefined; expected: [string, string][]; why: string }[] = [
@@ -117,28 +126,41 @@ t.test('GET /session: the first visit sets the sid cookie, later ones count', as
   t.equal(first.res.headers.get('content-type'), 'application/json', 'as JSON')
   t.equal(first.res.headers.get('cache-control'), 'no-store', 'no cache may keep it')
   t.match(first.body, { id: 'counter', visits: 1 }, 'the first visit, counted by this backend')
-  t.match(first.body.session, SID, 'a random session id')
+  const sid = first.sid as string
+  t.match(sid, SID, 'the cookie carries a random session id')
   t.equal(
     first.res.headers.get('set-cookie'),
-    `sid=${first.body.session}; Path=/; HttpOnly; SameSite=Lax`,
-    'the cookie carries the id, for every path, out of reach of scripts',
+    `sid=${sid}; Path=/; HttpOnly; SameSite=Lax`,
+    'for every path, out of reach of scripts',
   )
+  t.equal(first.body.session, sessionTag(sid), 'the body shows the tag of the id')
+  t.match(first.body.session, TAG, 'twelve hex digits')
+  t.notOk(first.raw.includes(sid), 'the body never holds the id: a script cannot read what HttpOnly hides')
   const cookie = cookieOf(first.res)
   for (const n of [2, 3, 4]) {
     const next = await visit(base, cookie)
-    t.same(next.body, { id: 'counter', visits: n, session: first.body.session }, `visit ${n} with the cookie: ${n}`)
+    t.same(next.body, { id: 'counter', visits: n, session: sessionTag(sid) }, `visit ${n} with the cookie: ${n}, same tag`)
+    t.notOk(next.raw.includes(sid), `visit ${n}: no id in the body`)
     t.equal(next.res.headers.get('set-cookie'), null, `visit ${n}: no new cookie`)
   }
+})
+
+t.test('sessionTag is a short SHA-256 prefix: the same id gives the same tag, another id another', async t => {
+  const sid = 'jGVe1duW2x-oHilw93nhig'
+  // printf '%s' jGVe1duW2x-oHilw93nhig | sha256sum: 56e3fd250729 2323ae…
+  t.equal(sessionTag(sid), '56e3fd250729', 'the first twelve hex digits of its SHA-256')
+  t.not(sessionTag(sid), sessionTag('jGVe1duW2x-oHilw93nhiG'), 'one character changed: another tag')
+  t.notOk(sessionTag(sid).includes(sid.slice(0, 4)), 'nothing of the id shows through')
 })
 
 t.test('GET /session with other cookies alongside finds the session', async t => {
   const base = await start(t)
   const first = await visit(base)
-  const sid = first.body.session
+  const sid = first.sid as string
   const headers = [`theme=dark; sid=${sid}; sy=abc`, ` sy = "x" ;sid=${sid};junk`, `sid="${sid}"`]
   for (const [i, cookie] of headers.entries()) {
     const { body, res } = await visit(base, cookie)
-    t.same([body.visits, body.session], [i + 2, sid], `${JSON.stringify(cookie)}: the same session, counted`)
+    t.same([body.visits, body.session], [i + 2, sessionTag(sid)], `${JSON.stringify(cookie)}: the same session, counted`)
     t.equal(res.headers.get('set-cookie'), null, `${JSON.stringify(cookie)}: no new cookie`)
   }
 })
@@ -146,11 +168,37 @@ t.test('GET /session with other cookies alongside finds the session', async t =>
 t.test('GET /session with a sid this backend does not know starts a fresh session', async t => {
   const base = await start(t)
   for (const cookie of ['sid=AAAAAAAAAAAAAAAAAAAAAA', 'sid=', 'sid', 'other=1']) {
-    const { body, res } = await visit(base, cookie)
+    const { body, res, sid } = await visit(base, cookie)
     t.equal(body.visits, 1, `${JSON.stringify(cookie)}: visits 1`)
-    t.equal(res.headers.get('set-cookie'), `sid=${body.session}; Path=/; HttpOnly; SameSite=Lax`, `${cookie}: a new cookie`)
-    t.not(`sid=${body.session}`, cookie, `${JSON.stringify(cookie)}: a new id, not the one sent`)
+    t.equal(res.headers.get('set-cookie'), `sid=${sid}; Path=/; HttpOnly; SameSite=Lax`, `${cookie}: a new cookie`)
+    t.match(sid, SID, `${JSON.stringify(cookie)}: with a random id`)
+    t.not(`sid=${sid}`, cookie, `${JSON.stringify(cookie)}: a new id, not the one sent`)
+    t.equal(body.session, sessionTag(sid as string), `${JSON.stringify(cookie)}: the tag of the new id`)
   }
+})
+
+t.test("a forged sid never reads another client's session: not its tag, not a near miss", async t => {
+  const base = await start(t)
+  const victim = await visit(base)
+  const sid = victim.sid as string
+  await visit(base, `sid=${sid}`)
+  const last = sid.at(-1) === 'A' ? 'B' : 'A'
+  const forgeries = [
+    `sid=${victim.body.session}`,
+    `sid=${sid.slice(0, -1)}${last}`,
+    `sid=${sid.slice(0, -1)}`,
+    `sid=${sid}x`,
+    `sid=${sid.slice(1)}${sid.slice(0, 1)}`,
+  ]
+  for (const cookie of forgeries) {
+    const forged = await visit(base, cookie)
+    t.equal(forged.body.visits, 1, `${cookie}: a fresh session, visit 1`)
+    t.not(forged.sid, undefined, `${cookie}: a new cookie`)
+    t.not(forged.sid, sid, `${cookie}: never the victim's id`)
+    t.not(forged.body.session, victim.body.session, `${cookie}: never the victim's tag`)
+  }
+  const again = await visit(base, `sid=${sid}`)
+  t.equal(again.body.visits, 3, "the victim's own count went on untouched: visit 3")
 })
 
 t.test('HEAD /session looks without counting or creating a session', async t => {
@@ -168,7 +216,7 @@ t.test('HEAD /session looks without counting or creating a session', async t => 
   t.equal(head.headers.get('cache-control'), 'no-store', 'no cache may keep it')
   t.equal(
     head.headers.get('content-length'),
-    lengthOf({ id: 'looker', visits: 1, session: first.body.session }),
+    lengthOf({ id: 'looker', visits: 1, session: sessionTag(first.sid as string) }),
     'a known session: its count so far',
   )
   t.equal((await visit(base, cookie)).body.visits, 2, 'the GET after the HEAD is visit 2: HEAD did not count')

@@ -3,10 +3,10 @@ import type { IncomingMessage } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { WebSocket, type RawData } from 'ws'
-import { createBackend, type Backend } from '../src/index.js'
+import { createBackend, type Backend, type BackendOptions } from '../src/index.js'
 
-async function start(t: Test): Promise<{ backend: Backend; port: number }> {
-  const backend = createBackend()
+async function start(t: Test, options: BackendOptions = {}): Promise<{ backend: Backend; port: number }> {
+  const backend = createBackend(options)
   backend.listen(0, '127.0.0.1')
   await once(backend, 'listening')
   t.teardown(() => new Promise<void>(resolve => backend.close(() => resolve())))
@@ -78,6 +78,7 @@ t.test('an upgrade on another path gets 404 and the socket closes', async t => {
   const reply = await raw(port, HANDSHAKE.replace('/ws', '/'))
   t.match(reply, /^HTTP\/1\.1 404 Not Found\r\n/, 'the raw client reads the 404 status line')
   t.match(reply, /Connection: close\r\n/, 'with Connection: close')
+  t.match(reply, /\r\nX-Content-Type-Options: nosniff\r\n/, 'and nosniff, as every text answer of the backend')
   t.match(reply, /served on \/ws only\n$/, 'and a body that says where WebSockets are')
 })
 
@@ -107,4 +108,37 @@ t.test('closing the backend closes its WebSockets with 1001 going away', async t
   t.equal(code, 1001, 'the client is told the server is going away')
   await closed
   t.equal(backend.listening, false, 'and the backend finishes closing')
+})
+
+/** Resolves with the close code the client gets. */
+async function closed(ws: WebSocket): Promise<{ code: number }> {
+  const [code] = (await once(ws, 'close')) as [number]
+  return { code }
+}
+
+const MIB = 1024 * 1024
+
+t.test('a message of 1 MiB is echoed; one byte more closes the WebSocket with 1009', async t => {
+  const { backend, port } = await start(t)
+  const ws = await open(t, `ws://127.0.0.1:${port}/ws`)
+  const full = Buffer.alloc(MIB, 7)
+  const reply = await roundTrip(ws, full)
+  t.equal((reply.data as Buffer).length, MIB, 'exactly 1 MiB, the default bound: echoed in full')
+  const closing = closed(ws)
+  ws.send(Buffer.alloc(MIB + 1, 7))
+  t.equal((await closing).code, 1009, '1 MiB + 1: closed with 1009, message too big')
+  const other = await open(t, `ws://127.0.0.1:${port}/ws`)
+  t.equal((await roundTrip(other, 'next')).data.toString(), 'next', 'another WebSocket still echoes')
+  t.equal(backend.websockets.clients.size, 1, 'the closed one is gone from the backend')
+})
+
+t.test('wsMaxMessage bounds a message across its fragments too', async t => {
+  const { port } = await start(t, { wsMaxMessage: 1024 })
+  const ws = await open(t, `ws://127.0.0.1:${port}/ws`)
+  t.equal((await roundTrip(ws, 'x'.repeat(1024))).data.toString().length, 1024, '1024 bytes of text: echoed')
+  const closing = closed(ws)
+  // Two frames of 600 bytes, each under the bound, make one message of 1200.
+  ws.send(Buffer.alloc(600, 1), { fin: false })
+  ws.send(Buffer.alloc(600, 2), { fin: true })
+  t.equal((await closing).code, 1009, 'fragments adding up to 1200 bytes: closed with 1009')
 })
