@@ -1,18 +1,12 @@
-import { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http'
+import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { InvalidResponseError, UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode } from './errors.js'
 import type { Exchange } from './exchange.js'
-import { responseHeaders } from './headers.js'
+import { reasonPhrase, responseHeaders } from './headers.js'
+import { closeAfterResponse } from './requests.js'
 import { failureKind } from './stats.js'
 import type { Upstream } from './upstream.js'
-
-/**
- * Bytes Node's ServerResponse refuses in a reason phrase (its `checkInvalidHeaderChar`), though
- * its parser accepts them from an upstream: `200 O\x01K` used to throw out of writeHead and
- * take the process down.
- */
-const BAD_REASON = /[^\t\x20-\x7e\x80-\xff]/
 
 /** The attempt an upstream request or response belongs to, for the listeners below. */
 const kAttempt = Symbol('switchyard.attempt')
@@ -116,6 +110,9 @@ export class Attempt {
   }
 
   failed(err: Error): void {
+    // The client's connection is gone (http-proxy aborts the upstream request then, and that
+    // reset must not read as the keep-alive race): nothing that fails now is the upstream's fault.
+    if (this.ex.req.socket.destroyed) this.ex.clientGone = true
     // Once the response head is in, a socket error also ends the upstream response, whose
     // close handler reports it (upstreamClosed): counting it here too would count it twice.
     if (this.upstreamRes !== undefined || !this.#finish() || this.ex.clientGone) return
@@ -160,11 +157,11 @@ export class Attempt {
     if (this.ex.body !== undefined && !out.writableFinished) {
       this.early = true
       if (!fw.draining) headers.push('Connection', 'close')
+      closeAfterResponse(this.ex.req.socket)
     }
     const cookie = this.ex.stickyCookie(this.upstream)
     if (cookie !== undefined) headers.push('Set-Cookie', cookie)
-    // A reason phrase Node would refuse gets the standard one for its status (nginx sends its own).
-    const reason = BAD_REASON.test(upstreamRes.statusMessage as string) ? STATUS_CODES[status] : upstreamRes.statusMessage
+    const reason = reasonPhrase(status, upstreamRes.statusMessage as string)
     try {
       res.writeHead(status, reason, headers)
     } catch (err) {

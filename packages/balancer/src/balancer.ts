@@ -11,7 +11,7 @@ import { Exchange } from './exchange.js'
 import { Forwarder, type ForwarderOptions } from './proxy.js'
 import { HealthChecker } from './health.js'
 import { Reclaimer, type Reclaimed } from './reclaim.js'
-import { refusal } from './requests.js'
+import { answerDue, closing, refusal } from './requests.js'
 import { Pool, Upstream, upstreamId, type HealthChange, type UpstreamSpec } from './upstream.js'
 import { WebSocketProxy } from './websocket.js'
 
@@ -87,6 +87,11 @@ const ALLOW = 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH'
 function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
   const body = 'CONNECT is not supported: this is a reverse proxy, not a forward proxy\n'
   socket.on('error', ignoreError)
+  // Pipelined behind a response not written yet: an answer now would be read as that one's.
+  if (answerDue(socket)) {
+    socket.destroy()
+    return
+  }
   // The server's sockets allow half-open connections: once the answer is written, destroy
   // the socket, or a client that never closes its side would hold it.
   socket.end(
@@ -115,9 +120,13 @@ function refuseMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (socket.writable && !busy) {
     const [status, why] = CLIENT_ERRORS[String(err.code)] ?? ['400 Bad Request', `the request is malformed (${String(err.code)})`]
     const body = `${status}: ${why}\n`
+    // The answer to a HEAD has no body, and the parser stopped before it could say whether
+    // this was one: any HEAD in the bytes it was reading, and the body is left out.
+    const packet = (err as NodeJS.ErrnoException & { rawPacket?: Buffer }).rawPacket
+    const head = packet === undefined || /(^|\n)HEAD /.test(packet.toString('latin1'))
     socket.write(
       `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${head ? '' : body}`,
     )
   }
   socket.destroy()
@@ -157,7 +166,8 @@ export class Balancer extends Server {
     // body is bounded between reads instead (clientBodyTimeout). Node checks these timeouts
     // every connectionsCheckingInterval (30 s by default), so check every second for them
     // to hold to within a second. (On Node 20.20 headersTimeout holds with requestTimeout 0.)
-    super({ requestTimeout: 0, connectionsCheckingInterval: 1000 })
+    // requireHostHeader off: refusal() checks the Host itself, and closes the connection.
+    super({ requestTimeout: 0, connectionsCheckingInterval: 1000, requireHostHeader: false })
     this.#forwarder = new Forwarder(this.#apply(options))
     this.#forwarder.onHealth = change => this.emit('health', change)
     this.#websockets = new WebSocketProxy(this.#forwarder)
@@ -332,6 +342,9 @@ export class Balancer extends Server {
   }
 
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    // Pipelined behind a response that ends the connection: never forwarded. Node closes the
+    // connection once that response is written, which ends this request too.
+    if (closing(req.socket)) return
     // A malformed request ends its connection, as in nginx.
     const refused = refusal(req)
     if (refused === undefined) this.#forwarder.forward(req, res)

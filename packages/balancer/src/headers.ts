@@ -1,4 +1,4 @@
-import type { ClientRequest, IncomingMessage } from 'node:http'
+import { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http'
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1), the list Go's httputil and so Caddy use. They
@@ -88,7 +88,7 @@ export type Headers = Record<string, string | string[]>
  * sends `Connection: keep-alive` itself. `req.headers` is left as the client sent it, for the
  * hash policy and the access log.
  */
-export function forwardedHeaders(req: IncomingMessage, chunked: boolean): Headers {
+export function forwardedHeaders(req: IncomingMessage, chunked: boolean, peer = `${req.socket.remoteAddress}`): Headers {
   const from = req.headers
   const named = connectionTokens(from.connection)
   const headers: Headers = {}
@@ -100,7 +100,6 @@ export function forwardedHeaders(req: IncomingMessage, chunked: boolean): Header
     delete headers['content-length']
     headers['transfer-encoding'] = 'chunked'
   }
-  const peer = `${req.socket.remoteAddress}`
   const prior = from['x-forwarded-for']
   headers['x-forwarded-for'] = prior === undefined || prior === '' ? peer : `${prior}, ${peer}`
   // The balancer listens on plain HTTP only; TLS termination would set 'https' here.
@@ -112,10 +111,11 @@ export function forwardedHeaders(req: IncomingMessage, chunked: boolean): Header
 
 /**
  * Gives an upstream request http-proxy has already built the headers `forwardedHeaders`
- * makes, for WebSocket upgrades (whose `Connection` and `Upgrade` the tunnel sets again).
+ * makes, with the client's address read when the upgrade came (`peer`: the socket may have
+ * closed since, and then has none), for WebSocket upgrades (whose `Connection` and `Upgrade` the tunnel sets again).
  */
-export function prepareRequestHeaders(out: ClientRequest, req: IncomingMessage): void {
-  const headers = forwardedHeaders(req, false)
+export function prepareRequestHeaders(out: ClientRequest, req: IncomingMessage, peer: string): void {
+  const headers = forwardedHeaders(req, false, peer)
   for (const name of out.getHeaderNames()) if (!(name in headers)) out.removeHeader(name)
   for (const name in headers) out.setHeader(name, headers[name] as string | string[])
 }
@@ -135,4 +135,16 @@ export function responseHeaders(res: IncomingMessage): string[] {
     out.push(name, raw[i + 1] as string)
   }
   return out
+}
+
+/**
+ * Bytes Node's ServerResponse refuses in a reason phrase (its `checkInvalidHeaderChar`), though
+ * its parser accepts them from an upstream: `200 O\x01K` used to throw out of writeHead and
+ * take the process down.
+ */
+const BAD_REASON = /[^\t\x20-\x7e\x80-\xff]/
+
+/** The upstream's reason phrase, or the standard one for `status` when it holds bytes that may not be sent on (nginx sends its own always). */
+export function reasonPhrase(status: number, message: string): string | undefined {
+  return BAD_REASON.test(message) ? STATUS_CODES[status] : message
 }

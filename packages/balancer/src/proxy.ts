@@ -4,6 +4,7 @@ import httpProxy from 'http-proxy'
 import type { AccessLog } from './access-log.js'
 import { Exchange } from './exchange.js'
 import { hasBody } from './headers.js'
+import { closeAfterResponse } from './requests.js'
 import type { Policy } from './policies.js'
 import type { WaitQueue } from './queue.js'
 import { Stats } from './stats.js'
@@ -62,7 +63,10 @@ export function sendError(req: IncomingMessage, res: ServerResponse, status: num
   }
   // A body the client is still sending would have to be read to the end to keep the
   // connection; closing it is cheaper (nginx does the same on an early error).
-  if (close || (hasBody(req) && !req.complete)) headers.connection = 'close'
+  if (close || (hasBody(req) && !req.complete)) {
+    headers.connection = 'close'
+    closeAfterResponse(req.socket)
+  }
   res.writeHead(status, headers)
   if (req.method === 'HEAD') {
     res.end()

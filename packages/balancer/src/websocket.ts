@@ -3,9 +3,9 @@ import { connect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
-import { NoUpstreamError, UpstreamConnectTimeoutError, UpstreamFailedError, UpstreamTimeoutError, errorCode, ignoreError, statusForUpstreamError } from './errors.js'
-import { prepareRequestHeaders } from './headers.js'
-import { refusal } from './requests.js'
+import { InvalidResponseError, NoUpstreamError, UpstreamConnectTimeoutError, UpstreamFailedError, UpstreamTimeoutError, errorCode, ignoreError, statusForUpstreamError } from './errors.js'
+import { hasBody, prepareRequestHeaders, reasonPhrase, responseHeaders } from './headers.js'
+import { answerDue, refusal } from './requests.js'
 import type { Forwarder } from './proxy.js'
 import { failureKind } from './stats.js'
 import type { Upstream } from './upstream.js'
@@ -67,9 +67,21 @@ export class WebSocketProxy {
     // passed on), close the socket: left to allowHalfOpen, a client that never closes its
     // side would hold the descriptor forever.
     socket.once('finish', () => socket.destroy())
+    // Pipelined behind a response not written yet: nothing written now could be read in order,
+    // so a client that pipelines an upgrade is cut off.
+    if (answerDue(socket)) {
+      socket.destroy()
+      return
+    }
     const refused = refusal(req)
     if (refused !== undefined) {
       answer(socket, `${refused.status} ${STATUS_CODES[refused.status]}`, refused.message)
+      return
+    }
+    // RFC 6455 §4.1: the handshake is a GET without a body. One with a body would reach the
+    // upstream with its framing but without its bytes, which go to the tunnel after the 101.
+    if (hasBody(req)) {
+      answer(socket, '400 Bad Request', '400 Bad Request: an upgrade request cannot carry a body')
       return
     }
     // A tunnel opened now would hold the shutdown up for as long as it lasts; the client is
@@ -121,8 +133,12 @@ class Tunnel {
   readonly time = Date.now()
   /** The upstream a valid sticky cookie names, if any. */
   readonly pinnedId: string | undefined
+  /** The client's address, read at once: once its socket closes, it has none. */
+  readonly peer: string
   upstream: Upstream | undefined
   conn: Socket | undefined
+  /** The upstream request, once http-proxy built it. */
+  out: ClientRequest | undefined
   /** Whether `upstream.inFlight` counts this tunnel now. */
   counted = false
   /** The status the client got, for the access log; 0 until it gets one. */
@@ -148,6 +164,7 @@ class Tunnel {
     // A WebSocket that follows long polling (socket.io, SockJS) must reach the upstream that
     // holds its session: the sticky cookie counts as it does for a request.
     this.pinnedId = ws.fw.options.sticky?.idFrom(req)
+    this.peer = `${req.socket.remoteAddress}`
     client.once('close', this.#onClientClose)
   }
 
@@ -210,6 +227,9 @@ class Tunnel {
     conn.removeListener('error', this.#onConnectError)
     const options = { target: (this.upstream as Upstream).target, agent: new OpenedAgent(conn) }
     this.ws.proxy.ws(this.req, this.client, Buffer.alloc(0), options, this.#onProxyError)
+    // http-proxy has built the request and added its listeners by now (proxy.ws() runs its
+    // passes synchronously): its 'response' listener is replaced by #onResponse.
+    ;(this.out as ClientRequest).removeAllListeners('response').once('response', this.#onResponse)
   }
 
   /** The upstream request http-proxy built, before its head is written. */
@@ -219,12 +239,12 @@ class Tunnel {
     // Same X-Forwarded-* and hop-by-hop rules as any request, except the two headers that
     // ask for the upgrade, which are hop-by-hop but must reach the upstream (as in nginx's
     // `proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"`).
-    prepareRequestHeaders(out, this.req)
+    prepareRequestHeaders(out, this.req, this.peer)
     out.setHeader('connection', 'Upgrade')
     out.setHeader('upgrade', this.req.headers.upgrade as string)
-    // Registered before http-proxy's own listeners, so these run first.
+    this.out = out
+    // Registered before http-proxy's own listener, so this runs first.
     out.once('upgrade', this.#onUpgrade)
-    out.once('response', this.#onResponse)
     // Waiting for the answer to the handshake is nginx's proxy_read_timeout.
     this.timer = setTimeout(() => out.destroy(new UpstreamTimeoutError()), this.ws.fw.options.timeout)
   }
@@ -242,6 +262,8 @@ class Tunnel {
     this.client.removeListener('data', this.#onEarlyData)
     this.client.pause()
     this.client.unshift(Buffer.concat(this.early))
+    // http-proxy writes the 101's head as a string: latin1 keeps its bytes as the upstream sent them.
+    this.client.setDefaultEncoding('latin1')
     this.ws.fw.reportHealth((this.upstream as Upstream).recordSuccess())
     const conn = this.conn as Socket
     // The pipe passes a clean end on, and http-proxy ends the client on an upstream error;
@@ -260,20 +282,37 @@ class Tunnel {
   }
 
   /**
-   * Any other answer goes to the client as it is, and then the connection closes (http-proxy
-   * writes it). Its head is fixed first: http-proxy would copy `Transfer-Encoding: chunked`
-   * over the de-chunked body it pipes, which no client can parse; without it the body ends
-   * with the connection, which the `Connection: close` announces.
+   * Any other answer goes to the client, and then the connection closes. The balancer writes
+   * it itself, in place of http-proxy's listener (see #onConnect): http-proxy passes on any status, reason phrase and version, writes the header
+   * bytes as UTF-8, copies `Transfer-Encoding: chunked` over the de-chunked body it pipes, and
+   * leaves the client waiting when the upstream stalls mid-body. Here, as for a request: a
+   * status outside 200–599 is an invalid response (502), a reason phrase that may not be sent
+   * on is replaced, and the body is read under `timeout` between reads.
    */
   #onResponse = (res: IncomingMessage): void => {
     clearTimeout(this.timer)
-    this.status = res.statusCode as number
-    this.ws.fw.reportHealth((this.upstream as Upstream).recordSuccess())
-    delete res.headers['transfer-encoding']
-    delete res.headers['keep-alive']
-    res.headers.connection = 'close'
+    const status = res.statusCode as number
+    const upstream = this.upstream as Upstream
+    if (status < 200 || status > 599) {
+      res.destroy()
+      upstream.stats.failures.invalid++
+      this.ws.fw.reportHealth(upstream.recordFailure('SWITCHYARD_INVALID_RESPONSE'))
+      this.lastError = new InvalidResponseError(`status ${status} is not a final HTTP status`)
+      this.#giveUp(false)
+      return
+    }
+    this.status = status
+    this.ws.fw.reportHealth(upstream.recordSuccess())
+    const headers = responseHeaders(res)
+    let head = `HTTP/1.1 ${status} ${reasonPhrase(status, res.statusMessage as string)}\r\n`
+    for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`
+    this.client.write(`${head}Connection: close\r\n\r\n`, 'latin1')
+    const timer = setTimeout(() => this.client.destroy(), this.ws.fw.options.timeout)
+    res.on('data', () => timer.refresh())
+    res.pipe(this.client)
     // A response cut short ends nothing through the pipe: close the client.
     res.once('close', () => {
+      clearTimeout(timer)
       if (!res.complete) this.client.destroy()
     })
   }
