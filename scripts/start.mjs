@@ -1,26 +1,51 @@
-// `npm start`: build, then run two backends and the balancer as one process tree,
-// the whole stack of the scalable-app tutorial in one terminal.
+// `npm start`: build, then run the backends and the balancer as one process tree, the whole
+// stack of the scalable-app tutorial in one terminal, kept up when a backend dies.
 //
 //   npm start                                  backend-5000, backend-5001 on 127.0.0.1, balancer on 8080
+//   npm start -- --backends 4                  backend-5000 .. backend-5003, and the balancer's upstreams follow
+//   npm start -- --port 80 --policy ip-hash    any other flag goes to the balancer
 //   npm run start:backend -- --port 5002       one backend; everything after `--only backend` goes to it
 //   npm run start:balancer -- --upstream ...   the balancer alone, likewise
 //
 // Environment, for tests and for running next to something that holds the default ports
 // (read only by the full stack; with --only, pass --port instead):
-//   SWITCHYARD_BACKEND_PORTS=5000,5001   backend ports; backend ids and the balancer's upstreams follow them
+//   SWITCHYARD_BACKEND_PORTS=5000,5001   backend ports; backend ids and the balancer's upstreams follow them.
+//                                        With --backends N, N ports from the first of them.
 //   SWITCHYARD_PORT=8080                 balancer port
 //   SWITCHYARD_ADMIN_PORT=9090           the balancer's admin listener: dashboard, /status.json, /metrics
 //   SWITCHYARD_SKIP_BUILD=1              skip `tsc -b` (the tests build first)
+//
+// Supervision, as a process manager would do it (systemd `Restart=always` with a start limit,
+// runit, nginx's master for its workers):
+// - A backend that exits on its own, by any code or signal, is started again on its port and
+//   id after a backoff: 100 ms, doubled per death up to 5 s; back to 100 ms once a run stayed up
+//   (listening) for 10 s. One line per restart says who died, how, and when it comes back.
+// - A backend that died 5 times within 30 s without ever listening (a taken port, a bad flag)
+//   would only die again: it is given up on, once, with its last stderr line; the rest of the
+//   stack keeps serving. With no backend left, everything stops, exit 1.
+// - The balancer exiting on its own stops everything, exit 1: without it nothing is served.
+// "Listening" is the child's own `... listening on http://...` line on stdout, which every CLI
+// of this repo prints once its port is bound: no polling, and no IPC message to add to them.
+//
+// Why hand-written. `concurrently` (the usual choice) was weighed first: it runs every command
+// through `/bin/sh -c`, so the pid we signal would be a shell, not the node that serves (the
+// signal rules below need node itself); it restarts only on a non-zero exit, so a backend
+// killed with SIGTERM by someone else, or one that exits 0, stays down; its backoff is a fixed
+// delay or 2^N s (1 s first, no cap, never reset) and its restart tries are a lifetime count,
+// with no "never listened" rule; and it restarts all commands alike, where the balancer's death
+// must stop the stack. pm2 and forever are daemons with their own state files, not one
+// foreground process tree. Each rule here is a few lines; a library would still need them.
 //
 // Stopping. The children stay in our process group, so a terminal's Ctrl-C reaches them directly as
 // well as through us. A process manager signals `npm start` alone, and npm forwards the signal to
 // the `sh -c` running the script only; dash waits for a lone command instead of becoming it, so the
 // package.json scripts say `exec node scripts/start.mjs` to make that shell become us. Either way we
-// forward SIGTERM once and wait. The children get an IPC channel only to notice that we died, even
-// by SIGKILL, and stop too: nothing is left holding a port.
+// forward SIGTERM once and wait; a restart still pending is cancelled. The children get an IPC
+// channel only to notice that we died, even by SIGKILL, and stop too: nothing is left holding a port.
 //
-// Exit status: 0 when every child exited 0 after a stop; 1 when the build failed, a child died on
-// its own or did not stop cleanly, or a second signal cut the wait short.
+// Exit status: 0 when every child exited 0 after a stop; 1 when the build failed, the balancer
+// died on its own, no backend was left, a child did not stop cleanly, or a second signal cut
+// the wait short.
 
 import { spawn, spawnSync } from 'node:child_process'
 import { dirname, join } from 'node:path'
@@ -34,30 +59,95 @@ const cli = {
 }
 /** A signal this soon after the first is the same Ctrl-C, delivered by the terminal and again by npm. */
 const SAME_SIGNAL_MS = 1000
+/** The first restart's delay; doubled per death, up to MAX_BACKOFF_MS. */
+const FIRST_BACKOFF_MS = 100
+const MAX_BACKOFF_MS = 5000
+/** A run that listened this long was healthy: the next death starts the backoff afresh. */
+const STABLE_MS = 10_000
+/** Deaths without listening, within GIVE_UP_WINDOW_MS, after which a backend is given up on. */
+const GIVE_UP_DEATHS = 5
+const GIVE_UP_WINDOW_MS = 30_000
+/** What the backend and balancer CLIs print once their port is bound. */
+const LISTENING = /^\S+ listening on https?:\/\//
 
-const backendPorts = (process.env.SWITCHYARD_BACKEND_PORTS ?? '5000,5001').split(',')
+const portsFromEnv = process.env.SWITCHYARD_BACKEND_PORTS
+const configuredPorts = (portsFromEnv ?? '5000,5001').split(',')
 const balancerPort = process.env.SWITCHYARD_PORT ?? '8080'
 const adminPort = process.env.SWITCHYARD_ADMIN_PORT ?? '9090'
 
 const log = line => void process.stdout.write(`[launcher] ${line}\n`)
 const how = (code, signal) => (signal === null ? `code ${code}` : `signal ${signal}`)
 
-/** name -> argv after the cli path, for each process to start. */
+/** Exits 1 with one line, before anything started. */
+function refuse(line) {
+  log(line)
+  process.exit(1)
+}
+
+/** One process to run, and what supervising it takes. */
+function supervised(name, args, restart) {
+  return {
+    name,
+    args,
+    /** A backend is started again when it exits on its own; the balancer is not. */
+    restart,
+    /** The running process, or undefined. */
+    child: undefined,
+    /** The pending restart, or undefined. */
+    timer: undefined,
+    /** When this run printed its listening line (Date.now()), or undefined. */
+    listenedAt: undefined,
+    /** When the runs that died without listening died, within the give-up window. */
+    failedStarts: [],
+    /** Deaths since the last run that stayed up STABLE_MS: the backoff's exponent. */
+    deaths: 0,
+    restarts: 0,
+    lastError: '(nothing on stderr)',
+  }
+}
+
+/** Whether the flag `name` is among `args`, as `--name value` or `--name=value`. */
+const given = (args, name) => args.some(arg => arg === name || arg.startsWith(`${name}=`))
+
+/**
+ * The processes to run: `{ name, args, restart }` each. The full stack takes `--backends N`
+ * and passes every other flag to the balancer, where it overrides the launcher's own choice.
+ */
 function plan(argv) {
-  if (argv.length === 0) {
-    const backends = backendPorts.map(port => [`backend-${port}`, [cli.backend, '--port', port, '--host', '127.0.0.1', '--id', `backend-${port}`]])
-    const upstreams = backendPorts.flatMap(port => ['--upstream', `127.0.0.1:${port}`])
-    // Active health checks on, as a production setup would have them; the backends serve /healthz.
-    // The dashboard on 127.0.0.1:9090, off the public port.
-    const balancer = [cli.balancer, '--port', balancerPort, '--health-path', '/healthz', '--admin-port', adminPort, ...upstreams]
-    return [...backends, ['balancer', balancer]]
+  if (argv[0] === '--only') {
+    const name = argv[1]
+    if (!Object.hasOwn(cli, name)) refuse('usage: node scripts/start.mjs [--backends N] [balancer flags...] | --only backend|balancer [flags for it...]')
+    return [supervised(name, [cli[name], ...argv.slice(2)], false)]
   }
-  const [flag, name, ...rest] = argv
-  if (flag !== '--only' || !Object.hasOwn(cli, name)) {
-    log('usage: node scripts/start.mjs [--only backend|balancer [flags for it...]]')
-    process.exit(1)
+  let count
+  const rest = []
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split(/=(.*)/s)
+    if (flag !== '--backends') {
+      rest.push(argv[i])
+      continue
+    }
+    const value = inline ?? argv[++i]
+    if (!/^\d+$/.test(value ?? '') || Number(value) < 1 || Number(value) > 64) {
+      refuse(`--backends: ${JSON.stringify(value ?? '')} is not a whole number from 1 to 64`)
+    }
+    count = Number(value)
   }
-  return [[name, [cli[name], ...rest]]]
+  // --backends N: N ports from the first configured one, whatever the list's length.
+  if (count !== undefined && portsFromEnv !== undefined) {
+    log(`--backends ${count} overrides SWITCHYARD_BACKEND_PORTS=${portsFromEnv}: ${count} backend(s) from port ${configuredPorts[0]}`)
+  }
+  const ports = count === undefined ? configuredPorts : Array.from({ length: count }, (_, i) => String(Number(configuredPorts[0]) + i))
+  const backends = ports.map(port => supervised(`backend-${port}`, [cli.backend, '--port', port, '--host', '127.0.0.1', '--id', `backend-${port}`], true))
+  // Active health checks on, as a production setup would have them (the backends serve
+  // /healthz): they also bring a restarted backend back. The dashboard on 127.0.0.1:9090.
+  const defaults = [
+    ['--port', balancerPort],
+    ['--health-path', '/healthz'],
+    ['--admin-port', adminPort],
+  ].filter(([flag]) => !given(rest, flag))
+  const upstreams = ports.flatMap(port => ['--upstream', `127.0.0.1:${port}`])
+  return [...backends, supervised('balancer', [cli.balancer, ...defaults.flat(), ...upstreams, ...rest], false)]
 }
 
 const processes = plan(process.argv.slice(2))
@@ -70,54 +160,110 @@ if (process.env.SWITCHYARD_SKIP_BUILD !== '1') {
   log('building: tsc -b packages/backend packages/balancer')
   const tsc = join(root, 'node_modules/typescript/bin/tsc')
   const build = spawnSync(process.execPath, [tsc, '-b', 'packages/backend', 'packages/balancer'], { cwd: root, stdio: 'inherit' })
-  if (build.status !== 0) {
-    log(`build failed: tsc exited with ${how(build.status, build.signal)}`)
-    process.exit(1)
-  }
+  if (build.status !== 0) refuse(`build failed: tsc exited with ${how(build.status, build.signal)}`)
 }
 
-/** The children still running, by name. */
-const running = new Map()
 /** When the first stop signal arrived, or 0. */
 let stopping = 0
 let failed = false
 
+function running() {
+  return processes.filter(p => p.child !== undefined)
+}
+
+/** Stops every child (SIGTERM) and cancels pending restarts; exits once they are gone. */
 function stop(why) {
-  const names = [...running.keys()].join(', ')
+  const names = running().map(p => p.name).join(', ')
   if (stopping !== 0) {
     if (Date.now() - stopping < SAME_SIGNAL_MS) return
     // Asked twice: someone is waiting on a child that does not finish, so do not wait for it.
     log(`${why} again, killing ${names}`)
-    for (const child of running.values()) child.kill('SIGKILL')
+    for (const p of running()) p.child.kill('SIGKILL')
     process.exit(1)
   }
   stopping = Date.now()
-  log(`${why}, stopping ${names}`)
-  for (const child of running.values()) child.kill('SIGTERM')
+  const pending = processes.filter(p => p.timer !== undefined)
+  for (const p of pending) clearTimeout(p.timer)
+  const cancelled = pending.length === 0 ? '' : `; cancelled the restart of ${pending.map(p => p.name).join(', ')}`
+  log(`${why}, stopping ${names}${cancelled}`)
+  for (const p of running()) p.child.kill('SIGTERM')
+  exitIfDone()
 }
 
-function onClose(name, code, signal) {
-  running.delete(name)
-  if (stopping === 0 || code !== 0) {
-    failed = true
-    log(`${name} exited with ${how(code, signal)}`)
-  }
-  if (running.size === 0) process.exit(failed ? 1 : 0)
-  // A child died on its own. nginx's master would restart a worker, but a backend on a fixed port
-  // that dies at once most likely lost a port conflict and would die again: stop, and say which.
-  if (stopping === 0) stop(`${name} is down`)
+function exitIfDone() {
+  if (running().length === 0) process.exit(failed ? 1 : 0)
 }
 
-for (const [name, args] of processes) {
+/** Starts (or starts again) one process, its output prefixed with its name. */
+function start(p) {
+  p.timer = undefined
+  p.listenedAt = undefined
   // No shell and no npx: each pid we signal is the node process that serves.
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
-  running.set(name, child)
+  const child = spawn(process.execPath, p.args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+  p.child = child
   // readline buffers a partial line until its newline, and flushes the rest when the stream ends,
   // which is before 'close': a child's last words are printed before we exit.
-  createInterface({ input: child.stdout }).on('line', line => void process.stdout.write(`[${name}] ${line}\n`))
-  createInterface({ input: child.stderr }).on('line', line => void process.stderr.write(`[${name}] ${line}\n`))
-  child.on('close', (code, signal) => onClose(name, code, signal))
+  createInterface({ input: child.stdout }).on('line', line => {
+    // The line every CLI here prints once its port is bound: this run started.
+    if (p.listenedAt === undefined && LISTENING.test(line)) {
+      p.listenedAt = Date.now()
+      p.failedStarts = []
+    }
+    process.stdout.write(`[${p.name}] ${line}\n`)
+  })
+  createInterface({ input: child.stderr }).on('line', line => {
+    p.lastError = line
+    process.stderr.write(`[${p.name}] ${line}\n`)
+  })
+  child.on('close', (code, signal) => onClose(p, code, signal))
 }
+
+function onClose(p, code, signal) {
+  p.child = undefined
+  const died = `${p.name} exited with ${how(code, signal)}`
+  if (stopping !== 0) {
+    if (code !== 0) {
+      failed = true
+      log(died)
+    }
+    exitIfDone()
+  } else if (!p.restart) {
+    failed = true
+    // --only: that was the one process. Otherwise the balancer: the stack serves nothing now.
+    if (running().length === 0) {
+      log(died)
+      exitIfDone()
+    } else {
+      stop(`${died}; nothing is served without it`)
+    }
+  } else {
+    restartLater(p, died)
+  }
+}
+
+/** Schedules a backend's restart after its backoff, or gives up on one that never starts. */
+function restartLater(p, died) {
+  const now = Date.now()
+  if (p.listenedAt === undefined) {
+    p.failedStarts = [...p.failedStarts, now].filter(at => now - at < GIVE_UP_WINDOW_MS)
+    if (p.failedStarts.length >= GIVE_UP_DEATHS) {
+      log(`${died}; it died ${GIVE_UP_DEATHS} times in ${GIVE_UP_WINDOW_MS / 1000} s without listening, giving up on it (last error: ${p.lastError})`)
+      if (processes.some(other => other.restart && (other.child !== undefined || other.timer !== undefined))) return
+      failed = true
+      stop('no backend left')
+      return
+    }
+  } else if (now - p.listenedAt >= STABLE_MS) {
+    p.deaths = 0
+  }
+  const delay = Math.min(FIRST_BACKOFF_MS * 2 ** p.deaths, MAX_BACKOFF_MS)
+  p.deaths++
+  p.restarts++
+  log(`${died}; restarting in ${delay} ms (restart ${p.restarts})`)
+  p.timer = setTimeout(() => start(p), delay)
+}
+
+for (const p of processes) start(p)
 
 process.on('SIGINT', () => stop('SIGINT'))
 process.on('SIGTERM', () => stop('SIGTERM'))

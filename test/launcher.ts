@@ -1,218 +1,24 @@
 // scripts/start.mjs with real processes on real ports: the stack it starts, how it stops,
 // and that nothing is left holding a port. Linux only: children are found through /proc.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
-import { createServer, type AddressInfo, type Server } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
-import t, { type Test } from 'tap'
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const launcherPath = join(root, 'scripts/start.mjs')
-/** Long enough for a loaded CI machine to start node three times; short of tap's 60 s. */
-const WAIT_MS = 15_000
-
-/** Rejects with `what` and the output so far if `promise` takes longer than `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-async function listen(port: number): Promise<Server> {
-  const server = createServer()
-  server.listen(port, '127.0.0.1')
-  await once(server, 'listening')
-  return server
-}
-
-/** A port nothing listens on right now (the kernel's choice, released at once). */
-async function freePort(): Promise<number> {
-  const server = await listen(0)
-  const { port } = server.address() as AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
-}
-
-/** Whether a listener could take `port` now, i.e. no process holds it. */
-async function isFree(port: number): Promise<boolean> {
-  try {
-    const server = await listen(port)
-    server.close()
-    await once(server, 'close')
-    return true
-  } catch {
-    return false
-  }
-}
-
-/**
- * Polls until every port can be bound again. Only for a launcher that was SIGKILLed: there is
- * no exit to wait for, the children stop on their own when they see the IPC channel close.
- */
-async function untilFree(ports: number[]): Promise<boolean> {
-  const deadline = Date.now() + WAIT_MS
-  for (;;) {
-    const free = await Promise.all(ports.map(isFree))
-    if (free.every(Boolean)) return true
-    if (Date.now() > deadline) return false
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
-
-/** The file's text, or undefined once the process it describes is gone. */
-function readProc(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8')
-  } catch {
-    return undefined
-  }
-}
-
-/** The pids a process has forked, with their argv; a child that exits meanwhile is left out. */
-function childrenOf(pid: number): { pid: number; argv: string[] }[] {
-  const found: { pid: number; argv: string[] }[] = []
-  for (const child of (readProc(`/proc/${pid}/task/${pid}/children`) ?? '').split(' ').filter(Boolean).map(Number)) {
-    const cmdline = readProc(`/proc/${child}/cmdline`)
-    if (cmdline !== undefined) found.push({ pid: child, argv: cmdline.split('\0').filter(Boolean) })
-  }
-  return found
-}
-
-/** Whether `pid` is still a running process (a zombie no longer holds anything). */
-function alive(pid: number): boolean {
-  const stat = readProc(`/proc/${pid}/stat`)
-  return stat !== undefined && stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
-}
-
-async function untilGone(pids: number[]): Promise<boolean> {
-  const deadline = Date.now() + WAIT_MS
-  while (pids.some(alive)) {
-    if (Date.now() > deadline) return false
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  return true
-}
-
-interface Run {
-  proc: ChildProcess
-  /** Every line of stdout and stderr so far, in order of arrival. */
-  lines: string[]
-  /** The first line matching `pattern`, seen already or still to come. */
-  line(pattern: RegExp): Promise<string>
-  /** The exit, once stdout and stderr are drained; rejects if it takes longer than WAIT_MS from now. */
-  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
-}
-
-/**
- * Runs `command` (the launcher by default) with SWITCHYARD_* taken from `env` only, so a
- * developer's own settings do not leak in. Killed in teardown, with every process it forked.
- */
-function run(t: Test, args: string[], env: Record<string, string>, options: { detached?: boolean; command?: string[] } = {}): Run {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('SWITCHYARD_')))
-  const command = options.command ?? [launcherPath]
-  const proc = spawn(process.execPath, [...command, ...args], {
-    cwd: root,
-    env: { ...base, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: options.detached ?? false,
-  })
-  const lines: string[] = []
-  const waiting: { pattern: RegExp; resolve: (line: string) => void }[] = []
-  const onLine = (line: string): void => {
-    lines.push(line)
-    for (const w of waiting.filter(w => w.pattern.test(line))) {
-      waiting.splice(waiting.indexOf(w), 1)
-      w.resolve(line)
-    }
-  }
-  createInterface({ input: proc.stdout! }).on('line', onLine)
-  createInterface({ input: proc.stderr! }).on('line', onLine)
-  const exited = once(proc, 'close').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
-  const output = (): string => `output so far:\n${lines.join('\n')}`
-  const line = (pattern: RegExp): Promise<string> => {
-    const seen = lines.find(l => pattern.test(l))
-    if (seen !== undefined) return Promise.resolve(seen)
-    const next = new Promise<string>(resolve => waiting.push({ pattern, resolve }))
-    return within(Promise.race([next, exited.then(() => Promise.reject(new Error(`exited before ${pattern}; ${output()}`)))]), WAIT_MS, () => `${pattern}; ${output()}`)
-  }
-  // Whatever a failed test leaves behind: the tree first, found while the launcher still owns it.
-  const forked = new Set<number>()
-  const remember = (): void => {
-    for (const child of childrenOf(proc.pid!)) {
-      forked.add(child.pid)
-      for (const grandchild of childrenOf(child.pid)) forked.add(grandchild.pid)
-    }
-  }
-  proc.stdout!.on('data', remember)
-  t.teardown(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
-    for (const pid of [...forked].filter(alive)) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // it exited since
-      }
-    }
-    await exited
-  })
-  return { proc, lines, line, exited: () => within(exited, WAIT_MS, () => `the exit; ${output()}`) }
-}
-
-/** Three free ports and the env that puts the stack on them, without a build (`npm test` built it). */
-async function stackOnFreePorts(): Promise<{ a: number; b: number; balancer: number; admin: number; env: Record<string, string> }> {
-  const [a, b, balancer, admin] = [await freePort(), await freePort(), await freePort(), await freePort()] as [number, number, number, number]
-  return {
-    a,
-    b,
-    balancer,
-    admin,
-    env: {
-      SWITCHYARD_BACKEND_PORTS: `${a},${b}`,
-      SWITCHYARD_PORT: String(balancer),
-      SWITCHYARD_ADMIN_PORT: String(admin),
-      SWITCHYARD_SKIP_BUILD: '1',
-    },
-  }
-}
-
-/**
- * Waits until all three processes listen. Before that a child may not have its signal handlers
- * yet, and a stop then kills it by the signal instead of letting it exit 0.
- */
-async function listening(launcher: Run, ports: { a: number; b: number; balancer: number; admin: number }): Promise<void> {
-  await launcher.line(new RegExp(`^\\[backend-${ports.a}\\] backend-${ports.a} listening on http://127\\.0\\.0\\.1:${ports.a}$`))
-  await launcher.line(new RegExp(`^\\[backend-${ports.b}\\] backend-${ports.b} listening on http://127\\.0\\.0\\.1:${ports.b}$`))
-  await launcher.line(new RegExp(`^\\[balancer\\] switchyard listening on http://0\\.0\\.0\\.0:${ports.balancer}, `))
-  // The dashboard's URL is printed.
-  await launcher.line(new RegExp(`^\\[balancer\\] switchyard admin on http://127\\.0\\.0\\.1:${ports.admin}/ `))
-}
-
-/** Starts the full stack on free ports and waits until all three processes listen. */
-async function startStack(t: Test, options: { detached?: boolean } = {}): Promise<Run & Awaited<ReturnType<typeof stackOnFreePorts>>> {
-  const ports = await stackOnFreePorts()
-  const launcher = run(t, [], ports.env, options)
-  await listening(launcher, ports)
-  return { ...launcher, ...ports }
-}
-
-/** The launcher's children by name: the --id of a backend, or "balancer". */
-function children(pid: number): Map<string, number> {
-  const named = childrenOf(pid).map(({ pid, argv }): [string, number] => {
-    const id = argv.indexOf('--id')
-    return [id === -1 ? 'balancer' : String(argv[id + 1]), pid]
-  })
-  return new Map(named)
-}
+import t from 'tap'
+import {
+  alive,
+  children,
+  childrenOf,
+  freePort,
+  isFree,
+  listen,
+  listening,
+  root,
+  run,
+  stackOnFreePorts,
+  startStack,
+  untilFree,
+  untilGone,
+  WAIT_MS,
+} from './fixtures/launcher.js'
 
 t.test('npm start: two backends behind the balancer, output prefixed, SIGTERM to the launcher alone', async t => {
   const stack = await startStack(t)
@@ -257,31 +63,6 @@ t.test('Ctrl-C in a terminal: SIGINT to the whole process group stops everything
   t.same(kids.filter(alive), [], 'no child outlives the launcher')
 })
 
-t.test('a child killed with SIGKILL: the launcher names it, stops the rest and exits 1', async t => {
-  const stack = await startStack(t)
-  const kids = children(stack.proc.pid!)
-  const victim = `backend-${stack.b}`
-  process.kill(kids.get(victim)!, 'SIGKILL')
-  await stack.line(new RegExp(`^\\[launcher\\] ${victim} exited with signal SIGKILL$`))
-  const { code } = await stack.exited()
-  t.equal(code, 1, 'launcher exits 1 when a child died on its own')
-  t.ok(stack.lines.includes(`[launcher] ${victim} is down, stopping backend-${stack.a}, balancer`), 'it stops the others and says so')
-  t.same(await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)), [true, true, true, true], 'all four ports are free again')
-  t.same([...kids.values()].filter(alive), [], 'no orphan is left')
-})
-
-t.test('a backend whose port is taken exits 1, and the launcher stops the stack', async t => {
-  const ports = await stackOnFreePorts()
-  const squatter = await listen(ports.a)
-  t.teardown(() => void squatter.close())
-  const launcher = run(t, [], ports.env)
-  await launcher.line(new RegExp(`^\\[launcher\\] backend-${ports.a} exited with code 1$`))
-  const { code } = await launcher.exited()
-  t.equal(code, 1, 'launcher exits 1')
-  t.ok(launcher.lines.some(line => /EADDRINUSE|in use/.test(line)), 'the backend said why, under its own name')
-  t.same(await Promise.all([ports.b, ports.balancer].map(isFree)), [true, true], 'the other ports are free again')
-})
-
 t.test('--only backend builds, then runs one backend with the flags after it', async t => {
   const port = await freePort()
   const launcher = run(t, ['--only', 'backend', '--port', String(port), '--id', 'custom-id'], {})
@@ -318,13 +99,40 @@ t.test('a failed build stops the launcher before anything starts', async t => {
   t.notOk(launcher.lines.some(line => line.startsWith('[backend]')), 'the backend never started')
 })
 
-t.test('arguments other than --only backend|balancer are refused', async t => {
-  for (const args of [['--port', '5002'], ['--only', 'frontend'], ['--only']]) {
+t.test('--only with no process or another name is refused with the usage line', async t => {
+  for (const args of [['--only', 'frontend'], ['--only']]) {
     const launcher = run(t, args, { SWITCHYARD_SKIP_BUILD: '1' })
     const { code } = await launcher.exited()
     t.equal(code, 1, `exits 1 for ${args.join(' ')}`)
-    t.ok(launcher.lines.some(line => line.startsWith('[launcher] usage: ')), `prints usage for ${args.join(' ')}`)
+    t.same(launcher.lines, ['[launcher] usage: node scripts/start.mjs [--backends N] [balancer flags...] | --only backend|balancer [flags for it...]'], `one usage line for ${args.join(' ')}`)
   }
+})
+
+t.test('a bad --backends count exits 1 with one line, before anything starts', async t => {
+  const cases: [string[], string][] = [
+    [['--backends', '0'], '"0"'],
+    [['--backends=65'], '"65"'],
+    [['--backends', '2.5'], '"2.5"'],
+    [['--backends', 'four'], '"four"'],
+    [['--port', '1', '--backends'], '""'],
+  ]
+  for (const [args, shown] of cases) {
+    const launcher = run(t, args, { SWITCHYARD_SKIP_BUILD: '1' })
+    const { code } = await launcher.exited()
+    t.equal(code, 1, `exits 1 for ${args.join(' ')}`)
+    t.same(launcher.lines, [`[launcher] --backends: ${shown} is not a whole number from 1 to 64`], `one line naming the value for ${args.join(' ')}`)
+  }
+})
+
+t.test('--only backend that cannot start: the launcher says how it exited, and exits 1', async t => {
+  const squatter = await listen(0)
+  t.teardown(() => void squatter.close())
+  const { port } = squatter.address() as AddressInfo
+  const launcher = run(t, ['--only', 'backend', '--port', String(port)], { SWITCHYARD_SKIP_BUILD: '1' })
+  const { code } = await launcher.exited()
+  t.equal(code, 1, 'exits 1')
+  t.match(launcher.lines.join('\n'), /^\[backend\] .*EADDRINUSE/m, 'the backend said why, under its own name')
+  t.equal(launcher.lines.at(-1), '[launcher] backend exited with code 1', 'and the launcher how it ended; --only restarts nothing')
 })
 
 t.test('a second signal within 1000 ms is the same one; a later one kills the children', async t => {
@@ -350,6 +158,23 @@ t.test('a second signal within 1000 ms is the same one; a later one kills the ch
   t.equal((await launcher.exited()).code, 1, 'launcher exits 1 without waiting')
   t.ok(await untilGone([balancer]), 'the stopped child was killed')
   t.ok(await untilFree([port]), 'its port is free again')
+})
+
+t.test('a child that does not stop cleanly: the launcher names it and exits 1', async t => {
+  const stack = await startStack(t)
+  const kids = children(stack.proc.pid!)
+  const victim = `backend-${stack.b}`
+  // Stopped, it cannot take the SIGTERM; killed during the stop, it ends by a signal.
+  process.kill(kids.get(victim)!, 'SIGSTOP')
+  stack.proc.kill('SIGTERM')
+  await stack.line(/^\[launcher\] SIGTERM, stopping /)
+  process.kill(kids.get(victim)!, 'SIGKILL')
+  const { code } = await stack.exited()
+  t.equal(code, 1, 'exit 1: not a clean stop')
+  t.ok(stack.lines.includes(`[launcher] ${victim} exited with signal SIGKILL`), 'the launcher says which child and how')
+  t.notOk(stack.lines.some(line => line.includes('restarting')), 'a death during a stop is not restarted')
+  t.same(await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)), [true, true, true, true], 'all four ports are free again')
+  t.same([...kids.values()].filter(alive), [], 'no orphan is left')
 })
 
 t.test('SIGKILL to the launcher: the children see the IPC channel close and stop', async t => {

@@ -89,29 +89,31 @@ t.test('a backup serves only while every primary is down, and hands back when on
 t.test('slow start: a returning upstream ramps up to its share over slowStart', async t => {
   const a = await startUpstream(t, 'a')
   const b = await startUpstream(t, 'b')
-  const { balancer, port } = await startBalancer(t, [], { upstreams: [spec(a), spec(b, { slowStart: 2000 })] })
+  const slowStart = 60_000
+  const { balancer, port } = await startBalancer(t, [], { upstreams: [spec(a), spec(b, { slowStart })] })
   t.same(tally((await sequence(port, 10)).map(by)), { a: 5, b: 5 }, 'never down: b at full weight, 5 of 10')
   const ub = balancer.pool.upstreams[1]
   t.equal(ub?.id, b.spec, 'the second upstream object is b')
   t.ok(ub?.setHealthy(false, 'test'), 'b marked down')
-  t.ok(ub?.setHealthy(true, 'test'), 'and up again, which starts its slow start')
-  const start = ub?.upSince as number
+  const back = performance.now()
+  t.ok(ub?.setHealthy(true, 'test'), 'and up again')
+  t.ok((ub?.upSince as number) >= back, 'which starts its slow start')
+  // Each step is 40 requests at one point of the ramp, placed by moving the start of the slow
+  // start back: the shares then follow the ramp, not how many requests the machine sends in
+  // a window of time. Over 60 s the weight moves by 0.015 a second, nothing within a step.
+  const points = [0, 20_000, 40_000, slowStart]
   const shares: number[] = []
-  for (let w = 0; w < 4; w++) {
-    const counts = { a: 0, b: 0 }
-    // Time-bounded windows, each request bounded too; the cap guards against a stuck clock.
-    for (let i = 0; i < 5000 && performance.now() - start < (w + 1) * 500; i++) {
-      const r = await fetchText(port)
-      counts[by(r) as 'a' | 'b']++
-    }
-    shares.push(counts.b / (counts.a + counts.b))
+  for (const elapsed of points) {
+    ;(ub as NonNullable<typeof ub>).upSince = performance.now() - elapsed
+    const served = tally((await sequence(port, 40)).map(by))
+    shares.push((served.b ?? 0) / 40)
   }
+  // Weights 0.1, 0.4, 0.7, 1 against a's 1: shares of about 9%, 29%, 41%, 50%.
   const pct = shares.map(s => `${(s * 100).toFixed(1)}%`).join(', ')
-  const [first, , , last] = shares as [number, number, number, number]
-  t.ok(first < 0.35, `window 1: b well below half (${pct})`)
-  t.ok(last > 0.4, `window 4: b near half (${pct})`)
-  t.ok(first < last, `b's share rises (${pct})`)
-  t.ok(shares[1] as number > first && (shares[2] as number) > first, `windows 2 and 3 above window 1 (${pct})`)
+  const [first, second, third, last] = shares as [number, number, number, number]
+  t.ok(first <= 0.15, `at the start: b gets about a tenth of a's share (${pct})`)
+  t.ok(first < second && second < third && third < last, `b's share rises along the ramp (${pct})`)
+  t.ok(last >= 0.45 && last <= 0.55, `after slowStart: b near half (${pct})`)
   t.equal(ub?.weightAt(performance.now()), 1, 'after slowStart, b is at full weight')
 })
 

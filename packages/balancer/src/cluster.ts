@@ -51,7 +51,12 @@ function isOurs<T>(m: unknown): m is T {
   return typeof m === 'object' && m !== null && 'sy' in m
 }
 
-/** Applies news to a pool, silently: the process that saw the flip has logged it. */
+/**
+ * Applies news to a pool, silently: the process that saw the change has logged it if it was a
+ * flip. Every change travels, flip or not, so that each process holds both kinds of health as
+ * they are: the checks taking out an upstream that a failed request already took out flip
+ * nothing, but the workers must still keep it out once fail_timeout ends.
+ */
 function apply(balancer: Balancer, news: HealthNews): void {
   const u = balancer.pool.upstreams.find(x => x.id === news.id)
   if (u === undefined) return
@@ -59,7 +64,8 @@ function apply(balancer: Balancer, news: HealthNews): void {
   else u.applyPassive(news.up, news.ms, news.reason)
 }
 
-function newsOf(change: HealthChange, ms = change.upstream.failTimeout): HealthNews {
+/** News of a change, for the other processes; whether it flipped availability is for each to tell. */
+function newsOf(change: Omit<HealthChange, 'flipped'>, ms = change.upstream.failTimeout): HealthNews {
   return { sy: 'health', id: change.upstream.id, up: change.up, source: change.source, reason: change.reason, ms }
 }
 

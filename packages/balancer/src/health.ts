@@ -1,4 +1,5 @@
 import { request } from 'node:http'
+import { performance } from 'node:perf_hooks'
 import type { HealthCheckOptions } from './config.js'
 import { ConfigError, errorCode } from './errors.js'
 import type { HealthChange, Pool, Upstream } from './upstream.js'
@@ -45,8 +46,15 @@ const ORIGIN_FORM = /^\/[\x21-\x7e]*$/
  * server one failure from down ("up, but will fall down at first failure", `server.c`), a new
  * upstream needs the full `unhealthyThreshold`, so one slow first check cannot remove it.
  *
- * The verdict goes to `Upstream.setHealthy`, which returns a change only when the state flips;
- * that change is handed to `report` once. `report` must not throw: it runs in socket callbacks.
+ * A passing check also lifts a passive mark-down (max_fails / fail_timeout) made before the
+ * check started, as HAProxy's checks bring back a server that `observe` took out: a backend
+ * that was restarted is back within one interval of listening, not at the end of
+ * fail_timeout. Its active state still needs `healthyThreshold` passes, so an upstream the
+ * checks themselves took out comes back only then.
+ *
+ * The verdict goes to `Upstream.setHealthy` (and `checkPassed`), which return a change only
+ * when a state changes; each change is handed to `report` once. `report` must not throw: it
+ * runs in socket callbacks.
  */
 export class HealthChecker {
   readonly #pool: Pool
@@ -143,6 +151,7 @@ export class HealthChecker {
   #check(upstream: Upstream, probe: Probe): void {
     const { path, timeout, status } = this.#options
     const what = `GET ${path}`
+    const started = performance.now()
     let done = false
     // Ends the check once: with a verdict, or without one when cancelled (stop, removal).
     const settle = (ok: boolean | undefined, detail = ''): void => {
@@ -151,7 +160,7 @@ export class HealthChecker {
       clearTimeout(timer)
       probe.cancel = undefined
       req.destroy()
-      if (ok !== undefined) this.#record(upstream, probe, { ok, detail, at: Date.now() })
+      if (ok !== undefined) this.#record(upstream, probe, { ok, detail, at: Date.now() }, started)
     }
     // Errors after the verdict (from the destroy above, or a late reset) are ignored by settle.
     const fail = (err: Error): void => settle(false, `${what} -> ${errorCode(err)}`)
@@ -179,25 +188,33 @@ export class HealthChecker {
     probe.cancel = () => settle(undefined)
   }
 
-  /** Counts a verdict and flips the upstream when a threshold is reached. */
-  #record(upstream: Upstream, probe: Probe, result: CheckResult): void {
+  /**
+   * Counts a verdict and changes the upstream's active state when a threshold is reached; a
+   * pass first lifts a passive mark-down made before the check started (`started`).
+   */
+  #record(upstream: Upstream, probe: Probe, result: CheckResult, started: number): void {
     probe.last = result
-    let change: HealthChange | undefined
     // A result resets the opposite count, so only consecutive results move an upstream
     // (Envoy; HAProxy documents `rise` and `fall` as consecutive checks too).
     if (result.ok) {
       probe.passes++
       probe.fails = 0
+      // Lifted first: when the same pass also reaches healthyThreshold, the flip up that is
+      // logged is the active one, with its count.
+      this.#changed(upstream.checkPassed(started, `active check passed: ${result.detail}`))
       if (probe.passes >= this.#options.healthyThreshold) {
-        change = upstream.setHealthy(true, `active check passed ${times(probe.passes)}: ${result.detail}`)
+        this.#changed(upstream.setHealthy(true, `active check passed ${times(probe.passes)}: ${result.detail}`))
       }
     } else {
       probe.fails++
       probe.passes = 0
       if (probe.fails >= this.#options.unhealthyThreshold) {
-        change = upstream.setHealthy(false, `active check failed ${times(probe.fails)}: ${result.detail}`)
+        this.#changed(upstream.setHealthy(false, `active check failed ${times(probe.fails)}: ${result.detail}`))
       }
     }
+  }
+
+  #changed(change: HealthChange | undefined): void {
     if (change !== undefined) this.#report(change)
   }
 }

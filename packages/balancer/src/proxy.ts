@@ -135,10 +135,11 @@ export class Forwarder {
   /** Told each health flip this process saw (the balancer passes them on to other workers). */
   onHealth: ((change: HealthChange) => void) | undefined
 
-  /** Logs a health flip once, with its reason. */
+  /** Passes every health change on; logs a flip of availability once, with its reason. */
   reportHealth(change: HealthChange | undefined): void {
     if (change === undefined) return
     this.onHealth?.(change)
+    if (!change.flipped) return
     const { upstream, up, reason } = change
     this.options.log?.(up ? `upstream ${upstream.id} is up again: ${reason}` : `upstream ${upstream.id} marked down: ${reason}`)
   }

@@ -173,7 +173,9 @@ export function buildStatus(balancer: Balancer, counts: ProcessCounts, workers =
   const total = sum(classTotals(counts.totals))
   const retired = new Set(balancer.retired)
   const upstreams = [...balancer.pool.upstreams, ...retired].map((u): UpstreamStatus => {
-    const data = counts.upstreams[u.id] as StatsData & { inFlight: number }
+    // Counts taken across a reload (a worker that has not applied it yet, or a request for
+    // counts sent just before the primary did) may lack an upstream the reload added: zero.
+    const data = counts.upstreams[u.id] ?? { ...mergeStats([]), inFlight: 0 }
     const requests = sum(classTotals(data))
     const [state, reason] = stateOf(balancer, u, retired.has(u), perf)
     const p = (q: number) => quantile(data.latency, q) as number

@@ -32,13 +32,31 @@ export interface UpstreamSpec {
   slowStart?: number
 }
 
-/** A health flip, reported once per change of state (Caddy `hosts.go` `setHealthy`). */
+/**
+ * A change of one kind of health: passive (max_fails, from requests) or active (checks). Every
+ * change is passed on to the other workers; only a change that flips the upstream's
+ * availability is logged, once, with its reason (Caddy `hosts.go` `setHealthy`).
+ */
 export interface HealthChange {
   upstream: Upstream
+  /** The new state of the health named by `source`. */
   up: boolean
   reason: string
-  /** Which health flipped: passive (max_fails, from requests) or active (checks). */
+  /** Which health changed: passive (max_fails, from requests) or active (checks). */
   source: 'passive' | 'active'
+  /**
+   * Whether this change flipped the upstream's availability, which needs both kinds of health
+   * up. One outage is one flip down and one flip up, however many kinds of health saw it: the
+   * checks failing for an upstream that passive health already took out are no new flip.
+   */
+  flipped: boolean
+}
+
+/** A state with its reason and when it began (ms since the epoch), as the dashboard shows it. */
+export interface HealthNote {
+  up: boolean
+  reason: string
+  at: number
 }
 
 /**
@@ -72,12 +90,19 @@ export class Upstream {
   inFlight = 0
   /** What it served and how, for the admin listener. Kept across reloads with the upstream. */
   readonly stats = new Stats()
-  /** The last change of health state, for the dashboard's "why". */
-  lastChange: { up: boolean; reason: string; at: number } | undefined
+  /**
+   * Why the upstream is in its state, for the dashboard: the reason of the last flip, or of a
+   * later change that keeps it out (the checks failing too, after a failed request took it out).
+   */
+  lastChange: HealthNote | undefined
   #fails = 0
   #lastFailure = 0
   #downUntil = 0
   #down = false
+  /** When passive health last (re)marked it down (ms, monotonic): checks started before prove nothing. */
+  #markedAt = 0
+  /** Each kind of health that has the upstream out now, with its reason. */
+  readonly #outBy = new Map<HealthChange['source'], HealthNote>()
 
   constructor(spec: UpstreamSpec, defaults: { maxFails: number; failTimeout: number }) {
     this.host = spec.host
@@ -125,19 +150,42 @@ export class Upstream {
   }
 
   /**
-   * Records an active check's verdict. Returns the change of state when it flips, so that
-   * it is logged once (Caddy `hosts.go` `setHealthy`).
+   * Records an active check's verdict. Returns the change when the active state changes, so
+   * that it is reported once (Caddy `hosts.go` `setHealthy`).
    */
   setHealthy(healthy: boolean, reason: string): HealthChange | undefined {
     if (this.healthy === healthy) return undefined
     this.healthy = healthy
-    if (healthy) this.upSince = performance.now()
-    return this.#changed(healthy, reason, 'active')
+    return this.#changed(healthy, reason, 'active', performance.now())
   }
 
-  #changed(up: boolean, reason: string, source: HealthChange['source'] = 'passive'): HealthChange {
-    this.lastChange = { up, reason, at: Date.now() }
-    return { upstream: this, up, reason, source }
+  /**
+   * An active check passed: it lifts a passive mark-down, as HAProxy lets checks bring back a
+   * server that `observe` took out, instead of leaving it out for the rest of fail_timeout. A
+   * check is evidence only if it started after the failure that marked the upstream down:
+   * `startedAt` (ms, monotonic) is when it did. Returns the change, if any.
+   */
+  checkPassed(startedAt: number, reason: string): HealthChange | undefined {
+    if (!this.#down || startedAt < this.#markedAt) return undefined
+    return this.#cleared(performance.now(), reason)
+  }
+
+  /**
+   * Notes a change of one kind of health and whether it flipped availability. A flip up starts
+   * the slow start. The dashboard's "why" follows the flip, then any later reason to be out;
+   * when one kind of health comes back and the other still has the upstream out, the other's.
+   */
+  #changed(up: boolean, reason: string, source: HealthChange['source'], now: number): HealthChange {
+    const note = { up: false, reason, at: Date.now() }
+    const wasAvailable = this.#outBy.size === 0
+    if (up) this.#outBy.delete(source)
+    else this.#outBy.set(source, note)
+    const available = this.#outBy.size === 0
+    const flipped = available !== wasAvailable
+    if (flipped && available) this.upSince = now
+    if (flipped || !up) this.lastChange = { ...note, up: available }
+    else this.lastChange = [...this.#outBy.values()][0]
+    return { upstream: this, up, reason, source, flipped }
   }
 
   /** Counts a failure. Returns the change of state if this failure took the upstream down. */
@@ -150,9 +198,10 @@ export class Upstream {
     this.#lastFailure = now
     if (this.#fails < this.maxFails) return undefined
     this.#downUntil = now + this.failTimeout
+    this.#markedAt = now
     if (this.#down) return undefined
     this.#down = true
-    return this.#changed(false, `${this.#fails} failure(s) in ${this.failTimeout / 1000}s, last: ${reason}; skipped for ${this.failTimeout / 1000}s`)
+    return this.#changed(false, `${this.#fails} failure(s) in ${this.failTimeout / 1000}s, last: ${reason}; skipped for ${this.failTimeout / 1000}s`, 'passive', now)
   }
 
   /** Counts a success. Returns the change of state if the upstream was down and is now up. */
@@ -168,9 +217,10 @@ export class Upstream {
   applyPassive(up: boolean, ms: number, reason: string, now: number = performance.now()): HealthChange | undefined {
     if (up) return this.#cleared(now, reason)
     this.#downUntil = now + ms
+    this.#markedAt = now
     if (this.#down) return undefined
     this.#down = true
-    return this.#changed(false, reason)
+    return this.#changed(false, reason, 'passive', now)
   }
 
   #cleared(now: number, reason: string): HealthChange | undefined {
@@ -178,8 +228,7 @@ export class Upstream {
     if (!this.#down) return undefined
     this.#down = false
     this.#downUntil = 0
-    this.upSince = now
-    return this.#changed(true, reason)
+    return this.#changed(true, reason, 'passive', now)
   }
 }
 

@@ -71,13 +71,19 @@ t.test('SIGHUP re-reads the config file; flags still win; a bad file is rejected
   // Steady load across the reload: no request may be dropped.
   let loading = true
   const statuses: number[] = []
+  const bodies = new Set<string>()
   const load = Array.from({ length: 4 }, async () => {
-    while (loading) statuses.push((await fetchText(port)).status)
+    while (loading) {
+      const reply = await fetchText(port)
+      statuses.push(reply.status)
+      bodies.add(reply.body)
+    }
   })
   writeFileSync(config, JSON.stringify({ upstream: [b.spec], port: 0, host: '0.0.0.0' }))
   r.child.kill('SIGHUP')
   await r.line(/reloaded/)
-  await new Promise(resolve => setTimeout(resolve, 200))
+  // The load goes on until the new upstream has answered some of it.
+  while (!bodies.has('hello from b\n')) await new Promise(resolve => setTimeout(resolve, 10))
   loading = false
   await Promise.all(load)
   t.same([...new Set(statuses)], [200], `all ${statuses.length} requests under load across the SIGHUP were 200`)

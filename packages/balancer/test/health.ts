@@ -1,7 +1,9 @@
 import { once } from 'node:events'
+import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import t, { type Test } from 'tap'
+import type { Balancer } from '../src/balancer.js'
 import type { HealthCheckOptions } from '../src/config.js'
 import { HealthChecker } from '../src/health.js'
 import { Pool, Upstream, type HealthChange } from '../src/index.js'
@@ -23,8 +25,6 @@ const upstream = (spec: string): Upstream => {
   const [host, port] = spec.split(':')
   return new Upstream({ host: host as string, port: Number(port) }, defaults)
 }
-
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 /** The flips a checker reports, awaitable one at a time, each with when it came. */
 function flips(): { report: (change: HealthChange) => void; all: HealthChange[]; next(): Promise<{ change: HealthChange; at: number }> } {
@@ -116,29 +116,29 @@ t.test('an upstream goes down after exactly unhealthyThreshold failures and up a
   c.stop()
 })
 
-t.test('a failing upstream goes down, and a recovered one comes up, within the thresholds', async t => {
+t.test('a failing upstream goes down, and a recovered one comes up, at the thresholds, a round apart', async t => {
   const interval = 100
-  const timeout = 200
   const e = await healthEndpoint(t, 'e')
   const f = flips()
-  const c = checker(t, new Pool([e.upstream]), { interval, timeout, unhealthyThreshold: 3, healthyThreshold: 2 }, f.report)
+  const c = checker(t, new Pool([e.upstream]), { interval, timeout: 200, unhealthyThreshold: 3, healthyThreshold: 2 }, f.report)
   c.start()
   await e.until(2)
   e.status = 503
   const failed = performance.now()
   const down = await f.next()
-  const toDown = down.at - failed
   t.equal(down.change.up, false, 'down')
-  // Three failing checks, each a round apart; the first within a round of the fault.
-  t.ok(toDown >= 2 * interval - 10, `not before three checks could run (${Math.round(toDown)} ms)`)
-  t.ok(toDown <= 3 * interval + interval + timeout, `within unhealthyThreshold × interval + interval + timeout (${Math.round(toDown)} ms)`)
+  // The status is read as each check arrives: a check already on its way may still pass.
+  // A flip is reported as its check ends, before the next one starts, so `served` is exact.
+  t.equal(e.served.filter(s => s === 503).length, 3, 'at the third failing check: unhealthyThreshold')
+  // Timers never fire early, so this holds however slow the machine: checks a round apart.
+  t.ok(down.at - failed >= 2 * interval - 10, `not before three rounds could run (${Math.round(down.at - failed)} ms)`)
+  const failing = e.served.length
   e.status = 200
   const recovered = performance.now()
   const up = await f.next()
-  const toUp = up.at - recovered
   t.equal(up.change.up, true, 'up')
-  t.ok(toUp >= interval - 10, `not before two checks could run (${Math.round(toUp)} ms)`)
-  t.ok(toUp <= 2 * interval + interval + timeout, `within healthyThreshold × interval + interval + timeout (${Math.round(toUp)} ms)`)
+  t.same(e.served.slice(failing), [200, 200], 'at the second passing check after the recovery: healthyThreshold')
+  t.ok(up.at - recovered >= interval - 10, `not before two rounds could run (${Math.round(up.at - recovered)} ms)`)
   c.stop()
 })
 
@@ -174,7 +174,7 @@ t.test('no complete response within the timeout fails, and a check still out is 
     const down = await f.next()
     const took = down.at - started
     t.equal(down.change.reason, 'active check failed 1 time: GET /healthz -> timed out after 200ms', `${name}: fails as a timeout`)
-    t.ok(took >= 195 && took <= 200 + 50 + 200, `${name}: after about the timeout (${Math.round(took)} ms)`)
+    t.ok(took >= 195, `${name}: not before the timeout (${Math.round(took)} ms)`)
     t.equal(raw.connections, 1, `${name}: the three rounds during the check did not start another`)
     await closed
     t.pass(`${name}: the timed-out connection was closed`)
@@ -222,10 +222,13 @@ t.test('stop() ends the rounds and the check in flight, and start() resumes', as
   c.stop()
   const served = e.served.length
   await closed
-  t.ok(performance.now() - stopped < 1000, 'the check in flight was aborted, not left to its 10 s timeout')
+  t.ok(performance.now() - stopped < 5000, 'the check in flight was aborted, not left to its 10 s timeout')
   t.equal(c.lastResult(hanging.id), undefined, 'an aborted check is no verdict')
-  await sleep(5 * 30)
-  t.equal(e.served.length, served, 'no check after stop(), though start() was called twice')
+  // A clock for "rounds that would have run": a checker with the same interval still going.
+  const w = await healthEndpoint(t, 'witness')
+  checker(t, new Pool([w.upstream]), { interval: 30 }, () => {}).start()
+  await w.until(5)
+  t.equal(e.served.length, served, 'no check after stop() while another checker ran five rounds, though start() was called twice')
   t.equal(silent.connections, 1, 'and the silent upstream saw one connection')
   t.equal(f.all.length, 0, 'nothing was reported')
   c.start()
@@ -279,15 +282,15 @@ t.test('a replaced upstreams array: a new upstream is checked from the next roun
   const replaced = performance.now()
   const down = await f.next()
   t.equal(down.change.upstream, added.upstream, 'the added upstream was checked (and found failing)')
-  t.ok(down.at - replaced <= 30 + 200, `from the next round: within interval + timeout (${Math.round(down.at - replaced)} ms)`)
+  t.same(added.served, [503], 'at its first check')
   t.has(c.lastResult(added.upstream.id), { ok: false, detail: 'GET /healthz -> 503' }, 'its result is kept')
   await closed
-  t.ok(performance.now() - replaced < 1000, "the removed upstream's check in flight was aborted")
+  t.ok(performance.now() - replaced < 5000, "the removed upstream's check in flight was aborted, not left to its 10 s timeout")
   const bServed = b.served.length
   const aServed = a.served.length
-  await sleep(5 * 30)
-  t.equal(b.served.length, bServed, 'the removed upstream is no longer checked')
-  t.ok(a.served.length > aServed, 'the kept one still is')
+  // The kept upstream's checks are the clock: five more rounds ran.
+  await a.until(aServed + 5)
+  t.equal(b.served.length, bServed, 'the removed upstream is no longer checked, while the kept one was five times more')
   t.equal(c.lastResult(b.upstream.id), undefined, "the removed upstream's state was dropped")
   t.equal(c.lastResult(hanging.id), undefined, 'so was the hanging one')
   t.equal(f.all.length, 1, 'only the added upstream flipped')
@@ -353,4 +356,86 @@ t.test('end to end: a backend failing its health check gets no traffic until it 
   t.equal(up.change.upstream.id, b.server.spec, 'b came back')
   t.same(await servedBy(4), ['a', 'a', 'b', 'b'], 'and takes its share again')
   c.stop()
+})
+
+/** The next health change of `balancer` that `match` accepts: every change, flip or not, is emitted. */
+function nextChange(balancer: Balancer, match: (c: HealthChange) => boolean): Promise<HealthChange> {
+  return new Promise(resolve => {
+    const listener = (c: HealthChange): void => {
+      if (!match(c)) return
+      balancer.off('health', listener)
+      resolve(c)
+    }
+    balancer.on('health', listener)
+  })
+}
+
+t.test('passive and active health both see one outage: one "marked down" line, one "up again" line', async t => {
+  const a = await startUpstream(t, 'a')
+  const b = await startUpstream(t, 'b')
+  const health = options({ interval: 30, healthyThreshold: 2, unhealthyThreshold: 2 })
+  const { balancer, port, logs } = await startBalancer(t, [a.spec, b.spec], { health, failTimeout: 60_000 })
+  const changes: HealthChange[] = []
+  balancer.on('health', (c: HealthChange) => changes.push(c))
+  const checker = balancer.healthChecker as HealthChecker
+  // Passive health first, for a fixed order: the checks wait until a request has failed.
+  checker.stop()
+  await a.close()
+  t.equal((await fetchText(port)).body, 'hello from b\n', 'refused by a, served by b')
+  const downByChecks = nextChange(balancer, c => c.source === 'active' && !c.up)
+  checker.start()
+  await downByChecks
+  t.equal(balancer.pool.upstreams[0]?.lastChange?.reason, 'active check failed 2 times: GET /healthz -> ECONNREFUSED', "the checks' reason becomes the dashboard's why")
+  const back = nextChange(balancer, c => c.flipped && c.up)
+  await startUpstream(t, 'a', undefined, a.port)
+  await back
+  t.same(
+    logs,
+    [`upstream ${a.spec} marked down: 1 failure(s) in 60s, last: ECONNREFUSED; skipped for 60s`, `upstream ${a.spec} is up again: active check passed 2 times: GET /healthz -> 200`],
+    'one line down, with the first reason, and one up',
+  )
+  t.same(
+    changes.map(c => [c.source, c.up, c.flipped]),
+    [['passive', false, true], ['active', false, false], ['passive', true, false], ['active', true, true]],
+    'every change is passed on (to the other workers); two of them flip availability',
+  )
+  const servedBy = [(await fetchText(port)).body, (await fetchText(port)).body].sort()
+  t.same(servedBy, ['hello from a\n', 'hello from b\n'], 'a takes its share again, long before the 60 s fail_timeout')
+})
+
+t.test('a passing check lifts a passive mark-down at once, if it started after the failure', async t => {
+  // a resets /boom after reading it, and holds the first check it gets until told.
+  let hold: ((res: ServerResponse) => void) | undefined
+  let checks = 0
+  const held = new Promise<ServerResponse>(resolve => (hold = resolve))
+  const a = await startUpstream(t, 'a', (req, res) => {
+    if (req.url === '/boom') return void req.socket.destroy()
+    if (req.url !== '/healthz') return void res.end('hello from a\n')
+    checks++
+    const h = hold
+    hold = undefined
+    if (h) h(res)
+    else res.end('ok')
+  })
+  const b = await startUpstream(t, 'b')
+  const health = options({ interval: 30, timeout: 10_000, unhealthyThreshold: 3 })
+  const { balancer, port, logs } = await startBalancer(t, [a.spec, b.spec], { health, failTimeout: 60_000 })
+  const check = await held
+  const heldIs = checks
+  t.equal((await fetchText(port, { path: '/boom' })).body, 'hello from b\n', 'a reset the request; it was retried on b')
+  t.same(logs, [`upstream ${a.spec} marked down: 1 failure(s) in 60s, last: ECONNRESET; skipped for 60s`], 'a is out for 60 s')
+  let liftedAt = 0
+  // Read as the change is reported: no check of a starts before the one that lifted it ends.
+  const lifted = nextChange(balancer, c => c.source === 'passive' && c.up).then(c => {
+    liftedAt = checks
+    return c
+  })
+  check.end('ok')
+  const change = await lifted
+  t.equal(liftedAt, heldIs + 1, 'not by the check under way when the request failed, but by the next one')
+  t.same([change.flipped, change.reason], [true, 'active check passed: GET /healthz -> 200'], 'a flip up, with the check as its reason')
+  t.equal(logs[1], `upstream ${a.spec} is up again: active check passed: GET /healthz -> 200`, 'logged once')
+  const servedBy = [(await fetchText(port)).body, (await fetchText(port)).body].sort()
+  t.same(servedBy, ['hello from a\n', 'hello from b\n'], 'a takes traffic again')
+  t.equal(logs.length, 2, 'and nothing else was logged')
 })

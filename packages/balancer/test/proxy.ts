@@ -174,7 +174,9 @@ t.test('an upstream that never answers gets a 504, and the request is not retrie
   const took = Date.now() - started
   t.equal(reply.status, 504, '504')
   t.match(reply.body, /^504 Gateway Timeout: .*SWITCHYARD_UPSTREAM_TIMEOUT/, 'with a body')
-  t.ok(took >= 800 && took <= 1200, `within the timeout ±20% (${took} ms for 1000 ms)`)
+  // Timers never fire early; late, by as much as the machine is loaded. The bound tells the
+  // 1 s timeout from the 60 s default, which is what a failure here would be.
+  t.ok(took >= 950 && took < 10_000, `at the 1 s timeout, not the 60 s default (${took} ms)`)
   t.equal(b.seen.length, 0, 'a timeout is not retried on the next upstream')
   t.match(logs[0], 'marked down', 'the timeout counts as a failure')
 })
@@ -195,7 +197,7 @@ t.test('invalid upstream responses are 502 and the balancer stays up', async t =
   }
 })
 
-t.test('a client that leaves mid-upload aborts the upstream request within 1 s', async t => {
+t.test('a client that leaves mid-upload aborts the upstream request at once', async t => {
   let upstreamGone: () => void = () => {}
   const gone = new Promise<void>(resolve => (upstreamGone = resolve))
   const listener = await startRawUpstream(t, (socket, received) => {
@@ -209,7 +211,8 @@ t.test('a client that leaves mid-upload aborts the upstream request within 1 s',
   const started = Date.now()
   req.destroy()
   await gone
-  t.ok(Date.now() - started < 1000, `the upstream connection closed ${Date.now() - started} ms after the client left`)
+  // Not left to the 60 s client body timeout.
+  t.ok(Date.now() - started < 10_000, `the upstream connection closed ${Date.now() - started} ms after the client left`)
   t.equal(logs.length, 0, 'not counted against the upstream')
 })
 
@@ -246,7 +249,7 @@ t.test('a client that leaves aborts the upstream request, and it is not held aga
   req.destroy()
   const started = Date.now()
   await closed
-  t.ok(Date.now() - started < 1000, 'the upstream request was aborted within 1 s')
+  t.ok(Date.now() - started < 10_000, `the upstream request was aborted at once, not at the 60 s timeout (${Date.now() - started} ms)`)
   t.equal(logs.length, 0, 'the upstream was not counted as failed')
   t.equal((await fetchText(port)).status, 200, 'and still serves')
   t.match(access[0], /^GET \/late 499 /, 'logged as 499, as nginx does')

@@ -18,7 +18,8 @@ t.test('a connect timeout is tried on the next upstream, and is 504 when none is
   const started = Date.now()
   const reply = await fetchText(alone.port)
   t.equal(reply.status, 504, 'the only upstream timing out: 504')
-  t.ok(elapsed(started) >= 250 && elapsed(started) < 1500, `after about the connect timeout (${elapsed(started)} ms)`)
+  // Late timers only make it later; the bound tells 300 ms from the 5 s default.
+  t.ok(elapsed(started) >= 250 && elapsed(started) < 4000, `at the 300 ms connect timeout, not the 5 s default (${elapsed(started)} ms)`)
 })
 
 t.test('--retries and --retry-timeout bound the tries', async t => {
@@ -52,7 +53,7 @@ t.test('an upstream that stalls mid-body is cut after the timeout and counted', 
   const started = Date.now()
   const reply = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
   t.match(reply, /\r\n\r\npart$/, 'the client got what there was, then the connection closed')
-  t.ok(elapsed(started) >= 250 && elapsed(started) < 1500, `after about the timeout (${elapsed(started)} ms)`)
+  t.ok(elapsed(started) >= 250 && elapsed(started) < 10_000, `at the 300 ms timeout, not the 60 s default (${elapsed(started)} ms)`)
   t.match(logs[0], 'last: response timeout', 'counted as a response timeout')
 })
 
@@ -91,7 +92,7 @@ t.test('a client that stalls its body gets 408 and the upstream request is abort
   const reply = await rawExchange(port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly some')
   t.match(reply, /^HTTP\/1\.1 408 /, '408')
   t.match(reply, /Connection: close/i, 'and the connection closes')
-  t.ok(elapsed(started) >= 250 && elapsed(started) < 1500, `after about the body timeout (${elapsed(started)} ms)`)
+  t.ok(elapsed(started) >= 250 && elapsed(started) < 10_000, `at the 300 ms body timeout, not the 60 s default (${elapsed(started)} ms)`)
   await gone
   t.equal(logs.length, 0, 'not counted against the upstream')
 })
@@ -108,7 +109,7 @@ t.test('a slowloris client gets 408 at the header timeout', async t => {
   await once(socket, 'close')
   clearInterval(drip)
   t.match(received, /^HTTP\/1\.1 408 /, '408 Request Timeout')
-  t.ok(elapsed(started) >= 800 && elapsed(started) < 2800, `within the timeout and a check interval (${elapsed(started)} ms)`)
+  t.ok(elapsed(started) >= 800 && elapsed(started) < 10_000, `at the 1 s header timeout (checked every second), not the 20 s default (${elapsed(started)} ms)`)
   t.equal(a.seen.length, 0, 'nothing reached the upstream')
 })
 
