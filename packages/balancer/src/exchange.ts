@@ -4,7 +4,7 @@ import httpIncoming, { type StreamOptions } from 'http-proxy/lib/http-proxy/pass
 import { Attempt } from './attempt.js'
 import { RequestBody } from './body.js'
 import { NoUpstreamError, UpstreamFailedError, UpstreamTimeoutError, errorCode, ignoreError, statusForUpstreamError } from './errors.js'
-import { forwardedHeaders, hasBody, type Headers } from './headers.js'
+import { forwardedHeaders, hasBody, peerOf, type Headers } from './headers.js'
 import { sendError, type Forwarder } from './proxy.js'
 import type { Waiter } from './queue.js'
 import type { Upstream } from './upstream.js'
@@ -41,6 +41,8 @@ export class Exchange {
   readonly res: ServerResponse
   readonly tried = new Set<Upstream>()
   readonly chunked: boolean
+  /** The client's address (peerOf). */
+  readonly peer: string
   /** What every try sends upstream (forwardedHeaders). */
   readonly headers: Headers
   readonly body: RequestBody | undefined
@@ -65,7 +67,8 @@ export class Exchange {
     this.chunked = req.headers['transfer-encoding'] !== undefined
     this.body = hasBody(req) ? new RequestBody(req, fw.options.clientBodyTimeout, () => this.#bodyTimedOut()) : undefined
     this.pinnedId = fw.options.sticky?.idFrom(req)
-    this.headers = forwardedHeaders(req, this.chunked)
+    this.peer = peerOf(req.socket)
+    this.headers = forwardedHeaders(req, this.chunked, this.peer)
     ;(res as Tagged<ServerResponse>)[kExchange] = this
     // `on`, not `once`: 'close' comes once, and once() wraps the listener in a new closure.
     res.on('close', onClose)
@@ -268,6 +271,7 @@ export class Exchange {
     const upstreamRes = attempt?.upstreamRes
     if (attempt !== undefined && this.body !== undefined) attempt.upstream.stats.bytesOut += this.body.bytes
     this.fw.finished(req, status, attempt?.upstream, {
+      client: this.peer,
       time: this.time,
       start: this.start,
       // The response has just ended: this is nginx's $upstream_response_time.

@@ -49,6 +49,15 @@ function connectionTokens(value: string | undefined): ReadonlySet<string> {
   return tokens
 }
 
+/**
+ * The client's address, read while its socket is open: once the socket closes it has none (a
+ * client that sends an upgrade and leaves at once), and X-Forwarded-For and the access log
+ * would read `undefined`.
+ */
+export function peerOf(socket: { remoteAddress?: string | undefined }): string {
+  return socket.remoteAddress ?? '-'
+}
+
 /** Whether the request carries a body: a Content-Length above 0 or any Transfer-Encoding. */
 export function hasBody(req: IncomingMessage): boolean {
   const te = req.headers['transfer-encoding']
@@ -88,7 +97,7 @@ export type Headers = Record<string, string | string[]>
  * sends `Connection: keep-alive` itself. `req.headers` is left as the client sent it, for the
  * hash policy and the access log.
  */
-export function forwardedHeaders(req: IncomingMessage, chunked: boolean, peer = `${req.socket.remoteAddress}`): Headers {
+export function forwardedHeaders(req: IncomingMessage, chunked: boolean, peer: string): Headers {
   const from = req.headers
   const named = connectionTokens(from.connection)
   const headers: Headers = {}

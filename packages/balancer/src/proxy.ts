@@ -39,6 +39,8 @@ export interface ForwarderOptions {
 
 /** How a finished request went, beyond its status and upstream. */
 export interface Outcome {
+  /** The client's address, read when the request came. */
+  client: string
   /** When the request came: ms since the epoch, and `performance.now()`. */
   time: number
   start: number
@@ -116,7 +118,7 @@ export class Forwarder {
     ;(upstream?.stats ?? this.unrouted).record(method, status, o.upstreamMs, now)
     this.options.accessLog?.write({
       time: o.time,
-      client: req.socket.remoteAddress ?? '-',
+      client: o.client,
       method,
       path: req.url as string,
       httpVersion: req.httpVersion,

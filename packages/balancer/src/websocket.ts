@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
 import { InvalidResponseError, NoUpstreamError, UpstreamConnectTimeoutError, UpstreamFailedError, UpstreamTimeoutError, errorCode, ignoreError, statusForUpstreamError } from './errors.js'
-import { hasBody, prepareRequestHeaders, reasonPhrase, responseHeaders } from './headers.js'
+import { hasBody, peerOf, prepareRequestHeaders, reasonPhrase, responseHeaders } from './headers.js'
 import { answerDue, refusal } from './requests.js'
 import type { Forwarder } from './proxy.js'
 import { failureKind } from './stats.js'
@@ -164,7 +164,7 @@ class Tunnel {
     // A WebSocket that follows long polling (socket.io, SockJS) must reach the upstream that
     // holds its session: the sticky cookie counts as it does for a request.
     this.pinnedId = ws.fw.options.sticky?.idFrom(req)
-    this.peer = `${req.socket.remoteAddress}`
+    this.peer = peerOf(req.socket)
     client.once('close', this.#onClientClose)
   }
 
@@ -375,6 +375,7 @@ class Tunnel {
     // upstream is not a response time: it is left out of the latency figures.
     const status = this.status === 0 ? 499 : this.status
     this.ws.fw.finished(this.req, status, this.upstream, {
+      client: this.peer,
       time: this.time,
       start: this.start,
       upstreamMs: undefined,

@@ -346,3 +346,144 @@ t.test('the refusals apply to WebSocket upgrades too', async t => {
   t.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n[^]*nosniff[^]*Transfer-Encoding in an HTTP\/1\.0 request/i, '400 on the raw socket')
   t.equal(up.seen.length, 0, 'nothing reached the upstream')
 })
+
+// What the seeded fuzz test (fuzz.ts) found beyond the issue's eight, each pinned by a test.
+
+const WS_HEAD = 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+
+t.test('Host: missing on HTTP/1.1 or empty is 400 and closes; HTTP/1.0 may leave it out', async t => {
+  const up = await recordingUpstream(t)
+  const { port } = await startBalancer(t, [up.spec])
+  const missing = await rawExchange(port, 'GET /a HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n')
+  t.match(missing, /^HTTP\/1\.1 400 Bad Request\r\n[^]*needs a Host header/, 'no Host on HTTP/1.1: 400 with a line saying why')
+  const empty = await rawExchange(port, 'GET /a HTTP/1.0\r\nHost: \r\n\r\n')
+  t.match(empty, /^HTTP\/1\.1 400 Bad Request\r\n/, 'an empty Host: 400, as nginx')
+  t.equal(up.seen.length, 0, 'neither, nor what was pipelined behind, reached the upstream')
+  const old = await rawExchange(port, 'GET /old HTTP/1.0\r\n\r\n')
+  t.match(old, /^HTTP\/1\.1 200 /, 'HTTP/1.0 without Host is served')
+  t.equal(up.seen[0]?.url, '/old', 'and forwarded')
+})
+
+t.test('a request pipelined behind a refused one never reaches the upstream, even on a warm connection pool', async t => {
+  const up = await recordingUpstream(t)
+  const { port } = await startBalancer(t, [up.spec])
+  t.equal((await fetchText(port, { path: '/warm' })).status, 200, 'a kept-alive upstream connection is ready')
+  for (const bad of ['GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n', 'GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n', 'POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n']) {
+    // One write: Node parses both before the first is answered, and hands both over.
+    const reply = await rawExchange(port, `${bad}GET /after HTTP/1.1\r\nHost: x\r\n\r\n`)
+    t.equal(reply.match(/^HTTP\/1\.1 /gm)?.length, 1, `${JSON.stringify(bad.slice(0, 24))}: one answer, then the close`)
+  }
+  t.same(up.seen.map(p => p.url), ['/warm'], 'no /after ever reached the upstream')
+})
+
+t.test('an upgrade or CONNECT pipelined behind an unanswered request is cut off, never answered out of order', async t => {
+  let release: () => void = () => {}
+  const held = new Promise<void>(resolve => (release = resolve))
+  const up = await recordingUpstream(t, (_p, send) => void held.then(send))
+  const { port } = await startBalancer(t, [up.spec])
+  for (const second of [WS_HEAD + '\r\n', 'CONNECT evil.example:443 HTTP/1.1\r\nHost: x\r\n\r\n']) {
+    const reply = await rawExchange(port, `HEAD /first HTTP/1.1\r\nHost: x\r\n\r\n${second}`)
+    t.equal(reply, '', `${second.split(' ')[0]}: nothing was written that the client would read as the answer to its HEAD`)
+  }
+  release()
+  // The HEADs die with their connections, before or after reaching the upstream.
+  t.ok(up.seen.every(p => p.url === '/first'), 'nothing but the HEADs reached the upstream')
+})
+
+t.test('WebSocket: X-Forwarded-For is read when the upgrade comes, and an upgrade with a body is refused', async t => {
+  const sockets: string[] = []
+  const up = await startRawUpstream(t, (socket, received) => {
+    if (!received.includes('\r\n\r\n')) return
+    sockets.push(received)
+    socket.destroy()
+  })
+  const { port } = await startBalancer(t, [up.spec])
+  // The client leaves as soon as it has sent the upgrade: its socket has no address any more
+  // by the time the upstream connection is open.
+  const leaving = connect(port, '127.0.0.1', () => leaving.end(`${WS_HEAD}\r\n`))
+  leaving.on('error', () => {})
+  await new Promise<void>(resolve => {
+    const check = () => (sockets.length > 0 ? resolve() : setImmediate(check))
+    check()
+  })
+  t.match(sockets[0], /\r\nx-forwarded-for: 127\.0\.0\.1\r\n/i, 'the upstream got the address, not "undefined"')
+  const withBody = await rawExchange(port, `${WS_HEAD}Content-Length: 5\r\n\r\nhello`)
+  t.match(withBody, /^HTTP\/1\.1 400 Bad Request\r\n[^]*cannot carry a body/, 'an upgrade with a body: 400 (RFC 6455 §4.1)')
+  t.equal(sockets.length, 1, 'and it never reached the upstream')
+})
+
+t.test('WebSocket: a non-101 answer follows the rules of any response', async t => {
+  const answers: Record<string, string> = {
+    '/bad-status': 'HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nhi',
+    '/too-high': 'HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nhi',
+    '/bad-reason': 'HTTP/1.1 403 No\x01pe\r\nX-Obs: a\xe9\xffb\r\nContent-Length: 2\r\n\r\nhi',
+    '/stall': 'HTTP/1.1 404 Gone\r\nContent-Length: 10\r\n\r\nhi',
+  }
+  const up = await startRawUpstream(t, (socket, received) => {
+    const path = /^GET (\S+)/.exec(received)?.[1] as string
+    if (received.includes('\r\n\r\n')) socket.write(Buffer.from(answers[path] as string, 'latin1'))
+  })
+  const { port, balancer } = await startBalancer(t, [up.spec], { timeout: 300 })
+  const ask = (path: string) =>
+    new Promise<Buffer>(resolve => {
+      const c = connect(port, '127.0.0.1', () => c.write(WS_HEAD.replace('/ws', path) + '\r\n'))
+      const got: Buffer[] = []
+      c.on('data', d => got.push(d))
+      c.on('error', () => {})
+      c.on('close', () => resolve(Buffer.concat(got)))
+    })
+  for (const path of ['/bad-status', '/too-high']) {
+    t.match((await ask(path)).toString('latin1'), /^HTTP\/1\.1 502 Bad Gateway\r\n/, `${path}: 502`)
+  }
+  t.equal(balancer.pool.upstreams[0]?.stats.failures.invalid, 2, 'both counted as invalid')
+  const reason = (await ask('/bad-reason')).toString('latin1')
+  t.match(reason, /^HTTP\/1\.1 403 Forbidden\r\n/, 'a reason phrase with a control byte is replaced by the standard one')
+  t.match(reason, /\r\nX-Obs: a\xe9\xffb\r\n/, 'obs-text header bytes pass byte for byte, not re-encoded as UTF-8')
+  const stalled = (await ask('/stall')).toString('latin1')
+  t.match(stalled, /^HTTP\/1\.1 404 Gone\r\n[^]*\r\n\r\nhi$/, 'a body that stalls is cut after --timeout, the client not left hanging')
+})
+
+t.test("Node's parser refusals: no body when the request may have been a HEAD", async t => {
+  const up = await recordingUpstream(t)
+  const { port } = await startBalancer(t, [up.spec])
+  const head = await rawExchange(port, 'HEAD /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n')
+  t.match(head, /^HTTP\/1\.1 400 Bad Request\r\n[^]*Content-Length: \d+\r\nConnection: close\r\n\r\n$/, 'HEAD: the head alone')
+  const get = await rawExchange(port, 'GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n')
+  t.match(get, /\r\n\r\n400 Bad Request: the request is malformed \(HPE_\w+\)\n$/, 'GET: with the text line')
+})
+
+t.test('absolute-form targets lose only their scheme\'s default port', async t => {
+  const up = await recordingUpstream(t)
+  const { port } = await startBalancer(t, [up.spec])
+  for (const [target, host] of [['http://a.example:80/x', 'a.example'], ['https://b.example:443/x', 'b.example'], ['http://c.example:443/x', 'c.example:443'], ['https://d.example:8443/x', 'd.example:8443']]) {
+    await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+    t.equal(up.seen.at(-1)?.headers.host, host, `${target}: Host ${host}`)
+  }
+})
+
+t.test('a client that leaves while its request waits on a reused connection is not taken for the keep-alive race', async t => {
+  const up = await recordingUpstream(t, (p, send) => (p.url === '/slow' ? undefined : send()))
+  const { port, balancer, entries } = await startBalancer(t, [up.spec])
+  t.equal((await fetchText(port, { path: '/warm' })).status, 200, 'a kept-alive upstream connection is ready')
+  const c = rawClient(port)
+  c.socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n')
+  await new Promise<void>(resolve => {
+    const check = () => (up.seen.length === 2 ? resolve() : setImmediate(check))
+    check()
+  })
+  c.socket.destroy()
+  await new Promise<void>(resolve => {
+    const check = () => (entries.length === 2 ? resolve() : setImmediate(check))
+    check()
+  })
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(entries[1]?.status, 499, 'logged as 499')
+  t.equal(balancer.pool.upstreams[0]?.inFlight, 0, 'nothing was sent again')
+  t.same(up.seen.map(p => p.url), ['/warm', '/slow'], 'the upstream saw /slow once')
+})
+
+t.test('peerOf: a socket that is gone has no address', async t => {
+  const { peerOf } = await import('../src/headers.js')
+  const { Socket: NetSocket } = await import('node:net')
+  t.equal(peerOf(new NetSocket()), '-', 'an unconnected socket')
+})
