@@ -32,3 +32,15 @@ export class BodyTooLargeError extends Error {
     super(message)
   }
 }
+
+/**
+ * Redis did not answer: it is down, stopped, unreachable, or slower than the command timeout.
+ * The cache bypasses it; `/session` and `/jobs` answer 503.
+ */
+export class RedisUnavailableError extends Error {
+  override readonly name = 'RedisUnavailableError'
+  readonly code = 'SWITCHYARD_BACKEND_REDIS_UNAVAILABLE'
+  constructor(message = 'Redis is not answering') {
+    super(message)
+  }
+}
