@@ -1,5 +1,6 @@
 export { BodyBudget, type BodyAccount } from './body-budget.js'
-export { ResponseCache, entrySize, isStorable, type CacheStatus, type ResponseCacheOptions } from './cache.js'
+export { ResponseCache, type ResponseCacheOptions } from './cache/memory-cache.js'
+export { entrySize, isStorable, type CacheLayer, type CacheStatus } from './cache/rules.js'
 export {
   CLI_KEYS,
   parseId,

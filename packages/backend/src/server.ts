@@ -1,7 +1,7 @@
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { BodyBudget } from './body-budget.js'
-import { ResponseCache } from './cache.js'
+import { ResponseCache } from './cache/memory-cache.js'
 import { resolveOptions, type BackendOptions, type ResolvedOptions } from './config.js'
 import { pathOf, type BufferedResponse } from './response.js'
 import { Router } from './routes.js'

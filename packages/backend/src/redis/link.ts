@@ -11,6 +11,15 @@ import { redact, type RedisTarget } from './url.js'
 type None = Record<never, never>
 export type RedisClient = RedisClientType<RedisDefaultModules, None, None, 3, None>
 
+/** The same client, answering bulk strings as Buffers: for values that are bytes (cached bodies). */
+export type BinaryClient = RedisClientType<RedisDefaultModules, None, None, 3, { 36: BufferConstructor }>
+
+/** The two views of the one connection that a command gets. */
+interface Clients {
+  client: RedisClient
+  binary: BinaryClient
+}
+
 /** Options of `RedisLink`. */
 export interface RedisLinkOptions {
   target: RedisTarget
@@ -51,7 +60,7 @@ export class RedisLink {
   readonly #name: () => string
   readonly #effect: string
   /** Loaded on first use, so a backend without --redis never loads node-redis. */
-  readonly #client: Promise<RedisClient>
+  readonly #clients: Promise<Clients>
   #up = true
   #connected = false
   #downSince = 0
@@ -66,7 +75,7 @@ export class RedisLink {
     this.#log = options.log ?? (() => {})
     this.#name = options.name ?? (() => 'switchyard')
     this.#effect = options.effect ?? ''
-    this.#client = import('redis').then(({ createClient }) => {
+    this.#clients = import('redis').then(({ createClient, RESP_TYPES }) => {
       // The offline queue stays on: a command sent while node-redis (re)connects waits for
       // the connection rather than failing, and the deadline still bounds it.
       const client = createClient({ url: this.target.url, commandsQueueMaxLength: options.queueLength ?? 10_000 })
@@ -75,7 +84,7 @@ export class RedisLink {
       client.on('error', (err: Error) => this.fail(err))
       client.on('ready', this.#onReady)
       client.connect().catch((err: Error) => this.fail(err))
-      return client
+      return { client, binary: client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }) }
     })
   }
 
@@ -85,8 +94,8 @@ export class RedisLink {
   }
 
   /** The client, for BullMQ, which brings its own retries and waits on a connection itself. */
-  client(): Promise<RedisClient> {
-    return this.#client
+  async client(): Promise<RedisClient> {
+    return (await this.#clients).client
   }
 
   /**
@@ -94,10 +103,10 @@ export class RedisLink {
    * `RedisUnavailableError` at once while Redis is down, and after marking it down when the
    * command fails or the answer is late.
    */
-  async run<T>(command: (client: RedisClient) => Promise<T>): Promise<T> {
+  async run<T>(command: (client: RedisClient, binary: BinaryClient) => Promise<T>): Promise<T> {
     if (!this.#up) throw new RedisUnavailableError()
     try {
-      return await this.#answer(this.#client.then(command))
+      return await this.#answer(this.#clients.then(({ client, binary }) => command(client, binary)))
     } catch (err) {
       this.fail(err as Error)
       throw new RedisUnavailableError()
@@ -123,7 +132,7 @@ export class RedisLink {
   async close(): Promise<void> {
     this.#closed = true
     clearInterval(this.#probe)
-    const client = await this.#client
+    const { client } = await this.#clients
     // destroy(), not close(): close() waits for answers a stopped Redis never sends.
     if (client.isOpen) client.destroy()
   }
@@ -142,7 +151,7 @@ export class RedisLink {
     if (this.#checking) return
     this.#checking = true
     try {
-      await this.#answer(this.#client.then(client => client.ping()))
+      await this.#answer(this.#clients.then(({ client }) => client.ping()))
     } catch {
       return
     } finally {

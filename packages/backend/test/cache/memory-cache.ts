@@ -2,9 +2,10 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { ResponseCache, entrySize, isStorable, type ResponseCacheOptions } from '../src/cache.js'
-import { text, type BufferedResponse } from '../src/response.js'
-import { createBackend } from '../src/server.js'
+import { ResponseCache, type ResponseCacheOptions } from '../../src/cache/memory-cache.js'
+import { entrySize, isStorable } from '../../src/cache/rules.js'
+import { text, type BufferedResponse } from '../../src/response.js'
+import { createBackend } from '../../src/server.js'
 
 /** A clock the test moves by hand. It starts far from 0: lru-cache treats a start time of 0 as "no TTL". */
 function manualClock(): { now: () => number; advance: (ms: number) => void } {
