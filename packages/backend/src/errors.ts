@@ -44,3 +44,12 @@ export class RedisUnavailableError extends Error {
     super(message)
   }
 }
+
+/** The in-memory job queue holds as many unfinished jobs as it may (answered 503). */
+export class QueueFullError extends Error {
+  override readonly name = 'QueueFullError'
+  readonly code = 'SWITCHYARD_BACKEND_QUEUE_FULL'
+  constructor(message = 'the job queue is full') {
+    super(message)
+  }
+}

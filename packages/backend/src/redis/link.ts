@@ -105,8 +105,10 @@ export class RedisLink {
    */
   async run<T>(command: (client: RedisClient, binary: BinaryClient) => Promise<T>): Promise<T> {
     if (!this.#up) throw new RedisUnavailableError()
+    // Loading node-redis is not Redis being slow: the deadline starts with the command.
+    const { client, binary } = await this.#clients
     try {
-      return await this.#answer(this.#clients.then(({ client, binary }) => command(client, binary)))
+      return await this.#answer(command(client, binary))
     } catch (err) {
       this.fail(err as Error)
       throw new RedisUnavailableError()
@@ -150,8 +152,9 @@ export class RedisLink {
   async #check(): Promise<void> {
     if (this.#checking) return
     this.#checking = true
+    const { client } = await this.#clients
     try {
-      await this.#answer(this.#clients.then(({ client }) => client.ping()))
+      await this.#answer(client.ping())
     } catch {
       return
     } finally {

@@ -275,7 +275,7 @@ t.test("the two representations of / are cached apart: a browser never gets curl
   t.same(await look({ accept: 'text/html' }), ['HIT', HTML, 'Accept', true], 'another Accept naming text/html: the same page entry')
   t.same(await look({}, 'HEAD'), ['HIT', TEXT, 'Accept', false], "a HEAD with fetch's */*: from the text entry")
   t.same(await look(browser, 'HEAD'), ['HIT', HTML, 'Accept', false], 'a HEAD from a browser: from the page entry')
-  t.equal(backend.cache.size, 2, 'two entries for one target')
+  t.equal((backend.cache as ResponseCache).size, 2, 'two entries for one target')
 
   // The other order, in a fresh backend: curl first, so a text entry exists before any page.
   const other = createBackend({ id: 'varied' })

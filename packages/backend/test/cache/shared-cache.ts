@@ -31,11 +31,11 @@ async function machine(
   redis: RedisServer,
   runs: Runs,
   respond: Respond,
-  options: Partial<SharedResponseCacheOptions> = {},
+  options: Partial<SharedResponseCacheOptions> & { timeout?: number } = {},
   arrived: () => void = () => {},
 ): Promise<Machine> {
   const lines = new Lines()
-  const link = new RedisLink({ target: parseRedisUrl(redis.url, 'url'), log: lines.push, timeout: 300, probeInterval: 100 })
+  const link = new RedisLink({ target: parseRedisUrl(redis.url, 'url'), log: lines.push, timeout: options.timeout ?? 2000, probeInterval: 100 })
   const cache = new SharedResponseCache({ ttl: 60, maxBytes: 1024 * 1024, clock: () => performance.now(), link, prefix: 'test:', ...options })
   const server = createServer((req, res) => {
     arrived()
@@ -249,10 +249,16 @@ t.test('Redis stopped (SIGSTOP): answers within 1 s, BYPASS; also when it stops 
   const redis = await startRedis(t)
   t.teardown(() => redis.resume())
   const runs = { count: 0 }
-  const a = await machine(t, redis, runs, (req, call) => {
-    if (req.url === '/stop') redis.pause()
-    return text(200, `response ${call}`)
-  })
+  const a = await machine(
+    t,
+    redis,
+    runs,
+    (req, call) => {
+      if (req.url === '/stop') redis.pause()
+      return text(200, `response ${call}`)
+    },
+    { timeout: 300 },
+  )
   const started = performance.now()
   t.match(await get(a.base, '/stop'), { status: 200, xCache: 'BYPASS', body: 'response 1' }, 'the store timed out: BYPASS')
   t.match(await get(a.base, '/other'), { status: 200, xCache: 'BYPASS' }, 'the next request bypasses at once')
