@@ -44,6 +44,7 @@ export class Backend extends Server {
   readonly #router: Router
   readonly #state: BackendState
   #closing = false
+  #handlerRuns = 0
   /** The port last listened on, kept so the id outlives `close()`. */
   #port: number | undefined
 
@@ -63,6 +64,14 @@ export class Backend extends Server {
       this.#port = (this.address() as AddressInfo).port
       this.#closing = false
     })
+  }
+
+  /**
+   * Route handler runs so far: the requests the response cache did not answer. Tests count
+   * them to see that concurrent misses, even on several backends, ran the handler once.
+   */
+  get handlerRuns(): number {
+    return this.#handlerRuns
   }
 
   /** The id in `X-Served-By`: the one given, else `backend-<port>` once listening. */
@@ -96,7 +105,11 @@ export class Backend extends Server {
       res.once('close', account.release)
       return account
     })
-    const pending = match.cached ? this.cache.serve(req, match.handle, match.variant) : match.handle()
+    const handle = (): Promise<BufferedResponse> => {
+      this.#handlerRuns++
+      return match.handle()
+    }
+    const pending = match.cached ? this.cache.serve(req, handle, match.variant) : handle()
     void pending.then(response => this.#send(req, res, response, start))
   }
 
