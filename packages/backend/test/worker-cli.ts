@@ -27,12 +27,13 @@ async function queue(t: Test, redis: RedisServer) {
 }
 
 t.test('bad input: exit 1 with one line naming the value, no stack trace', async t => {
-  const cases: Array<[string[], Record<string, string>, RegExp]> = [
-    [[], {}, /^switchyard-worker: --redis \(or REDIS_URL\) is required: without Redis, jobs run inside switchyard-backend\n$/],
+  const cases: Array<[string[], Record<string, string | undefined>, RegExp]> = [
+    [[], { REDIS_URL: undefined }, /^switchyard-worker: --redis \(or REDIS_URL\) is required: without Redis, jobs run inside switchyard-backend\n$/],
     [['--redis', 'redis://h', '--shutdown-timeout', 'soon'], {}, /^switchyard-worker: --shutdown-timeout: "soon" is not a whole number/],
     [['--redis', 'redis://h', '--id', ''], {}, /^switchyard-worker: --id: "" is not an id/],
     [[], { REDIS_URL: 'redis://:hunter2@h/cache' }, /^switchyard-worker: REDIS_URL: "redis:\/\/:\*\*\*@h\/cache" has a path that is not a database number/],
     [['--port', '1'], {}, /^switchyard-worker: Unknown argument: port \(options: /],
+    [[], { REDIS_URL: '' }, /^switchyard-worker: --redis \(or REDIS_URL\) is required/],
   ]
   await Promise.all(
     cases.map(async ([args, env, line]) => {
@@ -64,6 +65,9 @@ t.test('SIGKILL a worker mid-job, start another: the job completes, once, on the
   const marker = await client.lRange(`switchyard:bull:jobs:${id}:logs`, 0, -1)
   t.same(marker, ['run 1 started on worker-a', `run 2 started on ${named}`, `run 2 finished on ${named}`], 'two runs started, one finished: it ran to completion once')
   await b.out.waitFor(/completed/)
+  // Stopped with SIGTERM, not left to the teardown's SIGKILL, so its coverage is written.
+  b.child.kill('SIGTERM')
+  t.equal((await b.exited).code, 0, 'the second worker stops cleanly')
   t.equal(b.out.matching(new RegExp(`^${named}: job ${id} report completed \\(attempt 2\\)$`)).length, 1, 'the second worker completed it once')
 })
 

@@ -19,6 +19,7 @@ t.test('commands answer, and the first connection is logged once with the URL', 
   t.equal(await l.run(c => c.set('k', 'v')), 'OK', 'SET answers OK')
   t.equal(await l.run(c => c.get('k')), 'v', 'GET reads it back')
   t.equal(l.up, true, 'Redis is up')
+  await lines.waitFor(/connected/)
   t.same(lines.all, [`test: redis connected to ${redis.url}`], 'one line: where it connected')
   t.equal(await l.client(), await l.client(), 'one client, the same each time')
 })
@@ -76,6 +77,7 @@ t.test('a password is never in a line, even when Redis refuses it', needsRedis, 
   const good = new Lines()
   const ok = link(t, redis.url, good)
   t.equal(await ok.run(c => c.ping()), 'PONG', 'the right password connects')
+  await good.waitFor(/connected/)
   t.same(good.all, [`test: redis connected to redis://:***@127.0.0.1:${redis.port}`], 'shown with the password masked')
   const bad = new Lines()
   const wrong = 'wrong-pw-9c1e'
