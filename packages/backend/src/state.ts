@@ -58,10 +58,12 @@ export function createState(options: ResolvedOptions, id: () => string): Backend
     sessions: new RedisSessionStore({ link, prefix, ttl: sessionTtl }),
     jobs: queue,
     redis: () => ({ redis: link.up ? 'up' : 'down' }),
+    // With Redis down, BullMQ would wait for it to close gracefully: force the worker, and
+    // close the connection before the queue, so that nothing waits on a Redis that is gone.
     close: async () => {
-      await worker?.close()
-      await queue.close()
+      await worker?.close(!link.up)
       await link.close()
+      await queue.close()
     },
   }
 }

@@ -56,8 +56,9 @@ export function createWorker(options: WorkerOptions): JobWorker {
     id,
     shown: target.shown,
     ready: () => worker.ready(),
+    // With Redis down, BullMQ would wait for it to close gracefully: force it.
     close: async () => {
-      await worker.close()
+      await worker.close(!link.up)
       await link.close()
     },
   }

@@ -83,8 +83,23 @@ t.test('Redis killed: /healthz degraded; restarted: everything back by itself wi
   await lines.waitFor(/answering again/, 5000)
   t.ok(performance.now() - restarted < 5000, 'back within 5 s')
   t.equal((await get(base, '/session')).status, 200, '/session: 200')
-  t.equal((await postReport(base, 0)).status, 202, 'POST /jobs: 202')
+  const again = await postReport(base, 0)
+  t.equal(again.status, 202, `POST /jobs: 202 (${again.text}; ${JSON.stringify(lines.all)})`)
   t.equal(lines.matching(/redis down/).length, 1, 'one warning line for the outage')
+})
+
+t.test('a backend running a worker closes without waiting for a Redis that is gone', needsRedis, async t => {
+  const redis = await startRedis(t)
+  const lines = new Lines()
+  const backend = createBackend({ redis: redis.url, worker: true, log: lines.push })
+  backend.listen(0, '127.0.0.1')
+  await once(backend, 'listening')
+  await lines.waitFor(/redis connected/)
+  await redis.kill()
+  await lines.waitFor(/redis down/)
+  const closed = new Promise(resolve => backend.close(() => resolve('closed')))
+  const late = new Promise(resolve => setTimeout(() => resolve('still waiting'), 5000).unref())
+  t.equal(await Promise.race([closed, late]), 'closed', 'closed, worker and connections, without Redis')
 })
 
 t.test('sessions: two backends on one Redis count one session', needsRedis, async t => {

@@ -55,24 +55,22 @@ export interface RedisJobQueueOptions {
  */
 export class RedisJobQueue implements JobQueue {
   readonly #link: RedisLink
+  readonly #prefix: string
   readonly #backoff: number
-  /** Made on first use, so a backend without --redis never loads BullMQ. */
-  readonly #queue: Promise<Queue<JobData, unknown>>
+  /** The BullMQ queue, made on first use (a backend without --redis never loads BullMQ). */
+  #queue: Promise<Queue<JobData, unknown>> | undefined
+  /** The same, once ready: what `close()` closes. */
+  #opened: Queue<JobData, unknown> | undefined
 
   constructor(options: RedisJobQueueOptions) {
     this.#link = options.link
+    this.#prefix = options.prefix
     this.#backoff = options.backoff
-    this.#queue = Promise.all([import('bullmq'), options.link.client()]).then(([{ Queue }, connection]) => {
-      const queue = new Queue<JobData, unknown>(QUEUE, { connection, prefix: bullPrefix(options.prefix) })
-      // BullMQ passes on the client's connection errors; the link has already counted them.
-      queue.on('error', () => {})
-      return queue
-    })
   }
 
   add(type: string, data: JobData): Promise<JobView> {
     return this.#link.run(async () => {
-      const queue = await this.#queue
+      const queue = await this.#ready()
       const job = await queue.add(type, data, {
         jobId: randomUUID(),
         attempts: MAX_ATTEMPTS,
@@ -86,7 +84,7 @@ export class RedisJobQueue implements JobQueue {
 
   get(id: string): Promise<JobView | undefined> {
     return this.#link.run(async () => {
-      const queue = await this.#queue
+      const queue = await this.#ready()
       const job = (await queue.getJob(id)) as Job<JobData> | undefined
       if (job === undefined) return undefined
       const [state, { logs }] = await Promise.all([job.getState(), queue.getJobLogs(id)])
@@ -96,6 +94,29 @@ export class RedisJobQueue implements JobQueue {
 
   /** Closes BullMQ's side of the queue; the connection is the link's to close. */
   async close(): Promise<void> {
-    await (await this.#queue).close()
+    await this.#opened?.close()
+  }
+
+  /**
+   * The queue, once BullMQ has checked the server (its `INFO` version check). BullMQ makes
+   * that check once, and a queue whose check failed (Redis died in the middle of it) fails
+   * every command after it; so a failed queue is dropped, and the next request makes another.
+   */
+  #ready(): Promise<Queue<JobData, unknown>> {
+    this.#queue ??= Promise.all([import('bullmq'), this.#link.client()]).then(async ([{ Queue }, connection]) => {
+      const queue = new Queue<JobData, unknown>(QUEUE, { connection, prefix: bullPrefix(this.#prefix) })
+      // BullMQ passes on the client's connection errors; the link has already counted them.
+      queue.on('error', () => {})
+      try {
+        await queue.waitUntilReady()
+      } catch (err) {
+        this.#queue = undefined
+        void Promise.allSettled([queue.close()])
+        throw err
+      }
+      this.#opened = queue
+      return queue
+    })
+    return this.#queue
   }
 }

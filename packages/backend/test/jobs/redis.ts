@@ -27,7 +27,7 @@ async function worker(t: Test, redis: RedisServer, types: Record<string, JobType
   const l = new RedisLink({ target: parseRedisUrl(redis.url, 'url'), timeout: 2000 })
   const w = new RedisJobWorker({ link: l, prefix: 'test:', types, concurrency: 2, lockDuration: 30, id: () => 'worker-t', log: lines.push })
   t.teardown(async () => {
-    await w.close()
+    await w.close(false)
     await l.close()
   })
   await w.ready()
@@ -89,7 +89,7 @@ t.test('close() lets the job in progress finish', needsRedis, async t => {
   const w = await worker(t, redis, { report })
   const { id } = await q.add('report', { ms: 300 })
   await until(() => q.get(id), job => job?.state === 'active', 10_000, 'the job running')
-  await w.close()
+  await w.close(false)
   t.match(await q.get(id), { state: 'completed' }, 'completed before close() resolved')
 })
 
@@ -100,4 +100,47 @@ t.test('Redis down: add and get reject with RedisUnavailableError', needsRedis, 
   await redis.kill()
   await t.rejects(q.add('report', { ms: 0 }), RedisUnavailableError, 'add')
   await t.rejects(q.get(id), RedisUnavailableError, 'get')
+})
+
+t.test("BullMQ's start-up check failing: the queue and the worker are made again until it passes", needsRedis, async t => {
+  const redis = await startRedis(t)
+  const admin = await link(t, redis).client()
+  // A user that may not run INFO: BullMQ's version check fails, as when Redis dies in the middle of it.
+  await admin.sendCommand(['ACL', 'SETUSER', 'app', 'on', '>app-pw', '~*', '&*', '+@all', '-info'])
+  const url = `redis://app:app-pw@127.0.0.1:${redis.port}`
+  const appLink = new RedisLink({ target: parseRedisUrl(url, 'url'), timeout: 2000, probeInterval: 50 })
+  const q = new RedisJobQueue({ link: appLink, prefix: 'test:', backoff: 20 })
+  t.teardown(async () => {
+    await q.close()
+    await appLink.close()
+  })
+  await t.rejects(q.add('report', { ms: 0 }), RedisUnavailableError, 'a queue whose check failed answers unavailable')
+  const wLines = new Lines()
+  const wLink = new RedisLink({ target: parseRedisUrl(url, 'url'), timeout: 2000, log: wLines.push })
+  const w = new RedisJobWorker({ link: wLink, prefix: 'test:', types: { report }, concurrency: 1, lockDuration: 30, id: () => 'worker-late' })
+  t.teardown(async () => {
+    await w.close(false)
+    await wLink.close()
+  })
+  t.match(await wLines.waitFor(/redis down/), /NOPERM|permission/i, "the worker's first start failed on the check")
+  await admin.sendCommand(['ACL', 'SETUSER', 'app', '+info'])
+  await w.ready()
+  t.pass('the worker started once the check could pass')
+  const { id } = await until(
+    () => q.add('report', { ms: 0 }).then(job => job, () => undefined),
+    job => job !== undefined,
+    10_000,
+    'a queue made again',
+  ).then(job => job as JobView)
+  t.match(await until(() => q.get(id), finished, 10_000, 'completion'), { state: 'completed' }, 'and jobs run')
+})
+
+t.test('a worker closed before it started never starts', needsRedis, async t => {
+  const redis = await startRedis(t)
+  const l = link(t, redis)
+  const w = new RedisJobWorker({ link: l, prefix: 'test:', types: { report }, concurrency: 1, lockDuration: 30, id: () => 'w' })
+  await w.close(false)
+  const client = await l.client()
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(((await client.sendCommand(['CLIENT', 'LIST'])) as string).trim().split('\n').length, 1, 'no connection but the link its own')
 })
