@@ -2,17 +2,15 @@
 import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
+import { onStop } from './cli-stop.js'
 import { CLI_KEYS, resolveCliConfig } from './config.js'
 import { ConfigError } from './errors.js'
 import { createBackend, listeningUrl } from './server.js'
 
 const NAME = 'switchyard-backend'
-/**
- * Stop signals that arrive within this long of the first are the same request to stop:
- * Ctrl-C reaches a launcher's children from the terminal and, forwarded, again as SIGTERM.
- */
-const SAME_SIGNAL_MS = 1000
-const FLAGS = '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --max-body-bytes-total, --quiet, --expose-stats, --help'
+const FLAGS =
+  '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --max-body-bytes-total, ' +
+  '--redis, --redis-prefix, --jobs-concurrency, --session-ttl, --worker, --lock-duration, --quiet, --expose-stats, --help'
 
 /** One line a person can act on, by the error `listen` failed with. */
 const LISTEN_HINTS = new Map([
@@ -47,6 +45,20 @@ function parseArgs(argv: string[]): Record<string, unknown> {
       requiresArg: true,
       describe: 'Most request-body bytes held by all requests at once; past it, 503: bytes, or kb/mb/gb [default: 64mb]',
     })
+    .option('redis', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'redis://[user:password@]host[:port][/db]: cache, sessions and jobs in this Redis, shared by every backend on it; REDIS_URL works too, and keeps a password out of `ps` [default: none, all in memory]',
+    })
+    .option('redis-prefix', { type: 'string', requiresArg: true, describe: 'Prefix of every Redis key, so stacks can share a Redis [default: switchyard:]' })
+    .option('jobs-concurrency', { type: 'string', requiresArg: true, describe: 'Jobs a worker runs at once [default: 2]' })
+    .option('session-ttl', { type: 'string', requiresArg: true, describe: 'Seconds a session lives after its last visit [default: 1800]' })
+    .option('worker', { type: 'boolean', describe: 'Run jobs in this process too; --no-worker needs --redis [default: on without --redis, off with it]' })
+    .option('lock-duration', {
+      type: 'string',
+      requiresArg: true,
+      describe: "Seconds before a job whose worker died runs again (BullMQ's lock) [default: 30]",
+    })
     .option('quiet', { type: 'boolean', describe: 'No per-request log lines' })
     .option('expose-stats', { type: 'boolean', describe: 'Serve GET /stats (request counts per path: for tests only)' })
     .strict()
@@ -60,7 +72,7 @@ function parseArgs(argv: string[]): Record<string, unknown> {
 
 function main(): void {
   const args = parseArgs(hideBin(process.argv))
-  const config = resolveCliConfig(Object.fromEntries(CLI_KEYS.map(key => [key, args[key]])))
+  const config = resolveCliConfig(Object.fromEntries(CLI_KEYS.map(key => [key, args[key]])), { REDIS_URL: process.env.REDIS_URL })
   const print = (line: string): void => void process.stdout.write(`${line}\n`)
   // A launcher that dies closes the pipe it read our output from; writing to it then must
   // not crash the shutdown that its death starts.
@@ -72,7 +84,14 @@ function main(): void {
     exposeStats: config.exposeStats,
     wsMaxMessage: config.wsMaxMessage,
     maxBodyBytesTotal: config.maxBodyBytesTotal,
+    redis: config.redis,
+    redisPrefix: config.redisPrefix,
+    jobsConcurrency: config.jobsConcurrency,
+    sessionTtl: config.sessionTtl,
+    worker: config.worker,
+    lockDuration: config.lockDuration,
     accessLog: config.quiet ? undefined : print,
+    log: print,
   })
 
   backend.once('error', (err: NodeJS.ErrnoException) => {
@@ -84,29 +103,13 @@ function main(): void {
     print(`${backend.id} listening on ${listeningUrl(backend.address() as AddressInfo)}`)
   })
 
-  let stopping: number | undefined
-  /** Graceful stop: in-flight requests finish, then exit 0; `exitCode` is for a stop asked for again. */
-  const stop = (why: string, exitCode: number): void => {
-    const now = performance.now()
-    if (stopping !== undefined) {
-      if (now - stopping < SAME_SIGNAL_MS) return
-      print(`${backend.id}: ${why} again, exiting now`)
-      process.exit(exitCode)
-    }
-    stopping = now
-    print(`${backend.id}: ${why}, finishing in-flight requests`)
-    backend.close(() => process.exit(0))
-    setTimeout(() => {
-      print(`${backend.id}: requests still in flight after ${config.shutdownTimeout}s, exiting`)
-      process.exit(1)
-    }, config.shutdownTimeout * 1000).unref()
-  }
-  // 128 + signal number, as a shell reports a process killed by the signal.
-  process.on('SIGINT', () => stop('SIGINT', 130))
-  process.on('SIGTERM', () => stop('SIGTERM', 143))
-  // Spawned with an IPC channel: when it closes, the launcher is gone; stop rather than
-  // live on as an orphan holding the port.
-  if (process.send !== undefined) process.on('disconnect', () => stop('launcher gone', 1))
+  onStop({
+    name: () => backend.id,
+    print,
+    timeout: config.shutdownTimeout,
+    work: 'in-flight requests',
+    finish: done => void backend.close(done),
+  })
 }
 
 try {

@@ -1,4 +1,7 @@
 import { ConfigError } from './errors.js'
+import { report } from './jobs/report.js'
+import type { JobType } from './jobs/types.js'
+import { parseRedisUrl, type RedisTarget } from './redis/url.js'
 
 /** Options of `createBackend`. */
 export interface BackendOptions {
@@ -41,6 +44,44 @@ export interface BackendOptions {
   clock?: () => number
   /** Receives one access-log line per request. Default: none. */
   accessLog?: (line: string) => void
+  /**
+   * Receives operational lines: Redis down and answering again (one each per outage), and one
+   * per job a worker inside this backend completes or fails. Default: none.
+   */
+  log?: (line: string) => void
+  /**
+   * `redis://[user:password@]host[:port][/db]` or `rediss://…`: the response cache, the sessions
+   * and the job queue live in this Redis, shared by every backend that names it. Default: none,
+   * all three in this process's memory.
+   */
+  redis?: string
+  /** Prefix of every key in Redis, so several stacks can share one. Default `switchyard:`. */
+  redisPrefix?: string
+  /** Jobs a worker runs at once. Default 2. */
+  jobsConcurrency?: number
+  /** Seconds a session lives after its last visit, in memory or in Redis. Default 1800 (30 minutes). */
+  sessionTtl?: number
+  /**
+   * Run jobs in this process. Default: true without `redis` (the in-memory queue has no other
+   * worker), false with it (`switchyard-worker` runs them). False needs `redis`.
+   */
+  worker?: boolean
+  /**
+   * Seconds a job's lock outlives a worker that died: then the job runs again (BullMQ
+   * `lockDuration` and `stalledInterval`). Default 30.
+   */
+  lockDuration?: number
+  /** Milliseconds before a failed job's first retry; each next one waits twice as long. Default 1000. */
+  jobBackoff?: number
+  /** Job types besides `report`, by name (one named `report` replaces it). Default: none. */
+  jobTypes?: Readonly<Record<string, JobType>>
+  /** Milliseconds a Redis command may go unanswered before it counts as failed. Default 500. */
+  redisTimeout?: number
+  /**
+   * Milliseconds a shared-cache entry is also kept in this process, 0 to 1000. Default 1000;
+   * 0 reads Redis on every request.
+   */
+  cacheLocalTtl?: number
 }
 
 /** `BackendOptions` with the defaults filled in and every value checked. */
@@ -54,6 +95,17 @@ export interface ResolvedOptions {
   wsMaxMessage: number
   clock: () => number
   accessLog: ((line: string) => void) | undefined
+  log: (line: string) => void
+  redis: RedisTarget | undefined
+  redisPrefix: string
+  jobsConcurrency: number
+  sessionTtl: number
+  worker: boolean
+  lockDuration: number
+  jobBackoff: number
+  jobTypes: Readonly<Record<string, JobType>>
+  redisTimeout: number
+  cacheLocalTtl: number
 }
 
 /** The CLI's settings, by the flags' long names. */
@@ -78,6 +130,18 @@ export interface CliConfig {
   wsMaxMessage: number
   /** Most request-body bytes held by all requests at once. Default 64 MiB. */
   maxBodyBytesTotal: number
+  /** From --redis or REDIS_URL. Default: none. */
+  redis: string | undefined
+  /** Default `switchyard:`. */
+  redisPrefix: string
+  /** Default 2. */
+  jobsConcurrency: number
+  /** Seconds. Default 1800. */
+  sessionTtl: number
+  /** Default: on without --redis, off with it. */
+  worker: boolean
+  /** Seconds. Default 30. */
+  lockDuration: number
 }
 
 /** The CLI flags `resolveCliConfig` reads. */
@@ -92,6 +156,12 @@ export const CLI_KEYS = [
   'expose-stats',
   'ws-max-message',
   'max-body-bytes-total',
+  'redis',
+  'redis-prefix',
+  'jobs-concurrency',
+  'session-ttl',
+  'worker',
+  'lock-duration',
 ] as const
 
 export type CliKey = (typeof CLI_KEYS)[number]
@@ -100,6 +170,8 @@ const MIB = 1024 * 1024
 /** A year: longer than any sensible freshness lifetime, and far inside lru-cache's limits. */
 const MAX_TTL_SECONDS = 31_536_000
 const MAX_SHUTDOWN_SECONDS = 3600
+const MAX_CONCURRENCY = 1000
+const MAX_LOCK_SECONDS = 3600
 
 /** A whole number in [min, max], from a number or a string of digits. */
 export function parseWholeNumber(value: unknown, what: string, min: number, max: number): number {
@@ -133,9 +205,51 @@ export function parseId(value: unknown, what: string): string {
   return value
 }
 
+/**
+ * A Redis key prefix: visible ASCII without spaces, 1 to 64 characters (`switchyard:`,
+ * `shop-eu:`), so that every key it starts is one a person can type into redis-cli.
+ */
+export function parsePrefix(value: unknown, what: string): string {
+  if (typeof value !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(value)) {
+    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a key prefix (1 to 64 visible ASCII characters, like switchyard:)`)
+  }
+  return value
+}
+
+/** The settings both a backend and a worker read for Redis and jobs, checked. */
+export function resolveJobSettings(
+  flags: { redis?: unknown; redisPrefix?: unknown; jobsConcurrency?: unknown; lockDuration?: unknown },
+  names: { redis: string; redisPrefix: string; jobsConcurrency: string; lockDuration: string },
+): { redis: RedisTarget | undefined; redisPrefix: string; jobsConcurrency: number; lockDuration: number } {
+  return {
+    redis: flags.redis === undefined ? undefined : parseRedisUrl(flags.redis, names.redis),
+    redisPrefix: parsePrefix(flags.redisPrefix ?? 'switchyard:', names.redisPrefix),
+    jobsConcurrency: parseWholeNumber(flags.jobsConcurrency ?? 2, names.jobsConcurrency, 1, MAX_CONCURRENCY),
+    lockDuration: parseWholeNumber(flags.lockDuration ?? 30, names.lockDuration, 1, MAX_LOCK_SECONDS),
+  }
+}
+
+/** Whether jobs run in the backend: `worker` as given, else only without Redis; false needs Redis. */
+function resolveWorker(worker: unknown, redis: RedisTarget | undefined, what: string): boolean {
+  const on = worker === undefined ? redis === undefined : worker === true
+  if (!on && redis === undefined) {
+    throw new ConfigError(`${what}: off needs --redis: without Redis, jobs can only run inside the backend that took them`)
+  }
+  return on
+}
+
 /** Fills in the defaults of `createBackend`'s options and checks them. */
 export function resolveOptions(options: BackendOptions): ResolvedOptions {
+  const jobs = resolveJobSettings(options, { redis: 'redis', redisPrefix: 'redisPrefix', jobsConcurrency: 'jobsConcurrency', lockDuration: 'lockDuration' })
   return {
+    ...jobs,
+    log: options.log ?? (() => {}),
+    sessionTtl: parseWholeNumber(options.sessionTtl ?? 1800, 'sessionTtl', 1, MAX_TTL_SECONDS),
+    worker: resolveWorker(options.worker, jobs.redis, 'worker'),
+    jobBackoff: parseWholeNumber(options.jobBackoff ?? 1000, 'jobBackoff', 1, 3_600_000),
+    jobTypes: { report, ...options.jobTypes },
+    redisTimeout: parseWholeNumber(options.redisTimeout ?? 500, 'redisTimeout', 1, 60_000),
+    cacheLocalTtl: parseWholeNumber(options.cacheLocalTtl ?? 1000, 'cacheLocalTtl', 0, 1000),
     id: options.id === undefined ? undefined : parseId(options.id, 'id'),
     cacheTtl: parseWholeNumber(options.cacheTtl ?? 60, 'cacheTtl', 0, MAX_TTL_SECONDS),
     cacheMaxBytes: parseSize(options.cacheMaxBytes ?? 64 * MIB, 'cacheMaxBytes'),
@@ -152,12 +266,22 @@ export function resolveOptions(options: BackendOptions): ResolvedOptions {
  * Turns the CLI flags (strings as typed, `undefined` when left out) into settings, or throws
  * a `ConfigError` that names the flag, the bad value and what is allowed.
  */
-export function resolveCliConfig(flags: Partial<Record<CliKey, unknown>>): CliConfig {
+export function resolveCliConfig(flags: Partial<Record<CliKey, unknown>>, env: { REDIS_URL?: string } = {}): CliConfig {
   const host = flags.host ?? '127.0.0.1'
   if (typeof host !== 'string' || host === '') {
     throw new ConfigError(`--host: ${JSON.stringify(host)} is not an address to listen on (like 127.0.0.1 or 0.0.0.0)`)
   }
+  // REDIS_URL keeps a password off the command line, where `ps` shows it to every user.
+  const fromEnv = flags.redis === undefined && env.REDIS_URL !== undefined && env.REDIS_URL !== ''
+  const jobs = resolveJobSettings(
+    { redis: fromEnv ? env.REDIS_URL : flags.redis, redisPrefix: flags['redis-prefix'], jobsConcurrency: flags['jobs-concurrency'], lockDuration: flags['lock-duration'] },
+    { redis: fromEnv ? 'REDIS_URL' : '--redis', redisPrefix: '--redis-prefix', jobsConcurrency: '--jobs-concurrency', lockDuration: '--lock-duration' },
+  )
   return {
+    ...jobs,
+    redis: jobs.redis?.url,
+    sessionTtl: parseWholeNumber(flags['session-ttl'] ?? 1800, '--session-ttl', 1, MAX_TTL_SECONDS),
+    worker: resolveWorker(flags.worker, jobs.redis, '--worker'),
     port: parseWholeNumber(flags.port ?? 5000, '--port', 0, 65535),
     host,
     id: flags.id === undefined ? undefined : parseId(flags.id, '--id'),

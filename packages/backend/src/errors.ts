@@ -32,3 +32,24 @@ export class BodyTooLargeError extends Error {
     super(message)
   }
 }
+
+/**
+ * Redis did not answer: it is down, stopped, unreachable, or slower than the command timeout.
+ * The cache bypasses it; `/session` and `/jobs` answer 503.
+ */
+export class RedisUnavailableError extends Error {
+  override readonly name = 'RedisUnavailableError'
+  readonly code = 'SWITCHYARD_BACKEND_REDIS_UNAVAILABLE'
+  constructor(message = 'Redis is not answering') {
+    super(message)
+  }
+}
+
+/** The in-memory job queue holds as many unfinished jobs as it may (answered 503). */
+export class QueueFullError extends Error {
+  override readonly name = 'QueueFullError'
+  readonly code = 'SWITCHYARD_BACKEND_QUEUE_FULL'
+  constructor(message = 'the job queue is full') {
+    super(message)
+  }
+}

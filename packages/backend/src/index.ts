@@ -1,5 +1,6 @@
 export { BodyBudget, type BodyAccount } from './body-budget.js'
-export { ResponseCache, entrySize, isStorable, type CacheStatus, type ResponseCacheOptions } from './cache.js'
+export { ResponseCache, type ResponseCacheOptions } from './cache/memory-cache.js'
+export { entrySize, isStorable, type CacheLayer, type CacheStatus } from './cache/rules.js'
 export {
   CLI_KEYS,
   parseId,
@@ -12,8 +13,13 @@ export {
   type CliKey,
   type ResolvedOptions,
 } from './config.js'
-export { BodyBudgetError, BodyTooLargeError, ConfigError } from './errors.js'
-export { text, type BufferedResponse, type Handler } from './routes.js'
+export { BodyBudgetError, BodyTooLargeError, ConfigError, QueueFullError, RedisUnavailableError } from './errors.js'
+export { SharedResponseCache, type SharedResponseCacheOptions } from './cache/shared-cache.js'
+export { report } from './jobs/report.js'
+export type { JobQueue, JobRun, JobState, JobType, JobView } from './jobs/types.js'
+export type { SessionStore, Visit } from './sessions/store.js'
+export { liveJson, pathOf, text, type BufferedResponse, type Handler } from './response.js'
 export { Backend, createBackend, listeningUrl } from './server.js'
 export { RequestStats } from './stats.js'
 export { WS_PATH, WebSocketEcho, type WebSocketEchoOptions } from './websocket.js'
+export { createWorker, type JobWorker, type WorkerOptions } from './worker.js'

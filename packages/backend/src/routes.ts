@@ -4,22 +4,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { BodyAccount } from './body-budget.js'
 import { BodyBudgetError, BodyTooLargeError } from './errors.js'
 import { helloResponse, helloVariant } from './hello.js'
-import { SessionStore, sessionResponse } from './sessions.js'
+import { getJob, JOBS_PATH, postJob } from './jobs/route.js'
+import type { JobQueue, JobType } from './jobs/types.js'
+import { readBody } from './read-body.js'
+import { liveJson, pathOf, text, type BufferedResponse, type Handler } from './response.js'
+import { sessionResponse } from './sessions/route.js'
+import type { SessionStore } from './sessions/store.js'
 import type { RequestStats } from './stats.js'
-
-/**
- * A response built in full before anything is written, so the cache can store it and
- * answer later requests with it. Header names are lower case, one value each;
- * `Content-Length` and `X-Served-By` are added when it is sent.
- */
-export interface BufferedResponse {
-  status: number
-  headers: Record<string, string>
-  body: Buffer
-}
-
-/** Produces the response to one request. It never throws: a failure is a response too. */
-export type Handler = () => Promise<BufferedResponse>
 
 /**
  * Opens the request's account against the backend's body budget. The server releases it when
@@ -53,6 +44,14 @@ export interface RouteContext {
   maxBodyBytes: number
   /** The bound on body bytes held by all requests at once, for the 503's words. */
   maxBodyBytesTotal: number
+  /** Where `/session` counts visits. */
+  sessions: SessionStore
+  /** Where `/jobs` queues jobs and reads them back. */
+  jobs: JobQueue
+  /** The job types `POST /jobs` takes. */
+  jobTypes: Readonly<Record<string, JobType>>
+  /** What `/healthz` adds about Redis: `{redis: 'up' | 'down'}`, or nothing without Redis. */
+  redis: () => { redis: 'up' | 'down' } | undefined
 }
 
 interface Route {
@@ -70,60 +69,9 @@ const ECHO = ['POST', 'PUT', 'DELETE', 'PATCH'] as const
 const SLOW_DEFAULT_MS = 500
 const SLOW_MAX_MS = 10_000
 
-/** A text/plain response. */
-export function text(status: number, body: string, headers: Record<string, string> = {}): BufferedResponse {
-  return { status, headers: { 'content-type': 'text/plain; charset=utf-8', ...headers }, body: Buffer.from(body) }
-}
-
-/** A JSON response that no cache may keep: it reports live state. */
-function liveJson(value: unknown): BufferedResponse {
-  return {
-    status: 200,
-    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
-    body: Buffer.from(JSON.stringify(value)),
-  }
-}
-
-/** The path of a request target, without the query. */
-export function pathOf(target: string): string {
-  const q = target.indexOf('?')
-  return q === -1 ? target : target.slice(0, q)
-}
-
-/**
- * Reads a request body into one buffer, at most `limit` bytes, counting each chunk against
- * `account`. Past the limit it rejects with `BodyTooLargeError`, and when the budget of all
- * requests is spent with `BodyBudgetError`; either way it gives its bytes back and discards
- * the rest, so a 413 or 503 can still be written. A client that goes away mid-body rejects
- * with Node's `aborted` error, and gives its bytes back too.
- */
-export function readBody(req: IncomingMessage, limit: number, account: BodyAccount): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    const fail = (err: Error): void => {
-      req.off('data', onData)
-      req.resume()
-      account.release()
-      reject(err)
-    }
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length
-      if (size > limit) return fail(new BodyTooLargeError(`request body is over ${limit} bytes`))
-      if (!account.take(chunk.length)) return fail(new BodyBudgetError())
-      chunks.push(chunk)
-    }
-    req.on('data', onData)
-    req.on('end', () => resolve(Buffer.concat(chunks)))
-    req.on('error', fail)
-  })
-}
-
 /** The routes, by path. */
 function routes(ctx: RouteContext): Map<string, Route> {
   const startedAt = ctx.clock()
-  // Each backend counts its own sessions, with the default bounds (10,000 sessions, 30 min idle).
-  const sessions = new SessionStore({ clock: ctx.clock })
   const table = new Map<string, Route>([
     [
       '/',
@@ -155,12 +103,18 @@ function routes(ctx: RouteContext): Map<string, Route> {
       {
         methods: GET,
         cached: false,
-        handle: async () =>
-          liveJson({ status: 'ok', id: ctx.id(), uptimeSeconds: Math.floor((ctx.clock() - startedAt) / 1000) }),
+        // Redis down is "degraded" with 200, not a failure: the routes that do not need Redis
+        // still answer, so the balancer should keep this backend in rotation.
+        handle: async () => {
+          const redis = ctx.redis()
+          const status = redis?.redis === 'down' ? 'degraded' : 'ok'
+          return liveJson({ status, ...redis, id: ctx.id(), uptimeSeconds: Math.floor((ctx.clock() - startedAt) / 1000) })
+        },
       },
     ],
     // Per client and sets a cookie: it must never reach the response cache, not even as a BYPASS.
-    ['/session', { methods: GET, cached: false, handle: async req => sessionResponse(req, sessions, ctx.id()) }],
+    ['/session', { methods: GET, cached: false, handle: req => sessionResponse(req, ctx.sessions, ctx.id()) }],
+    [JOBS_PATH, { methods: ['POST'], cached: false, handle: (req, _query, open) => postJob(req, open(), ctx.jobs, ctx.jobTypes, ctx.maxBodyBytesTotal) }],
     [
       '/echo',
       {
@@ -205,15 +159,18 @@ function routes(ctx: RouteContext): Map<string, Route> {
 /** Maps a request to its route; answers 404 for an unknown path and 405 for a method a route does not serve. */
 export class Router {
   readonly #routes: Map<string, Route>
+  /** `GET /jobs/<id>`: the one route whose path holds a parameter. */
+  readonly #job: Route
 
   constructor(ctx: RouteContext) {
     this.#routes = routes(ctx)
+    this.#job = { methods: GET, cached: false, handle: req => getJob(pathOf(req.url as string).slice(JOBS_PATH.length + 1), ctx.jobs) }
   }
 
   route(req: IncomingMessage, body: OpenBodyAccount): RouteMatch {
     const target = req.url as string
     const path = pathOf(target)
-    const route = this.#routes.get(path)
+    const route = this.#routes.get(path) ?? (path.startsWith(`${JOBS_PATH}/`) ? this.#job : undefined)
     if (route === undefined) {
       return { cached: true, variant: '', handle: async () => text(404, `Not Found: no route for ${path}`) }
     }

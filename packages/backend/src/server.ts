@@ -1,9 +1,11 @@
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { BodyBudget } from './body-budget.js'
-import { ResponseCache } from './cache.js'
+import type { CacheLayer } from './cache/rules.js'
 import { resolveOptions, type BackendOptions, type ResolvedOptions } from './config.js'
-import { pathOf, Router, type BufferedResponse } from './routes.js'
+import { pathOf, type BufferedResponse } from './response.js'
+import { Router } from './routes.js'
+import { createState, type BackendState } from './state.js'
 import { RequestStats } from './stats.js'
 import { WebSocketEcho } from './websocket.js'
 
@@ -31,7 +33,8 @@ export function listeningUrl(address: AddressInfo): string {
  * cache of `cache.ts`. It is returned not listening; call `listen()`, and `close()` when done.
  */
 export class Backend extends Server {
-  readonly cache: ResponseCache
+  /** The response cache: in memory, or in Redis with `redis`. */
+  readonly cache: CacheLayer
   readonly stats = new RequestStats()
   /** The `/ws` echo endpoint. */
   readonly websockets: WebSocketEcho
@@ -39,24 +42,36 @@ export class Backend extends Server {
   readonly bodies: BodyBudget
   readonly #options: ResolvedOptions
   readonly #router: Router
+  readonly #state: BackendState
   #closing = false
+  #handlerRuns = 0
   /** The port last listened on, kept so the id outlives `close()`. */
   #port: number | undefined
 
   constructor(options: BackendOptions = {}) {
     super({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS })
     this.#options = resolveOptions(options)
-    const { clock, cacheTtl, cacheMaxBytes, maxBodyBytes, maxBodyBytesTotal, exposeStats } = this.#options
-    this.cache = new ResponseCache({ ttl: cacheTtl, maxBytes: cacheMaxBytes, clock })
+    const { clock, maxBodyBytes, maxBodyBytesTotal, exposeStats, jobTypes } = this.#options
+    this.#state = createState(this.#options, () => this.id)
+    this.cache = this.#state.cache
     this.websockets = new WebSocketEcho({ maxMessage: this.#options.wsMaxMessage })
     this.bodies = new BodyBudget(maxBodyBytesTotal)
-    this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes, maxBodyBytesTotal, exposeStats })
+    const { sessions, jobs, redis } = this.#state
+    this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes, maxBodyBytesTotal, exposeStats, sessions, jobs, jobTypes, redis })
     this.on('request', this.#onRequest)
     this.on('upgrade', this.websockets.upgrade)
     this.on('listening', () => {
       this.#port = (this.address() as AddressInfo).port
       this.#closing = false
     })
+  }
+
+  /**
+   * Route handler runs so far: the requests the response cache did not answer. Tests count
+   * them to see that concurrent misses, even on several backends, ran the handler once.
+   */
+  get handlerRuns(): number {
+    return this.#handlerRuns
   }
 
   /** The id in `X-Served-By`: the one given, else `backend-<port>` once listening. */
@@ -68,11 +83,13 @@ export class Backend extends Server {
    * Stops accepting connections and closes idle keep-alive ones at once; requests in flight
    * finish, their responses carry `Connection: close`, and `callback` runs when the last
    * connection is gone. (Without that header a client could keep a finished connection
-   * open until `keepAliveTimeout`, and `close()` would wait for it.)
+   * open until `keepAliveTimeout`, and `close()` would wait for it.) Then the state lets go:
+   * a worker inside the backend finishes its jobs in progress, and the Redis connections
+   * close; `callback` runs after that, while the 'close' event comes with the last connection.
    */
   override close(callback?: (err?: Error) => void): this {
     this.#closing = true
-    super.close(callback)
+    super.close(err => void this.#state.close().then(() => callback?.(err)))
     // Node ≥ 19 does this in close() too; done here so the behaviour does not rest on that.
     this.closeIdleConnections()
     this.websockets.close()
@@ -88,7 +105,11 @@ export class Backend extends Server {
       res.once('close', account.release)
       return account
     })
-    const pending = match.cached ? this.cache.serve(req, match.handle, match.variant) : match.handle()
+    const handle = (): Promise<BufferedResponse> => {
+      this.#handlerRuns++
+      return match.handle()
+    }
+    const pending = match.cached ? this.cache.serve(req, handle, match.variant) : handle()
     void pending.then(response => this.#send(req, res, response, start))
   }
 

@@ -84,7 +84,7 @@ const badInput: Array<[string, string[], RegExp]> = [
   [
     'an unknown flag',
     ['--bogus', '1'],
-    /^switchyard-backend: Unknown argument: bogus \(options: --port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --max-body-bytes-total, --quiet, --expose-stats, --help\)$/,
+    /^switchyard-backend: Unknown argument: bogus \(options: --port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --max-body-bytes-total, --redis, --redis-prefix, --jobs-concurrency, --session-ttl, --worker, --lock-duration, --quiet, --expose-stats, --help\)$/,
   ],
   ['a port out of range', ['--port', '65536'], /^switchyard-backend: --port: "65536" is not a whole number from 0 to 65535$/],
   [

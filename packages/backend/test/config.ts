@@ -64,6 +64,13 @@ t.test('resolveOptions fills in the defaults', async t => {
   t.equal(resolved.exposeStats, false, '/stats is off by default')
   t.equal(resolved.wsMaxMessage, MIB, 'WebSocket messages up to 1 MiB by default')
   t.equal(resolved.accessLog, undefined, 'no access log by default')
+  t.match(
+    resolved,
+    { redis: undefined, redisPrefix: 'switchyard:', jobsConcurrency: 2, sessionTtl: 1800, worker: true, lockDuration: 30, jobBackoff: 1000, redisTimeout: 500, cacheLocalTtl: 1000 },
+    'no Redis; prefix switchyard:, 2 jobs at once, 30 idle minutes, a worker in process, 30 s locks, 1 s first backoff, 500 ms to answer, 1 s local copies',
+  )
+  t.same(Object.keys(resolved.jobTypes), ['report'], 'one job type: report')
+  t.equal(resolved.log('x'), undefined, 'the default log drops lines')
   const before = performance.now()
   const now = resolved.clock()
   t.ok(now >= before && now <= performance.now(), 'the default clock is performance.now()')
@@ -72,7 +79,7 @@ t.test('resolveOptions fills in the defaults', async t => {
 t.test('resolveOptions keeps given values and checks them', async t => {
   const clock = (): number => 7
   const accessLog = (): void => {}
-  t.same(
+  t.match(
     resolveOptions({ id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, maxBodyBytesTotal: 20, exposeStats: true, wsMaxMessage: 5, clock, accessLog }),
     {
       id: 'blue',
@@ -93,6 +100,43 @@ t.test('resolveOptions keeps given values and checks them', async t => {
   t.throws(() => resolveOptions({ maxBodyBytesTotal: -1 }), { message: /^maxBodyBytesTotal: -1 / }, 'a negative total is refused')
   t.throws(() => resolveOptions({ wsMaxMessage: 0 }), { message: /^wsMaxMessage: 0 / }, 'a WebSocket bound of 0 is refused')
   t.throws(() => resolveOptions({ id: 'a b' }), { message: /^id: "a b" is not an id/ }, 'an id with a space is refused')
+  const custom = { parse: () => ({}), run: async () => null }
+  const log = (): void => {}
+  t.match(
+    resolveOptions({
+      redis: 'redis://:pw@127.0.0.1:6390/1',
+      redisPrefix: 'shop:',
+      jobsConcurrency: 5,
+      sessionTtl: 60,
+      worker: false,
+      lockDuration: 2,
+      jobBackoff: 10,
+      jobTypes: { custom },
+      redisTimeout: 100,
+      cacheLocalTtl: 0,
+      log,
+    }),
+    {
+      redis: { url: 'redis://:pw@127.0.0.1:6390/1', shown: 'redis://:***@127.0.0.1:6390/1', password: 'pw' },
+      redisPrefix: 'shop:',
+      jobsConcurrency: 5,
+      sessionTtl: 60,
+      worker: false,
+      lockDuration: 2,
+      jobBackoff: 10,
+      jobTypes: { custom },
+      redisTimeout: 100,
+      cacheLocalTtl: 0,
+      log,
+    },
+    'the Redis and job options are kept',
+  )
+  t.equal(resolveOptions({ redis: 'redis://h' }).worker, false, 'with Redis, no worker in process by default')
+  t.equal(resolveOptions({ redis: 'redis://h', worker: true }).worker, true, 'unless asked for')
+  t.throws(() => resolveOptions({ worker: false }), { message: /^worker: off needs --redis/ }, 'no worker and no Redis: refused')
+  t.throws(() => resolveOptions({ redis: 'http://h' }), { message: /^redis: "http:\/\/h" has scheme http:/ }, 'a bad URL is refused')
+  t.throws(() => resolveOptions({ redisPrefix: '' }), { message: /^redisPrefix: "" is not a key prefix/ }, 'an empty prefix is refused')
+  t.throws(() => resolveOptions({ cacheLocalTtl: 1001 }), { message: /^cacheLocalTtl: 1001 is not a whole number from 0 to 1000$/ }, 'local copies over 1 s are refused')
 })
 
 t.test('resolveCliConfig applies the documented defaults', async t => {
@@ -109,12 +153,35 @@ t.test('resolveCliConfig applies the documented defaults', async t => {
       exposeStats: false,
       wsMaxMessage: MIB,
       maxBodyBytesTotal: 64 * MIB,
+      redis: undefined,
+      redisPrefix: 'switchyard:',
+      jobsConcurrency: 2,
+      sessionTtl: 1800,
+      worker: true,
+      lockDuration: 30,
     },
-    'port 5000, host 127.0.0.1, ttl 60 s, 64 MiB, 10 s to drain, not quiet, no /stats, 1 MiB messages, 64 MiB of bodies',
+    'port 5000, host 127.0.0.1, ttl 60 s, 64 MiB, 10 s to drain, not quiet, no /stats, 1 MiB messages, 64 MiB of bodies, no Redis, 2 jobs at once, 30 idle minutes, a worker, 30 s locks',
   )
   t.same(
     CLI_KEYS,
-    ['port', 'host', 'id', 'cache-ttl', 'cache-max-bytes', 'shutdown-timeout', 'quiet', 'expose-stats', 'ws-max-message', 'max-body-bytes-total'],
+    [
+      'port',
+      'host',
+      'id',
+      'cache-ttl',
+      'cache-max-bytes',
+      'shutdown-timeout',
+      'quiet',
+      'expose-stats',
+      'ws-max-message',
+      'max-body-bytes-total',
+      'redis',
+      'redis-prefix',
+      'jobs-concurrency',
+      'session-ttl',
+      'worker',
+      'lock-duration',
+    ],
     'the flags read',
   )
 })
@@ -144,9 +211,23 @@ t.test('resolveCliConfig reads the flags as typed', async t => {
       exposeStats: true,
       wsMaxMessage: 64 * 1024,
       maxBodyBytesTotal: 1024 * MIB,
+      redis: undefined,
+      redisPrefix: 'switchyard:',
+      jobsConcurrency: 2,
+      sessionTtl: 1800,
+      worker: true,
+      lockDuration: 30,
     },
     'every flag is parsed',
   )
+  t.match(
+    resolveCliConfig({ redis: 'redis://h:1', 'redis-prefix': 'a:', 'jobs-concurrency': '4', 'session-ttl': '60', worker: true, 'lock-duration': '5' }),
+    { redis: 'redis://h:1', redisPrefix: 'a:', jobsConcurrency: 4, sessionTtl: 60, worker: true, lockDuration: 5 },
+    'the Redis and job flags are parsed',
+  )
+  t.match(resolveCliConfig({}, { REDIS_URL: 'redis://:pw@h:2' }), { redis: 'redis://:pw@h:2', worker: false }, 'REDIS_URL stands in for --redis')
+  t.match(resolveCliConfig({ redis: 'redis://flag' }, { REDIS_URL: 'redis://env' }), { redis: 'redis://flag' }, 'the flag wins over REDIS_URL')
+  t.match(resolveCliConfig({}, { REDIS_URL: '' }), { redis: undefined }, 'an empty REDIS_URL is none')
 })
 
 t.test('resolveCliConfig names the flag and the bad value', async t => {
@@ -161,8 +242,15 @@ t.test('resolveCliConfig names the flag and the bad value', async t => {
     [{ 'max-body-bytes-total': '1.5mb' }, /^--max-body-bytes-total: "1.5mb" is not a size of at least 1 byte/],
     [{ 'ws-max-message': '0' }, /^--ws-max-message: "0" is not a size of at least 1 byte/],
     [{ 'shutdown-timeout': '1.5' }, /^--shutdown-timeout: "1.5" is not a whole number from 0 to 3600$/],
+    [{ redis: 'redis://:hunter2@' }, /^--redis: "redis:\/\/:\*\*\*@" is not a Redis URL \(redis:\/\/\[user:password@\]host/],
+    [{ 'redis-prefix': 'a b' }, /^--redis-prefix: "a b" is not a key prefix/],
+    [{ 'jobs-concurrency': '0' }, /^--jobs-concurrency: "0" is not a whole number from 1 to 1000$/],
+    [{ 'session-ttl': '0' }, /^--session-ttl: "0" is not a whole number from 1 to 31536000$/],
+    [{ 'lock-duration': '1h' }, /^--lock-duration: "1h" is not a whole number from 1 to 3600$/],
+    [{ worker: false }, /^--worker: off needs --redis/],
   ]
   for (const [flags, message] of cases) {
     t.throws(() => resolveCliConfig(flags), { name: 'ConfigError', message }, `${JSON.stringify(flags)} is refused`)
   }
+  t.throws(() => resolveCliConfig({}, { REDIS_URL: 'redis://:hunter2@host/x' }), { message: /^REDIS_URL: "redis:\/\/:\*\*\*@host\/x" has a path/ }, 'a bad REDIS_URL is named as such, password masked')
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { BodyBudgetError, BodyTooLargeError, ConfigError } from '../src/errors.js'
+import { BodyBudgetError, BodyTooLargeError, ConfigError, RedisUnavailableError } from '../src/errors.js'
 
 t.test('errors have a name, a stable code and a default message', async t => {
   const cases = [
@@ -15,6 +15,12 @@ t.test('errors have a name, a stable code and a default message', async t => {
       name: 'BodyBudgetError',
       code: 'SWITCHYARD_BACKEND_BODY_BUDGET',
       message: 'request bodies held at once are at their bound',
+    },
+    {
+      err: new RedisUnavailableError(),
+      name: 'RedisUnavailableError',
+      code: 'SWITCHYARD_BACKEND_REDIS_UNAVAILABLE',
+      message: 'Redis is not answering',
     },
   ]
   for (const { err, name, code, message } of cases) {

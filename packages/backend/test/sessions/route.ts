@@ -1,10 +1,9 @@
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import type { BackendOptions } from '../src/config.js'
-import { ConfigError } from '../src/errors.js'
-import { createBackend } from '../src/server.js'
-import { parseCookies, sessionTag, SessionStore, type SessionBody } from '../src/sessions.js'
+import type { BackendOptions } from '../../src/config.js'
+import { createBackend } from '../../src/server.js'
+import { parseCookies, sessionTag, type SessionBody } from '../../src/sessions/route.js'
 
 /** A backend on a free port, closed when the test ends; answers its base URL. */
 async function start(t: Test, options: BackendOptions = {}): Promise<string> {
@@ -57,65 +56,6 @@ t.test('parseCookies reads name=value pairs and skips what is malformed', async 
   ]
   for (const { header, expected, why } of cases) {
     t.same([...parseCookies(header)], expected, why)
-  }
-})
-
-t.test('SessionStore counts visits per session and starts one for an unknown id', async t => {
-  const store = new SessionStore()
-  const first = store.visit(undefined)
-  t.match(first, { visits: 1, created: true }, 'no id: a new session with one visit')
-  t.match(first.sid, SID, 'the id is 16 random bytes in base64url')
-  t.same(store.visit(first.sid), { sid: first.sid, visits: 2, created: false }, 'its id: the count climbs')
-  t.same(store.visit(first.sid), { sid: first.sid, visits: 3, created: false }, 'and climbs')
-  const other = store.visit('made-up')
-  t.match(other, { visits: 1, created: true }, 'an unknown id: a new session')
-  t.not(other.sid, 'made-up', 'with an id of its own, not the one sent')
-  t.not(other.sid, first.sid, 'and not an existing one')
-  t.equal(store.peek(first.sid), 3, 'peek reads the count')
-  t.equal(store.peek(first.sid), 3, 'and does not add to it')
-  t.equal(store.peek('made-up'), undefined, 'peek of an unknown id: undefined')
-  t.equal(store.size, 2, 'two sessions held')
-})
-
-t.test('SessionStore is bounded: past max the least recently visited session goes', async t => {
-  const store = new SessionStore({ max: 2 })
-  const a = store.visit(undefined).sid
-  const b = store.visit(undefined).sid
-  store.visit(a)
-  const c = store.visit(undefined).sid
-  t.equal(store.size, 2, 'never more than max')
-  t.equal(store.peek(b), undefined, 'b, visited least recently, was evicted')
-  t.equal(store.peek(a), 2, 'a, visited again, stays')
-  t.equal(store.peek(c), 1, 'c, the newest, stays')
-  t.match(store.visit(b), { visits: 1, created: true }, 'an evicted session starts over')
-})
-
-t.test('SessionStore forgets a session after ttl seconds without a visit', async t => {
-  let now = 1_000_000
-  const store = new SessionStore({ ttl: 60, clock: () => now })
-  const { sid } = store.visit(undefined)
-  now += 59_999
-  t.match(store.visit(sid), { visits: 2, created: false }, 'just inside the ttl: same session')
-  now += 59_999
-  t.match(store.visit(sid), { visits: 3, created: false }, 'the ttl counts from the last visit, not the first')
-  now += 30_000
-  t.equal(store.peek(sid), 3, 'peek reads the count')
-  now += 30_001
-  t.equal(store.peek(sid), undefined, 'peek did not refresh the timeout: expired 60 s after the last visit')
-  t.match(store.visit(sid), { visits: 1, created: true }, 'an expired session starts over')
-})
-
-t.test('SessionStore rejects bad bounds with a ConfigError that names them', async t => {
-  const cases = [
-    { options: { max: 0 }, message: /^sessions max: 0 is not a whole number from 1 to 1000000$/ },
-    { options: { max: 1.5 }, message: /^sessions max: 1\.5 / },
-    { options: { max: 2_000_000 }, message: /^sessions max: 2000000 / },
-    { options: { ttl: 0 }, message: /^sessions ttl: 0 is not a whole number from 1 to 31536000$/ },
-    { options: { ttl: -1 }, message: /^sessions ttl: -1 / },
-  ]
-  for (const { options, message } of cases) {
-    t.throws(() => new SessionStore(options), ConfigError, `${JSON.stringify(options)}: a ConfigError`)
-    t.throws(() => new SessionStore(options), { message }, `${JSON.stringify(options)}: the message says why`)
   }
 })
 

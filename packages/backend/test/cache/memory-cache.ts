@@ -2,9 +2,10 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { ResponseCache, entrySize, isStorable, type ResponseCacheOptions } from '../src/cache.js'
-import { text, type BufferedResponse } from '../src/routes.js'
-import { createBackend } from '../src/server.js'
+import { ResponseCache, type ResponseCacheOptions } from '../../src/cache/memory-cache.js'
+import { entrySize, isStorable } from '../../src/cache/rules.js'
+import { text, type BufferedResponse } from '../../src/response.js'
+import { createBackend } from '../../src/server.js'
 
 /** A clock the test moves by hand. It starts far from 0: lru-cache treats a start time of 0 as "no TTL". */
 function manualClock(): { now: () => number; advance: (ms: number) => void } {
@@ -274,7 +275,7 @@ t.test("the two representations of / are cached apart: a browser never gets curl
   t.same(await look({ accept: 'text/html' }), ['HIT', HTML, 'Accept', true], 'another Accept naming text/html: the same page entry')
   t.same(await look({}, 'HEAD'), ['HIT', TEXT, 'Accept', false], "a HEAD with fetch's */*: from the text entry")
   t.same(await look(browser, 'HEAD'), ['HIT', HTML, 'Accept', false], 'a HEAD from a browser: from the page entry')
-  t.equal(backend.cache.size, 2, 'two entries for one target')
+  t.equal((backend.cache as ResponseCache).size, 2, 'two entries for one target')
 
   // The other order, in a fresh backend: curl first, so a text entry exists before any page.
   const other = createBackend({ id: 'varied' })
