@@ -2,5 +2,5 @@
 // coverage by integration tests"). `test/launcher.ts` and `test/supervision.ts` run the real CLIs as grandchildren, so without
 // this their partial coverage would be counted against the packages, whose own tests cover them.
 // [] means the default: every file the test loads.
-const launcherTests = new Set(['test/launcher.ts', 'test/supervision.ts'])
+const launcherTests = new Set(['test/launcher.ts', 'test/supervision.ts', 'test/launcher-redis.ts'])
 export default testFile => (launcherTests.has(testFile) ? ['scripts/start.mjs'] : [])

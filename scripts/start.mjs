@@ -4,6 +4,9 @@
 //   npm start                                  backend-5000, backend-5001 on 127.0.0.1, balancer on 8080
 //   npm start -- --backends 4                  backend-5000 .. backend-5003, and the balancer's upstreams follow
 //   npm start -- --port 80 --policy ip-hash    any other flag goes to the balancer
+//   npm start -- --redis                       a private redis-server on 127.0.0.1:6379, the backends'
+//                                              cache, sessions and jobs on it, and one switchyard-worker
+//   npm start -- --redis redis://host:6379     the same on a Redis that is already running
 //   npm run start:backend -- --port 5002       one backend; everything after `--only backend` goes to it
 //   npm run start:balancer -- --upstream ...   the balancer alone, likewise
 //
@@ -13,7 +16,15 @@
 //                                        With --backends N, N ports from the first of them.
 //   SWITCHYARD_PORT=8080                 balancer port
 //   SWITCHYARD_ADMIN_PORT=9090           the balancer's admin listener: dashboard, /status.json, /metrics
+//   SWITCHYARD_REDIS_PORT=6379           the port of the private redis-server (`--redis` without a URL)
 //   SWITCHYARD_SKIP_BUILD=1              skip `tsc -b` (the tests build first)
+//
+// Redis. The URL reaches the backends and the worker as REDIS_URL in their environment, never on
+// a command line, where `ps` would show its password to every user; it is printed with the
+// password masked. Nothing waits for Redis: a backend without it serves, degraded (no shared
+// cache, 503 for /session and /jobs), and recovers by itself once it answers. The private
+// redis-server and the worker are supervised as backends are (restarted with a backoff), and the
+// redis-server is stopped last, so that no child logs an outage on the way down.
 //
 // Supervision, as a process manager would do it (systemd `Restart=always` with a start limit,
 // runit, nginx's master for its workers):
@@ -48,6 +59,8 @@
 // the wait short.
 
 import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -57,6 +70,7 @@ const cli = {
   backend: join(root, 'packages/backend/dist/cli.js'),
   balancer: join(root, 'packages/balancer/dist/cli.js'),
 }
+const WORKER_CLI = join(root, 'packages/backend/dist/worker-cli.js')
 /** A signal this soon after the first is the same Ctrl-C, delivered by the terminal and again by npm. */
 const SAME_SIGNAL_MS = 1000
 /** The first restart's delay; doubled per death, up to MAX_BACKOFF_MS. */
@@ -69,11 +83,15 @@ const GIVE_UP_DEATHS = 5
 const GIVE_UP_WINDOW_MS = 30_000
 /** What the backend and balancer CLIs print once their port is bound. */
 const LISTENING = /^\S+ listening on https?:\/\//
+/** What a switchyard-worker prints once it takes jobs, and a redis-server once it takes connections. */
+const WORKER_READY = /^\S+ ready: jobs from /
+const REDIS_READY = /Ready to accept connections/
 
 const portsFromEnv = process.env.SWITCHYARD_BACKEND_PORTS
 const configuredPorts = (portsFromEnv ?? '5000,5001').split(',')
 const balancerPort = process.env.SWITCHYARD_PORT ?? '8080'
 const adminPort = process.env.SWITCHYARD_ADMIN_PORT ?? '9090'
+const redisPort = process.env.SWITCHYARD_REDIS_PORT ?? '6379'
 
 const log = line => void process.stdout.write(`[launcher] ${line}\n`)
 const how = (code, signal) => (signal === null ? `code ${code}` : `signal ${signal}`)
@@ -85,12 +103,18 @@ function refuse(line) {
 }
 
 /** One process to run, and what supervising it takes. */
-function supervised(name, args, restart) {
+function supervised(name, args, restart, { ready = LISTENING, env = {}, backend = restart } = {}) {
   return {
     name,
     args,
-    /** A backend is started again when it exits on its own; the balancer is not. */
+    /** Added to the environment the child inherits. */
+    env,
+    /** The line that says this run started: listening, or ready. */
+    ready,
+    /** A backend, the worker and redis-server are started again when they exit on its own; the balancer is not. */
     restart,
+    /** Whether it counts as a backend: with none left, the stack stops. */
+    backend,
     /** The running process, or undefined. */
     child: undefined,
     /** The pending restart, or undefined. */
@@ -120,9 +144,15 @@ function plan(argv) {
     return [supervised(name, [cli[name], ...argv.slice(2)], false)]
   }
   let count
+  /** `--redis`: undefined when off, '' for a private redis-server, else the URL. */
+  let redis
   const rest = []
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split(/=(.*)/s)
+    if (flag === '--redis') {
+      redis = inline ?? (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--') ? argv[++i] : '')
+      continue
+    }
     if (flag !== '--backends') {
       rest.push(argv[i])
       continue
@@ -138,7 +168,9 @@ function plan(argv) {
     log(`--backends ${count} overrides SWITCHYARD_BACKEND_PORTS=${portsFromEnv}: ${count} backend(s) from port ${configuredPorts[0]}`)
   }
   const ports = count === undefined ? configuredPorts : Array.from({ length: count }, (_, i) => String(Number(configuredPorts[0]) + i))
-  const backends = ports.map(port => supervised(`backend-${port}`, [cli.backend, '--port', port, '--host', '127.0.0.1', '--id', `backend-${port}`], true))
+  const shared = redis === undefined ? [] : redisProcesses(redis)
+  const env = shared.length === 0 ? {} : shared[0].env
+  const backends = ports.map(port => supervised(`backend-${port}`, [cli.backend, '--port', port, '--host', '127.0.0.1', '--id', `backend-${port}`], true, { env }))
   // Active health checks on, as a production setup would have them (the backends serve
   // /healthz): they also bring a restarted backend back. The dashboard on 127.0.0.1:9090.
   const defaults = [
@@ -147,7 +179,49 @@ function plan(argv) {
     ['--admin-port', adminPort],
   ].filter(([flag]) => !given(rest, flag))
   const upstreams = ports.flatMap(port => ['--upstream', `127.0.0.1:${port}`])
-  return [...backends, supervised('balancer', [cli.balancer, ...defaults.flat(), ...upstreams, ...rest], false)]
+  return [...shared.slice(1), ...backends, supervised('balancer', [cli.balancer, ...defaults.flat(), ...upstreams, ...rest], false)]
+}
+
+/** A Redis URL with its password masked, for a log line. */
+function masked(url) {
+  return url.password === '' ? url.href : url.href.replace(`:${url.password}@`, ':***@')
+}
+
+/** The private redis-server's folder, removed on exit. */
+let redisDir
+
+/**
+ * What `--redis` adds: `[{ env }, redis-server?, worker]`. The first holds the REDIS_URL for
+ * the backends. Without a URL, a private redis-server as a test would start it: no snapshots,
+ * no append-only file, in a folder of its own (BullMQ needs `maxmemory-policy noeviction`,
+ * redis-server's default).
+ */
+function redisProcesses(given) {
+  let url
+  const extra = []
+  if (given === '') {
+    if (spawnSync('redis-server', ['--version']).status !== 0) {
+      refuse('--redis: redis-server is not installed: apt-get install redis-server, or pass a URL: npm start -- --redis redis://host:6379')
+    }
+    redisDir = mkdtempSync(join(tmpdir(), 'switchyard-redis-'))
+    const args = ['--port', redisPort, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', redisDir]
+    extra.push(supervised('redis', [join(root, 'scripts/redis-child.mjs'), ...args], true, { ready: REDIS_READY, backend: false }))
+    url = new URL(`redis://127.0.0.1:${redisPort}`)
+    log(`--redis: a private redis-server on 127.0.0.1:${redisPort}, in ${redisDir}`)
+  } else {
+    try {
+      url = new URL(given)
+    } catch {
+      url = undefined
+    }
+    if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
+      refuse(`--redis: ${JSON.stringify(given.replace(/:[^:@/]*@/, ':***@'))} is not a redis:// or rediss:// URL`)
+    }
+    log(`--redis: using ${masked(url)}`)
+  }
+  const env = { REDIS_URL: url.href }
+  const worker = supervised('worker-1', [WORKER_CLI, '--id', 'worker-1'], true, { ready: WORKER_READY, env, backend: false })
+  return [{ env }, ...extra, worker]
 }
 
 const processes = plan(process.argv.slice(2))
@@ -171,6 +245,15 @@ function running() {
   return processes.filter(p => p.child !== undefined)
 }
 
+/**
+ * Signals what still runs: everything but the private redis-server, which is stopped only once
+ * the rest are gone (they would log an outage on the way down).
+ */
+function terminate() {
+  const rest = running().filter(p => p.name !== 'redis')
+  for (const p of rest.length === 0 ? running() : rest) p.child.kill('SIGTERM')
+}
+
 /** Stops every child (SIGTERM) and cancels pending restarts; exits once they are gone. */
 function stop(why) {
   const names = running().map(p => p.name).join(', ')
@@ -186,26 +269,33 @@ function stop(why) {
   for (const p of pending) clearTimeout(p.timer)
   const cancelled = pending.length === 0 ? '' : `; cancelled the restart of ${pending.map(p => p.name).join(', ')}`
   log(`${why}, stopping ${names}${cancelled}`)
-  for (const p of running()) p.child.kill('SIGTERM')
+  terminate()
   exitIfDone()
 }
 
 function exitIfDone() {
   if (running().length === 0) process.exit(failed ? 1 : 0)
+  // Only the private redis-server is left: its turn.
+  if (stopping !== 0 && running().every(p => p.name === 'redis')) terminate()
 }
+
+process.on('exit', () => {
+  if (redisDir !== undefined) rmSync(redisDir, { recursive: true, force: true })
+})
 
 /** Starts (or starts again) one process, its output prefixed with its name. */
 function start(p) {
   p.timer = undefined
   p.listenedAt = undefined
-  // No shell and no npx: each pid we signal is the node process that serves.
-  const child = spawn(process.execPath, p.args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+  // No shell and no npx: each pid we signal is the node process that serves (redis-server's
+  // is a small node wrapper, scripts/redis-child.mjs, with the same IPC channel as the others).
+  const child = spawn(process.execPath, p.args, { cwd: root, env: { ...process.env, ...p.env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
   p.child = child
   // readline buffers a partial line until its newline, and flushes the rest when the stream ends,
   // which is before 'close': a child's last words are printed before we exit.
   createInterface({ input: child.stdout }).on('line', line => {
     // The line every CLI here prints once its port is bound: this run started.
-    if (p.listenedAt === undefined && LISTENING.test(line)) {
+    if (p.listenedAt === undefined && p.ready.test(line)) {
       p.listenedAt = Date.now()
       p.failedStarts = []
     }
@@ -248,7 +338,7 @@ function restartLater(p, died) {
     p.failedStarts = [...p.failedStarts, now].filter(at => now - at < GIVE_UP_WINDOW_MS)
     if (p.failedStarts.length >= GIVE_UP_DEATHS) {
       log(`${died}; it died ${GIVE_UP_DEATHS} times in ${GIVE_UP_WINDOW_MS / 1000} s without listening, giving up on it (last error: ${p.lastError})`)
-      if (processes.some(other => other.restart && (other.child !== undefined || other.timer !== undefined))) return
+      if (!p.backend || processes.some(other => other.backend && (other.child !== undefined || other.timer !== undefined))) return
       failed = true
       stop('no backend left')
       return
