@@ -149,13 +149,13 @@ t.test('SIGINT and SIGTERM together count as one stop; a stop signal a second la
   r.child.kill('SIGINT')
   const { code, at } = await r.exited
   t.equal(code, 130, 'a second SIGINT exits at once with 130')
-  t.ok(at - again < 3000, `without waiting for the 9 s request (${(at - again).toFixed(0)} ms)`)
-  t.type(await long, Error, 'the request still in flight was cut off')
-  t.same(
-    r.stdout().slice(1),
-    ['blue: SIGINT, finishing in-flight requests', 'blue: SIGINT again, exiting now'],
-    'one stop line for the pair, one for the late signal, and no access log (--quiet)',
-  )
+  // Cut off, not finished: the exit came before the 9 s request could end (no clock bound).
+  t.type(await long, Error, 'it did not wait for the request still in flight, which was cut off')
+  // The two signals are pending together; which one Node handles first is the kernel's and
+  // libuv's business (seen both ways under load): either names the one stop.
+  const lines = r.stdout().slice(1)
+  t.match(lines[0], /^blue: SIG(INT|TERM), finishing in-flight requests$/, 'one stop line for the pair')
+  t.same(lines.slice(1), ['blue: SIGINT again, exiting now'], 'one for the late signal, and no access log (--quiet)')
 })
 
 t.test('a port in use: one line saying so, exit 1', async t => {
@@ -194,7 +194,6 @@ t.test('when the launcher dies (IPC channel and stdout gone) it stops, and force
   const { code, at } = await r.exited
   t.equal(code, 1, 'exit code 1: it gave up on the request still in flight')
   t.ok(at - gone >= 900, `after the 1 s shutdown timeout (${(at - gone).toFixed(0)} ms)`)
-  t.ok(at - gone < 5000, 'not after the 9 s request')
   t.equal(r.stderr(), '', 'no crash from writing to the closed pipe')
-  t.type(await stuck, Error, 'the request in flight was cut off')
+  t.type(await stuck, Error, 'the request in flight was cut off: the exit did not wait for it')
 })
