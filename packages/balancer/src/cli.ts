@@ -2,12 +2,12 @@
 import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { createAccessLog, type AccessLog } from './access-log.js'
+import { createAccessLog, type AccessLog } from './observe/access-log.js'
 import cluster from 'node:cluster'
-import { AdminServer, localSource, type AdminSource } from './admin.js'
-import { Primary, joinCluster } from './cluster.js'
+import { AdminServer, localSource, type AdminSource } from './admin/server.js'
+import { Primary, joinCluster } from './cluster/primary.js'
 import { createBalancer, type Balancer } from './balancer.js'
-import { CONFIG_KEYS, SETTINGS, readConfigFile, resolveConfig, type ResolvedConfig, type SettingKey } from './config.js'
+import { CONFIG_KEYS, SETTINGS, readConfigFile, resolveConfig, type ResolvedConfig, type SettingKey } from './config/resolve.js'
 import { ConfigError, errorCode } from './errors.js'
 
 /** Signals that arrive within this long of the first are the same request to stop. */

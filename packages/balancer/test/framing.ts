@@ -483,7 +483,7 @@ t.test('a client that leaves while its request waits on a reused connection is n
 })
 
 t.test('peerOf: a socket that is gone has no address', async t => {
-  const { peerOf } = await import('../src/headers.js')
+  const { peerOf } = await import('../src/forward/headers.js')
   const { Socket: NetSocket } = await import('node:net')
   t.equal(peerOf(new NetSocket()), '-', 'an unconnected socket')
 })
