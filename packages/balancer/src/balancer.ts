@@ -1,81 +1,19 @@
 import { Agent, Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { HealthCheckOptions } from './config/resolve.js'
 import { ignoreError } from './errors.js'
-import type { HashKey } from './select/hash.js'
-import { createPolicy, type Policy, type PolicyName } from './select/policies.js'
+import type { BalancerOptions, PolicyName } from './options.js'
+import { createPolicy } from './select/policies.js'
+import type { Policy } from './select/policy.js'
 import { WaitQueue } from './select/queue.js'
-import { Sticky, type StickyOptions } from './select/sticky.js'
-import type { AccessLog } from './observe/access-log.js'
+import { Sticky } from './select/sticky.js'
 import { Exchange } from './forward/exchange.js'
 import { Forwarder, type ForwarderOptions } from './forward/forwarder.js'
 import { HealthChecker } from './upstreams/health-check.js'
 import { Reclaimer, type Reclaimed } from './server/reclaim.js'
 import { answerDue, closing, refusal } from './server/requests.js'
-import { Pool, Upstream, upstreamId, type HealthChange, type UpstreamSpec } from './upstreams/upstream.js'
+import { Pool } from './upstreams/pool.js'
+import { Upstream, upstreamId, type HealthChange } from './upstreams/upstream.js'
 import { WebSocketProxy } from './forward/websocket.js'
-
-/** Options of `createBalancer`. Durations are in ms. */
-export interface BalancerOptions {
-  /** The upstreams, in declared order. Required, at least one. */
-  upstreams: UpstreamSpec[]
-  /** Failures within `failTimeout` that mark an upstream down (nginx `max_fails`). Default 1; 0 never does. */
-  maxFails?: number
-  /** Failure window and down time (nginx `fail_timeout`). Default 10 000. */
-  failTimeout?: number
-  /** Wait for an upstream connection; then it is tried like a refused one. Default 5 000. */
-  connectTimeout?: number
-  /**
-   * Wait for the response headers, and for each read after them while the client is ready for
-   * more (nginx `proxy_read_timeout`). Past it: 504, or a closed connection once the head is sent.
-   * Default 60 000.
-   */
-  timeout?: number
-  /** Try the next upstream after a response timeout too. Default false: one timeout, one 504. */
-  retryOnTimeout?: boolean
-  /** Most further tries after the first. Default: each upstream once (nginx `proxy_next_upstream_tries 0`). */
-  retries?: number
-  /** No new try starts this long after the request came (nginx `proxy_next_upstream_timeout`). Default 0: no cap. */
-  retryTimeout?: number
-  /** Time for a client to send its whole header block; then 408. Default 20 000. */
-  clientHeaderTimeout?: number
-  /** Time between two reads of a request body (nginx `client_body_timeout`); then 408. Default 60 000. */
-  clientBodyTimeout?: number
-  /**
-   * How long an open WebSocket tunnel may pass no byte either way before it is closed (HAProxy
-   * `timeout tunnel`; nginx applies proxy_read_timeout). Default 3 600 000 (1 h); 0: never.
-   */
-  tunnelTimeout?: number
-  /** How long an idle client connection is kept (nginx `keepalive_timeout`). Default 75 000. */
-  keepAliveTimeout?: number
-  /**
-   * How long an idle upstream connection is kept for reuse. Default 4 000: shorter than Node's
-   * default server `keepAliveTimeout` (5 s), so the balancer does not reuse a connection the
-   * backend is closing.
-   */
-  upstreamIdleTimeout?: number
-  /** The balancing policy. Default `round-robin`. */
-  policy?: PolicyName
-  /** What the `hash` policy hashes. Default: the client's IP address. */
-  hashKey?: HashKey
-  /** Most requests waiting for a slot when every candidate is at max_conns. Default 1000. */
-  queueSize?: number
-  /** Longest wait for a slot, then 503. Default 30 000. */
-  queueTimeout?: number
-  /** Sticky sessions by signed cookie. Default: off. */
-  sticky?: StickyOptions | undefined
-  /** Active health checks. Default: none. */
-  health?: HealthCheckOptions | undefined
-  /** Receives one line per health change and notice. Default: none. */
-  log?: ((line: string) => void) | undefined
-  /** Receives one entry per request. Default: none. */
-  accessLog?: AccessLog | undefined
-  /**
-   * Once open client connections fall to a quarter of a peak of at least this many, run full
-   * garbage collections to give the memory back (see Reclaimer). Default 1000; 0: never.
-   */
-  reclaimAfter?: number
-}
 
 /** The methods the balancer forwards, as listed in its 405 for CONNECT. */
 const ALLOW = 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH'

@@ -7,7 +7,9 @@ import cluster from 'node:cluster'
 import { AdminServer, localSource, type AdminSource } from './admin/server.js'
 import { Primary, joinCluster } from './cluster/primary.js'
 import { createBalancer, type Balancer } from './balancer.js'
-import { CONFIG_KEYS, SETTINGS, readConfigFile, resolveConfig, type ResolvedConfig, type SettingKey } from './config/resolve.js'
+import { readConfigFile } from './config/file.js'
+import { resolveConfig, type ResolvedConfig } from './config/resolve.js'
+import { CONFIG_KEYS, SETTINGS, type SettingKey } from './config/settings.js'
 import { ConfigError, errorCode } from './errors.js'
 
 /** Signals that arrive within this long of the first are the same request to stop. */

@@ -1,6 +1,36 @@
+// Reading one value of the configuration: durations, whole numbers, booleans, upstream lines, hash keys, status ranges.
 import { isIP } from 'node:net'
 import { ConfigError } from '../errors.js'
-import type { UpstreamSpec } from '../upstreams/upstream.js'
+import type { HashKey, UpstreamSpec } from '../options.js'
+
+/**
+ * Parses a duration as nginx and HAProxy write them: `500ms`, `10s`, `2m`.
+ * A bare number means seconds, as in nginx. Returns milliseconds.
+ * @throws ConfigError naming `what` and the bad value.
+ */
+export function parseDuration(value: unknown, what: string): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value * 1000
+  const m = typeof value === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim()) : null
+  if (!m) {
+    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a duration (use e.g. 500ms, 10s, 2m, 1h)`)
+  }
+  const factor = m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : m[2] === 'h' ? 3_600_000 : 1000
+  return Number(m[1]) * factor
+}
+
+/** A whole number in [min, max], from a number or a string of digits. */
+export function parseInteger(value: unknown, what: string, min: number, max: number): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`)
+  }
+  return n
+}
+
+export function parseBoolean(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') throw new ConfigError(`${what}: ${JSON.stringify(value)} is not true or false`)
+  return value
+}
 
 const PARAMS = 'weight=N, max_fails=N, fail_timeout=T, max_conns=N, slow_start=T, backup, down'
 const OBJECT_KEYS = new Set(['address', 'weight', 'max_fails', 'fail_timeout', 'max_conns', 'slow_start', 'backup', 'down'])
@@ -53,31 +83,22 @@ export function parseUpstream(spec: unknown): UpstreamSpec {
   return out
 }
 
-/**
- * Parses a duration as nginx and HAProxy write them: `500ms`, `10s`, `2m`.
- * A bare number means seconds, as in nginx. Returns milliseconds.
- * @throws ConfigError naming `what` and the bad value.
- */
-export function parseDuration(value: unknown, what: string): number {
-  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value * 1000
-  const m = typeof value === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim()) : null
-  if (!m) {
-    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a duration (use e.g. 500ms, 10s, 2m, 1h)`)
+/** Parses `ip | path | header:NAME | cookie:NAME | query:NAME`. */
+export function parseHashKey(value: unknown): HashKey {
+  if (value === 'ip' || value === 'path') return { kind: value }
+  const m = typeof value === 'string' ? /^(header|cookie|query):([\x21-\x7e]+)$/.exec(value) : null
+  if (m === null) {
+    throw new ConfigError(`hash-key: ${JSON.stringify(value)} is not ip, path, header:NAME, cookie:NAME or query:NAME`)
   }
-  const factor = m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : m[2] === 'h' ? 3_600_000 : 1000
-  return Number(m[1]) * factor
+  const kind = m[1] as 'header' | 'cookie' | 'query'
+  return { kind, name: kind === 'header' ? (m[2] as string).toLowerCase() : (m[2] as string) }
 }
 
-/** A whole number in [min, max], from a number or a string of digits. */
-export function parseInteger(value: unknown, what: string, min: number, max: number): number {
-  const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`)
-  }
-  return n
-}
-
-export function parseBoolean(value: unknown, what: string): boolean {
-  if (typeof value !== 'boolean') throw new ConfigError(`${what}: ${JSON.stringify(value)} is not true or false`)
-  return value
+/** A status range such as `200-399`, or one status such as `200`. */
+export function parseStatusRange(value: unknown, what: string): [number, number] {
+  const m = typeof value === 'string' ? /^([1-5]\d\d)(?:-([1-5]\d\d))?$/.exec(value.trim()) : null
+  const low = Number(m?.[1])
+  const high = m?.[2] === undefined ? low : Number(m[2])
+  if (!(low <= high)) throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a status range like 200-399`)
+  return [low, high]
 }

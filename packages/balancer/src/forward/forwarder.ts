@@ -5,11 +5,12 @@ import type { AccessLog } from '../observe/access-log.js'
 import { Exchange } from './exchange.js'
 import { hasBody } from './headers.js'
 import { closeAfterResponse } from '../server/requests.js'
-import type { Policy } from '../select/policies.js'
+import type { Policy } from '../select/policy.js'
 import type { WaitQueue } from '../select/queue.js'
 import { Stats } from '../observe/stats.js'
 import type { Sticky } from '../select/sticky.js'
-import type { HealthChange, Pool, Upstream } from '../upstreams/upstream.js'
+import type { Pool } from '../upstreams/pool.js'
+import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 
 /** What the forwarder needs from the balancer around it. Durations are in ms. */
 export interface ForwarderOptions {

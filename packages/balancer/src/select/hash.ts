@@ -1,36 +1,12 @@
+// The hash policy: consistent hashing of a request key (client IP, path, a header, cookie or query parameter).
 import type { IncomingMessage } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { ConfigError } from '../errors.js'
-import type { Policy } from './policies.js'
-import type { RoundRobin } from './policies.js'
-import type { Pool, Upstream } from '../upstreams/upstream.js'
-
-/** What the `hash` policy hashes (nginx `hash $key`, HAProxy `balance hdr/url_param`). */
-export type HashKey =
-  | { kind: 'ip' }
-  | { kind: 'path' }
-  | { kind: 'header' | 'cookie' | 'query'; name: string }
-
-/** Parses `ip | path | header:NAME | cookie:NAME | query:NAME`. */
-export function parseHashKey(value: unknown): HashKey {
-  if (value === 'ip' || value === 'path') return { kind: value }
-  const m = typeof value === 'string' ? /^(header|cookie|query):([\x21-\x7e]+)$/.exec(value) : null
-  if (m === null) {
-    throw new ConfigError(`hash-key: ${JSON.stringify(value)} is not ip, path, header:NAME, cookie:NAME or query:NAME`)
-  }
-  const kind = m[1] as 'header' | 'cookie' | 'query'
-  return { kind, name: kind === 'header' ? (m[2] as string).toLowerCase() : (m[2] as string) }
-}
-
-/** The value of cookie `name` in a Cookie header, or undefined. */
-export function cookieValue(header: string | undefined, name: string): string | undefined {
-  if (header === undefined) return undefined
-  for (const pair of header.split(';')) {
-    const eq = pair.indexOf('=')
-    if (eq > 0 && pair.slice(0, eq).trim() === name) return pair.slice(eq + 1).trim()
-  }
-  return undefined
-}
+import type { HashKey } from '../options.js'
+import type { Pool } from '../upstreams/pool.js'
+import type { Upstream } from '../upstreams/upstream.js'
+import { cookieValue } from '../util/cookies.js'
+import type { Policy } from './policy.js'
+import type { RoundRobin } from './round-robin.js'
 
 /** The request's key, or undefined when it has none (no such header, cookie or parameter). */
 export function keyOf(key: HashKey, req: IncomingMessage): string | undefined {

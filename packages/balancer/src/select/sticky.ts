@@ -1,14 +1,8 @@
+// Sticky sessions: a signed cookie that pins a client to its upstream.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { cookieValue } from './hash.js'
-
-/** Sticky sessions by cookie. */
-export interface StickyOptions {
-  /** The cookie's name. */
-  cookie: string
-  /** The HMAC key. Instances that share it share stickiness. */
-  secret: string | Buffer
-}
+import type { StickyOptions } from '../options.js'
+import { cookieValue } from '../util/cookies.js'
 
 /**
  * Sticky sessions with a signed cookie naming the upstream (Caddy `lb_policy cookie`,

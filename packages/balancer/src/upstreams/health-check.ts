@@ -1,8 +1,10 @@
+// Active health checks: a GET on each upstream every interval, with rise and fall thresholds.
 import { request } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import type { HealthCheckOptions } from '../config/resolve.js'
 import { ConfigError, errorCode } from '../errors.js'
-import type { HealthChange, Pool, Upstream } from './upstream.js'
+import type { HealthCheckOptions } from '../options.js'
+import type { Pool } from './pool.js'
+import type { HealthChange, Upstream } from './upstream.js'
 
 /** The outcome of one active check, as kept for tests and the dashboard. */
 export interface CheckResult {

@@ -1,36 +1,7 @@
+// One upstream and its live state: passive health, active health, slow start, what it served.
 import { performance } from 'node:perf_hooks'
 import { Stats } from '../observe/stats.js'
-
-/** One upstream as configured: where it is and how its passive health is judged. */
-export interface UpstreamSpec {
-  /** Host name or IP address (IPv6 without brackets). */
-  host: string
-  /** TCP port, 1–65535. */
-  port: number
-  /**
-   * Failures within `failTimeout` that mark the upstream down; 0 never marks it down.
-   * Default: the pool's `maxFails` (1), as nginx `max_fails`.
-   */
-  maxFails?: number
-  /**
-   * How long failures are counted, and how long a failed upstream is skipped, in ms.
-   * Default: the pool's `failTimeout` (10 000), as nginx `fail_timeout`.
-   */
-  failTimeout?: number
-  /** Share of traffic relative to the others (nginx `weight`). Default 1. */
-  weight?: number
-  /** Used only when every primary upstream is unavailable (nginx `backup`). Default false. */
-  backup?: boolean
-  /** Marked down by the operator: never chosen (nginx `down`). Default false. */
-  down?: boolean
-  /** Most requests in flight at once; 0: no limit (nginx `max_conns`). Default 0. */
-  maxConns?: number
-  /**
-   * After coming back up, the weight ramps linearly from 10% to 100% over this many ms
-   * (HAProxy `slowstart`). Default 0: full weight at once.
-   */
-  slowStart?: number
-}
+import type { UpstreamSpec } from '../options.js'
 
 /**
  * A change of one kind of health: passive (max_fails, from requests) or active (checks). Every
@@ -232,54 +203,7 @@ export class Upstream {
   }
 }
 
-function isFull(u: Upstream): boolean {
-  return u.full
-}
-
 /** `host:port`, IPv6 in brackets. */
 export function upstreamId(spec: UpstreamSpec): string {
   return `${spec.host.includes(':') ? `[${spec.host}]` : spec.host}:${spec.port}`
-}
-
-/** The upstreams behind one listener, in declared order, backups included. */
-export class Pool {
-  /** Replaced as a whole on reload; a request in flight keeps the upstream it has. */
-  upstreams: readonly Upstream[]
-
-  constructor(upstreams: readonly Upstream[]) {
-    this.upstreams = upstreams
-  }
-
-  /**
-   * Whether `u` may be chosen now: not marked down by the operator, its active checks pass,
-   * and passive health lets it. As in nginx, passive health never marks down the only
-   * upstream of a pool, backups included: there is nowhere else to send the request.
-   */
-  isAvailable(u: Upstream, now: number): boolean {
-    return !u.adminDown && u.healthy && (this.upstreams.length === 1 || u.passiveUp(now))
-  }
-
-  /**
-   * The tier a request may use: the available primaries it has not tried yet or, when there
-   * are none, the available backups not tried (nginx `backup`). Full upstreams stay in their
-   * tier: being full is not being down, so full primaries keep the backups out.
-   */
-  tier(tried: ReadonlySet<Upstream>, now: number): Upstream[] {
-    const primaries = this.#open(false, tried, now)
-    return primaries.length > 0 ? primaries : this.#open(true, tried, now)
-  }
-
-  /** The available upstreams of one tier not tried yet. A loop: this runs once per request. */
-  #open(backup: boolean, tried: ReadonlySet<Upstream>, now: number): Upstream[] {
-    const open: Upstream[] = []
-    for (const u of this.upstreams) if (u.backup === backup && !tried.has(u) && this.isAvailable(u, now)) open.push(u)
-    return open
-  }
-
-  /** What a policy chooses from: the tier, less the full upstreams. */
-  candidates(tried: ReadonlySet<Upstream>, now: number): Upstream[] {
-    const tier = this.tier(tried, now)
-    // Most pools have no max_conns: then the tier is the answer, with no second array.
-    return tier.some(isFull) ? tier.filter(u => !u.full) : tier
-  }
 }

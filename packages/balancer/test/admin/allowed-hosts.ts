@@ -2,7 +2,7 @@
 // tests send the same Hosts over real sockets; here the ports can be any, 80 included, which a
 // test cannot bind.
 import t from 'tap'
-import { AllowedHosts, parseAllowedHost, parseHost, type HostName } from '../../src/index.js'
+import { AllowedHosts, parseAllowedHost, parseHost, type HostName } from '../../src/admin/allowed-hosts.js'
 
 t.test('a Host is a name or an address in brackets, with an optional port', async t => {
   const cases: [string, HostName | undefined][] = [

@@ -3,7 +3,8 @@
 import { EventEmitter } from 'node:events'
 import t from 'tap'
 import { joinCluster, type HealthNews } from '../../src/cluster/primary.js'
-import type { ProcessCounts, Upstream } from '../../src/index.js'
+import type { ProcessCounts } from '../../src/observe/status.js'
+import type { Upstream } from '../../src/upstreams/upstream.js'
 import { closedPort, fetchText, startBalancer, startUpstream } from '../fixtures/servers.js'
 
 t.test('a worker passes its health flips on, applies others\', and answers for its counts', async t => {

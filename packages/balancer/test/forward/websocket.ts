@@ -7,7 +7,7 @@ import t, { type Test } from 'tap'
 import { WebSocket, WebSocketServer, type RawData } from 'ws'
 import { createBackend, type Backend } from '../../../backend/src/index.js'
 import { Sticky } from '../../src/select/sticky.js'
-import type { BalancerOptions } from '../../src/index.js'
+import type { BalancerOptions } from '../../src/options.js'
 import { blackhole, closedPort, collectAccess, fetchText, rawExchange, startBalancer, startRawUpstream } from '../fixtures/servers.js'
 
 /** Every subtest is bounded: a tunnel that never closes fails it instead of hanging the run. */

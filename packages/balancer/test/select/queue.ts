@@ -1,5 +1,5 @@
 import t from 'tap'
-import { WaitQueue } from '../../src/index.js'
+import { WaitQueue } from '../../src/select/queue.js'
 
 t.test('first come, first served, bounded; a waiter that cannot use a slot keeps its place', async t => {
   const q = new WaitQueue(3, 10_000)

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import t from 'tap'
-import { Sticky } from '../../src/index.js'
+import { Sticky } from '../../src/select/sticky.js'
 
 const withCookie = (cookie?: string) => ({ headers: cookie === undefined ? {} : { cookie } }) as IncomingMessage
 

@@ -4,9 +4,10 @@ import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import t, { type Test } from 'tap'
 import type { Balancer } from '../../src/balancer.js'
-import type { HealthCheckOptions } from '../../src/config/resolve.js'
+import type { HealthCheckOptions } from '../../src/options.js'
 import { HealthChecker } from '../../src/upstreams/health-check.js'
-import { Pool, Upstream, type HealthChange } from '../../src/index.js'
+import { Pool } from '../../src/upstreams/pool.js'
+import { Upstream, type HealthChange } from '../../src/upstreams/upstream.js'
 import { closedPort, fetchText, startBalancer, startRawUpstream, startUpstream } from '../fixtures/servers.js'
 
 const defaults = { maxFails: 1, failTimeout: 10_000 }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { performance } from 'node:perf_hooks'
-import { Pool, Upstream, type HealthChange } from '../../src/index.js'
+import { Upstream, type HealthChange } from '../../src/upstreams/upstream.js'
 
 const defaults = { maxFails: 1, failTimeout: 10_000 }
 
@@ -30,14 +30,6 @@ t.test('max_fails=0 never marks an upstream down', async t => {
   const u = new Upstream({ host: 'h', port: 1, maxFails: 0 }, defaults)
   for (let i = 0; i < 5; i++) t.equal(u.recordFailure('ECONNREFUSED', i), undefined, `failure ${i} ignored`)
   t.ok(u.passiveUp(5), 'still available')
-})
-
-t.test('a pool of one never marks its upstream down; a larger pool does', async t => {
-  const lone = new Upstream({ host: 'a', port: 1 }, defaults)
-  lone.recordFailure('ECONNREFUSED', 0)
-  t.ok(new Pool([lone]).isAvailable(lone, 1), 'lone upstream stays available')
-  const other = new Upstream({ host: 'b', port: 1 }, defaults)
-  t.notOk(new Pool([lone, other]).isAvailable(lone, 1), 'in a pool of two it is skipped')
 })
 
 t.test('one flip per change of availability, with the first reason; later reasons update the why', async t => {
