@@ -176,7 +176,7 @@ t.test('full primaries do not spill onto a backup: requests wait for the primary
 t.test('a queued sticky request does not hold up one that could use a freed upstream', async t => {
   const a = await counting(t, 'a', 0)
   const b = await counting(t, 'b', 0)
-  const { balancer, port } = await startBalancer(t, [], {
+  const { server, port } = await startBalancer(t, [], {
     upstreams: [spec(a.up.port, { maxConns: 1 }), spec(b.up.port, { maxConns: 1 })],
     sticky: { cookie: 'sy', secret: 'test-secret' },
     queueTimeout: 5000,
@@ -191,7 +191,7 @@ t.test('a queued sticky request does not hold up one that could use a freed upst
   await b.holding(1)
   // Both full. A sticky request queues for a (first in line), then a plain one for anyone.
   const stickyWaiter = fetchText(port, { headers: { cookie } })
-  await once(balancer, 'request')
+  await once(server, 'request')
   const plain = await fetchText(port)
   t.equal(plain.status, 200, 'the plain request is served')
   t.equal(by(plain), 'b', 'by b, as soon as b freed up at 300 ms')
@@ -203,7 +203,7 @@ t.test('a queued sticky request does not hold up one that could use a freed upst
 t.test('queueTimeout counts from when a request first queued, even if it was woken in between', async t => {
   const a = await counting(t, 'a', 0)
   const b = await counting(t, 'b', 0)
-  const { balancer, port } = await startBalancer(t, [], {
+  const { balancer, server, port } = await startBalancer(t, [], {
     upstreams: [spec(a.up.port, { maxConns: 1 }), spec(b.up.port, { maxConns: 1 })],
     sticky: { cookie: 'sy', secret: 'test-secret' },
     queueTimeout: 700,
@@ -217,11 +217,10 @@ t.test('queueTimeout counts from when a request first queued, even if it was wok
   await b.holding(1)
   const start = performance.now()
   const waiting = fetchText(port, { headers: { cookie } })
-  await once(balancer, 'request')
+  await once(server, 'request')
   // Queued by now (the balancer's own listener ran first). Timers fire in the order they are
   // due however late the loop runs: at 950 ms the right clock has run out, a restarted one not.
-  const queue = balancer.forwarder.options.queue
-  const atMarker = new Promise<number>(resolve => setTimeout(() => resolve(queue.length), 950))
+  const atMarker = new Promise<number>(resolve => setTimeout(() => resolve(balancer.waiting), 950))
   const r = await waiting
   const ms = performance.now() - start
   t.equal(r.status, 503, 'a stays full past the queue timeout: the sticky request gets 503')

@@ -65,7 +65,7 @@ t.test('a queued request gets 503 when its wait times out, and a client that lea
   const one = await startBalancer(t, [], { upstreams: [spec(up.port, { maxConns: 1 })], queueSize: 1, queueTimeout: 5000 })
   const busy = fetchText(one.port)
   while (one.balancer.pool.upstreams[0]?.inFlight !== 1) await wait(5)
-  const waiting = (): number => one.balancer.forwarder.options.queue.length
+  const waiting = (): number => one.balancer.waiting
   const leaver = request({ host: '127.0.0.1', port: one.port, agent: false })
   leaver.on('error', () => {})
   leaver.end()

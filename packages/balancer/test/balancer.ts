@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { request } from 'node:http'
 import t from 'tap'
+import { createBalancer } from '../src/index.js'
 import { fetchText, rawExchange, startBalancer, startRawUpstream, startUpstream, sha256 } from './fixtures/servers.js'
 
 t.test('sequential GETs alternate strictly between two upstreams', async t => {
@@ -159,4 +160,26 @@ t.test('bad requests get the right 4xx', async t => {
   const huge = await rawExchange(port, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)
   t.match(huge, /^HTTP\/1\.1 431 /, 'oversized headers: 431')
   t.equal(a.seen.length, 0, 'none of them reached the upstream')
+})
+
+t.test('the library API: not listening when made; listen() resolves with the address, twice for two listeners; close() ends it all', async t => {
+  const a = await startUpstream(t, 'a')
+  const balancer = createBalancer({ upstreams: [{ host: '127.0.0.1', port: Number(a.spec.split(':')[1]) }] })
+  t.equal(balancer.address(), undefined, 'no address before listen()')
+  t.notOk(balancer.listening, 'not listening')
+  const first = await balancer.listen(0, '127.0.0.1')
+  t.teardown(() => balancer.close())
+  t.same(balancer.address(), first, "address() is the first listener's")
+  const second = await balancer.listen(0, '127.0.0.1')
+  t.not(second.port, first.port, 'a second listener has a port of its own')
+  t.equal((await fetchText(first.port)).headers['x-served-by'], 'a', 'the first serves')
+  t.equal((await fetchText(second.port)).headers['x-served-by'], 'a', 'the second serves the same upstreams')
+  t.equal(balancer.connectionsTotal, 2, 'the connections of both are counted together')
+  await t.rejects(balancer.listen(first.port, '127.0.0.1'), { code: 'EADDRINUSE' }, 'a port in use rejects')
+  t.equal(balancer.servers.length, 2, 'and adds no listener')
+  const idle = request({ host: '127.0.0.1', port: second.port, agent: false, headers: { connection: 'keep-alive' } }).end()
+  await once(idle, 'response')
+  await balancer.close()
+  t.notOk(balancer.listening, 'close() stops every listener, a kept-alive connection included')
+  await t.rejects(fetchText(first.port), { code: 'ECONNREFUSED' }, 'nothing listens any more')
 })

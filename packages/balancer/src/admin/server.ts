@@ -1,10 +1,11 @@
+// The admin listener: the dashboard, /status.json, /metrics and /events, on a port of its own.
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Registry } from 'prom-client'
 import { AllowedHosts } from './allowed-hosts.js'
-import type { Balancer } from '../balancer.js'
 import { DASHBOARD_CSP, renderDashboard } from './dashboard.js'
 import { createMetrics } from '../observe/metrics.js'
 import { buildStatus, processCounts, type StatusSnapshot } from '../observe/status.js'
+import type { BalancerView } from '../observe/view.js'
 
 /** Where the admin listener gets its figures: this process, or every worker added up. */
 export interface AdminSource {
@@ -16,7 +17,7 @@ export interface AdminSource {
 }
 
 /** The figures of one balancer process. */
-export function localSource(balancer: Balancer): AdminSource {
+export function localSource(balancer: BalancerView): AdminSource {
   const registry: Registry = createMetrics(balancer)
   return {
     status: () => Promise.resolve(buildStatus(balancer, processCounts(balancer))),
@@ -171,6 +172,6 @@ function hostHeaders(req: IncomingMessage): string[] {
 }
 
 /** Creates the admin listener for a balancer in this process; not listening yet. */
-export function createAdmin(balancer: Balancer, options: AdminOptions = {}): AdminServer {
+export function createAdmin(balancer: BalancerView, options: AdminOptions = {}): AdminServer {
   return new AdminServer(localSource(balancer), options)
 }

@@ -1,104 +1,20 @@
+// The primary of --workers N: it forks and replaces workers, holds the one view of upstream health, and adds their counts up.
 import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { AggregatorRegistry } from 'prom-client'
 import type { AdminSource } from '../admin/server.js'
-import type { Balancer } from '../balancer.js'
-import { createMetrics } from '../observe/metrics.js'
-import { buildStatus, mergeCounts, processCounts, type ProcessCounts } from '../observe/status.js'
-import type { HealthChange } from '../upstreams/upstream.js'
+import { buildStatus, mergeCounts, type ProcessCounts } from '../observe/status.js'
+import type { StateView } from '../observe/view.js'
+import { DEFAULTS, type BalancerOptions, type PolicyName } from '../options.js'
+import type { CheckResult } from '../upstreams/health-check.js'
+import { UpstreamGroup } from '../upstreams/group.js'
+import type { Pool } from '../upstreams/pool.js'
+import type { HealthChange, Upstream } from '../upstreams/upstream.js'
+import { applyNews, isOurs, newsOf, type CountsAsk, type HealthNews, type ToPrimary, type Welcome } from './messages.js'
 
-/**
- * A health flip one process saw, for the others to apply: passive ones come from the worker
- * whose request failed, active ones from the primary, which runs the checks once for all.
- */
-export interface HealthNews {
-  sy: 'health'
-  id: string
-  up: boolean
-  source: HealthChange['source']
-  reason: string
-  /** For passive news of a failure: how long the upstream stays out, in ms. */
-  ms: number
-}
-
-/** After the news a hello asked for: the worker may listen. */
-interface Welcome {
-  sy: 'welcome'
-}
-
-interface CountsAsk {
-  sy: 'counts?'
-  seq: number
-}
-
-/** A worker is ready for news: the primary sends it the health every other worker has. */
-interface Hello {
-  sy: 'hello'
-}
-
-interface CountsReply {
-  sy: 'counts'
-  seq: number
-  counts: ProcessCounts
-}
-
-type ToWorker = HealthNews | CountsAsk | Welcome
-type ToPrimary = HealthNews | CountsReply | Hello
-
-/** Our messages carry `sy`; prom-client's own (cluster metrics) share the channel. */
-function isOurs<T>(m: unknown): m is T {
-  return typeof m === 'object' && m !== null && 'sy' in m
-}
-
-/**
- * Applies news to a pool, silently: the process that saw the change has logged it if it was a
- * flip. Every change travels, flip or not, so that each process holds both kinds of health as
- * they are: the checks taking out an upstream that a failed request already took out flip
- * nothing, but the workers must still keep it out once fail_timeout ends.
- */
-function apply(balancer: Balancer, news: HealthNews): void {
-  const u = balancer.pool.upstreams.find(x => x.id === news.id)
-  if (u === undefined) return
-  if (news.source === 'active') u.setHealthy(news.up, news.reason)
-  else u.applyPassive(news.up, news.ms, news.reason)
-}
-
-/** News of a change, for the other processes; whether it flipped availability is for each to tell. */
-function newsOf(change: Omit<HealthChange, 'flipped'>, ms = change.upstream.failTimeout): HealthNews {
-  return { sy: 'health', id: change.upstream.id, up: change.up, source: change.source, reason: change.reason, ms }
-}
-
-/** A worker's link to its primary: `process`, in the CLI. */
-export interface Channel {
-  send(message: unknown): unknown
-  on(event: 'message', listener: (message: unknown) => void): unknown
-}
-
-/**
- * The worker's side of the cluster: it sends the primary each passive flip it sees, applies
- * the flips others saw, answers requests for its counts, and lets prom-client's
- * AggregatorRegistry read its metrics. Resolves once the primary has told it the health
- * every other worker has: only then may it listen, so a replacement never serves with a
- * stale view.
- */
-export function joinCluster(balancer: Balancer, channel: Channel): Promise<void> {
-  // prom-client answers the primary's requests for metrics only once an AggregatorRegistry
-  // exists in the worker too (its listeners are added by the constructor).
-  new AggregatorRegistry()
-  AggregatorRegistry.setRegistries([createMetrics(balancer)])
-  balancer.on('health', (change: HealthChange) => channel.send(newsOf(change)))
-  return new Promise<void>(welcomed => {
-    channel.on('message', m => {
-      if (!isOurs<ToWorker>(m)) return
-      if (m.sy === 'health') apply(balancer, m)
-      else if (m.sy === 'welcome') welcomed()
-      else channel.send({ sy: 'counts', seq: m.seq, counts: processCounts(balancer) } satisfies CountsReply)
-    })
-    // Not at 'online': node:cluster says that before this code runs, and news sent then is lost.
-    channel.send({ sy: 'hello' } satisfies Hello)
-  })
-}
+/** A primary's configuration: the workers', with the policy named (the status shows it). */
+export type PrimaryOptions = BalancerOptions & { policy: PolicyName }
 
 /** How long the primary waits for the workers' counts before answering with those it has. */
 const COUNTS_WAIT_MS = 1000
@@ -108,15 +24,19 @@ const COUNTS_WAIT_MS = 1000
  * (node:cluster hands connections round-robin), replaces one that dies, keeps one view of
  * health for all of them, and adds their counts up for the admin listener.
  *
- * Its own `balancer` never listens: it holds the upstreams' state as every worker sees it,
- * and runs the active checks once, instead of once per worker.
+ * It serves no request: it holds an upstream group, the upstreams' state as every worker sees
+ * it, and runs the active checks once, instead of once per worker.
  *
  * Events: `listening` (address) once every worker listens; `worker` (line) for each worker
  * that exits and is replaced; `failed` (line) when a worker exits on its own before it ever
  * listened, which a new one would repeat (a taken port): the primary stops then.
  */
-export class Primary extends EventEmitter {
-  readonly balancer: Balancer
+export class Primary extends EventEmitter implements StateView {
+  readonly upstreams = new UpstreamGroup()
+  readonly startedAt = Date.now()
+  /** The primary never drains: it signals its workers to. */
+  readonly draining = false
+  #policyName: PolicyName = DEFAULTS.policy
   readonly #count: number
   readonly #env: Record<string, string>
   readonly #listened = new WeakSet<Worker>()
@@ -127,11 +47,38 @@ export class Primary extends EventEmitter {
   #stopping = false
   #started = false
 
-  constructor(balancer: Balancer, count: number, env: Record<string, string> = {}) {
+  /**
+   * @param options the workers' configuration, for the upstreams' state (the workers read their own).
+   * @param count how many workers to run.
+   * @param env what each worker gets in its environment besides the primary's.
+   */
+  constructor(options: PrimaryOptions, count: number, env: Record<string, string> = {}) {
     super()
-    this.balancer = balancer
+    this.reload(options)
     this.#count = count
     this.#env = env
+  }
+
+  get pool(): Pool {
+    return this.upstreams.pool
+  }
+
+  get retired(): readonly Upstream[] {
+    return this.upstreams.retired
+  }
+
+  get policyName(): PolicyName {
+    return this.#policyName
+  }
+
+  lastCheck(id: string): CheckResult | undefined {
+    return this.upstreams.checker?.lastResult(id)
+  }
+
+  /** Applies the configuration again, as the workers do on the SIGHUP it passes on. */
+  reload(options: PrimaryOptions): void {
+    this.upstreams.configure(options)
+    this.#policyName = options.policy
   }
 
   /** The workers running now and reachable (a dying one is not). */
@@ -144,16 +91,16 @@ export class Primary extends EventEmitter {
     cluster.on('message', this.#onMessage)
     cluster.on('listening', this.#onListening)
     cluster.on('exit', this.#onExit)
-    // Active checks run here, once; their flips go to every worker.
-    this.balancer.on('health', (change: HealthChange) => this.#broadcast(newsOf(change)))
-    this.balancer.checkHealth()
+    // Active checks run here, once; their changes go to every worker.
+    this.upstreams.on('health', (change: HealthChange) => this.#broadcast(newsOf(change)))
+    this.upstreams.startChecks()
     for (let i = 0; i < this.#count; i++) cluster.fork(this.#env)
   }
 
   /** Signals every worker to drain (SIGTERM), and resolves once all have exited. */
   stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     this.#stopping = true
-    this.balancer.healthChecker?.stop()
+    this.upstreams.stopChecks()
     const workers = this.workers
     for (const w of workers) w.process.kill(signal)
     return Promise.all(workers.map(w => new Promise(resolve => w.once('exit', resolve)))).then(() => undefined)
@@ -179,14 +126,14 @@ export class Primary extends EventEmitter {
       this.#waiting.set(seq, counts => {
         if (replies.push(counts) === workers.length) finish()
       })
-      for (const w of workers) w.send({ sy: 'counts?', seq } satisfies CountsAsk)
+      for (const w of workers) w.send({ switchyard: 'counts?', seq } satisfies CountsAsk)
     })
   }
 
   /** What the admin listener shows: the primary's view of health, with every worker's counts. */
   source(): AdminSource {
     return {
-      status: async () => buildStatus(this.balancer, await this.counts(), this.workers.length),
+      status: async () => buildStatus(this, await this.counts(), this.workers.length),
       metrics: () => this.#aggregator.clusterMetrics(),
       contentType: this.#aggregator.contentType,
     }
@@ -198,10 +145,10 @@ export class Primary extends EventEmitter {
 
   #onMessage = (worker: Worker, m: unknown): void => {
     if (!isOurs<ToPrimary>(m)) return
-    if (m.sy === 'health') {
-      apply(this.balancer, m)
+    if (m.switchyard === 'health') {
+      applyNews(this.upstreams, m)
       this.#broadcast(m, worker)
-    } else if (m.sy === 'hello') {
+    } else if (m.switchyard === 'hello') {
       this.#welcome(worker)
     } else {
       // A reply that comes after its request timed out has nowhere to go.
@@ -212,14 +159,14 @@ export class Primary extends EventEmitter {
   /** A new worker (or a replacement) starts with the health every other worker has. */
   #welcome(worker: Worker): void {
     const now = performance.now()
-    for (const u of this.balancer.pool.upstreams) {
+    for (const u of this.pool.upstreams) {
       // A down upstream always has its last change: the one that took it down.
       const reason = u.lastChange?.reason as string
       if (!u.healthy) worker.send(newsOf({ upstream: u, up: false, reason, source: 'active' }))
       const left = u.passiveDownFor(now)
       if (left > 0) worker.send(newsOf({ upstream: u, up: false, reason, source: 'passive' }, left))
     }
-    worker.send({ sy: 'welcome' } satisfies Welcome)
+    worker.send({ switchyard: 'welcome' } satisfies Welcome)
   }
 
   /** Once every worker of the first batch listens, the balancer is up. */

@@ -1,31 +1,59 @@
-import type { ClientRequest, IncomingMessage } from 'node:http'
+// One try of a request on one upstream: connect and read timeouts, the response passed to the client, the failure reported to its owner.
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { InvalidResponseError, UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode } from '../errors.js'
-import type { Exchange } from './exchange.js'
-import { reasonPhrase, responseHeaders } from './headers.js'
-import { closeAfterResponse } from '../server/requests.js'
 import { failureKind } from '../observe/stats.js'
-import type { Upstream } from '../upstreams/upstream.js'
+import { closeAfterResponse } from '../server/requests.js'
+import type { HealthChange, Upstream } from '../upstreams/upstream.js'
+import type { RequestSink } from './engine.js'
+import { reasonPhrase, responseHeaders } from './headers.js'
+import type { ReplayBody } from './replay-body.js'
+
+/** What an attempt needs from the request it is a try of: the Exchange implements it. */
+export interface AttemptOwner {
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly body: ReplayBody | undefined
+  /** The client went away or stalled: nothing that fails now is the upstream's fault. */
+  clientGone: boolean
+  /** Wait for an upstream connection, in ms. */
+  readonly connectTimeout: number
+  /** Wait for the response head, and between two reads of the body, in ms. */
+  readonly timeout: number
+  /** Whether the balancer drains: every response then says `Connection: close`. */
+  readonly draining: boolean
+  /** The Set-Cookie that pins the client to `upstream`, if one is due. */
+  stickyCookie(upstream: Upstream): string | undefined
+  reportHealth(change: HealthChange | undefined): void
+  /** The attempt no longer holds a slot of its upstream (max_conns): a waiting request may take it. */
+  released(): void
+  /**
+   * The try failed before any response: `stale` when the upstream closed a reused keep-alive
+   * connection as it was reused. The owner resends, retries elsewhere, or gives up.
+   */
+  tryFailed(attempt: Attempt, err: Error, stale: boolean): void
+  /** The response is being passed on: pass the client's 'drain' on to the attempt. */
+  watchDrain(): void
+  /** The upstream answered before the whole body was sent: read and drop the rest. */
+  dropBody(): void
+}
 
 /** The attempt an upstream request or response belongs to, for the listeners below. */
 const kAttempt = Symbol('switchyard.attempt')
 type Tagged<T> = T & { [kAttempt]: Attempt }
 
 /**
- * One try of a request on one upstream. It is also the `buffer` http-proxy pipes into the
- * upstream request: http-proxy calls `buffer.pipe(upstreamRequest)` right after it builds the
- * request, which hands the balancer the request synchronously, for every request (http-proxy's
- * `proxyReq` event waits for a socket and never fires when the request carries `Expect`), and
- * lets the balancer read the body only once the upstream connection is open.
+ * One try of a request on one upstream. The engine hands it the upstream request it built
+ * (`requestBuilt`), and the attempt owns the rest: the body, the timeouts, the response.
  *
  * Its listeners are shared functions that find the attempt on the object they listen to,
  * rather than closures made for each try: ten fewer closures per request, and no
- * EventEmitter of its own (it was a Stream only for `pipe`). Measured with the other
- * hot-path changes of the same commit (see `stream` in exchange.ts).
+ * EventEmitter of its own. Measured with the other hot-path changes of the same commit (see
+ * `stream` in engine.ts).
  */
-export class Attempt {
-  readonly ex: Exchange
+export class Attempt implements RequestSink {
+  readonly owner: AttemptOwner
   readonly upstream: Upstream
   out: Tagged<ClientRequest> | undefined
   upstreamRes: Tagged<IncomingMessage> | undefined
@@ -46,28 +74,25 @@ export class Attempt {
    * upload, say): the client connection closes after the response, and the rest of the body
    * is not sent, since the upstream connection cannot be reused half-written.
    */
-  early = false
+  answeredEarly = false
 
-  constructor(ex: Exchange, upstream: Upstream) {
-    this.ex = ex
+  constructor(owner: AttemptOwner, upstream: Upstream) {
+    this.owner = owner
     this.upstream = upstream
     upstream.inFlight++
   }
 
-  pipe<T extends NodeJS.WritableStream>(destination: T): T {
-    // http-proxy only ever pipes its buffer into the upstream ClientRequest.
-    const out = destination as unknown as Tagged<ClientRequest>
+  requestBuilt(built: ClientRequest): void {
+    const out = built as Tagged<ClientRequest>
     out[kAttempt] = this
     this.out = out
-    // Byte-identical path and query: http-proxy's urlJoin collapses `//` (and is skipped).
-    out.path = this.ex.req.url as string
     out.on('error', onRequestError)
     out.on('response', onResponse)
     out.on('socket', onSocket)
     // Every try ends here if nothing else ended it: a 101 to a plain request, say, makes Node
     // destroy the socket with neither 'error' nor 'response', and the client would wait forever.
     out.on('close', onRequestClose)
-    const body = this.ex.body
+    const body = this.owner.body
     // The response timeout runs from the moment the whole request is sent, as nginx's
     // proxy_read_timeout: a slow upload is the client's time, not the upstream's. A request
     // without a body is sent once connected (connect() arms it then), with no 'finish' to wait for.
@@ -76,7 +101,6 @@ export class Attempt {
     // A body an earlier try read is held in full by now (mayRetry), so replay it at once;
     // a body not read yet waits for the connection (connect()).
     else if (body.started) body.sendTo(out)
-    return destination
   }
 
   /** Stops this try because the client went away. */
@@ -89,13 +113,13 @@ export class Attempt {
   connect(): void {
     clearTimeout(this.connectTimer)
     this.connected = true
-    const body = this.ex.body
+    const body = this.owner.body
     if (body === undefined) this.armRead()
     else if (!body.started) body.sendTo(this.out as ClientRequest)
   }
 
   armRead(): void {
-    if (this.readTimer === undefined) this.readTimer = setTimeout(onReadTimeout, this.ex.fw.options.timeout, this)
+    if (this.readTimer === undefined) this.readTimer = setTimeout(onReadTimeout, this.owner.timeout, this)
     else this.readTimer.refresh()
   }
 
@@ -105,36 +129,28 @@ export class Attempt {
     clearTimeout(this.connectTimer)
     clearTimeout(this.readTimer)
     this.upstream.inFlight--
-    this.ex.fw.options.queue.release()
+    this.owner.released()
     return true
   }
 
   failed(err: Error): void {
+    const { owner, upstream, out } = this
     // The client's connection is gone (http-proxy aborts the upstream request then, and that
     // reset must not read as the keep-alive race): nothing that fails now is the upstream's fault.
-    if (this.ex.req.socket.destroyed) this.ex.clientGone = true
+    if (owner.req.socket.destroyed) owner.clientGone = true
     // Once the response head is in, a socket error also ends the upstream response, whose
     // close handler reports it (upstreamClosed): counting it here too would count it twice.
-    if (this.upstreamRes !== undefined || !this.#finish() || this.ex.clientGone) return
-    const { ex, upstream, out } = this
+    if (this.upstreamRes !== undefined || !this.#finish() || owner.clientGone) return
     // A kept-alive connection the upstream closed just as it was reused (Node reports a reset,
     // and a close before any response, as ECONNRESET) is the keep-alive race, not a sign the
-    // upstream is failing. nginx sends such a request again on a new connection, and so does
-    // this, to the same upstream, without counting a failure or using up --retries.
+    // upstream is failing: it counts as no failure (the owner sends the request again).
     const code = errorCode(err)
     const stale = (out as ClientRequest).reusedSocket && code === 'ECONNRESET'
-    ex.body?.detach()
-    if (stale && ex.mayResend()) {
-      ex.resend(upstream)
-      return
-    }
     if (!stale) {
       upstream.stats.failures[failureKind(code, this.connected)]++
-      ex.fw.reportHealth(upstream.recordFailure(code))
+      owner.reportHealth(upstream.recordFailure(code))
     }
-    ex.lastError = err
-    if (ex.mayRetry(this, err)) ex.next()
-    else ex.giveUp()
+    owner.tryFailed(this, err, stale)
   }
 
   /** The upstream's response is one the balancer cannot pass on: fail the try as invalid. */
@@ -144,7 +160,7 @@ export class Attempt {
   }
 
   respond(upstreamRes: Tagged<IncomingMessage>): void {
-    const { res, fw } = this.ex
+    const { owner } = this
     const status = upstreamRes.statusCode as number
     // Node sends any status up to 999; HTTP has none past 599 (RFC 9110 §15).
     if (status > 599) {
@@ -152,18 +168,19 @@ export class Attempt {
       return
     }
     const headers = responseHeaders(upstreamRes)
-    if (fw.draining) headers.push('Connection', 'close')
+    const draining = owner.draining
+    if (draining) headers.push('Connection', 'close')
     const out = this.out as ClientRequest
-    if (this.ex.body !== undefined && !out.writableFinished) {
-      this.early = true
-      if (!fw.draining) headers.push('Connection', 'close')
-      closeAfterResponse(this.ex.req.socket)
+    if (owner.body !== undefined && !out.writableFinished) {
+      this.answeredEarly = true
+      if (!draining) headers.push('Connection', 'close')
+      closeAfterResponse(owner.req.socket)
     }
-    const cookie = this.ex.stickyCookie(this.upstream)
+    const cookie = owner.stickyCookie(this.upstream)
     if (cookie !== undefined) headers.push('Set-Cookie', cookie)
     const reason = reasonPhrase(status, upstreamRes.statusMessage as string)
     try {
-      res.writeHead(status, reason, headers)
+      owner.res.writeHead(status, reason, headers)
     } catch (err) {
       // Whatever else Node refuses to send (a status below 100, say) is an invalid response,
       // not a crash: a guard, so that no upstream can throw out of this handler.
@@ -172,7 +189,7 @@ export class Attempt {
     }
     this.upstreamRes = upstreamRes
     upstreamRes[kAttempt] = this
-    fw.reportHealth(this.upstream.recordSuccess())
+    owner.reportHealth(this.upstream.recordSuccess())
     this.armRead()
     // By hand rather than pipe(): pipe() adds seven listeners and as many closures per
     // response, to handle cases the attempt handles already (the client going away aborts it).
@@ -182,7 +199,7 @@ export class Attempt {
     upstreamRes.on('data', onUpstreamData)
     upstreamRes.on('end', onUpstreamEnd)
     upstreamRes.on('close', onUpstreamClose)
-    this.ex.watchDrain()
+    owner.watchDrain()
   }
 
   /** The client took what was queued for it: read on. */
@@ -196,11 +213,11 @@ export class Attempt {
     // A response the upstream cut short must end the client's connection now; http-proxy
     // would leave the client waiting for bytes that will never come.
     if ((this.upstreamRes as IncomingMessage).complete) return
-    if (!this.ex.clientGone) {
+    if (!this.owner.clientGone) {
       this.upstream.stats.failures[this.cutReason === 'response timeout' ? 'timeout' : 'reset']++
-      this.ex.fw.reportHealth(this.upstream.recordFailure(this.cutReason))
+      this.owner.reportHealth(this.upstream.recordFailure(this.cutReason))
     }
-    this.ex.res.destroy()
+    this.owner.res.destroy()
   }
 }
 
@@ -230,7 +247,7 @@ function onSocket(this: Tagged<ClientRequest>, socket: Socket): void {
     return
   }
   // A new connection, so not once per request: a closure is fine here.
-  attempt.connectTimer = setTimeout(onConnectTimeout, attempt.ex.fw.options.connectTimeout, attempt)
+  attempt.connectTimer = setTimeout(onConnectTimeout, attempt.owner.connectTimeout, attempt)
   socket.once('connect', () => attempt.connect())
 }
 
@@ -240,7 +257,7 @@ function onConnectTimeout(attempt: Attempt): void {
 
 function onReadTimeout(attempt: Attempt): void {
   // Waiting on a slow client is not the upstream's fault: 'drain' re-arms the timer.
-  if (attempt.ex.res.writableNeedDrain) return
+  if (attempt.owner.res.writableNeedDrain) return
   attempt.cutReason = 'response timeout'
   ;(attempt.out as ClientRequest).destroy(new UpstreamTimeoutError())
 }
@@ -251,16 +268,16 @@ function onUpstreamData(this: Tagged<IncomingMessage>, chunk: Buffer): void {
   attempt.upstream.stats.bytesIn += chunk.length
   attempt.armRead()
   // A slow client slows the upstream read: backpressure, as pipe() would apply it.
-  if (!attempt.ex.res.write(chunk)) this.pause()
+  if (!attempt.owner.res.write(chunk)) this.pause()
 }
 
 function onUpstreamEnd(this: Tagged<IncomingMessage>): void {
-  const { ex, early } = this[kAttempt]
+  const { owner, answeredEarly } = this[kAttempt]
   // The upstream answered without reading the whole body: what is left is read and dropped
   // (the client connection closes after this response), and Exchange.closed() ends the
   // half-written upstream request.
-  if (early) ex.dropBody()
-  ex.res.end()
+  if (answeredEarly) owner.dropBody()
+  owner.res.end()
 }
 
 function onUpstreamClose(this: Tagged<IncomingMessage>): void {

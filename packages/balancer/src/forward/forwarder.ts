@@ -1,149 +1,111 @@
+// The forwarding side of the balancer: the settings and parts every request shares, and one Exchange per request.
 import { Agent, type IncomingMessage, type ServerResponse } from 'node:http'
-import { performance } from 'node:perf_hooks'
-import httpProxy from 'http-proxy'
-import type { AccessLog } from '../observe/access-log.js'
-import { Exchange } from './exchange.js'
-import { hasBody } from './headers.js'
-import { closeAfterResponse } from '../server/requests.js'
-import type { Policy } from '../select/policy.js'
-import type { WaitQueue } from '../select/queue.js'
-import { Stats } from '../observe/stats.js'
-import type { Sticky } from '../select/sticky.js'
+import type { Outcome, RequestRecorder } from '../observe/recorder.js'
+import { DEFAULTS, type BalancerOptions, type PolicyName } from '../options.js'
+import { createPolicy } from '../select/policies.js'
+import { WaitQueue } from '../select/queue.js'
+import { Sticky } from '../select/sticky.js'
 import type { Pool } from '../upstreams/pool.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
-
-/** What the forwarder needs from the balancer around it. Durations are in ms. */
-export interface ForwarderOptions {
-  pool: Pool
-  policy: Policy
-  /** The keep-alive agent for upstream connections. */
-  agent: Agent
-  connectTimeout: number
-  timeout: number
-  retryOnTimeout: boolean
-  /** Most further tries after the first; Infinity: each upstream once. */
-  retries: number
-  /** 0: no cap. */
-  retryTimeout: number
-  clientBodyTimeout: number
-  /** Idle time after which an open WebSocket tunnel is closed; 0: never. */
-  tunnelTimeout: number
-  /** Where requests wait when every candidate is at max_conns. */
-  queue: WaitQueue
-  /** Sticky sessions by cookie, when on. */
-  sticky: Sticky | undefined
-  /** Receives one line per health change; nothing when undefined. */
-  log: ((line: string) => void) | undefined
-  /** Receives one entry per request; nothing when undefined. */
-  accessLog: AccessLog | undefined
-}
-
-/** How a finished request went, beyond its status and upstream. */
-export interface Outcome {
-  /** The client's address, read when the request came. */
-  client: string
-  /** When the request came: ms since the epoch, and `performance.now()`. */
-  time: number
-  start: number
-  /** From sending the request upstream to the end of its response, when a response came. */
-  upstreamMs: number | undefined
-  /** Response body bytes sent to the client. */
-  bytes: number
-  /** Tries after the first. */
-  retries: number
-  /** The upstream's X-Cache. */
-  cache: string | undefined
-}
-
-/** Answers a request with a short text/plain error. Returns the body's length in bytes. */
-export function sendError(req: IncomingMessage, res: ServerResponse, status: number, message: string, close = false): number {
-  const body = `${message}\n`
-  const headers: Record<string, string | number> = {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    // The body may echo what a client sent (a transfer coding, say): never sniffed as HTML.
-    'x-content-type-options': 'nosniff',
-  }
-  // A body the client is still sending would have to be read to the end to keep the
-  // connection; closing it is cheaper (nginx does the same on an early error).
-  if (close || (hasBody(req) && !req.complete)) {
-    headers.connection = 'close'
-    closeAfterResponse(req.socket)
-  }
-  res.writeHead(status, headers)
-  if (req.method === 'HEAD') {
-    res.end()
-    return 0
-  }
-  res.end(body)
-  return headers['content-length'] as number
-}
+import type { ForwardContext, ForwardSettings } from './context.js'
+import { createEngine } from './engine.js'
+import { Exchange } from './exchange.js'
 
 /**
- * Sends requests to upstreams through http-proxy, one `Exchange` per client request.
- * http-proxy builds the upstream request (target, method, headers, agent); the balancer then
- * owns the rest: the path, hop-by-hop headers, when the body is read, timeouts, retries and
- * the response.
+ * Sends requests to upstreams, one `Exchange` per client request, through the engine. The
+ * engine builds the upstream request (target, method, headers, agent); the exchange owns the
+ * rest: the path, hop-by-hop headers, when the body is read, timeouts, retries and the response.
  */
-export class Forwarder {
-  readonly proxy: httpProxy
-  /**
-   * Opens a new connection for each request: for the one resend of a request whose kept-alive
-   * connection the upstream closed as it was reused (nginx does the same).
-   */
+export class Forwarder implements ForwardContext {
+  readonly engine = createEngine()
   readonly fresh = new Agent()
-  options: ForwarderOptions
-  /** Set while the balancer drains: every response then carries `Connection: close`. */
+  /** Where requests wait when every candidate is at max_conns: one queue, kept across reloads. */
+  readonly queue = new WaitQueue(DEFAULTS.queueSize, DEFAULTS.queueTimeout)
+  settings: ForwardSettings
   draining = false
-  /** Every request answered. */
-  readonly totals = new Stats()
-  /** Requests the balancer answered itself, without an upstream (503, 400, 408). */
-  readonly unrouted = new Stats()
+  readonly #recorder: RequestRecorder
+  readonly #reportHealth: (change: HealthChange | undefined) => void
+  #policyName: PolicyName = DEFAULTS.policy
+  #policyKey = ''
+  #idle = 0
 
-  constructor(options: ForwarderOptions) {
-    this.options = options
-    // The server whose events http-proxy's stream pass emits ('start', 'proxyReq', 'proxyRes',
-    // 'end'); its options are unused, since each try passes its own (Exchange.next()).
-    this.proxy = httpProxy.createProxyServer({})
+  /**
+   * @param pool the upstreams requests are spread over (kept, and changed in place on reload).
+   * @param recorder counts each finished request and writes its access-log entry.
+   * @param reportHealth told each change of an upstream's health that a request saw.
+   */
+  constructor(options: BalancerOptions, pool: Pool, recorder: RequestRecorder, reportHealth: (change: HealthChange | undefined) => void) {
+    this.#recorder = recorder
+    this.#reportHealth = reportHealth
+    this.settings = this.#settings(options, pool, undefined)
   }
 
+  /** The name of the balancing policy in force. */
+  get policyName(): PolicyName {
+    return this.#policyName
+  }
+
+  /** The keep-alive agent for upstream connections. */
+  get agent(): Agent {
+    return this.settings.agent
+  }
+
+  /** Applies new settings (a reload); requests in flight read them from their next step on. */
+  configure(options: BalancerOptions): void {
+    this.settings = this.#settings(options, this.settings.pool, this.settings)
+  }
+
+  #settings(options: BalancerOptions, pool: Pool, previous: ForwardSettings | undefined): ForwardSettings {
+    // A changed policy starts afresh; an unchanged one keeps its state (round-robin position).
+    let policy = previous?.policy
+    const policyKey = JSON.stringify([options.policy, options.hashKey])
+    if (policy === undefined || policyKey !== this.#policyKey) {
+      this.#policyName = options.policy ?? DEFAULTS.policy
+      policy = createPolicy(this.#policyName, options.hashKey)
+      this.#policyKey = policyKey
+    }
+    this.queue.size = options.queueSize ?? DEFAULTS.queueSize
+    this.queue.timeout = options.queueTimeout ?? DEFAULTS.queueTimeout
+    // http-proxy opens a connection per request unless it is given a keep-alive agent. LIFO
+    // reuses the warmest socket and lets the others idle out. A new idle time needs a new
+    // agent; the old one's idle sockets time out on their own, and its busy ones finish.
+    const idle = options.upstreamIdleTimeout ?? DEFAULTS.upstreamIdleTimeout
+    let agent = previous?.agent
+    if (agent === undefined || idle !== this.#idle) {
+      agent = new Agent({ keepAlive: true, scheduling: 'lifo', timeout: idle })
+      this.#idle = idle
+    }
+    return {
+      pool,
+      policy,
+      queue: this.queue,
+      sticky: options.sticky && new Sticky(options.sticky),
+      agent,
+      connectTimeout: options.connectTimeout ?? DEFAULTS.connectTimeout,
+      timeout: options.timeout ?? DEFAULTS.timeout,
+      retryOnTimeout: options.retryOnTimeout ?? DEFAULTS.retryOnTimeout,
+      retries: options.retries ?? DEFAULTS.retries,
+      retryTimeout: options.retryTimeout ?? DEFAULTS.retryTimeout,
+      clientBodyTimeout: options.clientBodyTimeout ?? DEFAULTS.clientBodyTimeout,
+      tunnelTimeout: options.tunnelTimeout ?? DEFAULTS.tunnelTimeout,
+    }
+  }
+
+  /** Forwards a request that passed the checks (server/requests.ts). */
   forward(req: IncomingMessage, res: ServerResponse): void {
     new Exchange(this, req, res).next()
   }
 
-  /** Counts a finished request and writes its access-log entry. */
-  finished(req: IncomingMessage, status: number, upstream: Upstream | undefined, o: Outcome): void {
-    const now = Date.now()
-    const method = req.method as string
-    this.totals.record(method, status, undefined, now)
-    ;(upstream?.stats ?? this.unrouted).record(method, status, o.upstreamMs, now)
-    this.options.accessLog?.write({
-      time: o.time,
-      client: o.client,
-      method,
-      path: req.url as string,
-      httpVersion: req.httpVersion,
-      status,
-      bytes: o.bytes,
-      upstream: upstream?.id,
-      upstreamMs: o.upstreamMs,
-      totalMs: performance.now() - o.start,
-      retries: o.retries,
-      cache: o.cache,
-      referer: req.headers.referer,
-      userAgent: req.headers['user-agent'],
-    })
+  /** Answers a request itself with `status` and one line of text, closing the connection; it is counted and logged like any other. */
+  refuse(req: IncomingMessage, res: ServerResponse, status: number, message: string): void {
+    new Exchange(this, req, res).answer(status, message, true)
   }
 
-  /** Told each health flip this process saw (the balancer passes them on to other workers). */
-  onHealth: ((change: HealthChange) => void) | undefined
-
-  /** Passes every health change on; logs a flip of availability once, with its reason. */
   reportHealth(change: HealthChange | undefined): void {
-    if (change === undefined) return
-    this.onHealth?.(change)
-    if (!change.flipped) return
-    const { upstream, up, reason } = change
-    this.options.log?.(up ? `upstream ${upstream.id} is up again: ${reason}` : `upstream ${upstream.id} marked down: ${reason}`)
+    this.#reportHealth(change)
+  }
+
+  finished(req: IncomingMessage, status: number, upstream: Upstream | undefined, outcome: Outcome): void {
+    this.#recorder.record(req, status, upstream, outcome)
   }
 }

@@ -1,3 +1,4 @@
+// The headers a request carries upstream and a response carries back: hop-by-hop removed, X-Forwarded-* set.
 import { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http'
 
 /**
@@ -58,27 +59,7 @@ export function peerOf(socket: { remoteAddress?: string | undefined }): string {
   return socket.remoteAddress ?? '-'
 }
 
-/** Whether the request carries a body: a Content-Length above 0 or any Transfer-Encoding. */
-export function hasBody(req: IncomingMessage): boolean {
-  const te = req.headers['transfer-encoding']
-  if (te !== undefined) return true
-  const cl = req.headers['content-length']
-  return cl !== undefined && cl !== '0'
-}
-
-/** How many times a header appears in the raw request, for duplicates Node folds silently. */
-export function countHeader(req: IncomingMessage, lowerName: string): number {
-  let n = 0
-  const raw = req.rawHeaders
-  // Runs on every request: only names of the right length are lower-cased (each a new string).
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string
-    if (name.length === lowerName.length && name.toLowerCase() === lowerName) n++
-  }
-  return n
-}
-
-/** Request headers as http-proxy copies them into an upstream request. */
+/** Request headers for an upstream request, as the engine copies them in. */
 export type Headers = Record<string, string | string[]>
 
 /**

@@ -1,3 +1,4 @@
+// The request body, read only once an upstream connection is open and held (up to 64 KB) so that a retry can send it again.
 import type { ClientRequest, IncomingMessage } from 'node:http'
 
 /**
@@ -11,7 +12,7 @@ export const HOLD_LIMIT = 64 * 1024
  * (up to HOLD_LIMIT) while it streams so that it can be replayed. http-proxy would pipe the
  * body at once, so a POST to a refused upstream would lose it.
  */
-export class RequestBody {
+export class ReplayBody {
   #req: IncomingMessage
   #chunks: Buffer[] = []
   #size = 0

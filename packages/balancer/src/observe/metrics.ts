@@ -1,7 +1,8 @@
+// The Prometheus metrics of one balancer process, read from its counts at scrape time.
 import { performance } from 'node:perf_hooks'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { Balancer } from '../balancer.js'
 import { CLASSES, FAILURE_KINDS } from './stats.js'
+import type { BalancerView } from './view.js'
 
 /**
  * Upstream response-time buckets, in seconds: prom-client's defaults (5 ms to 10 s) with
@@ -21,7 +22,7 @@ export const NO_UPSTREAM = 'none'
  * request, through `Stats.onLatency`, while metrics are on. Names and labels are a contract:
  * dashboards and alerts rely on them (README, "Metrics").
  */
-export function createMetrics(balancer: Balancer): Registry {
+export function createMetrics(balancer: BalancerView): Registry {
   const registry = new Registry()
   const registers = [registry]
   const upstreams = () => [...balancer.pool.upstreams, ...balancer.retired]
@@ -42,7 +43,7 @@ export function createMetrics(balancer: Balancer): Registry {
         }
       }
       for (const u of upstreams()) add(u.id, u.stats.byMethod)
-      add(NO_UPSTREAM, balancer.forwarder.unrouted.byMethod)
+      add(NO_UPSTREAM, balancer.unrouted.byMethod)
     },
   })
   new Counter({

@@ -1,7 +1,8 @@
+// The shape of /status.json, and how it is built from a balancer's state and counts that add up across workers.
 import { performance } from 'node:perf_hooks'
-import type { Balancer } from '../balancer.js'
 import { RATE_SECONDS, classTotals, mergeStats, perSecond, quantile, type StatsData } from './stats.js'
 import type { Upstream } from '../upstreams/upstream.js'
+import type { BalancerView, StateView } from './view.js'
 
 /**
  * The shape of `GET /status.json` on the admin port, also pushed as each `/events` message
@@ -109,15 +110,14 @@ export interface ProcessCounts {
 }
 
 /** The counts of one balancer process, now. */
-export function processCounts(balancer: Balancer, now = Date.now()): ProcessCounts {
-  const fw = balancer.forwarder
+export function processCounts(balancer: BalancerView, now = Date.now()): ProcessCounts {
   const upstreams: ProcessCounts['upstreams'] = {}
   for (const u of [...balancer.pool.upstreams, ...balancer.retired]) upstreams[u.id] = { ...u.stats.data(now), inFlight: u.inFlight }
-  const totals = fw.totals.data(now)
+  const totals = balancer.totals.data(now)
   return {
     processes: [{ pid: process.pid, requests: sum(classTotals(totals)), connectionsOpen: balancer.connectionsOpen }],
     totals,
-    unrouted: fw.unrouted.data(now),
+    unrouted: balancer.unrouted.data(now),
     upstreams,
     connectionsOpen: balancer.connectionsOpen,
     connectionsTotal: balancer.connectionsTotal,
@@ -150,7 +150,7 @@ function classes(data: StatsData): StatusClasses {
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0)
 
 /** State and reason of an upstream, as the dashboard shows them. */
-function stateOf(balancer: Balancer, u: Upstream, retired: boolean, now: number): [UpstreamStatus['state'], string] {
+function stateOf(balancer: StateView, u: Upstream, retired: boolean, now: number): [UpstreamStatus['state'], string] {
   if (retired) return ['draining', `removed by a reload; finishing ${u.inFlight} request(s)`]
   const { pool } = balancer
   if (u.adminDown) return ['down', 'marked down in the configuration (down)']
@@ -166,7 +166,7 @@ function stateOf(balancer: Balancer, u: Upstream, retired: boolean, now: number)
  * The status snapshot: the balancer's own upstream state (health is shared across workers)
  * with `counts`, this process's or every worker's added up.
  */
-export function buildStatus(balancer: Balancer, counts: ProcessCounts, workers = 1, now = Date.now()): StatusSnapshot {
+export function buildStatus(balancer: StateView, counts: ProcessCounts, workers = 1, now = Date.now()): StatusSnapshot {
   const perf = performance.now()
   const second = Math.floor(now / 1000)
   const rateSeconds = Array.from({ length: RATE_SECONDS }, (_, i) => (second - RATE_SECONDS + i) * 1000)
@@ -194,7 +194,7 @@ export function buildStatus(balancer: Balancer, counts: ProcessCounts, workers =
       failures: sum(Object.values(data.failures)),
       failuresByKind: data.failures,
       retries: data.retries,
-      lastCheck: balancer.healthChecker?.lastResult(u.id) ?? null,
+      lastCheck: balancer.lastCheck(u.id) ?? null,
       latencyMs: sum(data.latency) === 0 ? null : { p50: p(0.5), p95: p(0.95), p99: p(0.99) },
       bytesOut: data.bytesOut,
       bytesIn: data.bytesIn,

@@ -1,6 +1,6 @@
+// The checks a request passes before any upstream sees it, and the marks on a connection that a response ends.
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { countHeader } from '../forward/headers.js'
 
 /**
  * What the balancer checks in a request before any upstream sees it: the cases Node's parser
@@ -36,6 +36,26 @@ export function closing(socket: Duplex): boolean {
 export function answerDue(socket: Duplex): boolean {
   const current = (socket as Duplex & { _httpMessage?: object | null })._httpMessage
   return closing(socket) || (current !== null && current !== undefined)
+}
+
+/** Whether the request carries a body: a Content-Length above 0 or any Transfer-Encoding. */
+export function hasBody(req: IncomingMessage): boolean {
+  const te = req.headers['transfer-encoding']
+  if (te !== undefined) return true
+  const cl = req.headers['content-length']
+  return cl !== undefined && cl !== '0'
+}
+
+/** How many times a header appears in the raw request, for duplicates Node folds silently. */
+export function countHeader(req: IncomingMessage, lowerName: string): number {
+  let n = 0
+  const raw = req.rawHeaders
+  // Runs on every request: only names of the right length are lower-cased (each a new string).
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) n++
+  }
+  return n
 }
 
 /** A request the balancer answers itself: status and one line of text. */

@@ -2,7 +2,8 @@
 // what it receives. (The primary is tested with real workers in cli-workers.ts.)
 import { EventEmitter } from 'node:events'
 import t from 'tap'
-import { joinCluster, type HealthNews } from '../../src/cluster/primary.js'
+import type { HealthNews } from '../../src/cluster/messages.js'
+import { joinCluster } from '../../src/cluster/worker.js'
 import type { ProcessCounts } from '../../src/observe/status.js'
 import type { Upstream } from '../../src/upstreams/upstream.js'
 import { closedPort, fetchText, startBalancer, startUpstream } from '../fixtures/servers.js'
@@ -14,18 +15,18 @@ t.test('a worker passes its health flips on, applies others\', and answers for i
   const sent: unknown[] = []
   const channel = Object.assign(new EventEmitter(), { send: (m: unknown) => sent.push(m) })
   const joined = joinCluster(balancer, channel)
-  t.same(sent, [{ sy: 'hello' }], 'it says hello first, to hear the health others have')
+  t.same(sent, [{ switchyard: 'hello' }], 'it says hello first, to hear the health others have')
   let welcomed = false
   void joined.then(() => (welcomed = true))
-  channel.emit('message', { sy: 'welcome' })
+  channel.emit('message', { switchyard: 'welcome' })
   await joined
   t.ok(welcomed, 'the welcome lets it listen')
 
   t.equal((await fetchText(port)).status, 200, 'refused by the dead upstream, served by the good one')
-  t.match(sent[1], { sy: 'health', id: dead, up: false, source: 'passive', ms: 30_000 } satisfies Partial<HealthNews>, 'the passive flip goes to the primary')
+  t.match(sent[1], { switchyard: 'health', id: dead, up: false, source: 'passive', ms: 30_000 } satisfies Partial<HealthNews>, 'the passive flip goes to the primary')
 
   const [d, g] = balancer.pool.upstreams as [Upstream, Upstream]
-  const news = (over: Partial<HealthNews>): HealthNews => ({ sy: 'health', id: g.id, up: false, source: 'passive', reason: 'seen elsewhere', ms: 5000, ...over })
+  const news = (over: Partial<HealthNews>): HealthNews => ({ switchyard: 'health', id: g.id, up: false, source: 'passive', reason: 'seen elsewhere', ms: 5000, ...over })
   channel.emit('message', news({}))
   t.notOk(balancer.pool.isAvailable(g, performance.now()), "another worker's passive failure takes the upstream out here")
   t.equal(g.lastChange?.reason, 'seen elsewhere', 'with its reason')
@@ -44,9 +45,9 @@ t.test('a worker passes its health flips on, applies others\', and answers for i
   channel.emit('message', null)
   t.equal(sent.length, 2, "prom-client's messages and anything else are not ours: no reply")
 
-  channel.emit('message', { sy: 'counts?', seq: 7 })
-  const reply = sent[2] as { sy: string; seq: number; counts: ProcessCounts }
-  t.equal(reply.sy, 'counts')
+  channel.emit('message', { switchyard: 'counts?', seq: 7 })
+  const reply = sent[2] as { switchyard: string; seq: number; counts: ProcessCounts }
+  t.equal(reply.switchyard, 'counts')
   t.equal(reply.seq, 7, 'the reply names the request')
   t.equal(reply.counts.processes[0]?.pid, process.pid)
   t.equal(reply.counts.processes[0]?.requests, 1, 'with what this process served')

@@ -305,7 +305,7 @@ t.test('an upstream killing the WebSocket closes the client', bounded, async t =
 t.test('an upstream reset mid-stream closes the client, without a crash or a health mark', bounded, async t => {
   const raw = await startRaw101(t)
   const a = await startBackend(t)
-  const { balancer, port, logs, logged } = await balance(t, [raw.spec, a.spec])
+  const { balancer, server, port, logs, logged } = await balance(t, [raw.spec, a.spec])
   const ws = await open(t, port)
   ws.on('error', () => {})
   const closed = once(ws, 'close')
@@ -314,7 +314,7 @@ t.test('an upstream reset mid-stream closes the client, without a crash or a hea
   await closed
   t.pass('the client is closed')
   await line
-  t.equal(await promisify(balancer.getConnections.bind(balancer))(), 0, 'the balancer holds no connection: nothing leaks')
+  t.equal(await promisify(server.getConnections.bind(server))(), 0, 'the balancer holds no connection: nothing leaks')
   t.same(logs, [], 'a tunnel that breaks after the handshake is not held against the upstream')
   const next = await open(t, port)
   t.equal((await roundTrip(next, 'alive')).data.toString(), 'alive', 'the balancer carries on')
@@ -336,7 +336,7 @@ t.test('a client that goes away before the answer frees the upstream connection'
 
   const hole = await blackhole(t)
   const connecting = await balance(t, [hole], { connectTimeout: 5000 })
-  const upgrading = once(connecting.balancer, 'upgrade')
+  const upgrading = once(connecting.server, 'upgrade')
   const early = connect(connecting.port, '127.0.0.1')
   const gone = connecting.logged()
   early.write(handshake())
@@ -365,10 +365,10 @@ t.test('drain waits for open WebSockets, then closes them at its timeout', bound
 
 t.test('an upgrade that arrives while the balancer drains is refused with 503', bounded, async t => {
   const up = await startWsUpstream(t)
-  const { balancer, port } = await balance(t, [up.spec])
+  const { balancer, server, port } = await balance(t, [up.spec])
   // Half a handshake: the connection is busy with a request, so draining does not close it.
   // Read by the balancer's parser first: its listener on the socket runs before this one.
-  const read = new Promise<void>(resolve => balancer.once('connection', (s: Socket) => s.once('data', () => resolve())))
+  const read = new Promise<void>(resolve => server.once('connection', (s: Socket) => s.once('data', () => resolve())))
   const socket = connect(port, '127.0.0.1')
   socket.setEncoding('latin1')
   const [first, rest] = [handshake().slice(0, 20), handshake().slice(20)]
@@ -458,12 +458,12 @@ t.test('the sticky cookie pins an upgrade to its upstream', bounded, async t => 
 
 t.test('what is not a WebSocket upgrade is answered, not proxied', bounded, async t => {
   const a = await startBackend(t)
-  const { balancer, port } = await balance(t, [a.spec])
+  const { balancer, server, port } = await balance(t, [a.spec])
   const h2c = 'GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n'
   t.match(await rawExchange(port, h2c), /^HTTP\/1\.1 501 Not Implemented\r\n[^]*only WebSocket upgrades/, 'h2c: 501')
   t.match(await rawExchange(port, handshake().replace('GET', 'POST')), /^HTTP\/1\.1 501 /, 'a POST upgrade: 501')
   const twoHosts = handshake('/ws', 'Host: y\r\n')
   t.match(await rawExchange(port, twoHosts), /^HTTP\/1\.1 400 Bad Request\r\n[^]*more than one Host header/, 'two Host headers: 400')
   t.equal(a.backend.websockets.clients.size, 0, 'none reached the upstream')
-  t.equal(await promisify(balancer.getConnections.bind(balancer))(), 0, 'and the balancer closed each connection')
+  t.equal(await promisify(server.getConnections.bind(server))(), 0, 'and the balancer closed each connection')
 })

@@ -378,7 +378,7 @@ t.test('passive and active health both see one outage: one "marked down" line, o
   const { balancer, port, logs } = await startBalancer(t, [a.spec, b.spec], { health, failTimeout: 60_000 })
   const changes: HealthChange[] = []
   balancer.on('health', (c: HealthChange) => changes.push(c))
-  const checker = balancer.healthChecker as HealthChecker
+  const checker = balancer.upstreams.checker as HealthChecker
   // Passive health first, for a fixed order: the checks wait until a request has failed.
   checker.stop()
   await a.close()
