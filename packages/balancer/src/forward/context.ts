@@ -1,26 +1,19 @@
 // What every exchange and WebSocket tunnel shares with the forwarder: the settings in force and the parts they use.
 import type { Agent, IncomingMessage } from 'node:http'
 import type { Outcome } from '../observe/recorder.js'
-import type { Policy } from '../select/policy.js'
+import type { Choosing } from '../select/choose.js'
 import type { WaitQueue } from '../select/queue.js'
 import type { Sticky } from '../select/sticky.js'
-import type { Pool } from '../upstreams/pool.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 import type { Engine } from './engine.js'
 
-/** The forwarding settings in force, replaced as a whole on reload. Durations are in ms. */
-export interface ForwardSettings {
-  pool: Pool
-  policy: Policy
+/** The forwarding settings in force, replaced as a whole on reload: the pool, policy and retry budget, and these. Durations are in ms. */
+export interface ForwardSettings extends Choosing {
   /** The keep-alive agent for upstream connections. */
   agent: Agent
   connectTimeout: number
   timeout: number
   retryOnTimeout: boolean
-  /** Most further tries after the first; Infinity: each upstream once. */
-  retries: number
-  /** 0: no cap. */
-  retryTimeout: number
   clientBodyTimeout: number
   /** Idle time after which an open WebSocket tunnel is closed; 0: never. */
   tunnelTimeout: number

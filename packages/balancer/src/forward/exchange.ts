@@ -3,6 +3,7 @@ import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node
 import { performance } from 'node:perf_hooks'
 import { answer } from '../server/answers.js'
 import { hasBody } from '../server/requests.js'
+import { FULL, NONE, choose, type Tries } from '../select/choose.js'
 import type { Waiter } from '../select/queue.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 import { Attempt, type AttemptOwner } from './attempt.js'
@@ -16,7 +17,7 @@ const kExchange = Symbol('switchyard.exchange')
 type Tagged<T> = T & { [kExchange]: Exchange }
 
 /** One client request and its tries, each on a different upstream. */
-export class Exchange implements AttemptOwner {
+export class Exchange implements AttemptOwner, Tries {
   readonly forwarder: ForwardContext
   readonly req: IncomingMessage
   readonly res: ServerResponse
@@ -30,6 +31,8 @@ export class Exchange implements AttemptOwner {
   readonly start = performance.now()
   readonly time = Date.now()
   attempt: Attempt | undefined
+  /** The upstream of the latest try. */
+  upstream: Upstream | undefined
   lastError: Error | undefined
   /** The client went away or stalled: nothing that fails now is the upstream's fault. */
   clientGone = false
@@ -73,35 +76,13 @@ export class Exchange implements AttemptOwner {
    * none is left or the retry budget is spent.
    */
   next(): void {
-    const { pool, policy, retries, retryTimeout } = this.forwarder.settings
-    const now = performance.now()
-    if (this.tried.size > retries || (retryTimeout > 0 && now - this.start >= retryTimeout)) {
-      this.giveUp()
-      return
-    }
-    const upstream = this.#pinned(now) ?? policy.select(pool, this.req, this.tried)
-    if (upstream === undefined || upstream.full) {
-      // Full is not down: a sticky request waits for its own upstream, and one whose tier is
-      // all at max_conns waits for a slot rather than spilling onto backups.
-      if (upstream !== undefined || pool.tier(this.tried, now).length > 0) this.#wait()
-      else this.giveUp()
-      return
-    }
-    if (this.attempt !== undefined) {
-      // HAProxy's per-server `retries` counter: counted on the upstream that failed.
-      this.retries++
-      this.attempt.upstream.stats.retries++
-    }
-    this.tried.add(upstream)
-    this.#send(upstream, this.forwarder.settings.agent)
-  }
-
-  /** The upstream the sticky cookie names, while it is available and not yet tried. */
-  #pinned(now: number): Upstream | undefined {
-    if (this.pinnedId === undefined) return undefined
-    const { pool } = this.forwarder.settings
-    const u = pool.upstreams.find(x => x.id === this.pinnedId)
-    return u !== undefined && !this.tried.has(u) && pool.isAvailable(u, now) ? u : undefined
+    const settings = this.forwarder.settings
+    const upstream = choose(settings, this, true, performance.now())
+    // Full is not down: a sticky request waits for its own upstream, and one whose tier is
+    // all at max_conns waits for a slot rather than spilling onto backups.
+    if (upstream === FULL) this.#wait()
+    else if (upstream === NONE) this.giveUp()
+    else this.#send(upstream, settings.agent)
   }
 
   #send(upstream: Upstream, agent: Agent): void {
@@ -197,7 +178,7 @@ export class Exchange implements AttemptOwner {
 
   /** Answers 503 when no upstream could be tried, or 502 / 504 when every try failed. */
   giveUp(): void {
-    const { status, message } = giveUpAnswer(this.lastError, this.attempt?.upstream)
+    const { status, message } = giveUpAnswer(this.lastError, this.upstream)
     this.answer(status, message, this.forwarder.draining)
   }
 

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import { InvalidResponseError, UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode, ignoreError } from '../errors.js'
 import { failureKind } from '../observe/stats.js'
+import { FULL, NONE, choose, type Tries } from '../select/choose.js'
 import { answerRaw } from '../server/answers.js'
 import type { Upstream } from '../upstreams/upstream.js'
 import type { ForwardContext } from './context.js'
@@ -20,7 +21,7 @@ export interface TunnelOwner {
 }
 
 /** One upgrade request: its tries, then the tunnel between the client and one upstream. */
-export class Tunnel implements UpgradeSink {
+export class Tunnel implements UpgradeSink, Tries {
   readonly owner: TunnelOwner
   readonly forwarder: ForwardContext
   readonly req: IncomingMessage
@@ -35,6 +36,8 @@ export class Tunnel implements UpgradeSink {
   /** The client's address, read at once: once its socket closes, it has none. */
   readonly peer: string
   upstream: Upstream | undefined
+  /** Tries after the first. */
+  retries = 0
   conn: Socket | undefined
   /** The upstream request, once the engine built it. */
   out: ClientRequest | undefined
@@ -73,24 +76,15 @@ export class Tunnel implements UpgradeSink {
    * (nginx proxy_next_upstream_tries / _timeout), or gives up when none is left.
    */
   next(): void {
-    const { pool, policy, retries, retryTimeout, connectTimeout } = this.forwarder.settings
-    const now = performance.now()
-    if (this.tried.size > retries || (retryTimeout > 0 && now - this.start >= retryTimeout)) {
-      this.#giveUp(false)
+    const settings = this.forwarder.settings
+    const upstream = choose(settings, this, false, performance.now())
+    // Every upstream at max_conns: unlike a request, an upgrade does not queue. Tunnels
+    // last minutes, so a slot seldom frees within the queue timeout, and the client is
+    // better told at once (a WebSocket client reconnects) than left to take queue places.
+    if (upstream === FULL || upstream === NONE) {
+      this.#giveUp(upstream === FULL)
       return
     }
-    const upstream = this.#pinned(now) ?? policy.select(pool, this.req, this.tried)
-    if (upstream === undefined) {
-      // Every upstream at max_conns: unlike a request, an upgrade does not queue. Tunnels
-      // last minutes, so a slot seldom frees within the queue timeout, and the client is
-      // better told at once (a WebSocket client reconnects) than left to take queue places.
-      this.#giveUp(pool.tier(this.tried, now).length > 0)
-      return
-    }
-    // Counted on the upstream that failed, as for a request.
-    if (this.upstream !== undefined) this.upstream.stats.retries++
-    this.tried.add(upstream)
-    this.upstream = upstream
     upstream.inFlight++
     this.counted = true
     const conn = connect({ host: upstream.host, port: upstream.port })
@@ -100,14 +94,7 @@ export class Tunnel implements UpgradeSink {
     conn.on('error', ignoreError)
     conn.on('error', this.#onConnectError)
     conn.once('connect', this.#onConnect)
-    this.timer = setTimeout(() => conn.destroy(new UpstreamConnectTimeoutError()), connectTimeout)
-  }
-
-  /** The upstream the sticky cookie names, while it can take the tunnel and was not tried. */
-  #pinned(now: number): Upstream | undefined {
-    const { pool } = this.forwarder.settings
-    const u = pool.upstreams.find(x => x.id === this.pinnedId)
-    return u !== undefined && !u.full && !this.tried.has(u) && pool.isAvailable(u, now) ? u : undefined
+    this.timer = setTimeout(() => conn.destroy(new UpstreamConnectTimeoutError()), settings.connectTimeout)
   }
 
   /** Connection refused, reset or timed out: nothing was sent, so the next upstream may have it. */
@@ -263,7 +250,7 @@ export class Tunnel implements UpgradeSink {
       start: this.start,
       upstreamMs: undefined,
       bytes: 0,
-      retries: Math.max(0, this.tried.size - 1),
+      retries: this.retries,
       cache: undefined,
     })
   }
