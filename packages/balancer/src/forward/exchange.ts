@@ -95,12 +95,12 @@ export class Exchange implements AttemptOwner, Tries {
     this.body?.detach()
     // The keep-alive race: nginx sends such a request again on a new connection, and so does
     // this, to the same upstream, without counting a failure or using up --retries.
-    if (stale && mayResend(this.req, this.body)) {
+    if (stale && mayResend(this.req.method as string, this.body)) {
       this.#send(attempt.upstream, this.forwarder.fresh)
       return
     }
     this.lastError = err
-    if (mayRetry(attempt.connected, err, this.req, this.body, this.forwarder.settings.retryOnTimeout)) this.next()
+    if (mayRetry(attempt.connected, err, this.req.method as string, this.body, this.forwarder.settings.retryOnTimeout)) this.next()
     else this.giveUp()
   }
 

@@ -1,8 +1,6 @@
 // Which failed tries may go again, and what a request is answered when no try is left (Caddy's tryAgain and statusError).
-import type { IncomingMessage } from 'node:http'
 import { NoUpstreamError, UpstreamConnectTimeoutError, UpstreamFailedError, UpstreamTimeoutError, errorCode } from '../errors.js'
 import type { Upstream } from '../upstreams/upstream.js'
-import type { ReplayBody } from './replay-body.js'
 
 /**
  * Methods that may be sent again after the upstream got them (RFC 9110 §9.2.2), as nginx's
@@ -10,9 +8,14 @@ import type { ReplayBody } from './replay-body.js'
  */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
+/** A request body as retrying sees it (a ReplayBody): whether it can be sent again. */
+export interface Replayable {
+  readonly replayable: boolean
+}
+
 /** Whether a request the upstream may have got can be sent again: idempotent, and a body that is empty or held in full. */
-function replayable(req: IncomingMessage, body: ReplayBody | undefined): boolean {
-  return IDEMPOTENT.has(req.method as string) && (body === undefined || body.replayable)
+function replayable(method: string, body: Replayable | undefined): boolean {
+  return IDEMPOTENT.has(method) && (body === undefined || body.replayable)
 }
 
 /**
@@ -20,8 +23,8 @@ function replayable(req: IncomingMessage, body: ReplayBody | undefined): boolean
  * again to the same upstream on a new one: only when the request could be replayed anyway. It
  * happens once per upstream: the new connection is never a reused one.
  */
-export function mayResend(req: IncomingMessage, body: ReplayBody | undefined): boolean {
-  return replayable(req, body)
+export function mayResend(method: string, body: Replayable | undefined): boolean {
+  return replayable(method, body)
 }
 
 /**
@@ -30,11 +33,11 @@ export function mayResend(req: IncomingMessage, body: ReplayBody | undefined): b
  * included; one that did only if it is replayable, and not after a response timeout unless
  * `retryOnTimeout` says so.
  */
-export function mayRetry(connected: boolean, err: Error, req: IncomingMessage, body: ReplayBody | undefined, retryOnTimeout: boolean): boolean {
+export function mayRetry(connected: boolean, err: Error, method: string, body: Replayable | undefined, retryOnTimeout: boolean): boolean {
   if (!connected) return true
   // A 504 should come after one timeout, not after one per upstream.
   if (err instanceof UpstreamTimeoutError && !retryOnTimeout) return false
-  return replayable(req, body)
+  return replayable(method, body)
 }
 
 /**

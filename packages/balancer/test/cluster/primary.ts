@@ -1,12 +1,12 @@
-// `--workers 2`: real worker processes behind one port, run as the built CLI.
+// The cluster's primary, with real worker processes sharing one port: the built CLI with --workers 2.
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import type { StatusSnapshot } from '../src/index.js'
-import { portOf, run, type Run } from './fixtures/cli.js'
-import { parseExposition } from './fixtures/prometheus.js'
-import { closedPort, fetchText, startUpstream } from './fixtures/servers.js'
+import type { StatusSnapshot } from '../../src/index.js'
+import { portOf, run, type Run } from '../fixtures/cli.js'
+import { parseExposition } from '../fixtures/prometheus.js'
+import { closedPort, fetchText, startUpstream } from '../fixtures/servers.js'
 
 const adminPortOf = (line: string): number => Number(/^switchyard admin on http:\/\/[^ ]+:(\d+)\//.exec(line)?.[1])
 
