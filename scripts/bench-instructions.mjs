@@ -166,7 +166,7 @@ async function measure({ label, args }) {
     }
     return { label, perRequest }
   } catch (err) {
-    throw new Error(`${label}: ${err.message}\n${log}`)
+    throw new Error(`${label}: ${err.message}\n${log}`, { cause: err })
   } finally {
     child.kill('SIGKILL')
     children.delete(child)

@@ -37,7 +37,9 @@ export function startWatchdog(dir) {
 function killGroup(pid, signal = 'SIGKILL') {
   try {
     process.kill(-pid, signal)
-  } catch {}
+  } catch {
+    // Already gone.
+  }
 }
 
 /**

@@ -20,7 +20,9 @@ export function which(name) {
     try {
       accessSync(join(dir, name), constants.X_OK)
       return join(dir, name)
-    } catch {}
+    } catch {
+      // Not here, or not executable: the next directory.
+    }
   }
   return undefined
 }

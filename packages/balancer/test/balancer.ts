@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import { request } from 'node:http'
 import t from 'tap'
 import { createBalancer } from '../src/index.js'
-import { fetchText, rawExchange, startBalancer, startRawUpstream, startUpstream, sha256 } from './fixtures/servers.js'
+import { fetchText, startBalancer, startUpstream } from './fixtures/servers.js'
 
 t.test('sequential GETs alternate strictly between two upstreams', async t => {
   const a = await startUpstream(t, 'a')

@@ -1,26 +1,12 @@
 import { once } from 'node:events'
 import { request, type IncomingMessage } from 'node:http'
 import t from 'tap'
-import { HOLD_LIMIT } from '../../src/forward/replay-body.js'
 import {
-  closedPort,
   fetchText,
   rawExchange,
   startBalancer,
   startRawUpstream,
-  startUpstream,
-  sha256,
-} from '../fixtures/servers.js'
-
-/** An upstream that reads a request in full, then resets the connection without answering. */
-async function resettingUpstream(t: Parameters<typeof startRawUpstream>[0]) {
-  return startRawUpstream(t, (socket, received) => {
-    const head = received.indexOf('\r\n\r\n')
-    if (head < 0) return
-    const length = Number(/content-length: (\d+)/i.exec(received)?.[1] ?? 0)
-    if (received.length - head - 4 >= length) socket.resetAndDestroy()
-  })
-}
+  startUpstream } from '../fixtures/servers.js'
 
 t.test('an upstream that never answers gets a 504, and the request is not retried', async t => {
   const silent = await startRawUpstream(t, () => {})

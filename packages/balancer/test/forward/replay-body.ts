@@ -1,17 +1,13 @@
-import { once } from 'node:events'
-import { request, type IncomingMessage } from 'node:http'
 import t from 'tap'
 // The request body: held while it streams, so that a request refused or reset upstream can be sent again.
 import { HOLD_LIMIT } from '../../src/forward/replay-body.js'
 import {
   closedPort,
   fetchText,
-  rawExchange,
   startBalancer,
   startRawUpstream,
   startUpstream,
-  sha256,
-} from '../fixtures/servers.js'
+  sha256 } from '../fixtures/servers.js'
 
 /** An upstream that reads a request in full, then resets the connection without answering. */
 async function resettingUpstream(t: Parameters<typeof startRawUpstream>[0]) {

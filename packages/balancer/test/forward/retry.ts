@@ -1,6 +1,4 @@
 // Which failed tries go again, and what a request is answered when none may.
-import { once } from 'node:events'
-import { request, type IncomingMessage } from 'node:http'
 import t from 'tap'
 import { InvalidResponseError, UpstreamConnectTimeoutError, UpstreamTimeoutError } from '../../src/errors.js'
 import { giveUpAnswer, mayResend, mayRetry, statusForUpstreamError, type Replayable } from '../../src/forward/retry.js'
@@ -11,9 +9,7 @@ import {
   rawExchange,
   startBalancer,
   startRawUpstream,
-  startUpstream,
-  sha256,
-} from '../fixtures/servers.js'
+  startUpstream } from '../fixtures/servers.js'
 
 /** An upstream that reads a request in full, then resets the connection without answering. */
 async function resettingUpstream(t: Parameters<typeof startRawUpstream>[0]) {

@@ -4,7 +4,7 @@ import { createServer, request, type IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import t from 'tap'
 import { answer, answerRaw, rawHead } from '../../src/server/answers.js'
-import { closedPort, fetchText, rawExchange, serve, startBalancer, startUpstream } from '../fixtures/servers.js'
+import { closedPort, fetchText, rawExchange, serve, startBalancer } from '../fixtures/servers.js'
 
 t.test('answer(): one line of text/plain, never sniffed; Connection: close when asked; no body for a HEAD', async t => {
   const sent: number[] = []
