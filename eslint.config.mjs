@@ -18,7 +18,9 @@ export default tseslint.config(
       'import-x/extensions': ['.ts', '.mts', '.js', '.mjs'],
       'import-x/parsers': { '@typescript-eslint/parser': ['.ts', '.mts'] },
       // Resolves `./x.js` to `./x.ts`, as TypeScript's NodeNext does, so that the cycle check sees every edge.
-      'import-x/resolver-next': [createTypeScriptImportResolver({ project: ['packages/*/tsconfig.json', 'tsconfig.json'], noWarnOnMultipleProjects: true })],
+      'import-x/resolver-next': [
+        createTypeScriptImportResolver({ project: ['packages/*/tsconfig.json', 'tsconfig.json'], noWarnOnMultipleProjects: true }),
+      ],
     },
     rules: {
       // A runtime import cycle. It cannot see cycles made only of `import type` (the rule skips those by design):

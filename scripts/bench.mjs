@@ -38,7 +38,8 @@ import { runWrk } from './bench/wrk.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(root, 'packages/balancer/dist/cli.js')
-const USAGE = 'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--no-pin] [--only nginx,switchyard,...]'
+const USAGE =
+  'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--no-pin] [--only nginx,switchyard,...]'
 const WARMUP_SECONDS = 1
 /** Length of the c=1 latency run; one connection settles its p50 within a couple of seconds. */
 const C1_SECONDS = 2
@@ -78,7 +79,8 @@ function options() {
   }
   const whole = (name, text, min, max) => {
     const m = /^(\d+)$/.exec(text)
-    if (!m || Number(m[1]) < min || Number(m[1]) > max) die(`--${name} ${JSON.stringify(text)}: give a whole number from ${min} to ${max} (${USAGE})`)
+    if (!m || Number(m[1]) < min || Number(m[1]) > max)
+      die(`--${name} ${JSON.stringify(text)}: give a whole number from ${min} to ${max} (${USAGE})`)
     return Number(m[1])
   }
   return {
@@ -102,7 +104,8 @@ if (wrk === undefined) die('wrk not found: install it with apt-get install -y wr
 if (!existsSync(CLI)) {
   progress(`${CLI} is missing: building with npx tsc -b`)
   const built = spawnSync('npx', ['tsc', '-b'], { cwd: root, stdio: 'inherit', timeout: BUILD_TIMEOUT_MS })
-  if (built.status !== 0 || !existsSync(CLI)) die(`npx tsc -b failed (${built.error?.message ?? `status ${built.status}`}); fix the build first`)
+  if (built.status !== 0 || !existsSync(CLI))
+    die(`npx tsc -b failed (${built.error?.message ?? `status ${built.status}`}); fix the build first`)
 }
 // Each proxy on a core of its own (the last), wrk and the upstreams on the others, so that a
 // proxy's CPU per request is not inflated by sharing its core with the load it is measured under.
@@ -119,7 +122,9 @@ if (nginx === undefined) progress('nginx not found: install it with apt-get inst
 if (haproxy === undefined) progress('haproxy not found: skipping HAProxy (apt-get install -y haproxy adds it)')
 const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8', timeout: 10_000 })
 const workers = /--workers\b/.test(help.stdout ?? '')
-progress(workers ? 'switchyard --help lists --workers: measuring --workers 2 too' : 'switchyard --help has no --workers: that row is skipped')
+progress(
+  workers ? 'switchyard --help lists --workers: measuring --workers 2 too' : 'switchyard --help has no --workers: that row is skipped',
+)
 
 // --- clean-up: whatever happens, no child outlives us --------------------------------------------
 
@@ -134,7 +139,11 @@ process.on('exit', () => {
   killAll()
   rmSync(tmp, { recursive: true, force: true })
 })
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+]) {
   process.on(signal, () => {
     progress(`${signal}: killing every child and exiting without a report`)
     process.exit(code)
@@ -181,10 +190,17 @@ const baseline = live.find(p => p.id === 'nginx') ?? live.find(p => p.id === 'ht
 if (nginx !== undefined && baseline.id !== 'nginx') progress(`nginx is installed but did not start: ratios are against ${baseline.label}`)
 
 const perRun = opts.seconds + C1_SECONDS + 0.5
-progress(`${opts.rounds} round(s) × ${live.length} proxies × (${opts.seconds}s at c=${opts.connections} + ${C1_SECONDS}s at c=1): about ${Math.round(live.length * (WARMUP_SECONDS + opts.rounds * perRun))}s${opts.memory ? ', then the memory phase' : ''}`)
+progress(
+  `${opts.rounds} round(s) × ${live.length} proxies × (${opts.seconds}s at c=${opts.connections} + ${C1_SECONDS}s at c=1): about ${Math.round(live.length * (WARMUP_SECONDS + opts.rounds * perRun))}s${opts.memory ? ', then the memory phase' : ''}`,
+)
 for (const p of live) {
   progress(`warming up ${p.label} (${WARMUP_SECONDS}s)`)
-  await runWrk(`http://127.0.0.1:${p.port}/`, { connections: opts.connections, seconds: WARMUP_SECONDS, cpus: loadCpus, onChild: onWrk }).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
+  await runWrk(`http://127.0.0.1:${p.port}/`, {
+    connections: opts.connections,
+    seconds: WARMUP_SECONDS,
+    cpus: loadCpus,
+    onChild: onWrk,
+  }).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
 }
 
 // --- the rounds ------------------------------------------------------------------------------
@@ -215,8 +231,10 @@ for (let round = 1; round <= opts.rounds; round++) {
       const r = await measure(p, round)
       p.rounds.push(r)
       const m = r.main
-      progress(`${where}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50ms.toFixed(2)} ms, p99 ${m.p99ms.toFixed(2)} ms, ` +
-        `${m.cpuUsPerRequest.toFixed(1)} µs CPU/req over ${m.pids.length} process(es)${errorsOf(m)}; c=1 p50 ${r.c1.p50ms.toFixed(3)} ms${errorsOf(r.c1)}`)
+      progress(
+        `${where}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50ms.toFixed(2)} ms, p99 ${m.p99ms.toFixed(2)} ms, ` +
+          `${m.cpuUsPerRequest.toFixed(1)} µs CPU/req over ${m.pids.length} process(es)${errorsOf(m)}; c=1 p50 ${r.c1.p50ms.toFixed(3)} ms${errorsOf(r.c1)}`,
+      )
     } catch (err) {
       progress(`${where}: ${err.message}${p.failed ? ` (${p.label} ${p.failed}; dropped from later rounds)` : ''}`)
     }
@@ -259,12 +277,16 @@ const machine = {
   date: date.toISOString(),
   pinned: pinned ? { proxy: proxyCpus, load: loadCpus } : null,
 }
-print(`## Switchyard bench: ${opts.rounds} rounds of ${opts.seconds}s at c=${opts.connections} (wrk -t1), c=1 for ${C1_SECONDS}s; medians over rounds`)
+print(
+  `## Switchyard bench: ${opts.rounds} rounds of ${opts.seconds}s at c=${opts.connections} (wrk -t1), c=1 for ${C1_SECONDS}s; medians over rounds`,
+)
 print('')
 for (const line of table(summaries, baseline.label)) print(line)
 print('')
-print(`CPU µs/req: CPU time of the proxy's process tree during the c=${opts.connections} run / 2xx-3xx answers. ` +
-  `× ${baseline.label} and added latency: per round against ${baseline.label} in the same round, then the median.`)
+print(
+  `CPU µs/req: CPU time of the proxy's process tree during the c=${opts.connections} run / 2xx-3xx answers. ` +
+    `× ${baseline.label} and added latency: per round against ${baseline.label} in the same round, then the median.`,
+)
 const byId = id => summaries.find(s => s.id === id && s.rounds > 0)
 const quiet = byId('switchyard')
 // Each of these against another proxy, paired round by round (pairedCpuRatio).
@@ -291,25 +313,39 @@ if (comparisons.length > 0) {
   for (const line of comparisons) print(line)
 }
 const multi = byId('switchyard-workers')
-if (quiet && multi) print(`--workers 2: ${(multi.rps / quiet.rps).toFixed(2)}× the req/s of one process, ${(multi.cpuUsPerRequest / quiet.cpuUsPerRequest).toFixed(2)}× its CPU per request.`)
+if (quiet && multi)
+  print(
+    `--workers 2: ${(multi.rps / quiet.rps).toFixed(2)}× the req/s of one process, ${(multi.cpuUsPerRequest / quiet.cpuUsPerRequest).toFixed(2)}× its CPU per request.`,
+  )
 for (const s of summaries) {
-  if (s.non2xx + s.socketErrors > 0) print(`⚠ ${s.label}: ${s.non2xx} non-2xx/3xx answers and ${s.socketErrors} socket errors counted by wrk (CPU/req counts only the good answers).`)
+  if (s.non2xx + s.socketErrors > 0)
+    print(
+      `⚠ ${s.label}: ${s.non2xx} non-2xx/3xx answers and ${s.socketErrors} socket errors counted by wrk (CPU/req counts only the good answers).`,
+    )
   if (s.failed) print(`⚠ ${s.label}: ${s.failed}`)
 }
 const mb = kb => `${(kb / 1024).toFixed(1)} MB`
 if (memory?.error) print(`Memory: the phase failed: ${memory.error}`)
 else if (memory) {
-  print(`Memory (Switchyard, one process, RSS): ${mb(memory.baselineKb)} before; ${mb(memory.peakKb)} with ${memory.opened} of ${memory.requested} idle keep-alive clients open ` +
-    `(${((memory.peakKb - memory.baselineKb) / Math.max(1, memory.opened)).toFixed(1)} kB each${memory.failed ? `; ${memory.failed} failed, first: ${memory.firstError}` : ''}); ` +
-    `${mb(memory.afterKb)} after they closed. Clients: ${memory.mode}.`)
+  print(
+    `Memory (Switchyard, one process, RSS): ${mb(memory.baselineKb)} before; ${mb(memory.peakKb)} with ${memory.opened} of ${memory.requested} idle keep-alive clients open ` +
+      `(${((memory.peakKb - memory.baselineKb) / Math.max(1, memory.opened)).toFixed(1)} kB each${memory.failed ? `; ${memory.failed} failed, first: ${memory.firstError}` : ''}); ` +
+      `${mb(memory.afterKb)} after they closed. Clients: ${memory.mode}.`,
+  )
 }
 
 mkdirSync(opts.out, { recursive: true })
-const stamp = date.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-')
+const stamp = date
+  .toISOString()
+  .replace(/\.\d+Z$/, 'Z')
+  .replace(/:/g, '-')
 const files = { json: join(opts.out, `${stamp}.json`), svg: join(opts.out, `${stamp}.svg`) }
 const runtimeSeconds = Math.round((Date.now() - startedAt) / 100) / 10
 const raw = all.map(({ id, label, port, failed, rounds }) => ({ id, label, port: port ?? null, failed: failed ?? null, rounds }))
-writeFileSync(files.json, `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, proxies: raw }, null, 2)}\n`)
+writeFileSync(
+  files.json,
+  `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, proxies: raw }, null, 2)}\n`,
+)
 const subtitle = `${machine.cpuModel} × ${machine.cores}, Node ${machine.node}, ${opts.rounds}×${opts.seconds}s at c=${opts.connections}${pinned ? `, proxy on CPU ${proxyCpus}` : ''}, ${machine.date}`
 writeFileSync(files.svg, svg(summaries, { baselineLabel: baseline.label, subtitle, rounds: opts.rounds }))
 print('')

@@ -100,5 +100,8 @@ t.test('failover: a stopped backend, then all stopped, then one restarted', asyn
   t.equal(back.status, 200, 'after fail_timeout the restarted backend is back in rotation')
   t.equal(back.headers.get('x-served-by'), 'backend-b2', 'and answers')
   t.ok(b2.listening, 'restarted on the same port')
-  t.ok(logs.some(l => l.includes('is up again')), 'its recovery is logged')
+  t.ok(
+    logs.some(l => l.includes('is up again')),
+    'its recovery is logged',
+  )
 })

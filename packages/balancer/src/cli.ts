@@ -64,7 +64,9 @@ function listenError(err: Error, host: string, port: number, flag = '--port'): s
 
 /** The access log a configuration asks for, or undefined when it is off. */
 function accessLogOf(config: ResolvedConfig): AccessLog | undefined {
-  return config.accessLogTo === undefined ? undefined : createAccessLog(config.logFormat, config.accessLogTo, line => print(`switchyard: ${line}`))
+  return config.accessLogTo === undefined
+    ? undefined
+    : createAccessLog(config.logFormat, config.accessLogTo, line => print(`switchyard: ${line}`))
 }
 
 /** The access log in force; flushed before every exit, since it writes asynchronously. */
@@ -83,7 +85,9 @@ function startAdmin(config: ResolvedConfig, source: AdminSource): AdminServer | 
   const { adminPort: port, adminHost: host } = config
   if (port === undefined) return undefined
   const admin = new AdminServer(source, { host, allowedHosts: config.adminAllowedHosts })
-  admin.once('error', err => print(`switchyard: admin listener off, still serving traffic: ${listenError(err, host, port, '--admin-port')}`))
+  admin.once('error', err =>
+    print(`switchyard: admin listener off, still serving traffic: ${listenError(err, host, port, '--admin-port')}`),
+  )
   admin.listen(port, host, () => {
     const { port: bound } = admin.address() as AddressInfo
     const shown = host.includes(':') ? `[${host}]` : host
@@ -179,7 +183,13 @@ const STICKY_WARNING =
  * Applies the config file again; `logs`: whether this process writes access lines (a primary does
  * not). The admin listener, if there is one, takes the new `--admin-allowed-host` names at once.
  */
-function reload(balancer: Reloadable, args: Record<string, unknown>, running: ResolvedConfig, admin: AdminServer | undefined, logs = true): void {
+function reload(
+  balancer: Reloadable,
+  args: Record<string, unknown>,
+  running: ResolvedConfig,
+  admin: AdminServer | undefined,
+  logs = true,
+): void {
   if (typeof args.config !== 'string') {
     print('switchyard: SIGHUP ignored: there is no --config file to read again')
     return
@@ -193,7 +203,12 @@ function reload(balancer: Reloadable, args: Record<string, unknown>, running: Re
     print(`switchyard: reload rejected, still running the old configuration: ${(err as Error).message}`)
     return
   }
-  if (next.port !== running.port || next.host !== running.host || next.adminPort !== running.adminPort || next.adminHost !== running.adminHost) {
+  if (
+    next.port !== running.port ||
+    next.host !== running.host ||
+    next.adminPort !== running.adminPort ||
+    next.adminHost !== running.adminHost
+  ) {
     print(`switchyard: a new host or port applies only after a restart; still on ${running.host}:${running.port}`)
   }
   // The same log: open its file again, for logrotate (nginx does this on USR1). A new one:
@@ -221,7 +236,10 @@ function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): voi
   if (cluster.isWorker) {
     // A worker listens once it knows the health the others have; it leaves the listening
     // line and the admin listener to its primary.
-    const channel = { send: (m: unknown) => process.send?.(m), on: (event: 'message', listener: (m: unknown) => void) => process.on(event, listener) }
+    const channel = {
+      send: (m: unknown) => process.send?.(m),
+      on: (event: 'message', listener: (m: unknown) => void) => process.on(event, listener),
+    }
     void joinCluster(balancer, channel).then(() => balancer.listen(config.port, config.host).catch(failed))
   } else {
     balancer.listen(config.port, config.host).then(address => {

@@ -13,7 +13,14 @@ export {
 export { readConfigFile } from './config/file.js'
 export { resolveConfig, type ResolvedConfig } from './config/resolve.js'
 export { CONFIG_KEYS, SETTINGS, type SettingKey } from './config/settings.js'
-export { ConfigError, InvalidResponseError, NoUpstreamError, UpstreamConnectTimeoutError, UpstreamFailedError, UpstreamTimeoutError } from './errors.js'
+export {
+  ConfigError,
+  InvalidResponseError,
+  NoUpstreamError,
+  UpstreamConnectTimeoutError,
+  UpstreamFailedError,
+  UpstreamTimeoutError,
+} from './errors.js'
 export { AdminServer, createAdmin, type AdminOptions } from './admin/server.js'
 export { createAccessLog, LOG_FORMATS, type AccessEntry, type AccessLog, type LogFormat } from './observe/access-log.js'
 export type { StatusSnapshot, UpstreamStatus } from './observe/status.js'

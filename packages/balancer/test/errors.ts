@@ -1,6 +1,14 @@
 // The errors Switchyard raises on purpose: a name, a stable code, a default message.
 import t from 'tap'
-import { ConfigError, InvalidResponseError, NoUpstreamError, UpstreamConnectTimeoutError, UpstreamFailedError, UpstreamTimeoutError, errorCode } from '../src/errors.js'
+import {
+  ConfigError,
+  InvalidResponseError,
+  NoUpstreamError,
+  UpstreamConnectTimeoutError,
+  UpstreamFailedError,
+  UpstreamTimeoutError,
+  errorCode,
+} from '../src/errors.js'
 
 t.test('each error has its name, code and message', async t => {
   const table: [Error & { code: string }, string, string, string][] = [

@@ -80,7 +80,12 @@ t.test('reload swaps upstreams without dropping a request, and keeps the state o
   const load = Array.from({ length: 8 }, async () => {
     while (!stop) statuses.push((await fetchText(port)).status)
   })
-  const sets = [[a.spec, b.spec, dead], [b.spec, c.spec, dead], [c.spec, dead], [a.spec, c.spec, dead]]
+  const sets = [
+    [a.spec, b.spec, dead],
+    [b.spec, c.spec, dead],
+    [c.spec, dead],
+    [a.spec, c.spec, dead],
+  ]
   for (const set of sets) {
     balancer.reload({ upstreams: set.map(spec), upstreamIdleTimeout: 1000 + set.length, log: l => logs.push(l) })
     // Each set serves 20 requests of the load before the next: a count of answers, not a time.
@@ -119,7 +124,11 @@ t.test('active health checks run while listening and restart when a reload chang
   t.same([...served], ['b'], 'the down upstream gets no traffic')
 
   const before = balancer.upstreams.checker
-  balancer.reload({ upstreams: balancer.pool.upstreams.map(u => ({ host: u.host, port: u.port })), health: { ...health, path: '/other' }, log: l => logs.push(l) })
+  balancer.reload({
+    upstreams: balancer.pool.upstreams.map(u => ({ host: u.host, port: u.port })),
+    health: { ...health, path: '/other' },
+    log: l => logs.push(l),
+  })
   t.not(balancer.upstreams.checker, before, 'new check settings make a new checker')
   healthy = true
   while (!logs.some(l => l.includes('is up again'))) await wait(20)

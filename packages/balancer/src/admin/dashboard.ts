@@ -30,10 +30,19 @@ function num(n: number): string {
 /** `3d 4h`, `2h 5m`, `5m`, `42s`: the two largest non-zero units. */
 function dur(seconds: number): string {
   const t = Math.max(0, Math.floor(seconds))
-  const parts: [number, string][] = [[Math.floor(t / 86400), 'd'], [Math.floor(t / 3600) % 24, 'h'], [Math.floor(t / 60) % 60, 'm'], [t % 60, 's']]
+  const parts: [number, string][] = [
+    [Math.floor(t / 86400), 'd'],
+    [Math.floor(t / 3600) % 24, 'h'],
+    [Math.floor(t / 60) % 60, 'm'],
+    [t % 60, 's'],
+  ]
   const first = parts.findIndex(p => p[0] > 0)
   if (first < 0) return '0s'
-  return parts.slice(first, first + 2).filter(p => p[0] > 0).map(p => p[0] + p[1]).join(' ')
+  return parts
+    .slice(first, first + 2)
+    .filter(p => p[0] > 0)
+    .map(p => p[0] + p[1])
+    .join(' ')
 }
 
 /** Decimal units, as browsers' network panels show them: `512 B`, `1.2 MB`, `34 GB`. */
@@ -69,14 +78,36 @@ function cells(u: UpstreamStatus, now: number): Cell[] {
   const c = u.lastCheck
   const l = u.latencyMs
   const check = c
-    ? '<span class="badge check-' + (c.ok ? 'ok">ok' : 'fail">fail') + '</span> <small>' + dur((now - c.at) / 1000) +
-      ' ago</small><small class="why">' + esc(c.detail) + '</small>'
+    ? '<span class="badge check-' +
+      (c.ok ? 'ok">ok' : 'fail">fail') +
+      '</span> <small>' +
+      dur((now - c.at) / 1000) +
+      ' ago</small><small class="why">' +
+      esc(c.detail) +
+      '</small>'
     : '–'
   return [
     ['id', esc(u.id), u.backup ? 'backup upstream' : ''],
-    ['state', '<span class="badge state-' + esc(u.state) + '">' + esc(u.state) + '</span>' + (u.reason ? ' <small class="why">' + esc(u.reason) + '</small>' : ''), u.reason],
-    ['weight', num(u.weight) + (u.effectiveWeight === u.weight ? '' : ' <small>→ ' + num(u.effectiveWeight) + '</small>'), u.effectiveWeight === u.weight ? '' : 'effective weight ' + u.effectiveWeight + ' (slow start)'],
-    ['inFlight', num(u.inFlight) + (u.maxConns ? ' <small>/ ' + num(u.maxConns) + '</small>' : ''), u.maxConns ? 'max conns ' + u.maxConns : ''],
+    [
+      'state',
+      '<span class="badge state-' +
+        esc(u.state) +
+        '">' +
+        esc(u.state) +
+        '</span>' +
+        (u.reason ? ' <small class="why">' + esc(u.reason) + '</small>' : ''),
+      u.reason,
+    ],
+    [
+      'weight',
+      num(u.weight) + (u.effectiveWeight === u.weight ? '' : ' <small>→ ' + num(u.effectiveWeight) + '</small>'),
+      u.effectiveWeight === u.weight ? '' : 'effective weight ' + u.effectiveWeight + ' (slow start)',
+    ],
+    [
+      'inFlight',
+      num(u.inFlight) + (u.maxConns ? ' <small>/ ' + num(u.maxConns) + '</small>' : ''),
+      u.maxConns ? 'max conns ' + u.maxConns : '',
+    ],
     ['requests', num(u.requests), u.perSecond.toFixed(1) + ' req/s over the last 10 s'],
     ['share', (u.share * 100).toFixed(1) + '%', ''],
     ['2xx', num(r['2xx']), r['1xx'] ? '1xx: ' + r['1xx'] : ''],
@@ -100,14 +131,23 @@ function totals(s: StatusSnapshot): string {
     '<div data-stat="' + key + '"' + (title ? ' title="' + esc(title) + '"' : '') + '><dt>' + label + '</dt><dd>' + value + '</dd></div>'
   const u = s.requests.unrouted
   const unrouted = u['1xx'] + u['2xx'] + u['3xx'] + u['4xx'] + u['5xx']
-  return (s.draining ? '<span id="draining" class="badge draining">draining</span>' : '') + '<dl>' +
+  return (
+    (s.draining ? '<span id="draining" class="badge draining">draining</span>' : '') +
+    '<dl>' +
     stat('uptime', 'Uptime', dur(s.uptimeSeconds), '') +
-    stat('connections', 'Connections', num(s.connections.open) + ' <small>/ ' + num(s.connections.total) + '</small>', 'open now / accepted since start') +
+    stat(
+      'connections',
+      'Connections',
+      num(s.connections.open) + ' <small>/ ' + num(s.connections.total) + '</small>',
+      'open now / accepted since start',
+    ) +
     stat('perSecond', 'Req/s', s.requests.perSecond.toFixed(1), 'over the last 10 s') +
     stat('requests', 'Requests', num(s.requests.total), '') +
     stat('unrouted', 'Unrouted', bad(unrouted), 'answered by the balancer itself: 4xx ' + u['4xx'] + ' · 5xx ' + u['5xx']) +
     stat('policy', 'Policy', esc(s.policy), '') +
-    stat('workers', 'Workers', num(s.workers), '') + '</dl>'
+    stat('workers', 'Workers', num(s.workers), '') +
+    '</dl>'
+  )
 }
 
 /** Requests per second per upstream over `rateSeconds`, as SVG polylines plus a legend (the contents of `#chart`). */
@@ -122,14 +162,41 @@ function chart(s: StatusSnapshot): string {
     const points = u.rate.map((v, x) => x + skip + ',' + +(100 - (v / peak) * 96).toFixed(1)).join(' ')
     return '<polyline data-upstream="' + esc(u.id) + '" stroke="' + color(i) + '" points="' + points + '"/>'
   })
-  const legend = s.upstreams.map((u, i) =>
-    '<li data-upstream="' + esc(u.id) + '"><svg viewBox="0 0 12 3" aria-hidden="true"><rect width="12" height="3" rx="1.5" fill="' + color(i) + '"/></svg>' +
-    esc(u.id) + ' <small>' + u.perSecond.toFixed(1) + '/s</small></li>')
-  return '<div class="axis"><h2>Requests per second</h2><span>peak ' + num(peak) + '/s</span></div>' +
-    '<svg viewBox="0 0 ' + w + ' 100" preserveAspectRatio="none" role="img" aria-label="requests per second per upstream">' +
-    '<line class="grid" x1="0" x2="' + w + '" y1="4" y2="4"/><line class="grid" x1="0" x2="' + w + '" y1="52" y2="52"/>' +
-    '<line class="grid" x1="0" x2="' + w + '" y1="100" y2="100"/>' + lines.join('') + '</svg>' +
-    '<div class="axis"><span>' + dur(n) + ' ago</span><span>now</span></div><ul class="legend">' + legend.join('') + '</ul>'
+  const legend = s.upstreams.map(
+    (u, i) =>
+      '<li data-upstream="' +
+      esc(u.id) +
+      '"><svg viewBox="0 0 12 3" aria-hidden="true"><rect width="12" height="3" rx="1.5" fill="' +
+      color(i) +
+      '"/></svg>' +
+      esc(u.id) +
+      ' <small>' +
+      u.perSecond.toFixed(1) +
+      '/s</small></li>',
+  )
+  return (
+    '<div class="axis"><h2>Requests per second</h2><span>peak ' +
+    num(peak) +
+    '/s</span></div>' +
+    '<svg viewBox="0 0 ' +
+    w +
+    ' 100" preserveAspectRatio="none" role="img" aria-label="requests per second per upstream">' +
+    '<line class="grid" x1="0" x2="' +
+    w +
+    '" y1="4" y2="4"/><line class="grid" x1="0" x2="' +
+    w +
+    '" y1="52" y2="52"/>' +
+    '<line class="grid" x1="0" x2="' +
+    w +
+    '" y1="100" y2="100"/>' +
+    lines.join('') +
+    '</svg>' +
+    '<div class="axis"><span>' +
+    dur(n) +
+    ' ago</span><span>now</span></div><ul class="legend">' +
+    legend.join('') +
+    '</ul>'
+  )
 }
 
 function title(s: StatusSnapshot): string {
@@ -141,11 +208,23 @@ const SHARED = [esc, num, dur, bytes, ms, color, bad, cells, totals, chart, titl
 
 /** [data-field, heading, tooltip]: the same order as `cells`. */
 const COLUMNS = [
-  ['id', 'Upstream', ''], ['state', 'State', ''], ['weight', 'Weight', ''], ['inFlight', 'In flight', ''],
-  ['requests', 'Requests', ''], ['share', 'Share', 'share of all requests'], ['2xx', '2xx', ''], ['3xx', '3xx', ''],
-  ['4xx', '4xx', ''], ['5xx', '5xx', ''], ['failures', 'Failures', 'failed tries'], ['retries', 'Retries', 'tries sent on to another upstream'],
-  ['lastCheck', 'Last check', 'last active health check'], ['p50', 'p50 ms', 'response time over the last minute'],
-  ['p95', 'p95 ms', ''], ['p99', 'p99 ms', ''], ['bytesIn', 'In', 'response body bytes from the upstream'],
+  ['id', 'Upstream', ''],
+  ['state', 'State', ''],
+  ['weight', 'Weight', ''],
+  ['inFlight', 'In flight', ''],
+  ['requests', 'Requests', ''],
+  ['share', 'Share', 'share of all requests'],
+  ['2xx', '2xx', ''],
+  ['3xx', '3xx', ''],
+  ['4xx', '4xx', ''],
+  ['5xx', '5xx', ''],
+  ['failures', 'Failures', 'failed tries'],
+  ['retries', 'Retries', 'tries sent on to another upstream'],
+  ['lastCheck', 'Last check', 'last active health check'],
+  ['p50', 'p50 ms', 'response time over the last minute'],
+  ['p95', 'p95 ms', ''],
+  ['p99', 'p99 ms', ''],
+  ['bytesIn', 'In', 'response body bytes from the upstream'],
   ['bytesOut', 'Out', 'request body bytes to the upstream'],
 ]
 
@@ -257,8 +336,9 @@ export const DASHBOARD_CSP = [
 ].join('; ')
 
 function row(u: UpstreamStatus, now: number): string {
-  const tds = cells(u, now).map(([field, html, tip]) =>
-    '<td data-field="' + field + '"' + (tip ? ' title="' + esc(tip) + '"' : '') + '>' + html + '</td>')
+  const tds = cells(u, now).map(
+    ([field, html, tip]) => '<td data-field="' + field + '"' + (tip ? ' title="' + esc(tip) + '"' : '') + '>' + html + '</td>',
+  )
   return '<tr data-upstream="' + esc(u.id) + '" data-state="' + esc(u.state) + '">' + tds.join('') + '</tr>'
 }
 
@@ -268,16 +348,33 @@ function row(u: UpstreamStatus, now: number): string {
  * stream of snapshots.
  */
 export function renderDashboard(snapshot: StatusSnapshot): string {
-  const head = COLUMNS.map(([field, label, tip]) => '<th data-field="' + field + '"' + (tip ? ' title="' + tip + '"' : '') + '>' + label + '</th>')
-  return '<!doctype html><html lang="en"><head><meta charset="utf-8">' +
+  const head = COLUMNS.map(
+    ([field, label, tip]) => '<th data-field="' + field + '"' + (tip ? ' title="' + tip + '"' : '') + '>' + label + '</th>',
+  )
+  return (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">' +
     '<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="color-scheme" content="light dark">' +
     // No icon: without this the browser asks for /favicon.ico, a 404 on every load.
     '<link rel="icon" href="data:,">' +
-    '<title>' + esc(title(snapshot)) + '</title><style>' + CSS + '</style></head>\n<body data-live="connecting">' +
+    '<title>' +
+    esc(title(snapshot)) +
+    '</title><style>' +
+    CSS +
+    '</style></head>\n<body data-live="connecting">' +
     '<div id="conn" role="status" hidden>Connection to the balancer lost — reconnecting…</div>' +
-    '<header><h1>Switchyard</h1><div id="totals">' + totals(snapshot) + '</div></header>\n<main>' +
-    '<section id="chart" class="card">' + chart(snapshot) + '</section>\n' +
-    '<div class="card wrap"><table><thead><tr>' + head.join('') + '</tr></thead><tbody id="rows">' +
-    snapshot.upstreams.map(u => row(u, snapshot.now)).join('\n') + '</tbody></table></div></main>\n' +
-    '<script>' + SCRIPT + '</script></body></html>\n'
+    '<header><h1>Switchyard</h1><div id="totals">' +
+    totals(snapshot) +
+    '</div></header>\n<main>' +
+    '<section id="chart" class="card">' +
+    chart(snapshot) +
+    '</section>\n' +
+    '<div class="card wrap"><table><thead><tr>' +
+    head.join('') +
+    '</tr></thead><tbody id="rows">' +
+    snapshot.upstreams.map(u => row(u, snapshot.now)).join('\n') +
+    '</tbody></table></div></main>\n' +
+    '<script>' +
+    SCRIPT +
+    '</script></body></html>\n'
+  )
 }

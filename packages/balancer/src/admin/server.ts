@@ -96,7 +96,10 @@ export class AdminServer extends Server {
   }
 
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const refused = this.#hosts.refusal(hostHeaders(req), req.httpVersion, { address: req.socket.localAddress as string, port: req.socket.localPort as number })
+    const refused = this.#hosts.refusal(hostHeaders(req), req.httpVersion, {
+      address: req.socket.localAddress as string,
+      port: req.socket.localPort as number,
+    })
     if (refused !== undefined) {
       this.#send(res, 421, TEXT, `421 Misdirected Request: ${refused}\n`, req)
       return

@@ -43,7 +43,8 @@ function objectToLine(spec: Record<string, unknown>): string {
   }
   const tokens = [address]
   for (const [key, value] of Object.entries(spec)) {
-    if (!OBJECT_KEYS.has(key)) throw new ConfigError(`upstream ${address}: unknown key ${JSON.stringify(key)} (allowed: address, ${PARAMS})`)
+    if (!OBJECT_KEYS.has(key))
+      throw new ConfigError(`upstream ${address}: unknown key ${JSON.stringify(key)} (allowed: address, ${PARAMS})`)
     if (key === 'address' || value === false) continue
     tokens.push(value === true ? key : `${key}=${String(value).replace(/\s/g, '')}`)
   }

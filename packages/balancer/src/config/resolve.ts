@@ -11,7 +11,8 @@ import { SETTINGS, type SettingKey } from './settings.js'
 
 /** The whole configuration: the listener, the process, and the balancer's options. */
 export interface ResolvedConfig
-  extends Required<Omit<BalancerOptions, 'log' | 'accessLog' | 'health' | 'retries' | 'sticky'>>,
+  extends
+    Required<Omit<BalancerOptions, 'log' | 'accessLog' | 'health' | 'retries' | 'sticky'>>,
     Pick<BalancerOptions, 'health' | 'retries' | 'sticky'> {
   port: number
   host: string

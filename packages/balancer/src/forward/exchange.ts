@@ -150,7 +150,11 @@ export class Exchange implements AttemptOwner, Tries {
       () => this.#onQueueTimeout(),
     )
     if (this.waiter === undefined) {
-      this.answer(503, `503 Service Unavailable: every upstream is at max_conns and ${queue.size} requests are already waiting`, this.forwarder.draining)
+      this.answer(
+        503,
+        `503 Service Unavailable: every upstream is at max_conns and ${queue.size} requests are already waiting`,
+        this.forwarder.draining,
+      )
     }
   }
 

@@ -113,7 +113,9 @@ export function createAccessLog(format: LogFormat, to: string, onError: (message
   if (to !== '-') checkWritable(to)
   const dest = pino.destination({ dest: to === '-' ? 1 : to, sync: true })
   // Without a listener a failed reopen would be thrown as an unhandled 'error' and kill the process.
-  dest.on('error', (err: Error) => onError(`access-log ${to}: cannot be opened again (${errorCode(err)}); still writing to the file it had`))
+  dest.on('error', (err: Error) =>
+    onError(`access-log ${to}: cannot be opened again (${errorCode(err)}); still writing to the file it had`),
+  )
   let pending = ''
   const flush = (): void => {
     if (pending === '') return

@@ -58,7 +58,7 @@ export function createMetrics(balancer: BalancerView): Registry {
   })
   new Counter({
     name: 'switchyard_retries_total',
-    help: 'Tries that failed on an upstream and were sent on to another (HAProxy\'s per-server retries).',
+    help: "Tries that failed on an upstream and were sent on to another (HAProxy's per-server retries).",
     labelNames: ['upstream'],
     registers,
     collect() {

@@ -116,7 +116,8 @@ export function refusal(req: IncomingMessage): Refusal | undefined {
   const te = req.headers['transfer-encoding']
   if (te !== undefined) {
     if (req.httpVersion === '1.0') return { status: 400, message: '400 Bad Request: Transfer-Encoding in an HTTP/1.0 request' }
-    if (countHeader(req, 'transfer-encoding') > 1) return { status: 400, message: '400 Bad Request: more than one Transfer-Encoding header' }
+    if (countHeader(req, 'transfer-encoding') > 1)
+      return { status: 400, message: '400 Bad Request: more than one Transfer-Encoding header' }
     if (te.trim().toLowerCase() !== 'chunked') {
       return { status: 501, message: `501 Not Implemented: transfer coding ${JSON.stringify(te)} is not supported, only chunked` }
     }

@@ -78,7 +78,9 @@ export class HealthChecker {
    */
   constructor(pool: Pool, options: HealthCheckOptions, report: (change: HealthChange) => void) {
     if (!ORIGIN_FORM.test(options.path)) {
-      throw new ConfigError(`health-path: ${JSON.stringify(options.path)} is not a path like /healthz (a /, then no spaces or control characters)`)
+      throw new ConfigError(
+        `health-path: ${JSON.stringify(options.path)} is not a path like /healthz (a /, then no spaces or control characters)`,
+      )
     }
     // 0 would start a round on every turn of the event loop, and time out every check at once.
     for (const key of ['interval', 'timeout'] as const) {

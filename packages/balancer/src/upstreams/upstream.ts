@@ -172,7 +172,12 @@ export class Upstream {
     this.#markedAt = now
     if (this.#down) return undefined
     this.#down = true
-    return this.#changed(false, `${this.#fails} failure(s) in ${this.failTimeout / 1000}s, last: ${reason}; skipped for ${this.failTimeout / 1000}s`, 'passive', now)
+    return this.#changed(
+      false,
+      `${this.#fails} failure(s) in ${this.failTimeout / 1000}s, last: ${reason}; skipped for ${this.failTimeout / 1000}s`,
+      'passive',
+      now,
+    )
   }
 
   /** Counts a success. Returns the change of state if the upstream was down and is now up. */

@@ -110,5 +110,9 @@ t.test('why a request is refused: one line', async t => {
     'without a port, shown without one',
   )
   t.equal(hosts.refusal(['a b'], '1.0', at), `Host "a b" is not a host name; ${how}`, 'not a host at all')
-  t.equal(hosts.refusal([`x\u0001${'y'.repeat(100)}`], '1.1', at), `Host "x\\u0001${'y'.repeat(62)}" is not a host name; ${how}`, 'shown escaped, and cut short')
+  t.equal(
+    hosts.refusal([`x\u0001${'y'.repeat(100)}`], '1.1', at),
+    `Host "x\\u0001${'y'.repeat(62)}" is not a host name; ${how}`,
+    'shown escaped, and cut short',
+  )
 })

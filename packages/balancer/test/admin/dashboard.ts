@@ -118,15 +118,42 @@ t.test('one row per upstream, with a cell for each field', async t => {
   t.match(html, /<\/html>\n$/, 'that ends')
   t.equal(html.match(/<tr data-upstream=/g)?.length, 2, 'two upstream rows')
   const columns = fieldsOf(between(html, '<thead>', '</thead>'))
-  t.same(columns, ['id', 'state', 'weight', 'inFlight', 'requests', 'share', '2xx', '3xx', '4xx', '5xx', 'failures', 'retries',
-    'lastCheck', 'p50', 'p95', 'p99', 'bytesIn', 'bytesOut'], 'the columns')
-  for (const id of ['app-1.internal:8080', '10.0.0.2:8080']) t.same(fieldsOf(row(html, id)), columns, `${id}: the cells line up with the columns`)
+  t.same(
+    columns,
+    [
+      'id',
+      'state',
+      'weight',
+      'inFlight',
+      'requests',
+      'share',
+      '2xx',
+      '3xx',
+      '4xx',
+      '5xx',
+      'failures',
+      'retries',
+      'lastCheck',
+      'p50',
+      'p95',
+      'p99',
+      'bytesIn',
+      'bytesOut',
+    ],
+    'the columns',
+  )
+  for (const id of ['app-1.internal:8080', '10.0.0.2:8080'])
+    t.same(fieldsOf(row(html, id)), columns, `${id}: the cells line up with the columns`)
 
   const up = (field: string): string => text(cell(html, 'app-1.internal:8080', field).html)
   const down = (field: string): string => text(cell(html, '10.0.0.2:8080', field).html)
   t.equal(up('id'), 'app-1.internal:8080', 'id')
   t.match(cell(html, 'app-1.internal:8080', 'state').html, /^<span class="badge state-up">up<\/span>$/, 'up: a badge and no reason')
-  t.match(cell(html, '10.0.0.2:8080', 'state').html, /^<span class="badge state-down">down<\/span> <small class="why">active check failed/, 'down: a badge, then the reason')
+  t.match(
+    cell(html, '10.0.0.2:8080', 'state').html,
+    /^<span class="badge state-down">down<\/span> <small class="why">active check failed/,
+    'down: a badge, then the reason',
+  )
   t.match(html, /<tr data-upstream="10\.0\.0\.2:8080" data-state="down">/, 'the row carries its state')
   t.equal(up('weight'), '1', 'weight alone when it is in force')
   t.equal(down('weight'), '3 → 1', 'weight and the effective weight during slow start')
@@ -146,21 +173,31 @@ t.test('one row per upstream, with a cell for each field', async t => {
   t.equal(cell(html, '10.0.0.2:8080', 'failures').title, 'connect 12 · timeout 2 · reset 0 · invalid 0', 'failures by kind on hover')
   t.equal(down('retries'), '14', 'retries')
   t.equal(up('lastCheck'), 'ok 4s ago200 in 3 ms', 'a passing check, its age and detail')
-  t.match(cell(html, '10.0.0.2:8080', 'lastCheck').html, /^<span class="badge check-fail">fail<\/span> <small>2m 5s ago<\/small>/, 'a failing check')
+  t.match(
+    cell(html, '10.0.0.2:8080', 'lastCheck').html,
+    /^<span class="badge check-fail">fail<\/span> <small>2m 5s ago<\/small>/,
+    'a failing check',
+  )
   t.same([up('p50'), up('p95'), up('p99')], ['4.3', '19', '1,235'], 'latency: one decimal below 10 ms, whole ms above')
   t.same([down('p50'), down('p95'), down('p99')], ['–', '–', '–'], 'no latency without requests: a dash')
-  t.same([up('bytesIn'), up('bytesOut'), down('bytesIn'), down('bytesOut')], ['1.2 MB', '23 MB', '532 B', '5000 TB'], 'bytes in human units')
+  t.same(
+    [up('bytesIn'), up('bytesOut'), down('bytesIn'), down('bytesOut')],
+    ['1.2 MB', '23 MB', '532 B', '5000 TB'],
+    'bytes in human units',
+  )
   t.equal(cell(html, 'app-1.internal:8080', 'bytesIn').title, '1,234,567 bytes', 'exact bytes on hover')
   t.equal(cell(html, 'app-1.internal:8080', 'id').title, undefined, 'a primary has no id tooltip')
 })
 
 t.test('the other states and missing data', async t => {
-  const html = renderDashboard(snapshot({
-    upstreams: [
-      upstream('b:1', { state: 'backup', backup: true, lastCheck: null, bytesIn: 0 }),
-      upstream('d:1', { state: 'draining', reason: 'removed by a reload' }),
-    ],
-  }))
+  const html = renderDashboard(
+    snapshot({
+      upstreams: [
+        upstream('b:1', { state: 'backup', backup: true, lastCheck: null, bytesIn: 0 }),
+        upstream('d:1', { state: 'draining', reason: 'removed by a reload' }),
+      ],
+    }),
+  )
   t.equal(cell(html, 'b:1', 'state').html, '<span class="badge state-backup">backup</span>', 'backup badge')
   t.equal(cell(html, 'b:1', 'id').title, 'backup upstream', 'a backup says so on hover')
   t.equal(cell(html, 'b:1', 'lastCheck').html, '–', 'no check yet: a dash')
@@ -173,7 +210,11 @@ t.test('every string from the snapshot is escaped', async t => {
   const html = renderDashboard(snapshot({ policy: '"><img src=x>' }))
   t.notMatch(html, /<script>alert/, 'the reason cannot open a script')
   t.notMatch(html, /<img/, 'the policy cannot add an element')
-  t.match(cell(html, '10.0.0.2:8080', 'state').html, '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39;', 'reason escaped in the cell')
+  t.match(
+    cell(html, '10.0.0.2:8080', 'state').html,
+    '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39;',
+    'reason escaped in the cell',
+  )
   t.match(cell(html, '10.0.0.2:8080', 'state').title, /^[^<>"]*$/, 'and in its tooltip')
   t.equal(unescape(cell(html, '10.0.0.2:8080', 'state').title ?? ''), EVIL, 'which reads as the reason')
   t.match(cell(html, '10.0.0.2:8080', 'lastCheck').html, 'connect ECONNREFUSED &lt;1&gt;', 'check detail escaped')
@@ -196,7 +237,13 @@ t.test('header: totals, and a badge while draining', async t => {
   t.notMatch(totals, 'draining', 'no draining badge')
   t.match(calm, '<title>Switchyard · 1/2 up</title>', 'the tab says how many are up')
 
-  const draining = renderDashboard(snapshot({ draining: true, uptimeSeconds: 0, requests: { ...snapshot().requests, unrouted: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0 } } }))
+  const draining = renderDashboard(
+    snapshot({
+      draining: true,
+      uptimeSeconds: 0,
+      requests: { ...snapshot().requests, unrouted: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0 } },
+    }),
+  )
   t.match(draining, '<span id="draining" class="badge draining">draining</span>', 'a visible draining badge')
   t.match(draining, '<title>Switchyard · 1/2 up · draining</title>', 'and in the title')
   t.match(draining, '<div data-stat="uptime"><dt>Uptime</dt><dd>0s</dd></div>', 'just started')
@@ -209,7 +256,11 @@ t.test('chart: one polyline per upstream over the last 5 minutes', async t => {
   const chart = between(html, '<section id="chart" class="card">', '</section>')
   t.match(chart, '<svg viewBox="0 0 299 100"', 'one x unit per second')
   const lines = [...chart.matchAll(/<polyline data-upstream="([^"]+)" stroke="([^"]+)" points="([^"]+)"\/>/g)]
-  t.same(lines.map(m => m[1]), ['app-1.internal:8080', '10.0.0.2:8080'], 'one line per upstream, in order')
+  t.same(
+    lines.map(m => m[1]),
+    ['app-1.internal:8080', '10.0.0.2:8080'],
+    'one line per upstream, in order',
+  )
   t.not(lines[0]?.[2], lines[1]?.[2], 'each its own colour')
   const points = lines.map(m => (m[3] as string).split(' '))
   t.equal(points[0]?.length, 300, '300 points')
@@ -234,7 +285,11 @@ t.test('self-contained and live', async t => {
   t.match(html, '<meta name="viewport" content="width=device-width,initial-scale=1">', 'sized for phones')
   t.match(html, '<div class="card wrap"><table>', 'the table scrolls inside its wrapper')
   t.match(html, "new EventSource('events')", 'the script follows the event stream')
-  t.match(html, '<div id="conn" role="status" hidden>Connection to the balancer lost — reconnecting…</div>', 'the lost-connection banner, hidden')
+  t.match(
+    html,
+    '<div id="conn" role="status" hidden>Connection to the balancer lost — reconnecting…</div>',
+    'the lost-connection banner, hidden',
+  )
   t.match(html, '<body data-live="connecting">', 'not live until a message comes')
 })
 
@@ -246,7 +301,11 @@ t.test('the CSP allows the one script and the one style by hash, the same for ev
     t.match(DASHBOARD_CSP, `style-src ${hash(between(html, '<style>', '</style>'))};`, 'style-src names the style by its hash')
     t.notMatch(html, /\sstyle=|\son[a-z]+=/i, 'no style or event-handler attributes')
   }
-  t.match(DASHBOARD_CSP, /^default-src 'self'; .*connect-src 'self'; .*frame-ancestors 'none'$/, "same origin only, EventSource included; never framed")
+  t.match(
+    DASHBOARD_CSP,
+    /^default-src 'self'; .*connect-src 'self'; .*frame-ancestors 'none'$/,
+    'same origin only, EventSource included; never framed',
+  )
 })
 
 /** Values pushed from callbacks, awaited one at a time in order. */
@@ -354,7 +413,11 @@ t.test('the page script follows /events, and comes back after the balancer went 
         res.on('data', (chunk: string) => {
           buffer += chunk
           for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-            const data = buffer.slice(0, end).split('\n').filter(l => l.startsWith('data:')).map(l => l.slice(5).replace(/^ /, ''))
+            const data = buffer
+              .slice(0, end)
+              .split('\n')
+              .filter(l => l.startsWith('data:'))
+              .map(l => l.slice(5).replace(/^ /, ''))
             buffer = buffer.slice(end + 2)
             if (data.length === 0) continue
             this.onmessage?.({ data: data.join('\n') })
@@ -421,7 +484,11 @@ t.test('the page script follows /events, and comes back after the balancer went 
   t.equal(stale.parent, undefined, 'the stale row is out of the document')
   for (const id of ['app-1.internal:8080', '10.0.0.2:8080']) {
     const tr = byId(id)
-    t.same(tr.children.map(td => td.dataset.field), fieldsOf(row(served, id)), `${id}: the same cells as the server's`)
+    t.same(
+      tr.children.map(td => td.dataset.field),
+      fieldsOf(row(served, id)),
+      `${id}: the same cells as the server's`,
+    )
     for (const td of tr.children) {
       const expected = cell(served, id, td.dataset.field as string)
       t.equal(td.innerHTML, expected.html, `${id} ${td.dataset.field}: the server's markup`)
@@ -438,7 +505,10 @@ t.test('the page script follows /events, and comes back after the balancer went 
 
   // The next snapshot: the down upstream gone, a new one in front, the kept one one request further, and draining.
   const app = first.upstreams[0] as UpstreamStatus
-  const second = snapshot({ draining: true, upstreams: [upstream('new:9000', { state: 'draining' }), { ...app, requests: app.requests + 1 }] })
+  const second = snapshot({
+    draining: true,
+    upstreams: [upstream('new:9000', { state: 'draining' }), { ...app, requests: app.requests + 1 }],
+  })
   const gone = byId('10.0.0.2:8080')
   const [id, requests] = [kept.field('id'), kept.field('requests')]
   const [idWrites, requestWrites] = [id.writes, requests.writes]
@@ -446,13 +516,17 @@ t.test('the page script follows /events, and comes back after the balancer went 
   t.equal(await seen.next(), 'message', 'the next snapshot arrives')
   t.same(order(), ['new:9000', 'app-1.internal:8080'], 'rows follow the upstreams, in order')
   t.equal(byId('app-1.internal:8080'), kept, 'the kept row is the same element')
-  t.equal(gone.parent, undefined, 'the removed upstream\'s row is out of the document')
+  t.equal(gone.parent, undefined, "the removed upstream's row is out of the document")
   t.equal(requests.innerHTML, '123,457', 'a changed cell is rewritten')
   t.equal(requests.writes, requestWrites + 1, 'once')
   t.equal(id.writes, idWrites, 'an unchanged cell is left alone (a tooltip being read stays up)')
   t.equal(byId('new:9000').field('state').innerHTML, '<span class="badge state-draining">draining</span>', 'the new row is filled in')
   t.match(ids.totals.innerHTML, '<span id="draining" class="badge draining">draining</span>', 'the draining badge appears')
-  t.same([...ids.chart.innerHTML.matchAll(/<polyline data-upstream="([^"]+)"/g)].map(m => m[1]), ['new:9000', 'app-1.internal:8080'], 'the chart follows')
+  t.same(
+    [...ids.chart.innerHTML.matchAll(/<polyline data-upstream="([^"]+)"/g)].map(m => m[1]),
+    ['new:9000', 'app-1.internal:8080'],
+    'the chart follows',
+  )
   t.equal(document.title, 'Switchyard · 1/2 up · draining', 'the tab title follows')
 
   // The balancer goes away: the stream drops, then its admin port refuses the browser's own retry.

@@ -196,8 +196,16 @@ t.test('failures by kind, retries, and requests no upstream answered', async t =
   t.same(ns.requests.unrouted, { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 1 }, 'the 503 is unrouted')
   const nm = await metrics(nonePort)
   t.equal(valueOf(nm, 'switchyard_requests_total', { upstream: 'none', method: 'GET', code_class: '5xx' }), 1, 'labelled upstream="none"')
-  t.equal(nm.samples.filter(x => x.name === 'switchyard_requests_total').reduce((x, y) => x + y.value, 0), 2, 'two requests in all')
-  t.equal(nm.samples.filter(x => x.name === 'switchyard_retries_total').reduce((x, y) => x + y.value, 0), 1, 'one retry: the first refused, the second tried')
+  t.equal(
+    nm.samples.filter(x => x.name === 'switchyard_requests_total').reduce((x, y) => x + y.value, 0),
+    2,
+    'two requests in all',
+  )
+  t.equal(
+    nm.samples.filter(x => x.name === 'switchyard_retries_total').reduce((x, y) => x + y.value, 0),
+    1,
+    'one retry: the first refused, the second tried',
+  )
   // A duplicate Host is the balancer's own 400.
   const dup = await rawExchange(none.port, 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n')
   t.match(dup, /^HTTP\/1\.1 400 /)
@@ -219,7 +227,13 @@ t.test('states: backup, down by the operator, slow start, draining after a reloa
   const health = { path: '/', interval: 50, timeout: 200, healthyThreshold: 1, unhealthyThreshold: 1, status: [200, 399] as const }
   const spec = (s: string) => ({ host: '127.0.0.1', port: Number(s.split(':')[1]) })
   const { balancer, port } = await startBalancer(t, [], {
-    upstreams: [spec(held.spec), { ...spec(a.spec), slowStart: 60_000 }, { ...spec(b.spec), down: true }, { ...spec(c.spec), backup: true }, spec(dead)],
+    upstreams: [
+      spec(held.spec),
+      { ...spec(a.spec), slowStart: 60_000 },
+      { ...spec(b.spec), down: true },
+      { ...spec(c.spec), backup: true },
+      spec(dead),
+    ],
     policy: 'first',
     health,
   })
@@ -260,7 +274,11 @@ t.test('states: backup, down by the operator, slow start, draining after a reloa
   // Added back while it drains: the same upstream, listed once, its request still counted.
   balancer.reload({ upstreams: [spec(a.spec), spec(c.spec), spec(held.spec)], policy: 'first' })
   s = await status(admin)
-  t.same(s.upstreams.map(u => u.id), [a.spec, c.spec, held.spec], 'listed once, as configured')
+  t.same(
+    s.upstreams.map(u => u.id),
+    [a.spec, c.spec, held.spec],
+    'listed once, as configured',
+  )
   t.equal(row(s, held.spec).inFlight, 1, 'with its request in flight')
   t.equal(row(s, held.spec).state, 'up')
   balancer.reload({ upstreams: [spec(a.spec), spec(c.spec)], policy: 'first' })
@@ -268,7 +286,10 @@ t.test('states: backup, down by the operator, slow start, draining after a reloa
   release()
   t.equal((await pending).body, 'late', 'the drained request finished')
   s = await status(admin)
-  t.notOk(s.upstreams.some(u => u.id === held.spec), 'and then it is gone')
+  t.notOk(
+    s.upstreams.some(u => u.id === held.spec),
+    'and then it is gone',
+  )
   t.equal(s.requests.total, 1, 'its request still counts in the totals')
   t.equal(s.upstreams.length, 2)
   t.equal(s.policy, 'first')
@@ -276,7 +297,11 @@ t.test('states: backup, down by the operator, slow start, draining after a reloa
   // A reload that adds an upstream wires its response-time histogram.
   balancer.reload({ upstreams: [spec(d.spec)] })
   t.equal((await fetchText(port)).body, 'hello from d\n')
-  t.equal(valueOf(await metrics(admin), 'switchyard_upstream_response_seconds_count', { upstream: d.spec }), 1, 'a new upstream is timed too')
+  t.equal(
+    valueOf(await metrics(admin), 'switchyard_upstream_response_seconds_count', { upstream: d.spec }),
+    1,
+    'a new upstream is timed too',
+  )
 
   const drained = balancer.drain(5_000)
   t.equal((await status(admin)).draining, true, 'draining shows')
@@ -323,7 +348,11 @@ t.test('the admin routes: dashboard, HEAD, 404, 405, events, and a failing sourc
   t.match(head.headers['content-type'], /^text\/plain; version=0\.0\.4/, "Prometheus' content type")
   t.equal((await fetchText(admin, { path: '/status.json?pretty=1' })).status, 200, 'a query string is ignored')
   const headEvents = await fetchText(admin, { method: 'HEAD', path: '/events' })
-  t.same([headEvents.status, headEvents.headers['content-type'], headEvents.body], [200, 'text/event-stream', ''], 'HEAD /events: the head, and no stream')
+  t.same(
+    [headEvents.status, headEvents.headers['content-type'], headEvents.body],
+    [200, 'text/event-stream', ''],
+    'HEAD /events: the head, and no stream',
+  )
   const missing = await fetchText(admin, { path: '/nope' })
   t.equal(missing.status, 404)
   t.match(missing.body, /try \/, \/status\.json, \/metrics or \/events/)
@@ -443,7 +472,16 @@ t.test('DNS rebinding: only a Host that names the admin listener is answered, on
   const post = await get(port, '/', `evil.example:${port}`, undefined, 'POST')
   t.equal(post.status, 421, 'the Host is checked before the method')
 
-  const allowed = [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST.:${port}`, `[::1]:${port}`, 'dash.example', `dash.example:${port}`, 'DASH.EXAMPLE.:1', 'pinned.example:9443']
+  const allowed = [
+    `127.0.0.1:${port}`,
+    `localhost:${port}`,
+    `LOCALHOST.:${port}`,
+    `[::1]:${port}`,
+    'dash.example',
+    `dash.example:${port}`,
+    'DASH.EXAMPLE.:1',
+    'pinned.example:9443',
+  ]
   for (const host of allowed) {
     for (const path of paths) {
       const r = await get(port, path, host)
@@ -454,11 +492,31 @@ t.test('DNS rebinding: only a Host that names the admin listener is answered, on
   t.match(events.body, /data: \{"version":1,/, 'the event stream flows for an allowed Host')
 
   const refused: [string | undefined, string, string][] = [
-    ['localhost', `Host "localhost" does not name this admin listener; to allow it, add --admin-allowed-host localhost`, 'no port is port 80'],
-    [`localhost:${port + 1}`, `Host "localhost:${port + 1}" does not name this admin listener; to allow it, add --admin-allowed-host localhost:${port + 1}`, 'another port'],
-    ['pinned.example:9444', 'Host "pinned.example:9444" does not name this admin listener; to allow it, add --admin-allowed-host pinned.example:9444', 'an allowed name on another port than its own'],
-    ['www.dash.example', 'Host "www.dash.example" does not name this admin listener; to allow it, add --admin-allowed-host www.dash.example', 'a subdomain of an allowed name'],
-    [`127.0.0.1.evil.example:${port}`, `Host "127.0.0.1.evil.example:${port}" does not name this admin listener; to allow it, add --admin-allowed-host 127.0.0.1.evil.example:${port}`, 'a name that starts like an address'],
+    [
+      'localhost',
+      `Host "localhost" does not name this admin listener; to allow it, add --admin-allowed-host localhost`,
+      'no port is port 80',
+    ],
+    [
+      `localhost:${port + 1}`,
+      `Host "localhost:${port + 1}" does not name this admin listener; to allow it, add --admin-allowed-host localhost:${port + 1}`,
+      'another port',
+    ],
+    [
+      'pinned.example:9444',
+      'Host "pinned.example:9444" does not name this admin listener; to allow it, add --admin-allowed-host pinned.example:9444',
+      'an allowed name on another port than its own',
+    ],
+    [
+      'www.dash.example',
+      'Host "www.dash.example" does not name this admin listener; to allow it, add --admin-allowed-host www.dash.example',
+      'a subdomain of an allowed name',
+    ],
+    [
+      `127.0.0.1.evil.example:${port}`,
+      `Host "127.0.0.1.evil.example:${port}" does not name this admin listener; to allow it, add --admin-allowed-host 127.0.0.1.evil.example:${port}`,
+      'a name that starts like an address',
+    ],
     ['', `Host "" is not a host name; ${HOW}`, 'an empty Host'],
     [`user@localhost:${port}`, `Host "user@localhost:${port}" is not a host name; ${HOW}`, 'user info'],
     [undefined, `no Host header; ${HOW}`, 'no Host in HTTP/1.1'],
@@ -467,7 +525,10 @@ t.test('DNS rebinding: only a Host that names the admin listener is answered, on
     const r = await get(port, '/status.json', host)
     t.same([r.status, r.body], [421, `421 Misdirected Request: ${line}\n`], `${why}: 421`)
   }
-  const two = await exchange(port, `GET /status.json HTTP/1.1\r\nHost: localhost:${port}\r\nHost: evil.example:${port}\r\nConnection: close\r\n\r\n`)
+  const two = await exchange(
+    port,
+    `GET /status.json HTTP/1.1\r\nHost: localhost:${port}\r\nHost: evil.example:${port}\r\nConnection: close\r\n\r\n`,
+  )
   t.same([two.status, two.body], [421, `421 Misdirected Request: 2 Host headers; ${HOW}\n`], 'two Host headers: 421')
   const old = await exchange(port, 'GET /status.json HTTP/1.0\r\n\r\n')
   t.equal(old.status, 200, 'HTTP/1.0 without a Host: answered (it names no other site)')
@@ -529,10 +590,12 @@ t.test('security headers on every kind of answer; the CSP allows exactly the scr
   const page = await get(port, '/', host)
   t.equal(page.status, 200)
   const csp = page.headers['content-security-policy'] as string
-  const directives = new Map(csp.split(';').map(d => {
-    const [name = '', ...values] = d.trim().split(/\s+/)
-    return [name, values]
-  }))
+  const directives = new Map(
+    csp.split(';').map(d => {
+      const [name = '', ...values] = d.trim().split(/\s+/)
+      return [name, values]
+    }),
+  )
   t.same(directives.get('default-src'), ["'self'"], "default-src 'self'")
   t.same(directives.get('frame-ancestors'), ["'none'"], 'nothing may frame the page')
   t.same(directives.get('connect-src'), ["'self'"], 'the EventSource may reach /events')
@@ -544,7 +607,11 @@ t.test('security headers on every kind of answer; the CSP allows exactly the scr
   t.same(directives.get('style-src'), [hashSource(styles[0] as string)], 'style-src: the hash of the style served, and nothing else')
   t.notMatch(page.body, /\sstyle=|\son[a-z]+=/i, 'no style or event-handler attributes, which hashes cannot allow')
 
-  const failing: AdminSource = { status: () => Promise.reject(new Error('no figures')), metrics: () => Promise.reject(new Error('no')), contentType: 'text/plain' }
+  const failing: AdminSource = {
+    status: () => Promise.reject(new Error('no figures')),
+    metrics: () => Promise.reject(new Error('no')),
+    contentType: 'text/plain',
+  }
   const broken = await listen(t, new AdminServer(failing))
   const answers: [string, Promise<RawReply>, number][] = [
     ['/status.json', get(port, '/status.json', host), 200],

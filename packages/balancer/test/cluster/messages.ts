@@ -9,12 +9,25 @@ t.test('ours carry `switchyard`; news names the upstream, the kind of health and
   t.notOk(isOurs(null), 'nor null')
   t.notOk(isOurs('health'), 'nor a string')
   const group = new UpstreamGroup()
-  group.configure({ upstreams: [{ host: '127.0.0.1', port: 1 }, { host: '127.0.0.1', port: 2 }], failTimeout: 30_000 })
+  group.configure({
+    upstreams: [
+      { host: '127.0.0.1', port: 1 },
+      { host: '127.0.0.1', port: 2 },
+    ],
+    failTimeout: 30_000,
+  })
   const [a] = group.pool.upstreams
   const change = a?.recordFailure('ECONNREFUSED')
   t.same(
     change && newsOf(change),
-    { switchyard: 'health', id: '127.0.0.1:1', up: false, source: 'passive', reason: '1 failure(s) in 30s, last: ECONNREFUSED; skipped for 30s', ms: 30_000 },
+    {
+      switchyard: 'health',
+      id: '127.0.0.1:1',
+      up: false,
+      source: 'passive',
+      reason: '1 failure(s) in 30s, last: ECONNREFUSED; skipped for 30s',
+      ms: 30_000,
+    },
     'passive news: out for fail_timeout',
   )
   t.equal(change && newsOf(change, 1234).ms, 1234, 'or for what is left of it, for a worker that joins later')
@@ -22,9 +35,22 @@ t.test('ours carry `switchyard`; news names the upstream, the kind of health and
 
 t.test('applyNews(): active news sets the checks’ verdict, passive news the down time; an unknown upstream is ignored', async t => {
   const group = new UpstreamGroup()
-  group.configure({ upstreams: [{ host: '127.0.0.1', port: 1 }, { host: '127.0.0.1', port: 2 }] })
+  group.configure({
+    upstreams: [
+      { host: '127.0.0.1', port: 1 },
+      { host: '127.0.0.1', port: 2 },
+    ],
+  })
   const [a] = group.pool.upstreams
-  const news = (over: Partial<HealthNews>): HealthNews => ({ switchyard: 'health', id: '127.0.0.1:1', up: false, source: 'active', reason: 'r', ms: 5000, ...over })
+  const news = (over: Partial<HealthNews>): HealthNews => ({
+    switchyard: 'health',
+    id: '127.0.0.1:1',
+    up: false,
+    source: 'active',
+    reason: 'r',
+    ms: 5000,
+    ...over,
+  })
   applyNews(group, news({}))
   t.equal(a?.healthy, false, 'active: down')
   applyNews(group, news({ up: true }))

@@ -50,7 +50,11 @@ t.test('--workers 2: both workers serve, and the admin listener adds their count
   const a = await startUpstream(t, 'a')
   const b = await startUpstream(t, 'b')
   const { r, port, admin } = await cluster(t, ['--upstream', a.spec, '--upstream', b.spec])
-  t.match(r.stdout.find(l => l.includes('listening on')), /, round-robin over .* \(2 workers\)$/, 'the listening line says how many workers')
+  t.match(
+    r.stdout.find(l => l.includes('listening on')),
+    /, round-robin over .* \(2 workers\)$/,
+    'the listening line says how many workers',
+  )
   t.equal(childPids(r.child.pid as number).length, 2, 'two worker processes')
   // Fresh connections: node:cluster deals them out to the workers in turn.
   for (let i = 0; i < 40; i++) t.equal((await fetchText(port)).status, 200, `request ${i + 1} of 40: 200`)
@@ -63,13 +67,26 @@ t.test('--workers 2: both workers serve, and the admin listener adds their count
     s.processes.every(p => p.requests > 0),
     `both workers served: ${s.processes.map(p => p.requests).join(' + ')}`,
   )
-  t.equal(s.processes.reduce((x, p) => x + p.requests, 0), 40)
-  t.equal(s.upstreams.reduce((x, u) => x + u.requests, 0), 40, 'the upstreams got 40 between them')
-  t.ok(s.upstreams.every(u => u.requests >= 10), 'each worker alternates: both upstreams served a share')
+  t.equal(
+    s.processes.reduce((x, p) => x + p.requests, 0),
+    40,
+  )
+  t.equal(
+    s.upstreams.reduce((x, u) => x + u.requests, 0),
+    40,
+    'the upstreams got 40 between them',
+  )
+  t.ok(
+    s.upstreams.every(u => u.requests >= 10),
+    'each worker alternates: both upstreams served a share',
+  )
   const m = parseExposition((await fetchText(admin, { path: '/metrics' })).body)
   const total = m.samples.filter(x => x.name === 'switchyard_requests_total').reduce((x, y) => x + y.value, 0)
   t.equal(total, 40, 'and /metrics, aggregated by prom-client over the workers, counts 40 too')
-  t.ok(m.samples.some(x => x.name === 'process_resident_memory_bytes'), 'with the process metrics')
+  t.ok(
+    m.samples.some(x => x.name === 'process_resident_memory_bytes'),
+    'with the process metrics',
+  )
 
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0, 'SIGTERM: the workers drain, the primary exits 0')
@@ -86,7 +103,10 @@ t.test('a failure seen by one worker takes the upstream out of the other too', a
   for (let i = 0; i < 20; i++) t.equal((await fetchText(port)).status, 200)
   const s = await until(admin, x => x.requests.total === 21)
   t.equal(s.requests.total, 21)
-  t.ok(s.processes.every(p => p.requests > 0), 'both workers served requests')
+  t.ok(
+    s.processes.every(p => p.requests > 0),
+    'both workers served requests',
+  )
   t.equal(s.upstreams[0]?.failures, 1, 'one failure in all: the other worker never tried the dead upstream')
   t.equal(s.upstreams[0]?.retries, 1)
   t.equal(s.upstreams[1]?.requests, 21, 'the good upstream served everything')
@@ -102,7 +122,10 @@ t.test('a failure seen by one worker takes the upstream out of the other too', a
   await until(admin, x => x.processes.length === 2 && !x.processes.some(p => p.pid === victim))
   for (let i = 0; i < 20; i++) t.equal((await fetchText(port, { path: '/after' })).status, 200)
   const after = await until(admin, x => x.processes.every(p => p.requests > 0) && x.processes.reduce((n, p) => n + p.requests, 0) >= 20)
-  t.ok(after.processes.every(p => p.requests > 0), 'both workers, the new one too, served requests')
+  t.ok(
+    after.processes.every(p => p.requests > 0),
+    'both workers, the new one too, served requests',
+  )
   while (r.stdout.filter(l => l.includes('"GET /after ')).length < 20) await new Promise(resolve => setTimeout(resolve, 20))
   t.equal(retried(), 1, 'and no request after the restart was retried: the new worker never tried the dead upstream')
   r.child.kill('SIGTERM')
@@ -119,7 +142,7 @@ t.test('active checks run once, in the primary, for every worker; SIGHUP reaches
   writeFileSync(config, JSON.stringify(settings))
   const { r, port, admin } = await cluster(t, ['--config', config])
   const down = await until(admin, x => x.upstreams[0]?.state === 'down')
-  t.match(down.upstreams[0]?.reason, /^active check failed 1 time: GET \/ -> ECONNREFUSED/, 'down by the primary\'s check')
+  t.match(down.upstreams[0]?.reason, /^active check failed 1 time: GET \/ -> ECONNREFUSED/, "down by the primary's check")
   // Replace a worker: the new one must know too.
   const [victim] = childPids(r.child.pid as number) as [number]
   process.kill(victim, 'SIGKILL')
@@ -136,7 +159,11 @@ t.test('active checks run once, in the primary, for every worker; SIGHUP reaches
   writeFileSync(config, JSON.stringify({ ...settings, upstream: [other.spec] }))
   r.child.kill('SIGHUP')
   const reloaded = await until(admin, x => x.upstreams.length === 1)
-  t.same(reloaded.upstreams.map(u => u.id), [other.spec], "the primary's view follows the reload")
+  t.same(
+    reloaded.upstreams.map(u => u.id),
+    [other.spec],
+    "the primary's view follows the reload",
+  )
   while (r.stdout.filter(l => l.includes('reloaded')).length < 3) await new Promise(resolve => setTimeout(resolve, 20))
   t.pass('the primary and both workers reloaded')
   for (let i = 0; i < 4; i++) t.equal((await fetchText(port)).body, 'hello from other\n', 'every worker sends to the new upstream')
@@ -148,11 +175,30 @@ t.test("the primary's check lifts a passive mark-down a worker made, for every w
   // a resets /boom; its /healthz passes all along, so only passive health takes it out.
   const a = await startUpstream(t, 'a', (req, res) => (req.url === '/boom' ? void req.socket.destroy() : void res.end('hello from a\n')))
   const b = await startUpstream(t, 'b')
-  const { r, port, admin } = await cluster(t, ['--upstream', a.spec, '--upstream', b.spec, '--fail-timeout', '60s', '--health-path', '/healthz', '--health-interval', '100ms'])
+  const { r, port, admin } = await cluster(t, [
+    '--upstream',
+    a.spec,
+    '--upstream',
+    b.spec,
+    '--fail-timeout',
+    '60s',
+    '--health-path',
+    '/healthz',
+    '--health-interval',
+    '100ms',
+  ])
   t.equal((await fetchText(port, { path: '/boom' })).body, 'hello from b\n', 'reset by a, retried on b')
   const up = await r.line(/is up again/)
-  t.equal(up, `upstream ${a.spec} is up again: active check passed: GET /healthz -> 200`, "the primary's next check brought it back, long before 60 s")
-  t.match(r.stdout.filter(l => l.includes('marked down')), [/^upstream .* marked down: 1 failure\(s\) in 60s, last: ECONNRESET/], 'the worker that saw the failure logged it, once')
+  t.equal(
+    up,
+    `upstream ${a.spec} is up again: active check passed: GET /healthz -> 200`,
+    "the primary's next check brought it back, long before 60 s",
+  )
+  t.match(
+    r.stdout.filter(l => l.includes('marked down')),
+    [/^upstream .* marked down: 1 failure\(s\) in 60s, last: ECONNRESET/],
+    'the worker that saw the failure logged it, once',
+  )
   const s = await until(admin, x => x.upstreams[0]?.state === 'up')
   t.equal(s.upstreams[0]?.reason, 'active check passed: GET /healthz -> 200', "the dashboard's why")
   // Each worker alternates strictly over the upstreams it has up: with a up in both, a takes
@@ -160,10 +206,17 @@ t.test("the primary's check lifts a passive mark-down a worker made, for every w
   const before = a.seen.filter(x => x.url === '/').length
   for (let i = 0; i < 40; i++) t.equal((await fetchText(port)).status, 200, `request ${i + 1} of 40: 200`)
   const served = await until(admin, x => x.requests.total === 41)
-  t.ok(served.processes.every(p => p.requests > 0), `both workers served: ${served.processes.map(p => p.requests).join(' + ')}`)
+  t.ok(
+    served.processes.every(p => p.requests > 0),
+    `both workers served: ${served.processes.map(p => p.requests).join(' + ')}`,
+  )
   const toA = a.seen.filter(x => x.url === '/').length - before
   t.ok(toA >= 19 && toA <= 21, `a took ${toA} of 40: both workers send to it again`)
-  t.equal(r.stdout.filter(l => l.includes('marked down') || l.includes('up again')).length, 2, 'one outage, two lines in all, across three processes')
+  t.equal(
+    r.stdout.filter(l => l.includes('marked down') || l.includes('up again')).length,
+    2,
+    'one outage, two lines in all, across three processes',
+  )
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0, 'SIGTERM: exit 0')
 })
@@ -201,7 +254,10 @@ t.test('a sticky cookie made up by the primary is honoured by every worker', asy
   const a = await startUpstream(t, 'a')
   const b = await startUpstream(t, 'b')
   const { r, port } = await cluster(t, ['--upstream', a.spec, '--upstream', b.spec, '--sticky-cookie', 'sy'])
-  t.ok(r.stdout.some(l => l.includes('warning: no --sticky-secret')), 'the made-up secret is warned about once')
+  t.ok(
+    r.stdout.some(l => l.includes('warning: no --sticky-secret')),
+    'the made-up secret is warned about once',
+  )
   const first = await fetchText(port)
   const cookie = String(first.headers['set-cookie']?.[0]).split(';')[0] as string
   t.match(cookie, /^sy=/, 'the first answer pins the client')
@@ -209,7 +265,11 @@ t.test('a sticky cookie made up by the primary is honoured by every worker', asy
   const bodies = new Set<string>()
   for (let i = 0; i < 10; i++) bodies.add((await fetchText(port, { headers: { cookie } })).body)
   t.same([...bodies], [first.body], 'every request went to the pinned upstream, whichever worker took it')
-  t.equal(r.stdout.filter(l => l.includes('warning: no --sticky-secret')).length, 1, 'the workers were handed the secret: no warning from them')
+  t.equal(
+    r.stdout.filter(l => l.includes('warning: no --sticky-secret')).length,
+    1,
+    'the workers were handed the secret: no warning from them',
+  )
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)
 })
@@ -222,23 +282,45 @@ t.test('a killed worker is replaced, and the other finishes its requests', async
   const { r, port, admin } = await cluster(t, ['--upstream', slow.spec])
   // Four slow requests on fresh connections. node:cluster deals connections out, but not
   // strictly in turn: read from the status which worker holds how many.
-  const pending = Array.from({ length: 4 }, () => fetchText(port, { path: '/slow' }).then(x => x.status, () => 'cut'))
+  const pending = Array.from({ length: 4 }, () =>
+    fetchText(port, { path: '/slow' }).then(
+      x => x.status,
+      () => 'cut',
+    ),
+  )
   while (slow.seen.filter(x => x.url === '/slow').length < 4) await new Promise(resolve => setTimeout(resolve, 10))
   const held = await until(admin, x => x.processes.reduce((n, p) => n + p.connectionsOpen, 0) === 4)
-  t.equal(held.processes.reduce((n, p) => n + p.connectionsOpen, 0), 4, 'four client connections open')
+  t.equal(
+    held.processes.reduce((n, p) => n + p.connectionsOpen, 0),
+    4,
+    'four client connections open',
+  )
   // The victim: the worker with fewer of them (perhaps none); the survivor's must all complete.
-  const [fewer, more] = [...held.processes].sort((x, y) => x.connectionsOpen - y.connectionsOpen) as [StatusSnapshot['processes'][number], StatusSnapshot['processes'][number]]
+  const [fewer, more] = [...held.processes].sort((x, y) => x.connectionsOpen - y.connectionsOpen) as [
+    StatusSnapshot['processes'][number],
+    StatusSnapshot['processes'][number],
+  ]
   const [victim, survivor] = [fewer.pid, more.pid]
   process.kill(victim, 'SIGKILL')
   const line = await r.line(/exited with signal SIGKILL; starting another/)
   t.equal(line, `switchyard: worker ${victim} exited with signal SIGKILL; starting another`, 'the primary says so')
   const results = await Promise.all(pending)
-  t.equal(results.filter(x => x === 200).length, more.connectionsOpen, `the survivor's ${more.connectionsOpen} requests completed (${results.join(', ')})`)
+  t.equal(
+    results.filter(x => x === 200).length,
+    more.connectionsOpen,
+    `the survivor's ${more.connectionsOpen} requests completed (${results.join(', ')})`,
+  )
   t.equal(results.filter(x => x === 'cut').length, fewer.connectionsOpen, `the killed worker's ${fewer.connectionsOpen} were cut`)
   const s = await until(admin, x => x.processes.length === 2 && !x.processes.some(p => p.pid === victim))
   t.equal(s.processes.length, 2, 'two workers again')
-  t.ok(s.processes.some(p => p.pid === survivor), 'the survivor is one of them')
-  t.notOk(s.processes.some(p => p.pid === victim), 'and the killed one is gone')
+  t.ok(
+    s.processes.some(p => p.pid === survivor),
+    'the survivor is one of them',
+  )
+  t.notOk(
+    s.processes.some(p => p.pid === victim),
+    'and the killed one is gone',
+  )
   for (let i = 0; i < 4; i++) t.equal((await fetchText(port)).body, 'ok', 'still serving')
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)

@@ -8,7 +8,7 @@ import type { ProcessCounts } from '../../src/observe/status.js'
 import type { Upstream } from '../../src/upstreams/upstream.js'
 import { closedPort, fetchText, startBalancer, startUpstream } from '../fixtures/servers.js'
 
-t.test('a worker passes its health flips on, applies others\', and answers for its counts', async t => {
+t.test("a worker passes its health flips on, applies others', and answers for its counts", async t => {
   const dead = await closedPort()
   const good = await startUpstream(t, 'good')
   const { balancer, port } = await startBalancer(t, [dead, good.spec], { failTimeout: 30_000 })
@@ -23,10 +23,22 @@ t.test('a worker passes its health flips on, applies others\', and answers for i
   t.ok(welcomed, 'the welcome lets it listen')
 
   t.equal((await fetchText(port)).status, 200, 'refused by the dead upstream, served by the good one')
-  t.match(sent[1], { switchyard: 'health', id: dead, up: false, source: 'passive', ms: 30_000 } satisfies Partial<HealthNews>, 'the passive flip goes to the primary')
+  t.match(
+    sent[1],
+    { switchyard: 'health', id: dead, up: false, source: 'passive', ms: 30_000 } satisfies Partial<HealthNews>,
+    'the passive flip goes to the primary',
+  )
 
   const [d, g] = balancer.pool.upstreams as [Upstream, Upstream]
-  const news = (over: Partial<HealthNews>): HealthNews => ({ switchyard: 'health', id: g.id, up: false, source: 'passive', reason: 'seen elsewhere', ms: 5000, ...over })
+  const news = (over: Partial<HealthNews>): HealthNews => ({
+    switchyard: 'health',
+    id: g.id,
+    up: false,
+    source: 'passive',
+    reason: 'seen elsewhere',
+    ms: 5000,
+    ...over,
+  })
   channel.emit('message', news({}))
   t.notOk(balancer.pool.isAvailable(g, performance.now()), "another worker's passive failure takes the upstream out here")
   t.equal(g.lastChange?.reason, 'seen elsewhere', 'with its reason')

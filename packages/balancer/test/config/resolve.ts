@@ -112,7 +112,11 @@ t.test('policies and sticky sessions', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-secret-'))
   writeFileSync(join(dir, 'secret'), '  from-a-file\n')
   writeFileSync(join(dir, 'empty'), '\n')
-  t.same(resolveConfig({ 'sticky-cookie': 'sy', 'sticky-secret-file': join(dir, 'secret') }).sticky, { cookie: 'sy', secret: 'from-a-file' }, 'a secret file, trimmed')
+  t.same(
+    resolveConfig({ 'sticky-cookie': 'sy', 'sticky-secret-file': join(dir, 'secret') }).sticky,
+    { cookie: 'sy', secret: 'from-a-file' },
+    'a secret file, trimmed',
+  )
   const bad: [Record<string, unknown>, RegExp][] = [
     [{ policy: 'fastest' }, /^policy: "fastest" is not one of round-robin, least-requests, random-two, hash, first$/],
     [{ 'sticky-cookie': 'a b' }, /^sticky-cookie: "a b" is not a cookie name$/],
@@ -128,13 +132,27 @@ t.test('workers, admin listener and access log', async t => {
   t.equal(resolveConfig({ workers: '3' }).workers, 3)
   t.equal(resolveConfig({}, { workers: 2 }).workers, 2, 'a number in the file')
   for (const bad of ['0', '65', 'many', 1.5]) {
-    t.throws(() => resolveConfig({ workers: bad }), { message: `workers: ${JSON.stringify(bad)} is not a whole number from 1 to 64, or auto` })
+    t.throws(() => resolveConfig({ workers: bad }), {
+      message: `workers: ${JSON.stringify(bad)} is not a whole number from 1 to 64, or auto`,
+    })
   }
   const c = resolveConfig({ 'admin-port': '0', 'admin-host': '::1', 'access-log': '/var/log/sy.log', 'log-format': 'json' })
   t.same([c.adminPort, c.adminHost, c.accessLogTo, c.logFormat], [0, '::1', '/var/log/sy.log', 'json'])
-  t.same(resolveConfig({ 'admin-allowed-host': ['Dash.Example.', 'pinned.example:9443', '[FD00::1]'] }).adminAllowedHosts, ['dash.example', 'pinned.example:9443', '[fd00::1]'], 'allowed hosts, in lower case and without the trailing dot')
-  t.same(resolveConfig({}, { 'admin-allowed-host': 'dash.example' }).adminAllowedHosts, ['dash.example'], 'one name as a string in the file')
-  t.same(resolveConfig({ 'admin-allowed-host': ['a.example'] }, { 'admin-allowed-host': ['b.example'] }).adminAllowedHosts, ['a.example'], 'flags replace the file, as for upstream')
+  t.same(
+    resolveConfig({ 'admin-allowed-host': ['Dash.Example.', 'pinned.example:9443', '[FD00::1]'] }).adminAllowedHosts,
+    ['dash.example', 'pinned.example:9443', '[fd00::1]'],
+    'allowed hosts, in lower case and without the trailing dot',
+  )
+  t.same(
+    resolveConfig({}, { 'admin-allowed-host': 'dash.example' }).adminAllowedHosts,
+    ['dash.example'],
+    'one name as a string in the file',
+  )
+  t.same(
+    resolveConfig({ 'admin-allowed-host': ['a.example'] }, { 'admin-allowed-host': ['b.example'] }).adminAllowedHosts,
+    ['a.example'],
+    'flags replace the file, as for upstream',
+  )
   t.equal(resolveConfig({ 'access-log': 'off' }).accessLogTo, undefined, 'off')
   t.equal(resolveConfig({ quiet: true, 'access-log': '/x.log' }).accessLogTo, undefined, '--quiet wins: no access log')
 })
@@ -161,7 +179,10 @@ t.test('bad settings name the bad value', async t => {
     [{ 'health-path': '/h', 'health-status': 200 }, /^health-status: 200 is not a status range/],
     [{ 'health-path': '/h', 'healthy-threshold': 0 }, /^healthy-threshold: 0 is not a whole number from 1/],
     [{ retries: 'many' }, /^retries: "many" is not a whole number/],
-    [{ 'admin-allowed-host': ['ok.example', 'http://dash.example'] }, /^admin-allowed-host: "http:\/\/dash\.example" is not a host name with an optional :port, like admin\.example/],
+    [
+      { 'admin-allowed-host': ['ok.example', 'http://dash.example'] },
+      /^admin-allowed-host: "http:\/\/dash\.example" is not a host name with an optional :port, like admin\.example/,
+    ],
     [{ 'admin-allowed-host': 'dash.example:99999' }, /^admin-allowed-host: "dash\.example:99999" is not a host name/],
     [{ 'admin-allowed-host': [7] }, /^admin-allowed-host: 7 is not a host name/],
   ]

@@ -1,12 +1,7 @@
 import { once } from 'node:events'
 import { request, type IncomingMessage } from 'node:http'
 import t from 'tap'
-import {
-  fetchText,
-  rawExchange,
-  startBalancer,
-  startRawUpstream,
-  startUpstream } from '../fixtures/servers.js'
+import { fetchText, rawExchange, startBalancer, startRawUpstream, startUpstream } from '../fixtures/servers.js'
 
 t.test('an upstream that never answers gets a 504, and the request is not retried', async t => {
   const silent = await startRawUpstream(t, () => {})
@@ -51,7 +46,11 @@ t.test('a response the upstream cuts short ends the client connection at once', 
     const reply = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
     t.match(reply, /^HTTP\/1\.1 200 OK/, `${how}: the head was passed on`)
     t.match(reply, /only ten b$/, `${how}: then the bytes there were, then the connection closed`)
-    t.same(logs, [`upstream ${cut.spec} marked down: 1 failure(s) in 10s, last: truncated response; skipped for 10s`], `${how}: counted once as a failure`)
+    t.same(
+      logs,
+      [`upstream ${cut.spec} marked down: 1 failure(s) in 10s, last: truncated response; skipped for 10s`],
+      `${how}: counted once as a failure`,
+    )
   }
 })
 

@@ -39,13 +39,20 @@ t.test('send: the sink gets the request at once; the upstream gets the path byte
     createServer((req, res) => {
       let returned = false
       const own = req.headers
-      engine.send(req, res, targetOf(upstream.spec), agent, { host: 'upstream.example', 'x-for-upstream': '1' }, {
-        requestBuilt(out: ClientRequest) {
-          seen.synchronous = !returned
-          out.on('response', (r: IncomingMessage) => r.pipe(res.writeHead(r.statusCode as number)))
-          out.end()
+      engine.send(
+        req,
+        res,
+        targetOf(upstream.spec),
+        agent,
+        { host: 'upstream.example', 'x-for-upstream': '1' },
+        {
+          requestBuilt(out: ClientRequest) {
+            seen.synchronous = !returned
+            out.on('response', (r: IncomingMessage) => r.pipe(res.writeHead(r.statusCode as number)))
+            out.end()
+          },
         },
-      })
+      )
       returned = true
       seen.sameHeaders = req.headers === own
       seen.headersAfter = JSON.stringify(req.headers)
@@ -71,12 +78,19 @@ t.test('send: what the upstream received', async t => {
   const port = await serve(
     t,
     createServer((req, res) => {
-      engine.send(req, res, targetOf(upstream.spec), agent, { host: 'upstream.example', 'x-for-upstream': '1' }, {
-        requestBuilt(out: ClientRequest) {
-          out.on('response', () => res.end())
-          out.end()
+      engine.send(
+        req,
+        res,
+        targetOf(upstream.spec),
+        agent,
+        { host: 'upstream.example', 'x-for-upstream': '1' },
+        {
+          requestBuilt(out: ClientRequest) {
+            out.on('response', () => res.end())
+            out.end()
+          },
         },
-      })
+      )
     }),
   )
   await exchange(port, 'GET //a//b?x=1 HTTP/1.1\r\nHost: client.example\r\nX-From-Client: 1\r\nConnection: close\r\n\r\n')
@@ -87,7 +101,9 @@ t.test('send: what the upstream received', async t => {
 })
 
 /** A sink that records what the engine told it, in order. */
-function recordingSink(onEvent: (event: string) => void = () => {}): UpgradeSink & { events: string[]; res?: IncomingMessage; err?: Error } {
+function recordingSink(
+  onEvent: (event: string) => void = () => {},
+): UpgradeSink & { events: string[]; res?: IncomingMessage; err?: Error } {
   const sink = {
     events: [] as string[],
     res: undefined as IncomingMessage | undefined,

@@ -1,11 +1,6 @@
 import { request } from 'node:http'
 import t from 'tap'
-import {
-  closedPort,
-  fetchText,
-  startBalancer,
-  startRawUpstream,
-  startUpstream } from '../fixtures/servers.js'
+import { closedPort, fetchText, startBalancer, startRawUpstream, startUpstream } from '../fixtures/servers.js'
 
 t.test('with one upstream refusing, 20 GETs are all 200 and it is marked down once', async t => {
   const a = await startUpstream(t, 'a')
@@ -26,7 +21,10 @@ t.test('a retried request is forwarded as its first try was: headers rewritten o
   const dead = await closedPort()
   const a = await startUpstream(t, 'a')
   const { port } = await startBalancer(t, [dead, a.spec])
-  const reply = await fetchText(port, { path: '/twice//path?q=1', headers: { 'x-forwarded-for': '203.0.113.7', connection: 'keep-alive, X-Hop', 'x-hop': '1' } })
+  const reply = await fetchText(port, {
+    path: '/twice//path?q=1',
+    headers: { 'x-forwarded-for': '203.0.113.7', connection: 'keep-alive, X-Hop', 'x-hop': '1' },
+  })
   t.equal(reply.status, 200, 'the second upstream answered')
   const seen = a.seen[0]
   t.equal(seen?.url, '/twice//path?q=1', 'path and query byte for byte')

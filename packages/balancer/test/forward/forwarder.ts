@@ -17,7 +17,18 @@ t.test('configure(): the policy keeps its state unless it changed; a new idle ti
   const forwarder = new Forwarder({ upstreams }, group.pool, new RequestRecorder(), group.report)
   const { policy, agent, ...rest } = forwarder.settings
   t.equal(forwarder.policyName, 'round-robin', 'round-robin by default')
-  t.match(rest, { connectTimeout: DEFAULTS.connectTimeout, timeout: DEFAULTS.timeout, retries: Infinity, retryTimeout: 0, tunnelTimeout: DEFAULTS.tunnelTimeout, sticky: undefined }, 'the defaults')
+  t.match(
+    rest,
+    {
+      connectTimeout: DEFAULTS.connectTimeout,
+      timeout: DEFAULTS.timeout,
+      retries: Infinity,
+      retryTimeout: 0,
+      tunnelTimeout: DEFAULTS.tunnelTimeout,
+      sticky: undefined,
+    },
+    'the defaults',
+  )
   forwarder.configure({ upstreams, queueSize: 5, queueTimeout: 100, timeout: 7 })
   t.equal(forwarder.settings.policy, policy, 'the same policy: kept, with its round-robin position')
   t.equal(forwarder.agent, agent, 'the same idle time: the same agent, and its pooled connections')
@@ -52,7 +63,11 @@ t.test('forward() and refuse(): each request is recorded once, and what a reques
   )
   t.equal((await fetchText(port)).body, 'hello from good\n', 'forwarded, past the dead upstream')
   const refused = await fetchText(port, { path: '/refuse' })
-  t.same([refused.status, refused.body, refused.headers.connection], [400, '400 Bad Request: test\n', 'close'], 'refused: the answer, and the connection closes')
+  t.same(
+    [refused.status, refused.body, refused.headers.connection],
+    [400, '400 Bad Request: test\n', 'close'],
+    'refused: the answer, and the connection closes',
+  )
   t.same(recorder.totals.byMethod.get('GET'), [0, 1, 0, 1, 0], 'both counted in the totals')
   t.same(recorder.unrouted.byMethod.get('GET'), [0, 0, 0, 1, 0], 'the refusal as the balancer’s own answer')
   t.same(

@@ -56,7 +56,11 @@ t.test('headers a Connection value names stay hop-by-hop past the 64 values the 
   }
   const leaked = a.seen.flatMap((r, i) => (`x-hop-${i}` in r.headers ? [i] : []))
   t.same(leaked, [], 'no named header reached the upstream, the 65th to 80th included')
-  t.same(a.seen.map(r => r.headers['x-kept']), Array.from({ length: 80 }, (_, i) => String(i)), 'the others did, all 80')
+  t.same(
+    a.seen.map(r => r.headers['x-kept']),
+    Array.from({ length: 80 }, (_, i) => String(i)),
+    'the others did, all 80',
+  )
 })
 
 t.test('hop-by-hop response headers are removed; repeats and casing kept', async t => {

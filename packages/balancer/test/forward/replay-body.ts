@@ -1,13 +1,7 @@
 import t from 'tap'
 // The request body: held while it streams, so that a request refused or reset upstream can be sent again.
 import { HOLD_LIMIT } from '../../src/forward/replay-body.js'
-import {
-  closedPort,
-  fetchText,
-  startBalancer,
-  startRawUpstream,
-  startUpstream,
-  sha256 } from '../fixtures/servers.js'
+import { closedPort, fetchText, startBalancer, startRawUpstream, startUpstream, sha256 } from '../fixtures/servers.js'
 
 /** An upstream that reads a request in full, then resets the connection without answering. */
 async function resettingUpstream(t: Parameters<typeof startRawUpstream>[0]) {
@@ -34,8 +28,7 @@ t.test('idempotent requests that reached a resetting upstream are retried', asyn
   const reset = await resettingUpstream(t)
   const b = await startUpstream(t, 'b', (_req, res, seen) => res.end(`${seen.method} ${seen.sha256}`))
   // A fresh balancer for each request, so round-robin tries the resetting upstream first.
-  const send = async (options: Parameters<typeof fetchText>[1]) =>
-    fetchText((await startBalancer(t, [reset.spec, b.spec])).port, options)
+  const send = async (options: Parameters<typeof fetchText>[1]) => fetchText((await startBalancer(t, [reset.spec, b.spec])).port, options)
   const get = await send({ path: '/a' })
   t.equal(get.status, 200, 'GET retried: 200')
   const small = Buffer.alloc(HOLD_LIMIT, 's')

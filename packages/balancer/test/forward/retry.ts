@@ -3,13 +3,7 @@ import t from 'tap'
 import { InvalidResponseError, UpstreamConnectTimeoutError, UpstreamTimeoutError } from '../../src/errors.js'
 import { giveUpAnswer, mayResend, mayRetry, statusForUpstreamError, type Replayable } from '../../src/forward/retry.js'
 import { Upstream } from '../../src/upstreams/upstream.js'
-import {
-  closedPort,
-  fetchText,
-  rawExchange,
-  startBalancer,
-  startRawUpstream,
-  startUpstream } from '../fixtures/servers.js'
+import { closedPort, fetchText, rawExchange, startBalancer, startRawUpstream, startUpstream } from '../fixtures/servers.js'
 
 /** An upstream that reads a request in full, then resets the connection without answering. */
 async function resettingUpstream(t: Parameters<typeof startRawUpstream>[0]) {
@@ -77,9 +71,21 @@ t.test('which failed tries may go again, as nginx proxy_next_upstream decides', 
 t.test('what a request is answered when no try is left', async t => {
   const a = new Upstream({ host: '127.0.0.1', port: 5000 }, { maxFails: 1, failTimeout: 1000 })
   const refused = Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })
-  t.same(giveUpAnswer(undefined, undefined), { status: 503, message: '503 Service Unavailable: no upstream available: every upstream is marked down' }, 'nothing tried: 503')
-  t.same(giveUpAnswer(undefined, undefined, true), { status: 503, message: '503 Service Unavailable: every upstream is at max_conns' }, 'every one full: 503 that says so')
-  t.same(giveUpAnswer(refused, a), { status: 502, message: '502 Bad Gateway: every upstream that was tried failed (last: 127.0.0.1:5000 ECONNREFUSED)' }, 'a failed try: 502 naming it')
+  t.same(
+    giveUpAnswer(undefined, undefined),
+    { status: 503, message: '503 Service Unavailable: no upstream available: every upstream is marked down' },
+    'nothing tried: 503',
+  )
+  t.same(
+    giveUpAnswer(undefined, undefined, true),
+    { status: 503, message: '503 Service Unavailable: every upstream is at max_conns' },
+    'every one full: 503 that says so',
+  )
+  t.same(
+    giveUpAnswer(refused, a),
+    { status: 502, message: '502 Bad Gateway: every upstream that was tried failed (last: 127.0.0.1:5000 ECONNREFUSED)' },
+    'a failed try: 502 naming it',
+  )
   t.same(giveUpAnswer(new UpstreamTimeoutError(), a, true).status, 504, 'a response timeout: 504, full or not')
   t.equal(statusForUpstreamError(new UpstreamConnectTimeoutError()), 504, 'a connect timeout: 504')
   t.equal(statusForUpstreamError(new InvalidResponseError('bad')), 502, 'an invalid response: 502')

@@ -7,7 +7,17 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import { Sticky } from '../../src/select/sticky.js'
 import { blackhole, closedPort, fetchText, rawExchange, startRawUpstream } from '../fixtures/servers.js'
-import { balance, bounded, elapsed, handshake, open, roundTrip, startBackend, startRaw101, startWsUpstream } from '../fixtures/websockets.js'
+import {
+  balance,
+  bounded,
+  elapsed,
+  handshake,
+  open,
+  roundTrip,
+  startBackend,
+  startRaw101,
+  startWsUpstream,
+} from '../fixtures/websockets.js'
 
 t.test('echoes text and binary both ways, with the path intact and X-Forwarded-* set', bounded, async t => {
   const up = await startWsUpstream(t)
@@ -24,7 +34,13 @@ t.test('echoes text and binary both ways, with the path intact and X-Forwarded-*
   t.equal(req.url, '/chat//room?x=1', 'the path and query reach the upstream byte for byte')
   t.match(
     req.headers,
-    { 'x-forwarded-for': '10.0.0.1, 127.0.0.1', 'x-forwarded-proto': 'http', 'x-forwarded-host': `127.0.0.1:${port}`, upgrade: 'websocket', connection: 'Upgrade' },
+    {
+      'x-forwarded-for': '10.0.0.1, 127.0.0.1',
+      'x-forwarded-proto': 'http',
+      'x-forwarded-host': `127.0.0.1:${port}`,
+      upgrade: 'websocket',
+      connection: 'Upgrade',
+    },
     'X-Forwarded-* are set and the upgrade headers kept',
   )
   t.notOk('keep-alive' in req.headers, 'other hop-by-hop headers are dropped')
@@ -54,7 +70,11 @@ t.test('bytes the client sends with its handshake reach the upstream after it', 
     received = Buffer.concat([received, chunk])
   }
   client.destroy()
-  t.match(received.toString('latin1'), /^HTTP\/1\.1 101 Switching Protocols\r\n[^]*\r\n\r\n\x81\x02hi$/, 'the frame is echoed after the 101')
+  t.match(
+    received.toString('latin1'),
+    /^HTTP\/1\.1 101 Switching Protocols\r\n[^]*\r\n\r\n\x81\x02hi$/,
+    'the frame is echoed after the 101',
+  )
 })
 
 t.test('upgrades alternate between two backends (round-robin)', bounded, async t => {
@@ -71,7 +91,11 @@ t.test('upgrades alternate between two backends (round-robin)', bounded, async t
   t.same(order, ['a', 'b', 'a', 'b'], 'a b a b')
   t.equal(b.backend.websockets.clients.size, 2, 'b holds two')
   const replies = await Promise.all(clients.map((ws, i) => roundTrip(ws, `client ${i}`)))
-  t.same(replies.map(r => r.data.toString()), ['client 0', 'client 1', 'client 2', 'client 3'], 'each echoes on its own tunnel')
+  t.same(
+    replies.map(r => r.data.toString()),
+    ['client 0', 'client 1', 'client 2', 'client 3'],
+    'each echoes on its own tunnel',
+  )
 })
 
 t.test('an upgrade to a refused upstream is retried on the next', bounded, async t => {

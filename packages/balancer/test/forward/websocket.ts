@@ -56,7 +56,8 @@ t.test('drain resolves as soon as the last WebSocket closes', bounded, async t =
 t.test('what is not a WebSocket upgrade is answered, not proxied', bounded, async t => {
   const a = await startBackend(t)
   const { server, port } = await balance(t, [a.spec])
-  const h2c = 'GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n'
+  const h2c =
+    'GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n'
   t.match(await rawExchange(port, h2c), /^HTTP\/1\.1 501 Not Implemented\r\n[^]*only WebSocket upgrades/, 'h2c: 501')
   t.match(await rawExchange(port, handshake().replace('GET', 'POST')), /^HTTP\/1\.1 501 /, 'a POST upgrade: 501')
   const twoHosts = handshake('/ws', 'Host: y\r\n')

@@ -195,7 +195,18 @@ t.test('json lines parse, carry every field with time as ISO, and no level, pid 
   t.same(parse(full), { type: 'access', ...FULL, time: iso }, 'the full entry, time as ISO, tagged as an access line')
   t.same(
     parse(bare),
-    { type: 'access', time: iso, client: '::1', method: 'POST', path: '/', httpVersion: '1.0', status: 503, bytes: 0, totalMs: 0.4, retries: 0 },
+    {
+      type: 'access',
+      time: iso,
+      client: '::1',
+      method: 'POST',
+      path: '/',
+      httpVersion: '1.0',
+      status: 503,
+      bytes: 0,
+      totalMs: 0.4,
+      retries: 0,
+    },
     'the bare entry, without its undefined fields',
   )
   t.match(full, /^\{"type":"access","time":"2026-11-28T10:15:03\.456Z",/, 'type, then time, lead the line')
@@ -234,11 +245,7 @@ t.test('flush() writes buffered lines synchronously', async t => {
   t.ok(now.includes(`${lineOf('/b')}\n`), '/b is on disk when flush() returns')
   t.ok(now.includes(`${lineOf('/c')}\n`), '/c is on disk when flush() returns')
   const text = await until(file, s => s.includes('/a '), '/a')
-  t.same(
-    text.trimEnd().split('\n').sort(),
-    ['/open', '/a', '/b', '/c'].map(lineOf).sort(),
-    'every line written exactly once',
-  )
+  t.same(text.trimEnd().split('\n').sort(), ['/open', '/a', '/b', '/c'].map(lineOf).sort(), 'every line written exactly once')
 })
 
 t.test('reopen() after logrotate renamed the file writes to a new file at the path', async t => {

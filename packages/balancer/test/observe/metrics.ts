@@ -29,7 +29,11 @@ t.test('every metric the README names, and an upstream a reload adds gets its la
     t.ok(exp.types.has(name), `${name} is exposed`)
   }
   t.equal(valueOf(exp, 'switchyard_requests_total', { upstream: a.spec, method: 'GET', code_class: '2xx' }), 2, 'a answered two')
-  t.equal(valueOf(exp, 'switchyard_requests_total', { upstream: b.spec, method: 'GET', code_class: '2xx' }), 1, 'b, added by the reload, one')
+  t.equal(
+    valueOf(exp, 'switchyard_requests_total', { upstream: b.spec, method: 'GET', code_class: '2xx' }),
+    1,
+    'b, added by the reload, one',
+  )
   t.equal(valueOf(exp, 'switchyard_upstream_response_seconds_count', { upstream: b.spec }), 1, "b's response time is in the histogram")
   t.equal(valueOf(exp, 'switchyard_upstream_up', { upstream: b.spec }), 1, 'and it is up')
 })

@@ -36,7 +36,21 @@ t.test('record(): totals, the upstream or the balancer’s own answers, and the 
   t.match(entries[0], { path: '/routed', status: 200, upstream: '127.0.0.1:5000', upstreamMs: 2 }, 'the routed one names its upstream')
   t.match(
     entries[1],
-    { time: 1_700_000_000_000, client: '10.0.0.1', method: 'GET', path: '/own', httpVersion: '1.1', status: 503, bytes: 5, upstream: undefined, upstreamMs: undefined, retries: 1, cache: 'HIT', referer: 'http://r.example/', userAgent: 'ua/1' },
+    {
+      time: 1_700_000_000_000,
+      client: '10.0.0.1',
+      method: 'GET',
+      path: '/own',
+      httpVersion: '1.1',
+      status: 503,
+      bytes: 5,
+      upstream: undefined,
+      upstreamMs: undefined,
+      retries: 1,
+      cache: 'HIT',
+      referer: 'http://r.example/',
+      userAgent: 'ua/1',
+    },
     'every field of the entry',
   )
   t.ok((entries[1]?.totalMs ?? -1) >= 0, 'with the time since the request came')

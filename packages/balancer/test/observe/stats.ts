@@ -325,9 +325,17 @@ t.test('mergeStats adds every counter of every part', async t => {
   t.equal(merged.retries, 3, 'retries summed')
   t.equal(merged.bytesIn, 105, 'bytes in summed')
   t.equal(merged.bytesOut, 1050, 'bytes out summed')
-  t.same(merged.rate, da.rate.map((n, i) => n + db.rate[i]!), 'rate summed second by second')
+  t.same(
+    merged.rate,
+    da.rate.map((n, i) => n + db.rate[i]!),
+    'rate summed second by second',
+  )
   t.same(merged.rate.slice(-2), [2, 3], 'seconds S0 and S0+1 from both parts')
-  t.same(merged.latency, da.latency.map((n, i) => n + db.latency[i]!), 'latency summed bucket by bucket')
+  t.same(
+    merged.latency,
+    da.latency.map((n, i) => n + db.latency[i]!),
+    'latency summed bucket by bucket',
+  )
   t.equal(merged.latency[latencyBucket(1)], 2, 'both 1 ms latencies in one bucket')
   t.equal(merged.latency[OPEN], 1, 'the 100000 s latency in the open bucket')
 

@@ -10,7 +10,13 @@ function tries(pinnedId?: string, start = 0): Tries {
   return { req, tried: new Set(), pinnedId, start, upstream: undefined, retries: 0 }
 }
 
-const settings = (p: Pool, over: Partial<Choosing> = {}): Choosing => ({ pool: p, policy: new RoundRobin(), retries: Infinity, retryTimeout: 0, ...over })
+const settings = (p: Pool, over: Partial<Choosing> = {}): Choosing => ({
+  pool: p,
+  policy: new RoundRobin(),
+  retries: Infinity,
+  retryTimeout: 0,
+  ...over,
+})
 const host = (c: Upstream | string): string => (typeof c === 'string' ? c : c.host)
 
 t.test('the pinned upstream first, while it is available and not tried; then the policy', async t => {

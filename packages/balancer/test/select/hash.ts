@@ -52,7 +52,10 @@ t.test('rendezvous hashing: stable, even, and moves only what it must', async t 
   gone.setHealthy(false, 'test')
   const during = place(users)
   const moved = users.filter(u => during.get(u) !== before.get(u))
-  t.ok(moved.every(u => before.get(u) === gone.id), 'only the keys of the down upstream moved')
+  t.ok(
+    moved.every(u => before.get(u) === gone.id),
+    'only the keys of the down upstream moved',
+  )
   t.ok(Math.abs(moved.length / 5000 - 0.2) <= 0.03, `${((moved.length / 5000) * 100).toFixed(1)}% of keys remapped: about 1/N`)
   gone.setHealthy(true, 'test')
   t.same(place(users), before, 'they return when it comes back')

@@ -5,10 +5,26 @@ t.test('first come, first served, bounded; a waiter that cannot use a slot keeps
   const q = new WaitQueue(3, 10_000)
   const offered: string[] = []
   let oneCanGo = false
-  const w1 = q.wait(() => (offered.push('1'), oneCanGo), () => offered.push('1 timed out'))
-  q.wait(() => (offered.push('2'), true), () => offered.push('2 timed out'))
-  q.wait(() => (offered.push('3'), true), () => offered.push('3 timed out'))
-  t.equal(q.wait(() => true, () => {}), undefined, 'full: a fourth is refused')
+  const w1 = q.wait(
+    () => (offered.push('1'), oneCanGo),
+    () => offered.push('1 timed out'),
+  )
+  q.wait(
+    () => (offered.push('2'), true),
+    () => offered.push('2 timed out'),
+  )
+  q.wait(
+    () => (offered.push('3'), true),
+    () => offered.push('3 timed out'),
+  )
+  t.equal(
+    q.wait(
+      () => true,
+      () => {},
+    ),
+    undefined,
+    'full: a fourth is refused',
+  )
   q.release()
   t.same(offered, ['1', '2'], 'the first declined the slot, so the second took it')
   t.equal(q.length, 2, 'the first is still waiting, at the front')

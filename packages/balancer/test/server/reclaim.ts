@@ -83,7 +83,11 @@ t.test('once a surge of connections is over, memory is collected and given back,
   const [r] = (await Promise.all([once(balancer, 'reclaimed'), closeAll(clients.slice(80, 100), balancer, 20)]))[0] as [Reclaimed]
   t.equal(r.peak, 120, 'at 20 open it ran, for the peak of 120')
   t.ok(r.heapAfter < r.heapBefore, `the heap shrank: ${r.heapBefore} -> ${r.heapAfter} bytes`)
-  t.match(logs.at(-1), /^120 connections fell to 20: memory reclaimed, RSS [\d.]+ MB -> [\d.]+ MB, heap [\d.]+ MB -> [\d.]+ MB$/, 'and said so')
+  t.match(
+    logs.at(-1),
+    /^120 connections fell to 20: memory reclaimed, RSS [\d.]+ MB -> [\d.]+ MB, heap [\d.]+ MB -> [\d.]+ MB$/,
+    'and said so',
+  )
   t.equal(others, 0, 'the balancer with --reclaim-after 0 and the one closed early never collected')
   // V8's report of the last collection is queued as an immediate, before this one.
   await new Promise(resolve => setImmediate(resolve))

@@ -18,7 +18,13 @@ t.test('refusal(): what may be forwarded, what is fixed, and what is answered', 
     t,
     // Node's own Host check is off, as in the balancer's listener: refusal() makes it.
     createServer({ requireHostHeader: false }, (req, res) => {
-      const verdict: Verdict = { hosts: countHeader(req, 'host'), refused: refusal(req) ?? null, url: req.url as string, host: req.headers.host ?? null, hasBody: hasBody(req) }
+      const verdict: Verdict = {
+        hosts: countHeader(req, 'host'),
+        refused: refusal(req) ?? null,
+        url: req.url as string,
+        host: req.headers.host ?? null,
+        hasBody: hasBody(req),
+      }
       res.setHeader('connection', 'close')
       res.end(JSON.stringify(verdict))
       req.resume()
@@ -32,9 +38,21 @@ t.test('refusal(): what may be forwarded, what is fixed, and what is answered', 
     ['an origin-form GET', 'GET /a?b HTTP/1.1\r\nHost: x', { refused: null, url: '/a?b', host: 'x', hasBody: false }],
     ['OPTIONS *', 'OPTIONS * HTTP/1.1\r\nHost: x', { refused: null, url: '*' }],
     ['HTTP/1.0 without Host', 'GET / HTTP/1.0', { refused: null, host: null, hosts: 0 }],
-    ['absolute-form: Host from the target, default port dropped', 'GET http://Example.com:80/p?q HTTP/1.1\r\nHost: other', { refused: null, url: '/p?q', host: 'Example.com' }],
-    ['absolute-form https with a query only', 'GET https://e.example:443?x=1 HTTP/1.1\r\nHost: e.example', { refused: null, url: '/?x=1', host: 'e.example' }],
-    ['absolute-form keeps another port', 'GET http://e.example:8080/ HTTP/1.1\r\nHost: e.example', { refused: null, url: '/', host: 'e.example:8080' }],
+    [
+      'absolute-form: Host from the target, default port dropped',
+      'GET http://Example.com:80/p?q HTTP/1.1\r\nHost: other',
+      { refused: null, url: '/p?q', host: 'Example.com' },
+    ],
+    [
+      'absolute-form https with a query only',
+      'GET https://e.example:443?x=1 HTTP/1.1\r\nHost: e.example',
+      { refused: null, url: '/?x=1', host: 'e.example' },
+    ],
+    [
+      'absolute-form keeps another port',
+      'GET http://e.example:8080/ HTTP/1.1\r\nHost: e.example',
+      { refused: null, url: '/', host: 'e.example:8080' },
+    ],
     ['a body by Content-Length', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0', { refused: null, hasBody: false }],
     ['a chunked body', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0', { refused: null, hasBody: true }],
   ]
@@ -45,9 +63,24 @@ t.test('refusal(): what may be forwarded, what is fixed, and what is answered', 
     ['two Host headers', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b', 400, /more than one Host header$/],
     ['HTTP/1.1 without Host', 'GET / HTTP/1.1', 400, /needs a Host header/],
     ['an empty Host', 'GET / HTTP/1.1\r\nHost: ', 400, /a Host needs a name$/],
-    ['Transfer-Encoding on HTTP/1.0', 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0', 400, /Transfer-Encoding in an HTTP\/1\.0 request$/],
-    ['two Transfer-Encoding lines', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0', 400, /more than one Transfer-Encoding header$/],
-    ['a coding but chunked', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0', 501, /^501 Not Implemented: transfer coding "gzip, chunked" is not supported, only chunked$/],
+    [
+      'Transfer-Encoding on HTTP/1.0',
+      'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0',
+      400,
+      /Transfer-Encoding in an HTTP\/1\.0 request$/,
+    ],
+    [
+      'two Transfer-Encoding lines',
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0',
+      400,
+      /more than one Transfer-Encoding header$/,
+    ],
+    [
+      'a coding but chunked',
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0',
+      501,
+      /^501 Not Implemented: transfer coding "gzip, chunked" is not supported, only chunked$/,
+    ],
     ['* on a GET', 'GET * HTTP/1.1\r\nHost: x', 400, /the request target is not a path, nor an http:\/\/ URL$/],
     ['absolute-form with user info', 'GET http://u@e.example/ HTTP/1.1\r\nHost: e.example', 400, /not a path, nor an http:\/\/ URL$/],
   ]

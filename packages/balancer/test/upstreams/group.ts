@@ -5,7 +5,14 @@ import { UpstreamGroup } from '../../src/upstreams/group.js'
 import type { HealthChange } from '../../src/upstreams/upstream.js'
 import { closedPort, startUpstream } from '../fixtures/servers.js'
 
-const health = { path: '/healthz', interval: 60_000, timeout: 1000, healthyThreshold: 1, unhealthyThreshold: 1, status: [200, 399] as const }
+const health = {
+  path: '/healthz',
+  interval: 60_000,
+  timeout: 1000,
+  healthyThreshold: 1,
+  unhealthyThreshold: 1,
+  status: [200, 399] as const,
+}
 const specOf = (s: string) => ({ host: '127.0.0.1', port: Number(s.split(':')[1]) })
 
 t.test('configure: the pool follows the list; a checker only with settings, a new one when they change', async t => {

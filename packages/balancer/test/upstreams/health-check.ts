@@ -104,13 +104,23 @@ t.test('an upstream goes down after exactly unhealthyThreshold failures and up a
   t.equal(e.upstream.healthy, false, 'the upstream is marked down')
   const up = await f.next()
   t.equal(e.served.length, 10, 'up at the 10th check: the first two consecutive passes')
-  t.same({ up: up.change.up, reason: up.change.reason }, { up: true, reason: 'active check passed 2 times: GET /healthz -> 200' }, 'an up flip, with reason')
+  t.same(
+    { up: up.change.up, reason: up.change.reason },
+    { up: true, reason: 'active check passed 2 times: GET /healthz -> 200' },
+    'an up flip, with reason',
+  )
   t.equal(e.upstream.healthy, true, 'the upstream is marked up')
   await e.until(14)
   t.equal(f.all.length, 2, 'each flip was reported once, however many checks agree after it')
   const [first] = e.server.seen
   t.same(
-    first && { method: first.method, url: first.url, host: first.headers.host, ua: first.headers['user-agent'], connection: first.headers.connection },
+    first && {
+      method: first.method,
+      url: first.url,
+      host: first.headers.host,
+      ua: first.headers['user-agent'],
+      connection: first.headers.connection,
+    },
     { method: 'GET', url: '/healthz', host: e.upstream.id, ua: 'switchyard-health-check', connection: 'close' },
     'a check is GET path with Host host:port, its own User-Agent and Connection: close',
   )
@@ -146,7 +156,14 @@ t.test('a failing upstream goes down, and a recovered one comes up, at the thres
 t.test('a status outside the range fails; both ends of the range pass', async t => {
   // Each case answers its status, then 503: with fall 1 a failing status takes the upstream
   // down at the first check, a passing one only at the second.
-  const cases: [number, boolean][] = [[203, false], [204, true], [250, true], [302, true], [303, false], [500, false]]
+  const cases: [number, boolean][] = [
+    [203, false],
+    [204, true],
+    [250, true],
+    [302, true],
+    [303, false],
+    [500, false],
+  ]
   for (const [status, passes] of cases) {
     const e = await healthEndpoint(t, `s${status}`, [status])
     e.status = 503
@@ -155,7 +172,11 @@ t.test('a status outside the range fails; both ends of the range pass', async t 
     c.start()
     const down = await f.next()
     t.equal(e.served.length, passes ? 2 : 1, `${status} ${passes ? 'passes' : 'fails'} in 204-302`)
-    t.equal(down.change.reason, `active check failed 1 time: GET /healthz -> ${passes ? 503 : status}`, `${status}: the reason names the failing status`)
+    t.equal(
+      down.change.reason,
+      `active check failed 1 time: GET /healthz -> ${passes ? 503 : status}`,
+      `${status}: the reason names the failing status`,
+    )
     c.stop()
   }
 })
@@ -163,7 +184,10 @@ t.test('a status outside the range fails; both ends of the range pass', async t 
 t.test('no complete response within the timeout fails, and a check still out is not repeated', async t => {
   const silent = await startRawUpstream(t, () => {})
   const stall = await startRawUpstream(t, socket => void socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart'))
-  for (const [name, raw] of [['no answer', silent], ['a stalled body', stall]] as const) {
+  for (const [name, raw] of [
+    ['no answer', silent],
+    ['a stalled body', stall],
+  ] as const) {
     const u = upstream(raw.spec)
     const f = flips()
     const c = checker(t, new Pool([u]), { interval: 50, timeout: 200 }, f.report)
@@ -386,18 +410,30 @@ t.test('passive and active health both see one outage: one "marked down" line, o
   const downByChecks = nextChange(balancer, c => c.source === 'active' && !c.up)
   checker.start()
   await downByChecks
-  t.equal(balancer.pool.upstreams[0]?.lastChange?.reason, 'active check failed 2 times: GET /healthz -> ECONNREFUSED', "the checks' reason becomes the dashboard's why")
+  t.equal(
+    balancer.pool.upstreams[0]?.lastChange?.reason,
+    'active check failed 2 times: GET /healthz -> ECONNREFUSED',
+    "the checks' reason becomes the dashboard's why",
+  )
   const back = nextChange(balancer, c => c.flipped && c.up)
   await startUpstream(t, 'a', undefined, a.port)
   await back
   t.same(
     logs,
-    [`upstream ${a.spec} marked down: 1 failure(s) in 60s, last: ECONNREFUSED; skipped for 60s`, `upstream ${a.spec} is up again: active check passed 2 times: GET /healthz -> 200`],
+    [
+      `upstream ${a.spec} marked down: 1 failure(s) in 60s, last: ECONNREFUSED; skipped for 60s`,
+      `upstream ${a.spec} is up again: active check passed 2 times: GET /healthz -> 200`,
+    ],
     'one line down, with the first reason, and one up',
   )
   t.same(
     changes.map(c => [c.source, c.up, c.flipped]),
-    [['passive', false, true], ['active', false, false], ['passive', true, false], ['active', true, true]],
+    [
+      ['passive', false, true],
+      ['active', false, false],
+      ['passive', true, false],
+      ['active', true, true],
+    ],
     'every change is passed on (to the other workers); two of them flip availability',
   )
   const servedBy = [(await fetchText(port)).body, (await fetchText(port)).body].sort()

@@ -15,7 +15,11 @@ t.test('passive health follows nginx max_fails / fail_timeout', async t => {
   t.ok(u.passiveUp(1), 'still available')
   t.equal(u.recordFailure('ECONNREFUSED', 1500), undefined, 'a failure after fail_timeout starts a new count')
   const down = u.recordFailure('ECONNRESET', 1600)
-  t.same(down && { up: down.up, reason: down.reason }, { up: false, reason: '2 failure(s) in 1s, last: ECONNRESET; skipped for 1s' }, 'second within the window: down, with reason')
+  t.same(
+    down && { up: down.up, reason: down.reason },
+    { up: false, reason: '2 failure(s) in 1s, last: ECONNRESET; skipped for 1s' },
+    'second within the window: down, with reason',
+  )
   t.notOk(u.passiveUp(2599), 'skipped for fail_timeout')
   t.ok(u.passiveUp(2600), 'available again after it')
   t.equal(u.recordFailure('ECONNREFUSED', 2700), undefined, 'a failed trial keeps it down without a second log line')
@@ -40,22 +44,54 @@ t.test('one flip per change of availability, with the first reason; later reason
   t.same(flip(u.recordFailure('ECONNREFUSED', 100)), ['passive', false, true], 'a failed request takes it out: a flip')
   const first = u.lastChange?.reason
   t.equal(first, '1 failure(s) in 1s, last: ECONNREFUSED; skipped for 1s', 'the why is the first reason')
-  t.same(flip(u.setHealthy(false, 'active check failed 3 times: GET /healthz -> ECONNREFUSED')), ['active', false, false], 'the checks agree: a change, but no flip')
-  t.same(u.lastChange && [u.lastChange.up, u.lastChange.reason], [false, 'active check failed 3 times: GET /healthz -> ECONNREFUSED'], 'the later reason becomes the why')
+  t.same(
+    flip(u.setHealthy(false, 'active check failed 3 times: GET /healthz -> ECONNREFUSED')),
+    ['active', false, false],
+    'the checks agree: a change, but no flip',
+  )
+  t.same(
+    u.lastChange && [u.lastChange.up, u.lastChange.reason],
+    [false, 'active check failed 3 times: GET /healthz -> ECONNREFUSED'],
+    'the later reason becomes the why',
+  )
   t.equal(u.checkPassed(50, 'active check passed: GET /healthz -> 200'), undefined, 'a check that started before the failure lifts nothing')
-  t.same(flip(u.checkPassed(150, 'active check passed: GET /healthz -> 200')), ['passive', true, false], 'one that started after lifts the passive mark-down, not yet a flip')
-  t.equal(u.lastChange?.reason, 'active check failed 3 times: GET /healthz -> ECONNREFUSED', 'the checks still have it out, and are the why')
+  t.same(
+    flip(u.checkPassed(150, 'active check passed: GET /healthz -> 200')),
+    ['passive', true, false],
+    'one that started after lifts the passive mark-down, not yet a flip',
+  )
+  t.equal(
+    u.lastChange?.reason,
+    'active check failed 3 times: GET /healthz -> ECONNREFUSED',
+    'the checks still have it out, and are the why',
+  )
   t.ok(u.passiveUp(150), 'passive health lets it through again, long before fail_timeout')
   const before = performance.now()
-  t.same(flip(u.setHealthy(true, 'active check passed 2 times: GET /healthz -> 200')), ['active', true, true], 'the checks bring it back: the flip up')
-  t.same(u.lastChange && [u.lastChange.up, u.lastChange.reason], [true, 'active check passed 2 times: GET /healthz -> 200'], 'with its reason')
+  t.same(
+    flip(u.setHealthy(true, 'active check passed 2 times: GET /healthz -> 200')),
+    ['active', true, true],
+    'the checks bring it back: the flip up',
+  )
+  t.same(
+    u.lastChange && [u.lastChange.up, u.lastChange.reason],
+    [true, 'active check passed 2 times: GET /healthz -> 200'],
+    'with its reason',
+  )
   t.ok(u.upSince >= before, 'and slow start counts from then')
 
   // The other order: the checks first, then another worker's failed request.
-  t.same(flip(u.setHealthy(false, 'active check failed 3 times: GET /healthz -> 503')), ['active', false, true], 'the checks take it out: a flip')
+  t.same(
+    flip(u.setHealthy(false, 'active check failed 3 times: GET /healthz -> 503')),
+    ['active', false, true],
+    'the checks take it out: a flip',
+  )
   t.same(flip(u.applyPassive(false, 1000, 'seen by another worker', 500)), ['passive', false, false], 'a failure elsewhere too: no flip')
   t.equal(u.lastChange?.reason, 'seen by another worker', 'the why follows')
-  t.same(flip(u.applyPassive(true, 0, 'a request succeeded elsewhere', 600)), ['passive', true, false], 'passive health clears, the checks still have it out')
+  t.same(
+    flip(u.applyPassive(true, 0, 'a request succeeded elsewhere', 600)),
+    ['passive', true, false],
+    'passive health clears, the checks still have it out',
+  )
   t.equal(u.lastChange?.reason, 'active check failed 3 times: GET /healthz -> 503', 'so theirs is the why again')
   t.same(flip(u.setHealthy(true, 'active check passed 2 times: GET /healthz -> 200')), ['active', true, true], 'one flip up')
 })
