@@ -1,3 +1,4 @@
+// Which Host the admin listener answers: its defence against DNS rebinding.
 /*
  * Which `Host` the admin listener answers: its defence against DNS rebinding. A page on
  * evil.example can point its own name at 127.0.0.1 once the browser has loaded it; the browser

@@ -1,3 +1,4 @@
+// The access log: nginx's combined format (with upstream fields) or JSON lines, written in batches through pino.
 import { closeSync, openSync } from 'node:fs'
 import pino from 'pino'
 import { ConfigError, errorCode } from '../errors.js'

@@ -1,3 +1,4 @@
+// The counters behind status and metrics: per method and status class, per second, latency buckets; they add up across workers.
 /**
  * Request counting for the admin listener: plain numbers bumped on the hot path, read when
  * someone asks (the dashboard, `/status.json`, a Prometheus scrape). Every figure here merges

@@ -1,3 +1,4 @@
+// The bounded wait for a free upstream when every candidate is at max_conns.
 /** A request waiting for a slot. */
 export interface Waiter {
   /** Offered a slot: returns whether it took it (false: it still cannot go, and keeps its place). */

@@ -1,3 +1,4 @@
+// Giving memory back after a surge of connections: full collections once the surge is over.
 import { EventEmitter } from 'node:events'
 import v8 from 'node:v8'
 import vm from 'node:vm'

@@ -1,3 +1,4 @@
+// The dashboard page and its markup (admin/markup.ts: the helpers it shares with the browser), rendered and run.
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, get, type ClientRequest, type ServerResponse } from 'node:http'
