@@ -194,7 +194,8 @@ const proxies = [
   },
   { label: 'node-pipe', args: port => [join(root, 'scripts/bench/pipe-peer.mjs'), String(port), ...targets.map(t => `http://${t}`)] },
   { label: 'switchyard', args: switchyard(CLI) },
-  ...extra.map(({ label, cli }) => ({ label, args: switchyard(cli) })),
+  // Asked for by name: measured whatever --only says.
+  ...extra.map(({ label, cli }) => ({ label, also: true, args: switchyard(cli) })),
   // One feature each, only with --only: what it adds to the switchyard row.
   { label: 'switchyard-no-passive', feature: true, args: switchyard(CLI, ['--quiet', '--max-fails', '0']) },
   { label: 'switchyard-least', feature: true, args: switchyard(CLI, ['--quiet', '--policy', 'least-requests']) },
@@ -205,7 +206,7 @@ const only = values.only?.split(',')
 const unknown = only?.filter(l => !proxies.some(p => p.label === l)) ?? []
 if (unknown.length > 0) die(`--only ${JSON.stringify(unknown.join(','))}: not one of ${proxies.map(p => p.label).join(', ')}`)
 const results = []
-for (const p of proxies.filter(p => (only === undefined && !p.feature) || only?.includes(p.label))) results.push(await measure(p))
+for (const p of proxies.filter(p => p.also || (only === undefined && !p.feature) || only?.includes(p.label))) results.push(await measure(p))
 const figure = r => {
   const last = r.perRequest.slice(-3).sort((a, b) => a - b)
   return last[Math.floor((last.length - 1) / 2)]

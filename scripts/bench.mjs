@@ -4,6 +4,7 @@
 //   npm run bench                                         3 rounds of 5 s at 50 connections, then memory
 //   npm run bench -- --rounds 2 --duration 4 --connections 100 --out /tmp/results --no-memory
 //   npm run bench -- --only nginx,node-pipe,switchyard                  some of the proxies, by id
+//   npm run bench -- --only switchyard --also before=/path/to/other/cli.js   another Switchyard build, interleaved
 //
 // Two upstreams (scripts/bench/backends.mjs, a process of their own) answer GET / with a fixed body.
 // With two or more cores and taskset, each proxy runs pinned to the last core and wrk and the
@@ -39,7 +40,7 @@ import { runWrk } from './bench/wrk.mjs'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(root, 'packages/balancer/dist/cli.js')
 const USAGE =
-  'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--no-pin] [--only nginx,switchyard,...]'
+  'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--no-pin] [--only nginx,switchyard,...] [--also label=/path/to/cli.js]'
 const WARMUP_SECONDS = 1
 /** Length of the c=1 latency run; one connection settles its p50 within a couple of seconds. */
 const C1_SECONDS = 2
@@ -67,6 +68,7 @@ function options() {
         'no-memory': { type: 'boolean', default: false },
         'no-pin': { type: 'boolean', default: false },
         only: { type: 'string' },
+        also: { type: 'string', multiple: true, default: [] },
         help: { type: 'boolean', default: false },
       },
     }))
@@ -92,6 +94,13 @@ function options() {
     memory: !values['no-memory'],
     pin: !values['no-pin'],
     only: values.only === undefined ? undefined : values.only.split(',').map(id => id.trim()),
+    // Other Switchyard builds (the commit before a change, say), each measured in the same rounds as this one.
+    also: values.also.map(spec => {
+      const m = /^([\w-]+)=(.+)$/.exec(spec)
+      if (!m) die(`--also ${JSON.stringify(spec)}: give label=/path/to/switchyard/cli.js (${USAGE})`)
+      if (!existsSync(m[2])) die(`--also ${JSON.stringify(spec)}: ${m[2]} does not exist (${USAGE})`)
+      return { label: m[1], cli: resolve(m[2]) }
+    }),
   }
 }
 
@@ -167,10 +176,11 @@ const ports = await new Promise(resolve => {
 progress(`upstreams on 127.0.0.1:${ports.join(' and 127.0.0.1:')} (pid ${backends.pid})`)
 
 const ctx = { root, dir: tmp, backends: ports, connections: opts.connections, cli: CLI, proxyCpus, loadCpus }
-const known = proxies(ctx, { nginx, haproxy, workers })
+const known = proxies(ctx, { nginx, haproxy, workers, also: opts.also })
 const unknown = opts.only?.filter(id => !known.some(p => p.id === id)) ?? []
 if (unknown.length > 0) die(`--only ${JSON.stringify(unknown.join(','))}: not a proxy here; choose from ${known.map(p => p.id).join(', ')}`)
-const all = known.filter(p => opts.only === undefined || opts.only.includes(p.id)).map(p => ({ ...p, rounds: [] }))
+// Builds given with --also are measured whatever --only says: they were asked for by name.
+const all = known.filter(p => p.also || opts.only === undefined || opts.only.includes(p.id)).map(p => ({ ...p, rounds: [] }))
 const live = []
 for (const p of all) {
   try {
@@ -304,6 +314,7 @@ const comparisons = [
   ['switchyard', 'switchyard-no-passive', 'passive health on vs off (--max-fails 0)'],
   ['switchyard-least', 'switchyard', 'least-requests vs round-robin'],
   ['switchyard-hash', 'switchyard', 'hash (client IP: one upstream takes every wrk connection) vs round-robin'],
+  ...opts.also.map(({ label }) => [label, 'switchyard', `Switchyard (${label}) vs this build`]),
 ].flatMap(([a, b, what]) => {
   const v = versus(a, b)
   return v === undefined ? [] : [`- ${what}: ${v}`]
@@ -311,6 +322,17 @@ const comparisons = [
 if (comparisons.length > 0) {
   print('CPU per request, one proxy over another, median of the per-round ratios (range):')
   for (const line of comparisons) print(line)
+}
+print('')
+print('Per-round range (min–max over the rounds) of each proxy:')
+for (const p of all.filter(p => p.rounds.length > 0)) {
+  const range = (pick, digits) => {
+    const values = p.rounds.map(pick).filter(Number.isFinite)
+    return `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`
+  }
+  print(
+    `- ${p.label}: CPU µs/req ${range(r => r.main.cpuUsPerRequest, 1)}, req/s ${range(r => r.main.rps, 0)}, c=1 p50 ms ${range(r => r.c1?.p50ms, 3)}`,
+  )
 }
 const multi = byId('switchyard-workers')
 if (quiet && multi)

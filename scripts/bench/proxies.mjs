@@ -105,17 +105,11 @@ async function startWith(ctx, name, command, args, { pinned = true } = {}) {
 }
 
 /** The proxies to measure, in table order; the first present one of nginx/http-proxy is the baseline. */
-export function proxies(ctx, { nginx, haproxy, workers }) {
+export function proxies(ctx, { nginx, haproxy, workers, also = [] }) {
   const targets = ctx.backends.map(p => `127.0.0.1:${p}`)
-  const switchyard = extra => port => [
-    ctx.cli,
-    '--port',
-    String(port),
-    '--host',
-    '127.0.0.1',
-    ...targets.flatMap(t => ['--upstream', t]),
-    ...extra,
-  ]
+  const switchyard =
+    (extra, cli = ctx.cli) =>
+    port => [cli, '--port', String(port), '--host', '127.0.0.1', ...targets.flatMap(t => ['--upstream', t]), ...extra]
   const list = []
   if (nginx !== undefined) {
     list.push({
@@ -165,6 +159,15 @@ export function proxies(ctx, { nginx, haproxy, workers }) {
       ]),
   })
   list.push({ id: 'switchyard', label: 'Switchyard', start: () => startWith(ctx, 'switchyard', process.execPath, switchyard(['--quiet'])) })
+  // Other builds of Switchyard (--also label=cli.js), right after this one and run the same way.
+  for (const { label, cli } of also) {
+    list.push({
+      id: label,
+      label: `Switchyard (${label})`,
+      also: true,
+      start: () => startWith(ctx, label, process.execPath, switchyard(['--quiet'], cli)),
+    })
+  }
   list.push({
     id: 'switchyard-features',
     label: 'Switchyard +admin +access log',
