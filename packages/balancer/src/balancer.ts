@@ -28,8 +28,7 @@ export class Balancer extends EventEmitter implements BalancerView {
   readonly startedAt = Date.now()
   /** The upstreams, their health and the active checks. */
   readonly upstreams: UpstreamGroup
-  /** Its listeners: node:http servers, in the order `listen()` opened them. */
-  readonly servers: Server[] = []
+  readonly #servers: Server[] = []
   readonly #recorder = new RequestRecorder()
   readonly #forwarder: Forwarder
   readonly #websockets: WebSocketProxy
@@ -51,6 +50,11 @@ export class Balancer extends EventEmitter implements BalancerView {
     this.#handlers = { request: this.#onRequest, upgrade: this.#websockets.upgrade }
     this.#timeouts = this.#apply(options)
     this.#reclaimer.on('reclaimed', this.#onReclaimed)
+  }
+
+  /** Its listeners: node:http servers, in the order `listen()` opened them. */
+  get servers(): readonly Server[] {
+    return this.#servers
   }
 
   get pool(): Pool {
@@ -124,7 +128,7 @@ export class Balancer extends EventEmitter implements BalancerView {
       server.once('error', reject)
       server.listen(port, host, () => {
         server.off('error', reject)
-        this.servers.push(server)
+        this.#servers.push(server)
         this.upstreams.startChecks()
         resolve(server.address() as AddressInfo)
       })
