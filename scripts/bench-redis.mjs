@@ -176,7 +176,18 @@ async function jobThroughput(o, redis) {
     await client.del((await client.keys('bench-jobs:*')).concat('bench-jobs:none'))
     const procs = []
     for (let i = 0; i < workers; i++) {
-      const args = [WORKER, '--redis', redis, '--redis-prefix', 'bench-jobs:', '--jobs-concurrency', String(o.concurrency), '--quiet', '--id', `bench-worker-${i + 1}`]
+      const args = [
+        WORKER,
+        '--redis',
+        redis,
+        '--redis-prefix',
+        'bench-jobs:',
+        '--jobs-concurrency',
+        String(o.concurrency),
+        '--quiet',
+        '--id',
+        `bench-worker-${i + 1}`,
+      ]
       procs.push((await start(process.execPath, args, /^(\S+) ready: /, 'switchyard-worker')).child)
     }
     progress(`${o.jobs} jobs, ${workers} worker${workers > 1 ? 's' : ''}`)
@@ -185,7 +196,11 @@ async function jobThroughput(o, redis) {
     const post = async () => {
       while (next < o.jobs) {
         next++
-        const res = await fetch(`${base}/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type":"report","ms":0}' })
+        const res = await fetch(`${base}/jobs`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"type":"report","ms":0}',
+        })
         await res.text()
         if (res.status !== 202) die(`POST /jobs answered ${res.status}`)
       }
@@ -219,7 +234,11 @@ async function main() {
   const cpu = cpus()[0]?.model ?? 'unknown CPU'
   const redisVersion = /v=(\S+)/.exec(spawnSync('redis-server', ['--version']).stdout.toString())?.[1]
   const out = []
-  out.push(`bench:redis, ${new Date().toISOString()}, node ${process.version}, Redis ${redisVersion}, ${cpus().length} x ${cpu}, Linux ${release()}, load ${loadavg().map(l => l.toFixed(2)).join(' ')}`)
+  out.push(
+    `bench:redis, ${new Date().toISOString()}, node ${process.version}, Redis ${redisVersion}, ${cpus().length} x ${cpu}, Linux ${release()}, load ${loadavg()
+      .map(l => l.toFixed(2))
+      .join(' ')}`,
+  )
   out.push('')
   out.push(`Cache HITs, GET /: ${o.rounds} rounds, ${o.duration} s at ${o.connections} connections (req/s), then 2 s at 1 connection (p50)`)
   out.push('| cache | req/s (median) | × memory | p50 at c=1 | × memory |')
@@ -227,7 +246,9 @@ async function main() {
   const med = (name, key) => median(cache.rounds.map(r => r[name][key]))
   const ratio = (name, key) => median(cache.rounds.map(r => r[name][key] / r.memory[key]))
   for (const name of cache.names) {
-    out.push(`| ${name} | ${fmt(med(name, 'rps'))} | ${fmt(ratio(name, 'rps'), 2)} | ${fmt(med(name, 'p50ms') * 1000)} µs | ${fmt(ratio(name, 'p50ms'), 2)} |`)
+    out.push(
+      `| ${name} | ${fmt(med(name, 'rps'))} | ${fmt(ratio(name, 'rps'), 2)} | ${fmt(med(name, 'p50ms') * 1000)} µs | ${fmt(ratio(name, 'p50ms'), 2)} |`,
+    )
   }
   out.push('')
   out.push(`Jobs: ${o.jobs} report jobs of ms=0, POST /jobs 20 at a time, --jobs-concurrency ${o.concurrency} per worker`)

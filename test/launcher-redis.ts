@@ -8,7 +8,13 @@ import { needsRedis, startRedis } from '../packages/backend/test/fixtures/redis-
 import { alive, childrenOf, freePort, isFree, readProc, run, untilGone, WAIT_MS, type Run } from './fixtures/launcher.js'
 
 async function stackEnv(): Promise<{ a: number; b: number; balancer: number; admin: number; redis: number; env: Record<string, string> }> {
-  const [a, b, balancer, admin, redis] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()] as [number, number, number, number, number]
+  const [a, b, balancer, admin, redis] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()] as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ]
   return {
     a,
     b,
@@ -47,7 +53,11 @@ async function visits(port: number): Promise<{ id: string; visits: number }[]> {
 
 /** Posts a job through the balancer and polls it, from whichever backend answers, until it is done. */
 async function runJob(port: number): Promise<{ state: string }> {
-  const res = await fetch(`http://127.0.0.1:${port}/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type":"report","ms":100}' })
+  const res = await fetch(`http://127.0.0.1:${port}/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{"type":"report","ms":100}',
+  })
   const location = res.headers.get('location') as string
   const deadline = Date.now() + WAIT_MS
   for (;;) {
@@ -60,15 +70,24 @@ async function runJob(port: number): Promise<{ state: string }> {
 t.test('npm start -- --redis: a private redis-server, shared sessions and jobs, stopped last', needsRedis, async t => {
   const ports = await stackEnv()
   const launcher = run(t, ['--redis'], ports.env)
-  const dir = /in (\/\S+)$/.exec(await launcher.line(/^\[launcher\] --redis: a private redis-server on 127\.0\.0\.1:\d+, in /))?.[1] as string
+  const dir = /in (\/\S+)$/.exec(
+    await launcher.line(/^\[launcher\] --redis: a private redis-server on 127\.0\.0\.1:\d+, in /),
+  )?.[1] as string
   await launcher.line(/^\[redis\] .*Ready to accept connections/)
   await ready(launcher, ports.a, ports.b)
   const seen = await visits(ports.balancer)
-  t.same(seen.map(v => v.visits), [1, 2, 3], 'visits 1, 2, 3 through round-robin, with no sticky cookie')
+  t.same(
+    seen.map(v => v.visits),
+    [1, 2, 3],
+    'visits 1, 2, 3 through round-robin, with no sticky cookie',
+  )
   t.equal(new Set(seen.map(v => v.id)).size, 2, 'counted by both backends')
   t.equal((await runJob(ports.balancer)).state, 'completed', 'a job posted through the balancer was run by the worker')
   for (const child of childrenOf(launcher.proc.pid as number)) {
-    t.notOk(child.argv.some(arg => arg.startsWith('redis://')), `${child.argv[1]}: no Redis URL on its command line`)
+    t.notOk(
+      child.argv.some(arg => arg.startsWith('redis://')),
+      `${child.argv[1]}: no Redis URL on its command line`,
+    )
   }
 
   launcher.proc.kill('SIGTERM')
@@ -99,12 +118,21 @@ t.test('--redis: redis-server is restarted like a backend, and the launcher dyin
   await launcher.line(/^\[launcher\] redis exited with code 1; restarting in 100 ms \(restart 1\)$/, from)
   await launcher.line(/^\[redis\] .*Ready to accept connections/, from)
   await launcher.line(new RegExp(`^\\[backend-${ports.a}\\] backend-${ports.a}: redis (answering again after|connected to) `), from)
-  t.same((await visits(ports.balancer)).map(v => v.visits), [1, 2, 3], 'sessions work again on the restarted redis-server')
+  t.same(
+    (await visits(ports.balancer)).map(v => v.visits),
+    [1, 2, 3],
+    'sessions work again on the restarted redis-server',
+  )
 
   const pids = [launcher.proc.pid as number, ...childrenOf(launcher.proc.pid as number).map(c => c.pid)]
-  const newRedis = childrenOf(childrenOf(launcher.proc.pid as number).find(c => c.argv.some(arg => arg.endsWith('redis-child.mjs')))?.pid as number)
+  const newRedis = childrenOf(
+    childrenOf(launcher.proc.pid as number).find(c => c.argv.some(arg => arg.endsWith('redis-child.mjs')))?.pid as number,
+  )
   launcher.proc.kill('SIGKILL')
-  t.ok(await untilGone([...pids.slice(1), ...newRedis.map(c => c.pid)]), 'every child, redis-server included, stopped when the launcher was killed')
+  t.ok(
+    await untilGone([...pids.slice(1), ...newRedis.map(c => c.pid)]),
+    'every child, redis-server included, stopped when the launcher was killed',
+  )
   t.ok(await isFree(ports.redis), 'no orphan holds the Redis port')
 })
 
@@ -113,17 +141,31 @@ t.test('--redis URL: an existing Redis, its password never shown, no redis-serve
   const redis = await startRedis(t, { password })
   const ports = await stackEnv()
   const launcher = run(t, ['--redis', redis.url], ports.env)
-  t.match(await launcher.line(/^\[launcher\] --redis: using /), /redis:\/\/:\*\*\*@127\.0\.0\.1:\d+/, 'the URL is printed with the password masked')
+  t.match(
+    await launcher.line(/^\[launcher\] --redis: using /),
+    /redis:\/\/:\*\*\*@127\.0\.0\.1:\d+/,
+    'the URL is printed with the password masked',
+  )
   await ready(launcher, ports.a, ports.b)
-  t.same((await visits(ports.balancer)).map(v => v.visits), [1, 2, 3], 'sessions are shared through it')
+  t.same(
+    (await visits(ports.balancer)).map(v => v.visits),
+    [1, 2, 3],
+    'sessions are shared through it',
+  )
   const kids = childrenOf(launcher.proc.pid as number)
-  t.notOk(kids.some(c => c.argv.some(arg => arg.endsWith('redis-child.mjs'))), 'no redis-server was started')
+  t.notOk(
+    kids.some(c => c.argv.some(arg => arg.endsWith('redis-child.mjs'))),
+    'no redis-server was started',
+  )
   for (const child of kids) {
     t.notOk(readProc(`/proc/${child.pid}/cmdline`)?.includes(password), `${child.argv[1]}: the password is not on its command line`)
   }
   launcher.proc.kill('SIGTERM')
   await launcher.exited()
-  t.notOk(launcher.lines.some(l => l.includes(password)), 'no line of output holds the password')
+  t.notOk(
+    launcher.lines.some(l => l.includes(password)),
+    'no line of output holds the password',
+  )
   t.ok(alive(redis.pid()), 'the Redis that was given is left running')
 })
 
@@ -135,5 +177,11 @@ t.test('--redis: bad input exits 1 with one line', async t => {
   // A PATH with nothing on it: no redis-server to start (the launcher runs node by its full path).
   const missing = run(t, ['--redis'], { ...ports.env, PATH: t.testdir() })
   t.equal((await missing.exited()).code, 1, 'no redis-server: exit 1')
-  t.same(missing.lines, ['[launcher] --redis: redis-server is not installed: apt-get install redis-server, or pass a URL: npm start -- --redis redis://host:6379'], 'one line saying what to do')
+  t.same(
+    missing.lines,
+    [
+      '[launcher] --redis: redis-server is not installed: apt-get install redis-server, or pass a URL: npm start -- --redis redis://host:6379',
+    ],
+    'one line saying what to do',
+  )
 })

@@ -50,7 +50,11 @@ t.test('the cache is shared: a MISS on one backend is a HIT on the other', needs
     await res.text()
     seen.push(`${res.headers.get('x-served-by')} ${res.headers.get('x-cache')}`)
   }
-  t.same(seen, ['backend-a MISS', 'backend-b HIT', 'backend-a HIT', 'backend-b HIT'], 'one MISS in all, where each backend used to miss once')
+  t.same(
+    seen,
+    ['backend-a MISS', 'backend-b HIT', 'backend-a HIT', 'backend-b HIT'],
+    'one MISS in all, where each backend used to miss once',
+  )
 })
 
 t.test('ten concurrent misses spread over two backends run the handler once in all', needsRedis, async t => {
@@ -63,8 +67,18 @@ t.test('ten concurrent misses spread over two backends run the handler once in a
     }),
   )
   // Proof that they were concurrent: all ten reached the backends before any was answered.
-  await until(async () => a.stats.toJSON()['GET /slow'] ?? 0, n => n === 5, 10_000, 'five requests on a')
-  await until(async () => b.stats.toJSON()['GET /slow'] ?? 0, n => n === 5, 10_000, 'five requests on b')
+  await until(
+    async () => a.stats.toJSON()['GET /slow'] ?? 0,
+    n => n === 5,
+    10_000,
+    'five requests on a',
+  )
+  await until(
+    async () => b.stats.toJSON()['GET /slow'] ?? 0,
+    n => n === 5,
+    10_000,
+    'five requests on b',
+  )
   const arrived = performance.now()
   const results = await Promise.all(answers)
   t.ok(arrived < firstAnswer, 'all ten arrived before the first answer')
@@ -80,7 +94,15 @@ t.test('sessions: visits 1, 2, 3 across both backends under round-robin, no stic
   const cookie = (first.headers.get('set-cookie') as string).split(';')[0] as string
   const visits = [(await first.json()) as { id: string; visits: number; session: string }]
   for (let i = 0; i < 2; i++) visits.push((await (await fetch(`${url}/session`, { headers: { cookie } })).json()) as (typeof visits)[0])
-  t.same(visits.map(v => [v.id, v.visits]), [['backend-a', 1], ['backend-b', 2], ['backend-a', 3]], 'the count goes on whichever backend answers')
+  t.same(
+    visits.map(v => [v.id, v.visits]),
+    [
+      ['backend-a', 1],
+      ['backend-b', 2],
+      ['backend-a', 3],
+    ],
+    'the count goes on whichever backend answers',
+  )
   t.equal(new Set(visits.map(v => v.session)).size, 1, 'one session tag')
   const fresh = await fetch(`${url}/session`, { headers: { cookie: 'sid=AAAAAAAAAAAAAAAAAAAAAA' } })
   t.match(await fresh.json(), { visits: 1 }, 'a sid no backend knows starts a fresh session')
@@ -92,10 +114,15 @@ t.test('jobs: posted on one backend, run by a worker, watched to completed from 
   const worker = createWorker({ redis: redis.url, id: 'worker-1' })
   t.teardown(() => worker.close())
   await worker.ready()
-  const posted = await fetch(`http://127.0.0.1:${portOf(a)}/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type":"report","ms":200}' })
+  const posted = await fetch(`http://127.0.0.1:${portOf(a)}/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{"type":"report","ms":200}',
+  })
   t.equal(posted.status, 202, 'backend-a accepted it')
   const location = posted.headers.get('location') as string
-  const fromB = async () => (await fetch(`http://127.0.0.1:${portOf(b)}${location}`)).json() as Promise<{ state: string; progress: number; log: string[] }>
+  const fromB = async () =>
+    (await fetch(`http://127.0.0.1:${portOf(b)}${location}`)).json() as Promise<{ state: string; progress: number; log: string[] }>
   const states = new Set<string>()
   const job = await until(
     async () => {
@@ -107,6 +134,10 @@ t.test('jobs: posted on one backend, run by a worker, watched to completed from 
     10_000,
     'completion seen from backend-b',
   )
-  t.match(job, { progress: 100, result: { sleptMs: 200 }, log: ['run 1 started on worker-1', 'run 1 finished on worker-1'] }, 'backend-b sees it completed by the worker')
+  t.match(
+    job,
+    { progress: 100, result: { sleptMs: 200 }, log: ['run 1 started on worker-1', 'run 1 finished on worker-1'] },
+    'backend-b sees it completed by the worker',
+  )
   t.ok(states.has('active') || states.has('waiting'), `it was seen before it completed too (${[...states].join(', ')})`)
 })

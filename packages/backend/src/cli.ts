@@ -48,12 +48,20 @@ function parseArgs(argv: string[]): Record<string, unknown> {
     .option('redis', {
       type: 'string',
       requiresArg: true,
-      describe: 'redis://[user:password@]host[:port][/db]: cache, sessions and jobs in this Redis, shared by every backend on it; REDIS_URL works too, and keeps a password out of `ps` [default: none, all in memory]',
+      describe:
+        'redis://[user:password@]host[:port][/db]: cache, sessions and jobs in this Redis, shared by every backend on it; REDIS_URL works too, and keeps a password out of `ps` [default: none, all in memory]',
     })
-    .option('redis-prefix', { type: 'string', requiresArg: true, describe: 'Prefix of every Redis key, so stacks can share a Redis [default: switchyard:]' })
+    .option('redis-prefix', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'Prefix of every Redis key, so stacks can share a Redis [default: switchyard:]',
+    })
     .option('jobs-concurrency', { type: 'string', requiresArg: true, describe: 'Jobs a worker runs at once [default: 2]' })
     .option('session-ttl', { type: 'string', requiresArg: true, describe: 'Seconds a session lives after its last visit [default: 1800]' })
-    .option('worker', { type: 'boolean', describe: 'Run jobs in this process too; --no-worker needs --redis [default: on without --redis, off with it]' })
+    .option('worker', {
+      type: 'boolean',
+      describe: 'Run jobs in this process too; --no-worker needs --redis [default: on without --redis, off with it]',
+    })
     .option('lock-duration', {
       type: 'string',
       requiresArg: true,

@@ -240,7 +240,12 @@ function resolveWorker(worker: unknown, redis: RedisTarget | undefined, what: st
 
 /** Fills in the defaults of `createBackend`'s options and checks them. */
 export function resolveOptions(options: BackendOptions): ResolvedOptions {
-  const jobs = resolveJobSettings(options, { redis: 'redis', redisPrefix: 'redisPrefix', jobsConcurrency: 'jobsConcurrency', lockDuration: 'lockDuration' })
+  const jobs = resolveJobSettings(options, {
+    redis: 'redis',
+    redisPrefix: 'redisPrefix',
+    jobsConcurrency: 'jobsConcurrency',
+    lockDuration: 'lockDuration',
+  })
   return {
     ...jobs,
     log: options.log ?? (() => {}),
@@ -274,8 +279,18 @@ export function resolveCliConfig(flags: Partial<Record<CliKey, unknown>>, env: {
   // REDIS_URL keeps a password off the command line, where `ps` shows it to every user.
   const fromEnv = flags.redis === undefined && env.REDIS_URL !== undefined && env.REDIS_URL !== ''
   const jobs = resolveJobSettings(
-    { redis: fromEnv ? env.REDIS_URL : flags.redis, redisPrefix: flags['redis-prefix'], jobsConcurrency: flags['jobs-concurrency'], lockDuration: flags['lock-duration'] },
-    { redis: fromEnv ? 'REDIS_URL' : '--redis', redisPrefix: '--redis-prefix', jobsConcurrency: '--jobs-concurrency', lockDuration: '--lock-duration' },
+    {
+      redis: fromEnv ? env.REDIS_URL : flags.redis,
+      redisPrefix: flags['redis-prefix'],
+      jobsConcurrency: flags['jobs-concurrency'],
+      lockDuration: flags['lock-duration'],
+    },
+    {
+      redis: fromEnv ? 'REDIS_URL' : '--redis',
+      redisPrefix: '--redis-prefix',
+      jobsConcurrency: '--jobs-concurrency',
+      lockDuration: '--lock-duration',
+    },
   )
   return {
     ...jobs,

@@ -114,7 +114,14 @@ function routes(ctx: RouteContext): Map<string, Route> {
     ],
     // Per client and sets a cookie: it must never reach the response cache, not even as a BYPASS.
     ['/session', { methods: GET, cached: false, handle: req => sessionResponse(req, ctx.sessions, ctx.id()) }],
-    [JOBS_PATH, { methods: ['POST'], cached: false, handle: (req, _query, open) => postJob(req, open(), ctx.jobs, ctx.jobTypes, ctx.maxBodyBytesTotal) }],
+    [
+      JOBS_PATH,
+      {
+        methods: ['POST'],
+        cached: false,
+        handle: (req, _query, open) => postJob(req, open(), ctx.jobs, ctx.jobTypes, ctx.maxBodyBytesTotal),
+      },
+    ],
     [
       '/echo',
       {

@@ -57,7 +57,18 @@ export class Backend extends Server {
     this.websockets = new WebSocketEcho({ maxMessage: this.#options.wsMaxMessage })
     this.bodies = new BodyBudget(maxBodyBytesTotal)
     const { sessions, jobs, redis } = this.#state
-    this.#router = new Router({ id: () => this.id, clock, stats: this.stats, maxBodyBytes, maxBodyBytesTotal, exposeStats, sessions, jobs, jobTypes, redis })
+    this.#router = new Router({
+      id: () => this.id,
+      clock,
+      stats: this.stats,
+      maxBodyBytes,
+      maxBodyBytesTotal,
+      exposeStats,
+      sessions,
+      jobs,
+      jobTypes,
+      redis,
+    })
     this.on('request', this.#onRequest)
     this.on('upgrade', this.websockets.upgrade)
     this.on('listening', () => {

@@ -31,7 +31,15 @@ export interface BackendState {
  * WebSockets stay per process either way.
  */
 export function createState(options: ResolvedOptions, id: () => string): BackendState {
-  const { clock, cacheTtl: ttl, cacheMaxBytes: maxBytes, sessionTtl, jobTypes: types, jobsConcurrency: concurrency, jobBackoff: backoff } = options
+  const {
+    clock,
+    cacheTtl: ttl,
+    cacheMaxBytes: maxBytes,
+    sessionTtl,
+    jobTypes: types,
+    jobsConcurrency: concurrency,
+    jobBackoff: backoff,
+  } = options
   const target = options.redis
   if (target === undefined) {
     const jobs = new MemoryJobQueue({ types, concurrency, backoff, worker: id })
@@ -52,7 +60,9 @@ export function createState(options: ResolvedOptions, id: () => string): Backend
   })
   const prefix = options.redisPrefix
   const queue = new RedisJobQueue({ link, prefix, backoff })
-  const worker = options.worker ? new RedisJobWorker({ link, prefix, types, concurrency, lockDuration: options.lockDuration, id, log: options.log }) : undefined
+  const worker = options.worker
+    ? new RedisJobWorker({ link, prefix, types, concurrency, lockDuration: options.lockDuration, id, log: options.log })
+    : undefined
   return {
     cache: new SharedResponseCache({ ttl, maxBytes, clock, link, prefix, localTtl: options.cacheLocalTtl }),
     sessions: new RedisSessionStore({ link, prefix, ttl: sessionTtl }),

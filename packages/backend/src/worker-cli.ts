@@ -12,13 +12,20 @@ const FLAGS = '--redis, --redis-prefix, --jobs-concurrency, --lock-duration, --i
 function parseArgs(argv: string[]): Record<string, unknown> {
   return yargs(argv)
     .scriptName(NAME)
-    .usage('$0 --redis URL [options]\n\nRuns the jobs backends queue in Redis (POST /jobs), without serving HTTP. Start as many as you like.')
+    .usage(
+      '$0 --redis URL [options]\n\nRuns the jobs backends queue in Redis (POST /jobs), without serving HTTP. Start as many as you like.',
+    )
     .option('redis', {
       type: 'string',
       requiresArg: true,
-      describe: 'redis://[user:password@]host[:port][/db], the backends\' Redis; REDIS_URL works too, and keeps a password out of `ps` [required]',
+      describe:
+        "redis://[user:password@]host[:port][/db], the backends' Redis; REDIS_URL works too, and keeps a password out of `ps` [required]",
     })
-    .option('redis-prefix', { type: 'string', requiresArg: true, describe: "Prefix of every Redis key: the backends' [default: switchyard:]" })
+    .option('redis-prefix', {
+      type: 'string',
+      requiresArg: true,
+      describe: "Prefix of every Redis key: the backends' [default: switchyard:]",
+    })
     .option('jobs-concurrency', { type: 'string', requiresArg: true, describe: 'Jobs run at once [default: 2]' })
     .option('lock-duration', {
       type: 'string',
@@ -29,7 +36,8 @@ function parseArgs(argv: string[]): Record<string, unknown> {
     .option('shutdown-timeout', {
       type: 'string',
       requiresArg: true,
-      describe: 'Seconds jobs in progress get after SIGTERM/SIGINT before exiting anyway; an unfinished job runs again elsewhere [default: 10]',
+      describe:
+        'Seconds jobs in progress get after SIGTERM/SIGINT before exiting anyway; an unfinished job runs again elsewhere [default: 10]',
     })
     .option('quiet', { type: 'boolean', describe: 'No line per job' })
     .strict()
@@ -47,8 +55,18 @@ function main(): void {
   const env = process.env.REDIS_URL
   const fromEnv = args.redis === undefined && env !== undefined && env !== ''
   const settings = resolveJobSettings(
-    { redis: fromEnv ? env : args.redis, redisPrefix: args['redis-prefix'], jobsConcurrency: args['jobs-concurrency'], lockDuration: args['lock-duration'] },
-    { redis: fromEnv ? 'REDIS_URL' : '--redis', redisPrefix: '--redis-prefix', jobsConcurrency: '--jobs-concurrency', lockDuration: '--lock-duration' },
+    {
+      redis: fromEnv ? env : args.redis,
+      redisPrefix: args['redis-prefix'],
+      jobsConcurrency: args['jobs-concurrency'],
+      lockDuration: args['lock-duration'],
+    },
+    {
+      redis: fromEnv ? 'REDIS_URL' : '--redis',
+      redisPrefix: '--redis-prefix',
+      jobsConcurrency: '--jobs-concurrency',
+      lockDuration: '--lock-duration',
+    },
   )
   if (settings.redis === undefined) {
     throw new ConfigError('--redis (or REDIS_URL) is required: without Redis, jobs run inside switchyard-backend')
@@ -70,7 +88,13 @@ function main(): void {
   })
   // BullMQ waits for Redis as long as it takes; the line comes once jobs can be taken.
   void worker.ready().then(() => print(`${worker.id} ready: jobs from ${worker.shown}, ${settings.jobsConcurrency} at once`))
-  onStop({ name: () => worker.id, print, timeout: shutdownTimeout, work: 'jobs in progress', finish: done => void worker.close().then(done) })
+  onStop({
+    name: () => worker.id,
+    print,
+    timeout: shutdownTimeout,
+    work: 'jobs in progress',
+    finish: done => void worker.close().then(done),
+  })
 }
 
 try {

@@ -38,7 +38,12 @@ export interface JobWorker {
 
 /** Starts a worker on the job queue in `options.redis`. Throws `ConfigError` for a bad option. */
 export function createWorker(options: WorkerOptions): JobWorker {
-  const settings = resolveJobSettings(options, { redis: 'redis', redisPrefix: 'redisPrefix', jobsConcurrency: 'jobsConcurrency', lockDuration: 'lockDuration' })
+  const settings = resolveJobSettings(options, {
+    redis: 'redis',
+    redisPrefix: 'redisPrefix',
+    jobsConcurrency: 'jobsConcurrency',
+    lockDuration: 'lockDuration',
+  })
   const target = settings.redis as NonNullable<typeof settings.redis>
   const id = options.id ?? `worker-${process.pid}`
   const log = options.log ?? (() => {})

@@ -100,7 +100,10 @@ t.test('stalled uploads fill the bound: the next upload gets 503, and once they 
   t.equal(backend.bodies.held, 64 * KIB, 'the refused upload holds nothing')
   const hello = await fetch(`${base}/`)
   t.equal(hello.status, 200, 'a request without a body to buffer is still served')
-  t.ok(stalled.every(u => !u.closed() && u.reply() === ''), 'the stalled uploads are still open, unanswered')
+  t.ok(
+    stalled.every(u => !u.closed() && u.reply() === ''),
+    'the stalled uploads are still open, unanswered',
+  )
 
   for (const u of stalled) u.socket.destroy()
   await until('the stalled bodies to be given back', () => backend.bodies.held === 0)

@@ -145,9 +145,8 @@ t.test('SIGINT and SIGTERM together count as one stop; a stop signal a second la
   t.equal(r.child.exitCode, null, 'the process is still draining')
   // The rule under test is about time: the next signal must come over a second after the first.
   await sleep(Math.max(0, 1100 - (performance.now() - signalled)))
-  const again = performance.now()
   r.child.kill('SIGINT')
-  const { code, at } = await r.exited
+  const { code } = await r.exited
   t.equal(code, 130, 'a second SIGINT exits at once with 130')
   // Cut off, not finished: the exit came before the 9 s request could end (no clock bound).
   t.type(await long, Error, 'it did not wait for the request still in flight, which was cut off')

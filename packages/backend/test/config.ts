@@ -1,12 +1,5 @@
 import t from 'tap'
-import {
-  CLI_KEYS,
-  parseId,
-  parseSize,
-  parseWholeNumber,
-  resolveCliConfig,
-  resolveOptions,
-} from '../src/config.js'
+import { CLI_KEYS, parseId, parseSize, parseWholeNumber, resolveCliConfig, resolveOptions } from '../src/config.js'
 
 const MIB = 1024 * 1024
 
@@ -66,7 +59,17 @@ t.test('resolveOptions fills in the defaults', async t => {
   t.equal(resolved.accessLog, undefined, 'no access log by default')
   t.match(
     resolved,
-    { redis: undefined, redisPrefix: 'switchyard:', jobsConcurrency: 2, sessionTtl: 1800, worker: true, lockDuration: 30, jobBackoff: 1000, redisTimeout: 500, cacheLocalTtl: 1000 },
+    {
+      redis: undefined,
+      redisPrefix: 'switchyard:',
+      jobsConcurrency: 2,
+      sessionTtl: 1800,
+      worker: true,
+      lockDuration: 30,
+      jobBackoff: 1000,
+      redisTimeout: 500,
+      cacheLocalTtl: 1000,
+    },
     'no Redis; prefix switchyard:, 2 jobs at once, 30 idle minutes, a worker in process, 30 s locks, 1 s first backoff, 500 ms to answer, 1 s local copies',
   )
   t.same(Object.keys(resolved.jobTypes), ['report'], 'one job type: report')
@@ -80,7 +83,17 @@ t.test('resolveOptions keeps given values and checks them', async t => {
   const clock = (): number => 7
   const accessLog = (): void => {}
   t.match(
-    resolveOptions({ id: 'blue', cacheTtl: 0, cacheMaxBytes: 100, maxBodyBytes: 10, maxBodyBytesTotal: 20, exposeStats: true, wsMaxMessage: 5, clock, accessLog }),
+    resolveOptions({
+      id: 'blue',
+      cacheTtl: 0,
+      cacheMaxBytes: 100,
+      maxBodyBytes: 10,
+      maxBodyBytesTotal: 20,
+      exposeStats: true,
+      wsMaxMessage: 5,
+      clock,
+      accessLog,
+    }),
     {
       id: 'blue',
       cacheTtl: 0,
@@ -136,7 +149,11 @@ t.test('resolveOptions keeps given values and checks them', async t => {
   t.throws(() => resolveOptions({ worker: false }), { message: /^worker: off needs --redis/ }, 'no worker and no Redis: refused')
   t.throws(() => resolveOptions({ redis: 'http://h' }), { message: /^redis: "http:\/\/h" has scheme http:/ }, 'a bad URL is refused')
   t.throws(() => resolveOptions({ redisPrefix: '' }), { message: /^redisPrefix: "" is not a key prefix/ }, 'an empty prefix is refused')
-  t.throws(() => resolveOptions({ cacheLocalTtl: 1001 }), { message: /^cacheLocalTtl: 1001 is not a whole number from 0 to 1000$/ }, 'local copies over 1 s are refused')
+  t.throws(
+    () => resolveOptions({ cacheLocalTtl: 1001 }),
+    { message: /^cacheLocalTtl: 1001 is not a whole number from 0 to 1000$/ },
+    'local copies over 1 s are refused',
+  )
 })
 
 t.test('resolveCliConfig applies the documented defaults', async t => {
@@ -221,12 +238,27 @@ t.test('resolveCliConfig reads the flags as typed', async t => {
     'every flag is parsed',
   )
   t.match(
-    resolveCliConfig({ redis: 'redis://h:1', 'redis-prefix': 'a:', 'jobs-concurrency': '4', 'session-ttl': '60', worker: true, 'lock-duration': '5' }),
+    resolveCliConfig({
+      redis: 'redis://h:1',
+      'redis-prefix': 'a:',
+      'jobs-concurrency': '4',
+      'session-ttl': '60',
+      worker: true,
+      'lock-duration': '5',
+    }),
     { redis: 'redis://h:1', redisPrefix: 'a:', jobsConcurrency: 4, sessionTtl: 60, worker: true, lockDuration: 5 },
     'the Redis and job flags are parsed',
   )
-  t.match(resolveCliConfig({}, { REDIS_URL: 'redis://:pw@h:2' }), { redis: 'redis://:pw@h:2', worker: false }, 'REDIS_URL stands in for --redis')
-  t.match(resolveCliConfig({ redis: 'redis://flag' }, { REDIS_URL: 'redis://env' }), { redis: 'redis://flag' }, 'the flag wins over REDIS_URL')
+  t.match(
+    resolveCliConfig({}, { REDIS_URL: 'redis://:pw@h:2' }),
+    { redis: 'redis://:pw@h:2', worker: false },
+    'REDIS_URL stands in for --redis',
+  )
+  t.match(
+    resolveCliConfig({ redis: 'redis://flag' }, { REDIS_URL: 'redis://env' }),
+    { redis: 'redis://flag' },
+    'the flag wins over REDIS_URL',
+  )
   t.match(resolveCliConfig({}, { REDIS_URL: '' }), { redis: undefined }, 'an empty REDIS_URL is none')
 })
 
@@ -252,5 +284,9 @@ t.test('resolveCliConfig names the flag and the bad value', async t => {
   for (const [flags, message] of cases) {
     t.throws(() => resolveCliConfig(flags), { name: 'ConfigError', message }, `${JSON.stringify(flags)} is refused`)
   }
-  t.throws(() => resolveCliConfig({}, { REDIS_URL: 'redis://:hunter2@host/x' }), { message: /^REDIS_URL: "redis:\/\/:\*\*\*@host\/x" has a path/ }, 'a bad REDIS_URL is named as such, password masked')
+  t.throws(
+    () => resolveCliConfig({}, { REDIS_URL: 'redis://:hunter2@host/x' }),
+    { message: /^REDIS_URL: "redis:\/\/:\*\*\*@host\/x" has a path/ },
+    'a bad REDIS_URL is named as such, password masked',
+  )
 })

@@ -111,7 +111,9 @@ t.test('close() lets an in-flight request finish, closes idle connections, then 
       resolve()
     }),
   )
-  const refused = await new Promise<string>(resolve => connect(port, '127.0.0.1').on('error', (err: NodeJS.ErrnoException) => resolve(String(err.code))))
+  const refused = await new Promise<string>(resolve =>
+    connect(port, '127.0.0.1').on('error', (err: NodeJS.ErrnoException) => resolve(String(err.code))),
+  )
   t.equal(refused, 'ECONNREFUSED', 'new connections are refused at once')
   t.equal(closed, false, 'close() waits for the request in flight')
   const res = await slow

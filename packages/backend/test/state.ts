@@ -33,42 +33,63 @@ t.test('with Redis up: /healthz says so; a worker in the backend (--worker) runs
   await lines.waitFor(/redis connected/)
   t.same(JSON.parse((await get(base, '/healthz')).text), { status: 'ok', redis: 'up', id: 'backend-r', uptimeSeconds: 0 }, 'ok, redis up')
   const posted = JSON.parse((await postReport(base, 20)).text) as JobView
-  const job = await until(async () => JSON.parse((await get(base, `/jobs/${posted.id}`)).text) as JobView, j => j.state === 'completed', 10_000, 'completion')
+  const job = await until(
+    async () => JSON.parse((await get(base, `/jobs/${posted.id}`)).text) as JobView,
+    j => j.state === 'completed',
+    10_000,
+    'completion',
+  )
   t.same(job.log, ['run 1 started on backend-r', 'run 1 finished on backend-r'], 'run by the backend itself')
   t.match(await lines.waitFor(/completed/), /^backend-r: job .+ report completed \(attempt 1\)$/, 'and logged')
 })
 
-t.test('Redis stopped (SIGSTOP): every route answers within 1 s; cache BYPASS, /session and /jobs 503, /healthz degraded; SIGCONT: back', needsRedis, async t => {
-  const redis = await startRedis(t)
-  t.teardown(() => redis.resume())
-  const { base, lines } = await start(t, { redis: redis.url })
-  t.match(await get(base, '/slow?ms=0'), { xCache: 'MISS' }, 'a MISS while Redis answers')
-  redis.pause()
-  const answers = [
-    await get(base, '/slow?ms=1'),
-    await get(base, '/session'),
-    await postReport(base, 0),
-    await get(base, '/jobs/00000000-0000-4000-8000-000000000000'),
-    await get(base, '/healthz'),
-    await get(base, '/'),
-  ]
-  answers.forEach((a, i) => t.ok(a.ms < 1000, `answer ${i + 1} within 1 s (${a.ms.toFixed(0)} ms)`))
-  const [slow, session, posted, job, health, hello] = answers
-  t.match(slow, { status: 200, xCache: 'BYPASS' }, 'the cache bypassed')
-  t.same([session?.status, session?.text], [503, 'Service Unavailable: the session store (Redis) is not answering; try again shortly'], '/session: 503, one line')
-  t.same([posted?.status, posted?.text], [503, 'Service Unavailable: the job queue (Redis) is not answering; try again shortly'], 'POST /jobs: 503, one line')
-  t.equal(job?.status, 503, 'GET /jobs/<id>: 503')
-  t.match(JSON.parse(health?.text as string), { status: 'degraded', redis: 'down' }, '/healthz: degraded')
-  t.equal(health?.status, 200, 'with 200, so the balancer keeps the backend for the routes that need no Redis')
-  t.match(hello, { status: 200, text: 'Hello, World! from backend-r', xCache: 'BYPASS' }, 'GET / answers')
-  t.same(lines.matching(/redis down/), ['backend-r: redis down (no answer within 500 ms); the cache is bypassed, /session and /jobs answer 503'], 'one warning line')
-  redis.resume()
-  const resumed = performance.now()
-  await lines.waitFor(/answering again/, 5000)
-  t.ok(performance.now() - resumed < 5000, 'recovered within 5 s of SIGCONT')
-  t.match(JSON.parse((await get(base, '/healthz')).text), { status: 'ok', redis: 'up' }, '/healthz: ok again')
-  t.equal((await get(base, '/session')).status, 200, '/session answers again')
-})
+t.test(
+  'Redis stopped (SIGSTOP): every route answers within 1 s; cache BYPASS, /session and /jobs 503, /healthz degraded; SIGCONT: back',
+  needsRedis,
+  async t => {
+    const redis = await startRedis(t)
+    t.teardown(() => redis.resume())
+    const { base, lines } = await start(t, { redis: redis.url })
+    t.match(await get(base, '/slow?ms=0'), { xCache: 'MISS' }, 'a MISS while Redis answers')
+    redis.pause()
+    const answers = [
+      await get(base, '/slow?ms=1'),
+      await get(base, '/session'),
+      await postReport(base, 0),
+      await get(base, '/jobs/00000000-0000-4000-8000-000000000000'),
+      await get(base, '/healthz'),
+      await get(base, '/'),
+    ]
+    answers.forEach((a, i) => t.ok(a.ms < 1000, `answer ${i + 1} within 1 s (${a.ms.toFixed(0)} ms)`))
+    const [slow, session, posted, job, health, hello] = answers
+    t.match(slow, { status: 200, xCache: 'BYPASS' }, 'the cache bypassed')
+    t.same(
+      [session?.status, session?.text],
+      [503, 'Service Unavailable: the session store (Redis) is not answering; try again shortly'],
+      '/session: 503, one line',
+    )
+    t.same(
+      [posted?.status, posted?.text],
+      [503, 'Service Unavailable: the job queue (Redis) is not answering; try again shortly'],
+      'POST /jobs: 503, one line',
+    )
+    t.equal(job?.status, 503, 'GET /jobs/<id>: 503')
+    t.match(JSON.parse(health?.text as string), { status: 'degraded', redis: 'down' }, '/healthz: degraded')
+    t.equal(health?.status, 200, 'with 200, so the balancer keeps the backend for the routes that need no Redis')
+    t.match(hello, { status: 200, text: 'Hello, World! from backend-r', xCache: 'BYPASS' }, 'GET / answers')
+    t.same(
+      lines.matching(/redis down/),
+      ['backend-r: redis down (no answer within 500 ms); the cache is bypassed, /session and /jobs answer 503'],
+      'one warning line',
+    )
+    redis.resume()
+    const resumed = performance.now()
+    await lines.waitFor(/answering again/, 5000)
+    t.ok(performance.now() - resumed < 5000, 'recovered within 5 s of SIGCONT')
+    t.match(JSON.parse((await get(base, '/healthz')).text), { status: 'ok', redis: 'up' }, '/healthz: ok again')
+    t.equal((await get(base, '/session')).status, 200, '/session answers again')
+  },
+)
 
 t.test('Redis killed: /healthz degraded; restarted: everything back by itself within 5 s', needsRedis, async t => {
   const redis = await startRedis(t)

@@ -28,10 +28,18 @@ async function queue(t: Test, redis: RedisServer) {
 
 t.test('bad input: exit 1 with one line naming the value, no stack trace', async t => {
   const cases: Array<[string[], Record<string, string | undefined>, RegExp]> = [
-    [[], { REDIS_URL: undefined }, /^switchyard-worker: --redis \(or REDIS_URL\) is required: without Redis, jobs run inside switchyard-backend\n$/],
+    [
+      [],
+      { REDIS_URL: undefined },
+      /^switchyard-worker: --redis \(or REDIS_URL\) is required: without Redis, jobs run inside switchyard-backend\n$/,
+    ],
     [['--redis', 'redis://h', '--shutdown-timeout', 'soon'], {}, /^switchyard-worker: --shutdown-timeout: "soon" is not a whole number/],
     [['--redis', 'redis://h', '--id', ''], {}, /^switchyard-worker: --id: "" is not an id/],
-    [[], { REDIS_URL: 'redis://:hunter2@h/cache' }, /^switchyard-worker: REDIS_URL: "redis:\/\/:\*\*\*@h\/cache" has a path that is not a database number/],
+    [
+      [],
+      { REDIS_URL: 'redis://:hunter2@h/cache' },
+      /^switchyard-worker: REDIS_URL: "redis:\/\/:\*\*\*@h\/cache" has a path that is not a database number/,
+    ],
     [['--port', '1'], {}, /^switchyard-worker: Unknown argument: port \(options: /],
     [[], { REDIS_URL: '' }, /^switchyard-worker: --redis \(or REDIS_URL\) is required/],
   ]
@@ -53,22 +61,40 @@ t.test('SIGKILL a worker mid-job, start another: the job completes, once, on the
   const a = run(t, WORKER_CLI, ['--redis', redis.url, '--id', 'worker-a', '--lock-duration', '1'])
   await a.out.waitFor(/^worker-a ready: jobs from redis:\/\/127\.0\.0\.1:\d+, 2 at once$/, STARTUP_MS)
   const { id } = await q.add('report', { ms: 1500 })
-  await until(() => q.get(id), job => job?.state === 'active' && job.progress >= 10, 10_000, 'the job under way on worker-a')
+  await until(
+    () => q.get(id),
+    job => job?.state === 'active' && job.progress >= 10,
+    10_000,
+    'the job under way on worker-a',
+  )
   a.child.kill('SIGKILL')
   await a.exited
   // No --id: it names itself worker-<pid>.
   const b = run(t, WORKER_CLI, ['--redis', redis.url, '--lock-duration', '1'])
   const named = `worker-${b.child.pid}`
-  const job = (await until(() => q.get(id), j => j?.state === 'completed' || j?.state === 'failed', STARTUP_MS, 'completion')) as JobView
+  const job = (await until(
+    () => q.get(id),
+    j => j?.state === 'completed' || j?.state === 'failed',
+    STARTUP_MS,
+    'completion',
+  )) as JobView
   t.match(job, { state: 'completed', result: { sleptMs: 1500 }, attempts: 2 }, 'completed, on its second run')
   // The marker: the job's own log in Redis, one line per run started and per run finished.
   const marker = await client.lRange(`switchyard:bull:jobs:${id}:logs`, 0, -1)
-  t.same(marker, ['run 1 started on worker-a', `run 2 started on ${named}`, `run 2 finished on ${named}`], 'two runs started, one finished: it ran to completion once')
+  t.same(
+    marker,
+    ['run 1 started on worker-a', `run 2 started on ${named}`, `run 2 finished on ${named}`],
+    'two runs started, one finished: it ran to completion once',
+  )
   await b.out.waitFor(/completed/)
   // Stopped with SIGTERM, not left to the teardown's SIGKILL, so its coverage is written.
   b.child.kill('SIGTERM')
   t.equal((await b.exited).code, 0, 'the second worker stops cleanly')
-  t.equal(b.out.matching(new RegExp(`^${named}: job ${id} report completed \\(attempt 2\\)$`)).length, 1, 'the second worker completed it once')
+  t.equal(
+    b.out.matching(new RegExp(`^${named}: job ${id} report completed \\(attempt 2\\)$`)).length,
+    1,
+    'the second worker completed it once',
+  )
 })
 
 t.test('SIGTERM: the job in progress finishes, then exit 0; REDIS_URL keeps the password out of ps', needsRedis, async t => {
@@ -79,7 +105,12 @@ t.test('SIGTERM: the job in progress finishes, then exit 0; REDIS_URL keeps the 
   await w.out.waitFor(/^worker-t ready: jobs from redis:\/\/:\*\*\*@127\.0\.0\.1:\d+, 2 at once$/, STARTUP_MS)
   t.notMatch(readFileSync(`/proc/${w.child.pid}/cmdline`, 'utf8'), new RegExp(password), 'the command line holds no password')
   const { id } = await q.add('report', { ms: 400 })
-  await until(() => q.get(id), job => job?.state === 'active', 10_000, 'the job running')
+  await until(
+    () => q.get(id),
+    job => job?.state === 'active',
+    10_000,
+    'the job running',
+  )
   w.child.kill('SIGTERM')
   const { code } = await w.exited
   t.equal(code, 0, 'exit 0')

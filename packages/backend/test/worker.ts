@@ -21,7 +21,12 @@ t.test('createWorker runs the queued jobs; it names itself worker-<pid> and logs
   t.equal(worker.shown, redis.url, 'the URL it shows')
   await worker.ready()
   const { id } = await queue.add('report', { ms: 0 })
-  const job = (await until(() => queue.get(id), j => j?.state === 'completed', 10_000, 'completion')) as JobView
+  const job = (await until(
+    () => queue.get(id),
+    j => j?.state === 'completed',
+    10_000,
+    'completion',
+  )) as JobView
   t.same(job.log, [`run 1 started on worker-${process.pid}`, `run 1 finished on worker-${process.pid}`], 'run by it')
   await worker.close()
 })
@@ -40,5 +45,9 @@ t.test('close() with Redis gone does not wait for it', needsRedis, async t => {
 
 t.test('createWorker checks its options', async t => {
   t.throws(() => createWorker({ redis: 'http://h' }), ConfigError, 'a URL that is not redis: is a ConfigError')
-  t.throws(() => createWorker({ redis: 'redis://h', jobsConcurrency: 0 }), { message: /^jobsConcurrency: 0 is not a whole number/ }, 'so is 0 jobs at once')
+  t.throws(
+    () => createWorker({ redis: 'redis://h', jobsConcurrency: 0 }),
+    { message: /^jobsConcurrency: 0 is not a whole number/ },
+    'so is 0 jobs at once',
+  )
 })

@@ -2,7 +2,19 @@
 import type { IncomingMessage } from 'node:http'
 import { LRUCache } from 'lru-cache'
 import type { BufferedResponse, Handler } from '../response.js'
-import { bypass, cacheKey, entrySize, fresh, hit, isStorable, mayUseCache, wantsRefresh, type CacheLayer, type Entry, type FetchContext } from './rules.js'
+import {
+  bypass,
+  cacheKey,
+  entrySize,
+  fresh,
+  hit,
+  isStorable,
+  mayUseCache,
+  wantsRefresh,
+  type CacheLayer,
+  type Entry,
+  type FetchContext,
+} from './rules.js'
 
 /**
  * Options of `ResponseCache`. All are required: the defaults live in `BackendOptions`

@@ -4,7 +4,19 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { LRUCache } from 'lru-cache'
 import type { RedisLink } from '../redis/link.js'
 import type { BufferedResponse, Handler } from '../response.js'
-import { bypass, cacheKey, entrySize, fresh, hit, isStorable, mayUseCache, wantsRefresh, type CacheLayer, type Entry, type FetchContext } from './rules.js'
+import {
+  bypass,
+  cacheKey,
+  entrySize,
+  fresh,
+  hit,
+  isStorable,
+  mayUseCache,
+  wantsRefresh,
+  type CacheLayer,
+  type Entry,
+  type FetchContext,
+} from './rules.js'
 
 /** Options of `SharedResponseCache`. */
 export interface SharedResponseCacheOptions {

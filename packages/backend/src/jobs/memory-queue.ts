@@ -122,11 +122,14 @@ export class MemoryJobQueue implements JobQueue {
       } else {
         // BullMQ's exponential backoff: delay × 2^(retry − 1).
         job.state = 'waiting'
-        const timer = setTimeout(() => {
-          this.#retries.delete(timer)
-          this.#ready.push(job)
-          this.#pump()
-        }, this.#backoff * 2 ** (job.attempts - 1))
+        const timer = setTimeout(
+          () => {
+            this.#retries.delete(timer)
+            this.#ready.push(job)
+            this.#pump()
+          },
+          this.#backoff * 2 ** (job.attempts - 1),
+        )
         this.#retries.add(timer)
       }
     } finally {

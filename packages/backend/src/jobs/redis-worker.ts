@@ -97,7 +97,9 @@ export class RedisJobWorker {
     )
     // Connection errors: the link logs the outage once; BullMQ reconnects and goes on.
     worker.on('error', (err: Error) => options.link.fail(err))
-    worker.on('completed', (job: Job<JobData>) => this.#log(`${options.id()}: job ${job.id} ${job.name} completed (attempt ${job.attemptsStarted})`))
+    worker.on('completed', (job: Job<JobData>) =>
+      this.#log(`${options.id()}: job ${job.id} ${job.name} completed (attempt ${job.attemptsStarted})`),
+    )
     worker.on('failed', (job: Job<JobData> | undefined, err: Error) => {
       const { id, name, attemptsStarted } = job as Job<JobData>
       this.#log(`${options.id()}: job ${id} ${name} failed (attempt ${attemptsStarted} of ${MAX_ATTEMPTS}): ${err.message}`)

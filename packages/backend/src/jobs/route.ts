@@ -44,9 +44,12 @@ export async function postJob(
   try {
     body = await readBody(req, JOB_BODY_MAX_BYTES, account)
   } catch (err) {
-    if (err instanceof BodyTooLargeError) return text(413, `Payload Too Large: a job is at most ${JOB_BODY_MAX_BYTES} bytes of JSON`, { connection: 'close' })
+    if (err instanceof BodyTooLargeError)
+      return text(413, `Payload Too Large: a job is at most ${JOB_BODY_MAX_BYTES} bytes of JSON`, { connection: 'close' })
     if (err instanceof BodyBudgetError) {
-      return text(503, `Service Unavailable: request bodies held at once would pass ${maxBodyBytesTotal} bytes; try again later`, { connection: 'close' })
+      return text(503, `Service Unavailable: request bodies held at once would pass ${maxBodyBytesTotal} bytes; try again later`, {
+        connection: 'close',
+      })
     }
     return bad(`request body incomplete: ${(err as Error).message}`)
   }
@@ -56,7 +59,8 @@ export async function postJob(
   } catch {
     return bad('the body is not JSON; send a job like {"type":"report","ms":2000}')
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return bad('the body is not a JSON object like {"type":"report","ms":2000}')
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return bad('the body is not a JSON object like {"type":"report","ms":2000}')
   const { type: name, ...fields } = value as Record<string, unknown>
   const jobType = typeof name === 'string' && Object.hasOwn(types, name) ? types[name] : undefined
   if (jobType === undefined) return bad(`type: ${JSON.stringify(name) ?? 'missing'} is not a job type (${Object.keys(types).join(', ')})`)

@@ -190,7 +190,11 @@ t.test('concurrent requests that waited on an unshareable response run the handl
   })
   h.server.on('request', () => ++arrived === 3 && allArrived())
   const results = await Promise.all(Array.from({ length: 3 }, () => get(h.base, '/mine')))
-  t.same(results.map(r => r.xCache), ['BYPASS', 'BYPASS', 'BYPASS'], 'all three BYPASS')
+  t.same(
+    results.map(r => r.xCache),
+    ['BYPASS', 'BYPASS', 'BYPASS'],
+    'all three BYPASS',
+  )
   t.same(results.map(r => r.body).sort(), ['cookie 1', 'cookie 2', 'cookie 3'], 'each got its own response, cookie and all')
   t.equal(h.calls(), 3, 'the handler ran once per request')
 })
@@ -264,7 +268,12 @@ t.test("the two representations of / are cached apart: a browser never gets curl
   const curl = { accept: '*/*' }
   const look = async (headers: Record<string, string>, method = 'GET') => {
     const res = await fetch(`${base}/`, { headers, method })
-    return [res.headers.get('x-cache'), res.headers.get('content-type'), res.headers.get('vary'), (await res.text()).startsWith('<!doctype')]
+    return [
+      res.headers.get('x-cache'),
+      res.headers.get('content-type'),
+      res.headers.get('vary'),
+      (await res.text()).startsWith('<!doctype'),
+    ]
   }
   const HTML = 'text/html; charset=utf-8'
   const TEXT = 'text/plain; charset=utf-8'

@@ -35,8 +35,20 @@ async function machine(
   arrived: () => void = () => {},
 ): Promise<Machine> {
   const lines = new Lines()
-  const link = new RedisLink({ target: parseRedisUrl(redis.url, 'url'), log: lines.push, timeout: options.timeout ?? 2000, probeInterval: 100 })
-  const cache = new SharedResponseCache({ ttl: 60, maxBytes: 1024 * 1024, clock: () => performance.now(), link, prefix: 'test:', ...options })
+  const link = new RedisLink({
+    target: parseRedisUrl(redis.url, 'url'),
+    log: lines.push,
+    timeout: options.timeout ?? 2000,
+    probeInterval: 100,
+  })
+  const cache = new SharedResponseCache({
+    ttl: 60,
+    maxBytes: 1024 * 1024,
+    clock: () => performance.now(),
+    link,
+    prefix: 'test:',
+    ...options,
+  })
   const server = createServer((req, res) => {
     arrived()
     void cache
@@ -63,7 +75,13 @@ async function raw(t: Test, redis: RedisServer) {
 
 async function get(base: string, path: string, init: RequestInit = {}) {
   const res = await fetch(`${base}${path}`, init)
-  return { status: res.status, xCache: res.headers.get('x-cache'), age: res.headers.get('age'), cacheControl: res.headers.get('cache-control'), body: await res.text() }
+  return {
+    status: res.status,
+    xCache: res.headers.get('x-cache'),
+    age: res.headers.get('age'),
+    cacheControl: res.headers.get('cache-control'),
+    body: await res.text(),
+  }
 }
 
 const numbered: Respond = (_req, call) => text(200, `response ${call}`)
@@ -79,7 +97,11 @@ t.test('a MISS on one machine is a HIT on the other, stored in Redis before the 
   const pttl = await client.pTTL('test:cache:/page?x=1')
   t.ok(pttl > 55_000 && pttl <= 60_000, `the entry is in Redis when the MISS arrives, with PX of the TTL (${pttl} ms left)`)
   t.equal(await client.exists('test:lock:/page?x=1'), 0, 'the fill lock is gone')
-  t.match(await get(b.base, '/page?x=1'), { xCache: 'HIT', age: '0', cacheControl: 'public, max-age=60', body: 'response 1' }, 'machine b hits')
+  t.match(
+    await get(b.base, '/page?x=1'),
+    { xCache: 'HIT', age: '0', cacheControl: 'public, max-age=60', body: 'response 1' },
+    'machine b hits',
+  )
   t.match(await get(b.base, '/page?x=2'), { xCache: 'MISS', body: 'response 2' }, 'the query is part of the key')
   t.equal(runs.count, 2, 'two handler runs in all')
 })
@@ -102,7 +124,11 @@ t.test('Age comes from the PTTL in Redis, whichever machine stored the entry', n
   const client = await raw(t, redis)
   await get(a.base, '/aged')
   await client.pExpire('test:cache:/aged', 60_000 - 2500)
-  t.match(await get(b.base, '/aged'), { xCache: 'HIT', age: '2', cacheControl: 'public, max-age=58' }, '2.5 s of the TTL gone: Age 2, max-age 58')
+  t.match(
+    await get(b.base, '/aged'),
+    { xCache: 'HIT', age: '2', cacheControl: 'public, max-age=58' },
+    '2.5 s of the TTL gone: Age 2, max-age 58',
+  )
 })
 
 /**
@@ -130,7 +156,10 @@ t.test('ten concurrent misses spread over two machines run the handler once: 1 M
   const results = await Promise.all(Array.from({ length: 10 }, (_, i) => get((machines[i % 2] as Machine).base, '/slow')))
   t.equal(runs.count, 1, 'the handler ran once in all')
   t.same(results.map(r => r.xCache).sort(), ['HIT', 'HIT', 'HIT', 'HIT', 'HIT', 'HIT', 'HIT', 'HIT', 'HIT', 'MISS'], '1 MISS, 9 HIT')
-  t.ok(results.every(r => r.body === 'response 1'), 'all ten got the one response')
+  t.ok(
+    results.every(r => r.body === 'response 1'),
+    'all ten got the one response',
+  )
 })
 
 t.test('concurrent misses that waited on a response that may not be stored run the handler themselves', needsRedis, async t => {
@@ -139,7 +168,11 @@ t.test('concurrent misses that waited on a response that may not be stored run t
   const g = gate(4, (_req, call) => text(200, `private ${call}`, { 'cache-control': 'private' }))
   const machines = [await machine(t, redis, runs, g.respond, {}, g.arrived), await machine(t, redis, runs, g.respond, {}, g.arrived)]
   const results = await Promise.all(Array.from({ length: 4 }, (_, i) => get((machines[i % 2] as Machine).base, '/mine')))
-  t.same(results.map(r => r.xCache), ['BYPASS', 'BYPASS', 'BYPASS', 'BYPASS'], 'every answer is a BYPASS')
+  t.same(
+    results.map(r => r.xCache),
+    ['BYPASS', 'BYPASS', 'BYPASS', 'BYPASS'],
+    'every answer is a BYPASS',
+  )
   t.equal(runs.count, 4, 'each request ran the handler')
   const client = await raw(t, redis)
   t.same(await client.keys('test:*'), [], 'no entry and no lock left in Redis')
@@ -172,7 +205,9 @@ t.test('responses the cache must not store, requests that may not use it, TTL 0:
   const redis = await startRedis(t)
   const client = await raw(t, redis)
   const runs = { count: 0 }
-  const a = await machine(t, redis, runs, (req, call) => (req.url === '/cookie' ? text(200, 'c', { 'set-cookie': 'a=b' }) : text(200, `r ${call}`)))
+  const a = await machine(t, redis, runs, (req, call) =>
+    req.url === '/cookie' ? text(200, 'c', { 'set-cookie': 'a=b' }) : text(200, `r ${call}`),
+  )
   const off = await machine(t, redis, runs, numbered, { ttl: 0 })
   const big = await machine(t, redis, runs, () => text(200, 'x'.repeat(2000)), { maxBytes: 1000 })
   t.match(await get(a.base, '/cookie'), { xCache: 'BYPASS' }, 'Set-Cookie: BYPASS')
@@ -193,8 +228,16 @@ t.test('HEAD is answered from an entry in Redis and stores nothing; no-cache fet
   t.equal(await client.exists('test:cache:/h'), 0, 'and stores nothing')
   await get(a.base, '/h')
   t.match(await get(b.base, '/h', { method: 'HEAD' }), { xCache: 'HIT' }, "a HEAD on the other machine finds the GET's entry in Redis")
-  t.match(await get(b.base, '/h', { method: 'HEAD', headers: { 'cache-control': 'no-cache' } }), { xCache: 'MISS' }, 'a HEAD with no-cache runs the handler')
-  t.match(await get(b.base, '/h', { headers: { 'cache-control': 'no-cache' } }), { xCache: 'MISS', body: 'response 4' }, 'a GET with no-cache runs it and stores')
+  t.match(
+    await get(b.base, '/h', { method: 'HEAD', headers: { 'cache-control': 'no-cache' } }),
+    { xCache: 'MISS' },
+    'a HEAD with no-cache runs the handler',
+  )
+  t.match(
+    await get(b.base, '/h', { headers: { 'cache-control': 'no-cache' } }),
+    { xCache: 'MISS', body: 'response 4' },
+    'a GET with no-cache runs it and stores',
+  )
   await client.del('test:cache:/h')
   t.match(await get(b.base, '/h'), { xCache: 'HIT', body: 'response 4' }, 'the refresh went into the local copy too')
 })

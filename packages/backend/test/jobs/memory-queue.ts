@@ -20,7 +20,13 @@ function held() {
 }
 
 function queue(t: Test, types: Record<string, JobType>, options: { concurrency?: number; maxPending?: number } = {}): MemoryJobQueue {
-  const q = new MemoryJobQueue({ types, concurrency: options.concurrency ?? 2, backoff: 20, worker: () => 'backend-test', maxPending: options.maxPending })
+  const q = new MemoryJobQueue({
+    types,
+    concurrency: options.concurrency ?? 2,
+    backoff: 20,
+    worker: () => 'backend-test',
+    maxPending: options.maxPending,
+  })
   t.teardown(() => q.close())
   return q
 }
@@ -30,12 +36,24 @@ const done = (job: JobView | undefined): boolean => job?.state === 'completed' |
 t.test('a report job runs to completion: progress, result, attempts, times and log', async t => {
   const q = queue(t, { report })
   const posted = await q.add('report', { ms: 20 })
-  t.match(posted, { type: 'report', data: { ms: 20 }, state: 'active', progress: 0, result: null, attempts: 1, maxAttempts: 4, startedAt: String }, 'a free worker starts it at once')
+  t.match(
+    posted,
+    { type: 'report', data: { ms: 20 }, state: 'active', progress: 0, result: null, attempts: 1, maxAttempts: 4, startedAt: String },
+    'a free worker starts it at once',
+  )
   t.match(posted.id, /^[0-9a-f-]{36}$/, 'a random UUID')
   const job = (await until(() => q.get(posted.id), done, 10_000, 'completion')) as JobView
-  t.match(job, { state: 'completed', progress: 100, result: { sleptMs: 20 }, failedReason: null, attempts: 1, finishedAt: String }, 'completed')
+  t.match(
+    job,
+    { state: 'completed', progress: 100, result: { sleptMs: 20 }, failedReason: null, attempts: 1, finishedAt: String },
+    'completed',
+  )
   t.same(job.log, ['run 1 started on backend-test', 'run 1 finished on backend-test'], 'one run, logged')
-  t.ok(Date.parse(job.createdAt) <= Date.parse(job.startedAt as string) && Date.parse(job.startedAt as string) <= Date.parse(job.finishedAt as string), 'created ≤ started ≤ finished')
+  t.ok(
+    Date.parse(job.createdAt) <= Date.parse(job.startedAt as string) &&
+      Date.parse(job.startedAt as string) <= Date.parse(job.finishedAt as string),
+    'created ≤ started ≤ finished',
+  )
   t.equal(await q.get('00000000-0000-4000-8000-000000000000'), undefined, 'an unknown id: undefined')
 })
 
@@ -47,7 +65,12 @@ t.test('concurrency bounds the jobs running at once; the next waits its turn', a
   t.equal(a.state, 'active', 'the first runs')
   t.equal(b.state, 'waiting', 'the second waits')
   h.waiting.shift()?.('ok')
-  await until(() => q.get(b.id), job => job?.state === 'active', 10_000, 'the second running')
+  await until(
+    () => q.get(b.id),
+    job => job?.state === 'active',
+    10_000,
+    'the second running',
+  )
   t.equal((await q.get(a.id))?.state, 'completed', 'once the first completed')
 })
 
@@ -80,7 +103,11 @@ t.test('a job that fails once and then succeeds completes on its second run', as
   }
   const q = queue(t, { flaky })
   const { id } = await q.add('flaky', {})
-  t.match(await until(() => q.get(id), done), { state: 'completed', attempts: 2, failedReason: 'first run fails', result: 'ok' }, 'completed, the earlier failure still told')
+  t.match(
+    await until(() => q.get(id), done),
+    { state: 'completed', attempts: 2, failedReason: 'first run fails', result: 'ok' },
+    'completed, the earlier failure still told',
+  )
 })
 
 t.test('unfinished jobs are bounded: past maxPending, add rejects with QueueFullError', async t => {
@@ -103,7 +130,12 @@ t.test('close() aborts the runs in progress and drops the retries: nothing outli
   const q = new MemoryJobQueue({ types: { held: h.type, failing }, concurrency: 2, backoff: 60_000, worker: () => 'w' })
   const running = await q.add('held', {})
   const retrying = await q.add('failing', {})
-  await until(() => q.get(retrying.id), job => job?.attempts === 1 && job.state === 'waiting', 10_000, 'a retry waiting')
+  await until(
+    () => q.get(retrying.id),
+    job => job?.attempts === 1 && job.state === 'waiting',
+    10_000,
+    'a retry waiting',
+  )
   q.close()
   t.equal(fails, 1, 'the retry 60 s away was dropped (the test would wait for it otherwise)')
   t.equal((await q.get(running.id))?.state, 'active', 'the aborted run is lost as it stood, not retried')

@@ -43,12 +43,36 @@ t.test('a job posted through one queue, run by a worker, is read back through an
   const lines = new Lines()
   await worker(t, redis, { report }, lines)
   const posted = await a.add('report', { ms: 40 })
-  t.match(posted, { type: 'report', data: { ms: 40 }, state: 'waiting', progress: 0, result: null, failedReason: null, attempts: 0, maxAttempts: 4, startedAt: null, finishedAt: null, log: [] }, 'posted: waiting')
+  t.match(
+    posted,
+    {
+      type: 'report',
+      data: { ms: 40 },
+      state: 'waiting',
+      progress: 0,
+      result: null,
+      failedReason: null,
+      attempts: 0,
+      maxAttempts: 4,
+      startedAt: null,
+      finishedAt: null,
+      log: [],
+    },
+    'posted: waiting',
+  )
   t.match(posted.id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a random UUID, not a counter')
   const job = (await until(() => b.get(posted.id), finished, 10_000, 'completion')) as JobView
-  t.match(job, { state: 'completed', progress: 100, result: { sleptMs: 40 }, failedReason: null, attempts: 1, startedAt: String, finishedAt: String }, 'completed')
+  t.match(
+    job,
+    { state: 'completed', progress: 100, result: { sleptMs: 40 }, failedReason: null, attempts: 1, startedAt: String, finishedAt: String },
+    'completed',
+  )
   t.same(job.log, ['run 1 started on worker-t', 'run 1 finished on worker-t'], 'its log, in Redis')
-  t.match(await lines.waitFor(/completed/), new RegExp(`^worker-t: job ${posted.id} report completed \\(attempt 1\\)$`), 'the worker logged it')
+  t.match(
+    await lines.waitFor(/completed/),
+    new RegExp(`^worker-t: job ${posted.id} report completed \\(attempt 1\\)$`),
+    'the worker logged it',
+  )
   t.equal(await b.get('00000000-0000-4000-8000-000000000000'), undefined, 'an unknown id: undefined')
 })
 
@@ -88,7 +112,12 @@ t.test('close() lets the job in progress finish', needsRedis, async t => {
   const q = queue(t, redis)
   const w = await worker(t, redis, { report })
   const { id } = await q.add('report', { ms: 300 })
-  await until(() => q.get(id), job => job?.state === 'active', 10_000, 'the job running')
+  await until(
+    () => q.get(id),
+    job => job?.state === 'active',
+    10_000,
+    'the job running',
+  )
   await w.close(false)
   t.match(await q.get(id), { state: 'completed' }, 'completed before close() resolved')
 })
@@ -117,7 +146,14 @@ t.test("BullMQ's start-up check failing: the queue and the worker are made again
   await t.rejects(q.add('report', { ms: 0 }), RedisUnavailableError, 'a queue whose check failed answers unavailable')
   const wLines = new Lines()
   const wLink = new RedisLink({ target: parseRedisUrl(url, 'url'), timeout: 2000, log: wLines.push })
-  const w = new RedisJobWorker({ link: wLink, prefix: 'test:', types: { report }, concurrency: 1, lockDuration: 30, id: () => 'worker-late' })
+  const w = new RedisJobWorker({
+    link: wLink,
+    prefix: 'test:',
+    types: { report },
+    concurrency: 1,
+    lockDuration: 30,
+    id: () => 'worker-late',
+  })
   t.teardown(async () => {
     await w.close(false)
     await wLink.close()
@@ -127,7 +163,11 @@ t.test("BullMQ's start-up check failing: the queue and the worker are made again
   await w.ready()
   t.pass('the worker started once the check could pass')
   const { id } = await until(
-    () => q.add('report', { ms: 0 }).then(job => job, () => undefined),
+    () =>
+      q.add('report', { ms: 0 }).then(
+        job => job,
+        () => undefined,
+      ),
     job => job !== undefined,
     10_000,
     'a queue made again',

@@ -68,7 +68,11 @@ t.test('bad bodies get 400 with one line, other types 415, unknown ids 404, othe
     t.notMatch(res.text, /\n/, `${body}: one line`)
   }
   const form = await post(base, 'type=report', { 'content-type': 'application/x-www-form-urlencoded' })
-  t.same([form.status, form.text], [415, 'Unsupported Media Type: POST /jobs takes application/json, not "application/x-www-form-urlencoded"'], 'a form: 415')
+  t.same(
+    [form.status, form.text],
+    [415, 'Unsupported Media Type: POST /jobs takes application/json, not "application/x-www-form-urlencoded"'],
+    'a form: 415',
+  )
   const big = await post(base, JSON.stringify({ type: 'report', ms: 1, pad: 'x'.repeat(20_000) }))
   t.equal(big.status, 413, 'over 16 KiB: 413')
   for (const path of ['/jobs/nope', '/jobs/00000000-0000-4000-8000-000000000000', '/jobs/', '/jobs/a/b']) {

@@ -7,7 +7,13 @@ import { needsRedis, startRedis } from '../fixtures/redis-server.js'
 
 /** A link to `url` that logs into `lines`, closed at teardown. */
 function link(t: Test, url: string, lines: Lines, options: Partial<RedisLinkOptions> = {}): RedisLink {
-  const l = new RedisLink({ target: parseRedisUrl(url, 'url'), log: lines.push, name: () => 'test', effect: 'the cache is bypassed', ...options })
+  const l = new RedisLink({
+    target: parseRedisUrl(url, 'url'),
+    log: lines.push,
+    name: () => 'test',
+    effect: 'the cache is bypassed',
+    ...options,
+  })
   t.teardown(() => l.close())
   return l
 }
@@ -31,13 +37,29 @@ t.test('SIGSTOP: a command unanswered within the timeout fails, once logged; SIG
   await l.run(c => c.ping())
   redis.pause()
   t.teardown(() => redis.resume())
-  await t.rejects(l.run(c => c.get('k')), RedisUnavailableError, 'the first command fails after the timeout')
+  await t.rejects(
+    l.run(c => c.get('k')),
+    RedisUnavailableError,
+    'the first command fails after the timeout',
+  )
   t.equal(l.up, false, 'Redis is down')
-  await t.rejects(l.run(c => c.get('k')), RedisUnavailableError, 'the next one fails without being sent')
-  await t.rejects(l.run(c => c.get('k')), RedisUnavailableError, 'and the one after')
+  await t.rejects(
+    l.run(c => c.get('k')),
+    RedisUnavailableError,
+    'the next one fails without being sent',
+  )
+  await t.rejects(
+    l.run(c => c.get('k')),
+    RedisUnavailableError,
+    'and the one after',
+  )
   // A negative can only be checked over a window: long enough for a probe to start and time out.
   await new Promise(resolve => setTimeout(resolve, 800))
-  t.same(lines.matching(/down/), ['test: redis down (no answer within 300 ms); the cache is bypassed'], 'one down line for the outage, with its effect')
+  t.same(
+    lines.matching(/down/),
+    ['test: redis down (no answer within 300 ms); the cache is bypassed'],
+    'one down line for the outage, with its effect',
+  )
   t.same(lines.matching(/again/), [], 'probes that time out while it is stopped log nothing')
   redis.resume()
   t.match(await lines.waitFor(/answering again/), /^test: redis answering again after \d+\.\ds$/, 'the probe finds it again')
@@ -52,7 +74,11 @@ t.test('killed: down at once; restarted: up again by itself, with no command sen
   await l.run(c => c.ping())
   await redis.kill()
   t.match(await lines.waitFor(/redis down/), /^test: redis down \(.+\); the cache is bypassed$/, 'the lost connection is a down line')
-  await t.rejects(l.run(c => c.ping()), RedisUnavailableError, 'commands fail while it is down')
+  await t.rejects(
+    l.run(c => c.ping()),
+    RedisUnavailableError,
+    'commands fail while it is down',
+  )
   await redis.restart()
   await lines.waitFor(/answering again/, 5000)
   t.equal(await l.run(c => c.ping()), 'PONG', 'answering again within 5 s of the restart')
@@ -64,7 +90,11 @@ t.test('no Redis at start: one down line, no effect clause when none is given; c
   await redis.kill()
   const lines = new Lines()
   const l = link(t, redis.url, lines, { effect: '' })
-  await t.rejects(l.run(c => c.ping()), RedisUnavailableError, 'the command fails')
+  await t.rejects(
+    l.run(c => c.ping()),
+    RedisUnavailableError,
+    'the command fails',
+  )
   t.match(lines.all, [/^test: redis down \([^)]+\)$/], 'one down line')
   await l.close()
   await l.close()
@@ -82,7 +112,11 @@ t.test('a password is never in a line, even when Redis refuses it', needsRedis, 
   const bad = new Lines()
   const wrong = 'wrong-pw-9c1e'
   const refused = link(t, `redis://:${wrong}@127.0.0.1:${redis.port}`, bad)
-  await t.rejects(refused.run(c => c.ping()), RedisUnavailableError, 'a wrong password fails the command')
+  await t.rejects(
+    refused.run(c => c.ping()),
+    RedisUnavailableError,
+    'a wrong password fails the command',
+  )
   await bad.waitFor(/down/)
   t.match(bad.all.join('\n'), /WRONGPASS|NOAUTH|no answer/, 'the reason is there')
   t.notMatch(bad.all.join('\n') + good.all.join('\n'), new RegExp(`${password}|${wrong}`), 'neither password is')
@@ -94,5 +128,9 @@ t.test('defaults: no log, a plain name', needsRedis, async t => {
   t.teardown(() => l.close())
   t.equal(await l.run(c => c.ping()), 'PONG', 'works without options')
   await redis.kill()
-  await t.rejects(l.run(c => c.ping()), RedisUnavailableError, 'and fails without them')
+  await t.rejects(
+    l.run(c => c.ping()),
+    RedisUnavailableError,
+    'and fails without them',
+  )
 })

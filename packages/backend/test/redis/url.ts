@@ -3,7 +3,11 @@ import { ConfigError } from '../../src/errors.js'
 import { parseRedisUrl, redact } from '../../src/redis/url.js'
 
 t.test('parseRedisUrl takes redis: and rediss: URLs, with or without credentials and a database', async t => {
-  t.same(parseRedisUrl('redis://127.0.0.1:6379', '--redis'), { url: 'redis://127.0.0.1:6379', shown: 'redis://127.0.0.1:6379', password: undefined }, 'plain')
+  t.same(
+    parseRedisUrl('redis://127.0.0.1:6379', '--redis'),
+    { url: 'redis://127.0.0.1:6379', shown: 'redis://127.0.0.1:6379', password: undefined },
+    'plain',
+  )
   t.same(
     parseRedisUrl('rediss://app:s%40cret@cache.example:6380/2', '--redis'),
     { url: 'rediss://app:s%40cret@cache.example:6380/2', shown: 'rediss://app:***@cache.example:6380/2', password: 's@cret' },
@@ -39,7 +43,11 @@ t.test('parseRedisUrl refuses what node-redis could not use, naming it with the 
 })
 
 t.test('redact masks a given secret and any URL password in free text', async t => {
-  t.equal(redact('connect to redis://u:p@ss@h:1 failed', undefined), 'connect to redis://u:***@h:1 failed', 'a URL password, even one holding @')
+  t.equal(
+    redact('connect to redis://u:p@ss@h:1 failed', undefined),
+    'connect to redis://u:***@h:1 failed',
+    'a URL password, even one holding @',
+  )
   t.equal(redact('AUTH hunter2 refused', 'hunter2'), 'AUTH *** refused', 'the secret itself, wherever it is')
   t.equal(redact('nothing secret', ''), 'nothing secret', 'an empty secret changes nothing')
 })

@@ -27,7 +27,7 @@ t.test('visits count in Redis under <prefix>sess:<sid>, and any store on that Re
   t.equal(await b.sessions.peek(first.sid), 3, 'and adds nothing')
 })
 
-t.test('an unknown id starts a fresh session and creates no key of the client\'s choosing', needsRedis, async t => {
+t.test("an unknown id starts a fresh session and creates no key of the client's choosing", needsRedis, async t => {
   const redis = await startRedis(t)
   const { sessions, client } = await store(t, redis)
   const forged = newSessionId()

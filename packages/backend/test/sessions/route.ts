@@ -18,10 +18,7 @@ async function start(t: Test, options: BackendOptions = {}): Promise<string> {
  * `GET /session` with an optional Cookie header: the parsed body, the response, its raw body
  * text, and the sid its Set-Cookie carries (undefined without one).
  */
-async function visit(
-  base: string,
-  cookie?: string,
-): Promise<{ body: SessionBody; res: Response; raw: string; sid: string | undefined }> {
+async function visit(base: string, cookie?: string): Promise<{ body: SessionBody; res: Response; raw: string; sid: string | undefined }> {
   const res = await fetch(`${base}/session`, cookie === undefined ? {} : { headers: { cookie } })
   const raw = await res.text()
   const sid = /^sid=([^;]*);/.exec(res.headers.get('set-cookie') ?? '')?.[1]
@@ -45,12 +42,49 @@ t.test('parseCookies reads name=value pairs and skips what is malformed', async 
     { header: undefined, expected: [], why: 'no header: no cookies' },
     { header: '', expected: [], why: 'an empty header: no cookies' },
     { header: 'sid=abc', expected: [['sid', 'abc']], why: 'one pair' },
-    { header: 'a=1; sid=abc; b=2', expected: [['a', '1'], ['sid', 'abc'], ['b', '2']], why: 'several pairs, in order' },
-    { header: '  a = 1 ;sid=abc;  ', expected: [['a', '1'], ['sid', 'abc']], why: 'spaces around names and values' },
-    { header: 'tok=YQ==; x=a=b', expected: [['tok', 'YQ=='], ['x', 'a=b']], why: 'the name ends at the first =' },
-    { header: 'q="quoted"; e=""; h="', expected: [['q', 'quoted'], ['e', ''], ['h', '"']], why: 'one pair of quotes goes' },
+    {
+      header: 'a=1; sid=abc; b=2',
+      expected: [
+        ['a', '1'],
+        ['sid', 'abc'],
+        ['b', '2'],
+      ],
+      why: 'several pairs, in order',
+    },
+    {
+      header: '  a = 1 ;sid=abc;  ',
+      expected: [
+        ['a', '1'],
+        ['sid', 'abc'],
+      ],
+      why: 'spaces around names and values',
+    },
+    {
+      header: 'tok=YQ==; x=a=b',
+      expected: [
+        ['tok', 'YQ=='],
+        ['x', 'a=b'],
+      ],
+      why: 'the name ends at the first =',
+    },
+    {
+      header: 'q="quoted"; e=""; h="',
+      expected: [
+        ['q', 'quoted'],
+        ['e', ''],
+        ['h', '"'],
+      ],
+      why: 'one pair of quotes goes',
+    },
     { header: 'junk; =nameless; ;sid=abc', expected: [['sid', 'abc']], why: 'no = or no name: skipped' },
-    { header: 'empty=; sid=abc', expected: [['empty', ''], ['sid', 'abc']], why: 'an empty value is a value' },
+    {
+      header: 'empty=; sid=abc',
+      expected: [
+        ['empty', ''],
+        ['sid', 'abc'],
+      ],
+      why: 'an empty value is a value',
+    },
     { header: 'sid=first; sid=second', expected: [['sid', 'first']], why: 'a repeated name: the first wins' },
     { header: 'a=%41', expected: [['a', '%41']], why: 'values are not percent-decoded' },
   ]
@@ -68,11 +102,7 @@ t.test('GET /session: the first visit sets the sid cookie, later ones count', as
   t.match(first.body, { id: 'counter', visits: 1 }, 'the first visit, counted by this backend')
   const sid = first.sid as string
   t.match(sid, SID, 'the cookie carries a random session id')
-  t.equal(
-    first.res.headers.get('set-cookie'),
-    `sid=${sid}; Path=/; HttpOnly; SameSite=Lax`,
-    'for every path, out of reach of scripts',
-  )
+  t.equal(first.res.headers.get('set-cookie'), `sid=${sid}; Path=/; HttpOnly; SameSite=Lax`, 'for every path, out of reach of scripts')
   t.equal(first.body.session, sessionTag(sid), 'the body shows the tag of the id')
   t.match(first.body.session, TAG, 'twelve hex digits')
   t.notOk(first.raw.includes(sid), 'the body never holds the id: a script cannot read what HttpOnly hides')
@@ -196,7 +226,16 @@ t.test('round-robin over two backends resets the count; sticking to one keeps it
     if (res.headers.get('set-cookie') !== null) jar = cookieOf(res)
     roundRobin.push([body.id, body.visits])
   }
-  t.same(roundRobin, [['a', 1], ['b', 1], ['a', 1], ['b', 1]], 'each backend knows only its own sids: always visit 1')
+  t.same(
+    roundRobin,
+    [
+      ['a', 1],
+      ['b', 1],
+      ['a', 1],
+      ['b', 1],
+    ],
+    'each backend knows only its own sids: always visit 1',
+  )
   jar = undefined
   const sticky: [string, number][] = []
   for (let i = 0; i < 4; i++) {
@@ -204,5 +243,14 @@ t.test('round-robin over two backends resets the count; sticking to one keeps it
     if (res.headers.get('set-cookie') !== null) jar = cookieOf(res)
     sticky.push([body.id, body.visits])
   }
-  t.same(sticky, [['a', 1], ['a', 2], ['a', 3], ['a', 4]], 'one backend throughout: the count climbs')
+  t.same(
+    sticky,
+    [
+      ['a', 1],
+      ['a', 2],
+      ['a', 3],
+      ['a', 4],
+    ],
+    'one backend throughout: the count climbs',
+  )
 })
