@@ -25,14 +25,9 @@ async function backend(t: Test, id: string, redis: RedisServer): Promise<Backend
 /** Round-robin over `backends`, no sticky cookie: the balancer's defaults. */
 async function balancer(t: Test, backends: Backend[]): Promise<string> {
   const lb = createBalancer({ upstreams: backends.map(b => ({ host: '127.0.0.1', port: portOf(b) })), log: () => {} })
-  lb.listen(0, '127.0.0.1')
-  await once(lb, 'listening')
-  t.teardown(async () => {
-    lb.close()
-    lb.closeAllConnections()
-    await once(lb, 'close')
-  })
-  return `http://127.0.0.1:${portOf(lb)}`
+  const { port } = await lb.listen(0, '127.0.0.1')
+  t.teardown(() => lb.close())
+  return `http://127.0.0.1:${port}`
 }
 
 async function stack(t: Test) {
