@@ -117,7 +117,10 @@ t.test('--redis: redis-server is restarted like a backend, and the launcher dyin
   process.kill(redisPid, 'SIGKILL')
   await launcher.line(/^\[launcher\] redis exited with code 1; restarting in 100 ms \(restart 1\)$/, from)
   await launcher.line(/^\[redis\] .*Ready to accept connections/, from)
-  await launcher.line(new RegExp(`^\\[backend-${ports.a}\\] backend-${ports.a}: redis (answering again after|connected to) `), from)
+  // Both backends lost their connection; each says when it has Redis again.
+  for (const port of [ports.a, ports.b]) {
+    await launcher.line(new RegExp(`^\\[backend-${port}\\] backend-${port}: redis (answering again after|connected to) `), from)
+  }
   t.same(
     (await visits(ports.balancer)).map(v => v.visits),
     [1, 2, 3],
