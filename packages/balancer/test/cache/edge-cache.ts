@@ -332,3 +332,122 @@ t.test('the byte budget holds: 3x the budget goes in, the stored bytes never pas
   t.equal((await fetch(front.port, '/fill/0')).cache, 'MISS', 'the oldest went first')
   t.ok(process.memoryUsage().rss - rss < 64 * 1024 * 1024, 'RSS stayed bounded')
 })
+
+t.test('purge: one URL under every Host, a prefix, everything; a fetch running for a purged key stores nothing', async t => {
+  const up = await startUpstream(t, 'a', answering({ 'cache-control': 'max-age=60' }))
+  const front = await startFront(t, up.port)
+  const paths = ['/a?q=1', '/a?q=2', '/images/x.png', '/images/y.png', '/imagesque']
+  for (const p of paths) await fetch(front.port, p)
+  await fetch(front.port, '/a?q=1', { headers: { host: 'other.example' } })
+  t.equal(front.cache.purge({ url: '/a?q=1' }), 2, 'a URL: under both Hosts')
+  t.equal((await fetch(front.port, '/a?q=1')).cache, 'MISS', 'gone')
+  t.equal((await fetch(front.port, '/a?q=2')).cache, 'HIT', 'another query stays')
+  t.equal(front.cache.purge({ prefix: '/images/' }), 2, 'a prefix: everything under it')
+  t.equal((await fetch(front.port, '/imagesque')).cache, 'HIT', 'a sibling that only shares the letters stays')
+  t.equal(front.cache.purge({ all: true }), 3, 'everything: what was left')
+  t.equal(front.cache.store.entries, 0, 'nothing left')
+  t.equal(front.cache.purge({ url: '/nothing' }), 0, 'a URL not stored: 0')
+  // A purge while the URL is being fetched: what the fetch brings may predate it.
+  let release = (): void => {}
+  const held = new Promise<void>(resolve => (release = resolve))
+  const slow = await startUpstream(t, 'b', (_req, res) => {
+    void held.then(() => {
+      res.writeHead(200, { 'cache-control': 'max-age=60' })
+      res.end('old\n')
+    })
+  })
+  front.upstreamPort = slow.port
+  const pending = fetch(front.port, '/racing')
+  await until(() => slow.seen.length === 1, 'the fetch to reach the upstream')
+  t.equal(front.cache.purge({ url: '/racing' }), 0, 'nothing stored yet')
+  release()
+  t.equal((await pending).body.toString(), 'old\n', 'the client still gets its answer')
+  t.equal(front.cache.store.entries, 0, 'but it is not stored')
+})
+
+t.test('writes: a POST, PUT, PATCH or DELETE that succeeds invalidates the stored GET; one that fails does not', async t => {
+  let writeStatus = 200
+  const up = await startUpstream(t, 'a', (req, res) => {
+    if (req.method === 'GET') {
+      res.writeHead(200, { 'cache-control': 'max-age=60' })
+      res.end('page\n')
+      return
+    }
+    res.writeHead(writeStatus, req.url === '/form' ? { location: '/items?sort=new', 'content-location': 'http://other.example/items' } : {})
+    res.end('written\n')
+  })
+  const front = await startFront(t, up.port)
+  for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) {
+    await fetch(front.port, '/item')
+    t.equal((await fetch(front.port, '/item')).cache, 'HIT', `${method}: stored first`)
+    // The harness frames no DELETE body (the balancer does); none is needed to invalidate.
+    const w = await fetch(front.port, '/item', { method, body: method === 'DELETE' ? undefined : 'x' })
+    t.equal(w.cache, 'BYPASS', `${method}: passes, BYPASS`)
+    t.equal((await fetch(front.port, '/item')).cache, 'MISS', `${method}: the stored GET is gone`)
+  }
+  await fetch(front.port, '/items?sort=new')
+  await fetch(front.port, '/items')
+  await fetch(front.port, '/form', { method: 'POST', body: 'x' })
+  t.equal((await fetch(front.port, '/items?sort=new')).cache, 'MISS', 'the Location of the answer is invalidated too')
+  t.equal((await fetch(front.port, '/items')).cache, 'HIT', 'a Content-Location on another host is not')
+  writeStatus = 500
+  await fetch(front.port, '/item', { method: 'POST', body: 'x' })
+  t.equal((await fetch(front.port, '/item')).cache, 'HIT', 'a write that failed (500) leaves the stored GET')
+  t.equal((await fetch(front.port, '/item', { method: 'OPTIONS' })).cache, 'BYPASS', 'OPTIONS passes, BYPASS')
+  t.equal((await fetch(front.port, '/item')).cache, 'HIT', 'and invalidates nothing')
+})
+
+t.test("a client's no-cache does not bypass the cache, as in nginx and Varnish", async t => {
+  const up = await startUpstream(t, 'a', answering({ 'cache-control': 'max-age=60' }))
+  const front = await startFront(t, up.port)
+  await fetch(front.port, '/')
+  t.equal((await fetch(front.port, '/', { headers: { 'cache-control': 'no-cache' } })).cache, 'HIT', 'Cache-Control: no-cache: HIT')
+  t.equal((await fetch(front.port, '/', { headers: { pragma: 'no-cache' } })).cache, 'HIT', 'Pragma: no-cache: HIT')
+  t.equal((await fetch(front.port, '/', { headers: { 'cache-control': 'max-age=0' } })).cache, 'HIT', 'max-age=0: HIT')
+  t.equal(up.seen.length, 1, 'the upstream saw one request')
+})
+
+t.test('must-revalidate: a fresh response is a HIT (the library quirk is worked around)', async t => {
+  const up = await startUpstream(t, 'a', answering({ 'cache-control': 'max-age=60, must-revalidate' }))
+  const front = await startFront(t, up.port)
+  await fetch(front.port, '/mr')
+  t.equal((await fetch(front.port, '/mr')).cache, 'HIT', 'HIT while fresh')
+  const pr = await startUpstream(t, 'b', answering({ 'cache-control': 'max-age=60, proxy-revalidate' }))
+  front.upstreamPort = pr.port
+  await fetch(front.port, '/pr')
+  t.equal((await fetch(front.port, '/pr')).cache, 'HIT', 'proxy-revalidate too')
+})
+
+t.test('a client that leaves while its fetch or its wait is under way lets the others go on', async t => {
+  let release = (): void => {}
+  const held = new Promise<void>(resolve => (release = resolve))
+  const up = await startUpstream(t, 'a', (_req, res) => {
+    void held.then(() => {
+      res.writeHead(200, { 'cache-control': 'max-age=60' })
+      res.end('late\n')
+    })
+  })
+  const front = await startFront(t, up.port, { lockTimeout: 3_600_000 })
+  // A raw client, so that it can leave mid-request; resolves once the cache has its request.
+  const arrive = async (): Promise<Socket> => {
+    const s = new Socket()
+    const before = front.received
+    s.connect(front.port, '127.0.0.1', () => s.write(`GET /left HTTP/1.1\r\nHost: 127.0.0.1:${front.port}\r\n\r\n`))
+    await until(() => front.received > before, 'the request to arrive')
+    return s
+  }
+  const leader = await arrive()
+  await until(() => up.seen.length === 1, 'the leader to reach the upstream')
+  const waiting = fetch(front.port, '/left')
+  await until(() => front.received === 2, 'the second request to wait')
+  const third = await arrive()
+  third.destroy()
+  await until(() => front.answered.length === 1, 'the one that left while waiting to be reported')
+  t.same(front.answered, ['MISS'], 'reported to the balancer, which logs it')
+  leader.destroy()
+  await until(() => up.seen.length === 2, 'the waiter to go upstream once the leader left')
+  release()
+  const r = await waiting
+  t.equal(r.body.toString(), 'late\n', 'the one still there gets an answer')
+  t.equal(up.seen.length, 2, 'it went upstream itself, once')
+})
