@@ -147,9 +147,9 @@ export class EdgeCache implements TapOwner {
     const host = req.headers.host
     const targets = [req.url as string]
     for (const value of [res.headers.location, res.headers['content-location']]) {
-      if (value === undefined) continue
-      const url = URL.canParse(value, 'http://x') ? new URL(value, `http://${host ?? 'x'}`) : undefined
-      if (url !== undefined && url.host === (host ?? 'x')) targets.push(url.pathname + url.search)
+      if (value === undefined || host === undefined || !URL.canParse(value, `http://${host}`)) continue
+      const url = new URL(value, `http://${host}`)
+      if (url.host === host) targets.push(url.pathname + url.search)
     }
     for (const target of targets) {
       const key = primaryKey(host, target)
