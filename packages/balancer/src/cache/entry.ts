@@ -102,24 +102,30 @@ export function createEntry(p: EntryParts): Entry {
  */
 export function refreshEntry(old: Entry, rawHeaders: readonly string[], policy: CachePolicy, freshness: Freshness): Entry {
   const kept = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
-  const fresh = new Map<string, [string, string]>()
+  // The 304's fields by name, each with all its lines (a name may repeat, as Link does).
+  const fresh = new Map<string, string[]>()
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const lower = (rawHeaders[i] as string).toLowerCase()
-    if (!kept.has(lower)) fresh.set(lower, [rawHeaders[i] as string, rawHeaders[i + 1] as string])
+    if (kept.has(lower)) continue
+    const lines = fresh.get(lower)
+    if (lines === undefined) fresh.set(lower, [rawHeaders[i] as string, rawHeaders[i + 1] as string])
+    else lines.push(rawHeaders[i] as string, rawHeaders[i + 1] as string)
   }
   const merged: string[] = []
+  const replaced = new Set<string>()
   for (let i = 0; i < old.head.length; i += 2) {
     const lower = (old.head[i] as string).toLowerCase()
     const update = fresh.get(lower)
     if (update === undefined) merged.push(old.head[i] as string, old.head[i + 1] as string)
-    else {
+    else if (!replaced.has(lower)) {
+      // Where the stored field stood, every line of the 304's; the stored lines go.
       merged.push(...update)
-      fresh.delete(lower)
+      replaced.add(lower)
     }
   }
   // Fields the 304 adds that the stored head lacked; createEntry drops the hop-by-hop ones and
   // sets Content-Length from the body again.
-  for (const [name, value] of fresh.values()) merged.push(name, value)
+  for (const [lower, lines] of fresh) if (!replaced.has(lower)) merged.push(...lines)
   return createEntry({
     status: old.status,
     reason: old.reason,

@@ -69,13 +69,15 @@ t.test('a stored response answers a Range, a HEAD and a conditional request itse
 
 t.test('a stored 204 has no Content-Length; a response without validators is never 304', async t => {
   const up = await startUpstream(t, 'a', (req, res) => {
-    res.writeHead(req.url === '/empty' ? 204 : 200, { 'cache-control': 'max-age=60' })
+    res.writeHead(req.url === '/empty' ? 204 : 200, { 'cache-control': 'max-age=60', ...(req.url === '/empty' ? { etag: '"n"' } : {}) })
     res.end(req.url === '/empty' ? undefined : 'plain')
   })
   const front = await startFront(t, up.port)
   await fetch(front.port, '/empty')
   const e = await fetch(front.port, '/empty', { headers: { range: 'bytes=0-1', 'if-none-match': '"x"' } })
   t.same([e.status, e.cache, e.headers['content-length']], [204, 'HIT', undefined], 'a 204 HIT, no Content-Length, no range')
+  const n = await fetch(front.port, '/empty', { headers: { 'if-none-match': '"n"' } })
+  t.same([n.status, n.headers.etag], [304, '"n"'], 'a 204 whose ETag matches: 304')
   await fetch(front.port, '/plain')
   const p = await fetch(front.port, '/plain', { headers: { 'if-none-match': '"x"', 'if-modified-since': 'Tue, 02 Jan 2024 00:00:00 GMT' } })
   t.equal(p.status, 200, 'no ETag to match: 200')

@@ -16,9 +16,10 @@ t.test('createEntry: the head a hit sends, and the size it counts', async t => {
   t.same(e.head, ['Content-Type', 'text/plain', 'ETag', '"e"', 'Last-Modified', 'then', 'Content-Length', '5'], 'no hop-by-hop, Connection-named, Age or upstream X-Cache-Status; the real length')
   t.same([e.etag, e.lastModified], ['"e"', 'then'], 'validators read')
   t.equal(e.size, ENTRY_OVERHEAD + 17 + 2 + 5 + (12 + 10 + 4) + (4 + 3 + 4) + (13 + 4 + 4) + 18 + 1, 'size: overhead, status line, body, headers as on the wire')
-  const refreshed = refreshEntry(e, ['Content-Type', 'text/html', 'Content-Length', '0', 'X-New', '1', 'Connection', 'close'], policy, freshness)
-  t.same(refreshed.head, ['Content-Type', 'text/html', 'ETag', '"e"', 'Last-Modified', 'then', 'X-New', '1', 'Content-Length', '5'], "a 304's fields replace or join the stored ones; the stored length stays")
-  t.equal(refreshed.body, e.body, 'the stored body')
+  const linked = entry('hello', [], {}, ['Link', '</a>', 'Content-Type', 'text/plain', 'Link', '</b>'])
+  const refreshed = refreshEntry(linked, ['Content-Type', 'text/html', 'Content-Length', '0', 'X-New', '1', 'Link', '</c>', 'Connection', 'close', 'x-new', '2'], policy, freshness)
+  t.same(refreshed.head, ['Link', '</c>', 'Content-Type', 'text/html', 'X-New', '1', 'x-new', '2', 'Content-Length', '5'], "a 304's fields replace the stored ones, every line of a name, or join them; the stored length stays")
+  t.equal(refreshed.body, linked.body, 'the stored body')
 })
 
 t.test('the store: variants per URL, newest first, at most maxVariants; a new Vary replaces them', async t => {

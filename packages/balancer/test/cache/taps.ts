@@ -142,3 +142,25 @@ t.test('the odd requests: a HEAD with Authorization, a write with no Host, a Loc
   const answer = await raw(front.port, 'POST /w HTTP/1.0\r\nContent-Length: 1\r\n\r\nx')
   t.match(answer, /^HTTP\/1\.1 200 .*x-cache-status: BYPASS/is, 'a write with no Host passes')
 })
+
+t.test('a request that passes (a HEAD, a Range) on an expired entry is served stale when the upstream fails', async t => {
+  let status = 200
+  const up = await startUpstream(t, 'a', (req, res) => {
+    res.writeHead(status, { 'cache-control': 'max-age=1' })
+    res.end(req.method === 'HEAD' ? undefined : '0123456789')
+  })
+  const front = await startFront(t, up.port)
+  await fetch(front.port, '/pass')
+  const key = primaryKey(`127.0.0.1:${front.port}`, '/pass')
+  await until(() => (front.cache.store.find(key, {})?.policy.age() ?? 0) >= 1, 'expiry')
+  status = 502
+  const range = await fetch(front.port, '/pass', { headers: { range: 'bytes=2-4' } })
+  t.same([range.status, range.cache, range.body.toString()], [206, 'STALE', '234'], 'a Range answered 502 upstream: the stale range')
+  status = 200
+  const fine = await fetch(front.port, '/pass', { method: 'HEAD' })
+  t.same([fine.status, fine.cache], [200, 'EXPIRED'], 'a HEAD the upstream answers: EXPIRED, passed on')
+  await up.close()
+  const head = await fetch(front.port, '/pass', { method: 'HEAD' })
+  t.same([head.status, head.cache, head.headers['content-length']], [200, 'STALE', '10'], 'a HEAD with no upstream: the stale head')
+  t.equal((await fetch(front.port, '/other', { method: 'HEAD' })).status, 502, 'one with nothing stored: 502')
+})
