@@ -67,12 +67,12 @@ function headWithoutLength(entry: Entry): string[] {
 }
 
 /**
- * Sends `entry` to the client with `Age` (the library's, rounded as it rounds it) and
- * `X-Cache-Status: status`. Returns the body bytes sent. The status, headers and body are written
- * in one `writeHead` + `end`, the cheapest way through node:http.
+ * Sends `entry` to the client with `Age` (`ageSeconds`, the library's `policy.age()`, rounded as
+ * it rounds it) and `X-Cache-Status: status`. Returns the body bytes sent. The status, headers
+ * and body are written in one `writeHead` + `end`, the cheapest way through node:http.
  */
-export function deliver(req: IncomingMessage, res: ServerResponse, entry: Entry, status: CacheStatus): number {
-  const age = String(Math.round(entry.policy.age()))
+export function deliver(req: IncomingMessage, res: ServerResponse, entry: Entry, status: CacheStatus, ageSeconds: number): number {
+  const age = String(Math.round(ageSeconds))
   if (notModified(req, entry)) {
     const head = headWithoutLength(entry)
     head.push('Age', age, 'X-Cache-Status', status)

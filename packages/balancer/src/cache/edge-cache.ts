@@ -64,9 +64,10 @@ export class EdgeCache implements TapOwner {
     // client cannot make every request go upstream; the operator's tool is purge.
     const entry = this.store.find(key, req.headers)
     if (entry !== undefined) {
-      const where = standing(entry.freshness, entry.policy.age())
+      const age = entry.policy.age()
+      const where = standing(entry.freshness, age)
       if (where === 'fresh') {
-        this.#answer(req, res, entry, 'HIT')
+        this.#answer(req, res, entry, 'HIT', age)
         return
       }
       if (where === 'stale-while-revalidate') {
@@ -74,7 +75,7 @@ export class EdgeCache implements TapOwner {
         // updating`: served at once, and one request not tied to any client refreshes it.
         const running = this.#locks.get(key)
         if (running === undefined) this.#refresh(req, key, entry)
-        this.#answer(req, res, entry, running === undefined ? 'STALE' : 'UPDATING')
+        this.#answer(req, res, entry, running === undefined ? 'STALE' : 'UPDATING', age)
         return
       }
     }
@@ -161,8 +162,8 @@ export class EdgeCache implements TapOwner {
   // --- the steps -------------------------------------------------------------------------------
 
   /** Serves a stored response the cache found for `req` itself, and has the balancer count it. */
-  #answer(req: IncomingMessage, res: ServerResponse, entry: Entry, status: CacheStatus): void {
-    const bytes = deliver(req, res, entry, status)
+  #answer(req: IncomingMessage, res: ServerResponse, entry: Entry, status: CacheStatus, age: number): void {
+    const bytes = deliver(req, res, entry, status, age)
     this.#counter.record(status)
     this.#upstreams.answered(req, res, status, bytes)
   }
@@ -170,7 +171,7 @@ export class EdgeCache implements TapOwner {
   /** A deliverer for a tap: a stored response to a client that may have left since (then nothing is sent). */
   #deliverer(req: IncomingMessage, res: ServerResponse): (entry: Entry, status: CacheStatus) => void {
     return (entry, status) => {
-      if (!res.headersSent && !res.destroyed) deliver(req, res, entry, status)
+      if (!res.headersSent && !res.destroyed) deliver(req, res, entry, status, entry.policy.age())
     }
   }
 
@@ -202,7 +203,8 @@ export class EdgeCache implements TapOwner {
     const stop = fill.wait(outcome => {
       res.off('close', onClose)
       const entry = this.store.find(key, req.headers)
-      if (outcome === 'stored' && entry !== undefined && standing(entry.freshness, entry.policy.age()) === 'fresh') this.#answer(req, res, entry, 'HIT')
+      const age = entry?.policy.age() ?? 0
+      if (outcome === 'stored' && entry !== undefined && standing(entry.freshness, age) === 'fresh') this.#answer(req, res, entry, 'HIT', age)
       else this.#pass(req, res, 'MISS', entry, false)
     }, this.lockTimeout)
     res.once('close', onClose)
