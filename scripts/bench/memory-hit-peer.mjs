@@ -33,7 +33,8 @@ createServer((req, res) => {
     up.on('data', c => chunks.push(c))
     up.on('end', () => {
       const headers = []
-      for (let i = 0; i < up.rawHeaders.length; i += 2) if (!HOP.has(up.rawHeaders[i].toLowerCase())) headers.push(up.rawHeaders[i], up.rawHeaders[i + 1])
+      for (let i = 0; i < up.rawHeaders.length; i += 2)
+        if (!HOP.has(up.rawHeaders[i].toLowerCase())) headers.push(up.rawHeaders[i], up.rawHeaders[i + 1])
       const body = Buffer.concat(chunks)
       store.set(req.url, { status: up.statusCode, headers, body, time: Date.now() })
       res.writeHead(up.statusCode, headers)

@@ -1,8 +1,5 @@
-/**
- * The cache's figures: responses by `X-Cache-Status`, since start and over the last minute, and
- * what the store holds. Plain numbers that add up across workers, like stats.ts.
- */
-import { SecondRing } from '../stats.js'
+// The cache's figures: responses by `X-Cache-Status`, since start and over the last minute, and what the store holds. Plain numbers that add up across workers, like stats.ts.
+import { SecondRing } from '../observe/stats.js'
 import { CACHE_STATUSES, type CacheStatus } from './types.js'
 
 /** Seconds the hit ratio is taken over. */

@@ -1,4 +1,4 @@
-/** Answers a client from a stored response: whole, as a HEAD, as one byte range, or as a 304. */
+// Answers a client from a stored response: whole, as a HEAD, as one byte range, or as a 304.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Entry } from './entry.js'
 import type { CacheStatus } from './types.js'
@@ -97,7 +97,14 @@ export function deliver(req: IncomingMessage, res: ServerResponse, entry: Entry,
   return entry.body.length
 }
 
-function deliverRange(req: IncomingMessage, res: ServerResponse, entry: Entry, status: CacheStatus, age: string, ask: Exclude<RangeAsk, 'whole'>): number {
+function deliverRange(
+  req: IncomingMessage,
+  res: ServerResponse,
+  entry: Entry,
+  status: CacheStatus,
+  age: string,
+  ask: Exclude<RangeAsk, 'whole'>,
+): number {
   const size = entry.body.length
   const head = headWithoutLength(entry)
   head.push('Age', age, 'X-Cache-Status', status)

@@ -1,9 +1,4 @@
-/**
- * The edge cache: the step before choosing an upstream. It answers from what it stored, sends one
- * request upstream per key while the others wait, refreshes in the background, and keeps pages
- * served through an outage. nginx's proxy_cache semantics on RFC 9111, with a lock that also
- * covers expired entries and a purge, which nginx has only in its commercial build.
- */
+// The edge cache, the step before choosing an upstream: answers from what it stored, one fetch per key, refreshes, stale pages through an outage.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CacheCounter, type CacheCounts } from './counters.js'
 import { deliver } from './deliver.js'
@@ -21,6 +16,12 @@ const UNSAFE: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 /** What `purge` removes: one URL (path and query) under every Host, everything under a path prefix, or all. */
 export type PurgeTarget = { url: string } | { prefix: string } | { all: true }
 
+/**
+ * nginx's proxy_cache semantics on RFC 9111, with a lock that also covers expired entries and a
+ * purge, which nginx has only in its commercial build. It answers from what it stored, sends one
+ * request upstream per key while the others wait, refreshes in the background, and keeps pages
+ * served through an outage.
+ */
 export class EdgeCache implements TapOwner {
   readonly store: CacheStore
   readonly rules: RuleSettings
@@ -100,7 +101,8 @@ export class EdgeCache implements TapOwner {
 
   /** Removes what `target` names, from every variant and Host; returns how many responses went. */
   purge(target: PurgeTarget): number {
-    const matches = 'url' in target ? (t: string) => t === target.url : 'prefix' in target ? (t: string) => t.startsWith(target.prefix) : () => true
+    const matches =
+      'url' in target ? (t: string) => t === target.url : 'prefix' in target ? (t: string) => t.startsWith(target.prefix) : () => true
     const byKey = (key: string) => matches(key.slice(key.indexOf('\n') + 1))
     // A fetch running for a purged key brings what may be older than the purge: it is not stored.
     this.#locks.purge(byKey)
@@ -179,7 +181,14 @@ export class EdgeCache implements TapOwner {
     this.#upstreams.forward(req, res, new PassTap(this, req, status, stale, invalidates, this.#deliverer(req, res)))
   }
 
-  #fetch(req: IncomingMessage, res: ServerResponse, key: string, stale: Entry | undefined, status: CacheStatus, fill: Fill | undefined): void {
+  #fetch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    key: string,
+    stale: Entry | undefined,
+    status: CacheStatus,
+    fill: Fill | undefined,
+  ): void {
     const tap = new FetchTap(this, req, key, stale, status, fill, this.#deliverer(req, res))
     // A client that leaves before the response came lets the lock go at once.
     if (fill !== undefined) res.once('close', tap.clientGone)
@@ -204,7 +213,8 @@ export class EdgeCache implements TapOwner {
       res.off('close', onClose)
       const entry = this.store.find(key, req.headers)
       const age = entry?.policy.age() ?? 0
-      if (outcome === 'stored' && entry !== undefined && standing(entry.freshness, age) === 'fresh') this.#answer(req, res, entry, 'HIT', age)
+      if (outcome === 'stored' && entry !== undefined && standing(entry.freshness, age) === 'fresh')
+        this.#answer(req, res, entry, 'HIT', age)
       else this.#pass(req, res, 'MISS', entry, false)
     }, this.lockTimeout)
     res.once('close', onClose)

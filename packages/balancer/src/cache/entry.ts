@@ -1,4 +1,4 @@
-/** One stored response: its head as a hit sends it, its body, its policy and freshness. */
+// One stored response: its head as a hit sends it, its body, its policy and freshness.
 import type CachePolicy from 'http-cache-semantics'
 import type { Freshness } from './rules.js'
 
@@ -92,7 +92,19 @@ export function createEntry(p: EntryParts): Entry {
     head.push('Content-Length', length)
     size += 18 + length.length
   }
-  return { status: p.status, reason: p.reason, head, body: p.body, policy: p.policy, freshness: p.freshness, varyNames: p.varyNames, variantKey: p.variantKey, etag, lastModified, size }
+  return {
+    status: p.status,
+    reason: p.reason,
+    head,
+    body: p.body,
+    policy: p.policy,
+    freshness: p.freshness,
+    varyNames: p.varyNames,
+    variantKey: p.variantKey,
+    etag,
+    lastModified,
+    size,
+  }
 }
 
 /**

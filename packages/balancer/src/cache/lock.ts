@@ -1,7 +1,4 @@
-/**
- * The cache lock (nginx `proxy_cache_lock`): one fetch per key at a time, the others waiting
- * for it; and the memory of keys whose fetch could not be stored (Varnish's hit-for-miss).
- */
+// The cache lock (nginx `proxy_cache_lock`): one fetch per key at a time, the others waiting for it; and the memory of keys whose fetch could not be stored (Varnish's hit-for-miss).
 
 /**
  * How a fetch others waited on ended:

@@ -1,4 +1,4 @@
-/** The purge request of the admin listener: `DELETE /cache`, `?url=` one URL, `?prefix=` a path prefix. */
+// The purge request of the admin listener: `DELETE /cache`, `?url=` one URL, `?prefix=` a path prefix.
 import type { PurgeTarget } from './edge-cache.js'
 
 /**

@@ -1,7 +1,4 @@
-/**
- * What may be stored, and for how long it may be served: RFC 9111 through http-cache-semantics,
- * with the rules nginx and this project add on top.
- */
+// What may be stored, and for how long it may be served: RFC 9111 through http-cache-semantics, with the rules nginx and this project add on top.
 import type { IncomingHttpHeaders } from 'node:http'
 import CachePolicy from 'http-cache-semantics'
 import { varyNames } from './vary.js'
@@ -59,7 +56,16 @@ export function directives(value: string | string[] | undefined): Map<string, st
   for (const part of text.split(',')) {
     const eq = part.indexOf('=')
     const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase()
-    if (name !== '') out.set(name, eq < 0 ? true : part.slice(eq + 1).trim().replace(/^"|"$/g, ''))
+    if (name !== '')
+      out.set(
+        name,
+        eq < 0
+          ? true
+          : part
+              .slice(eq + 1)
+              .trim()
+              .replace(/^"|"$/g, ''),
+      )
   }
   return out
 }
@@ -96,18 +102,28 @@ export function judge(req: PolicyRequest, status: number, headers: IncomingHttpH
     if (cc.has(d)) return { store: false, reason: `Cache-Control: ${d}` }
   }
   // RFC 9111 §5.4: Pragma: no-cache counts as Cache-Control: no-cache when that is absent.
-  if (headers['cache-control'] === undefined && /no-cache/i.test(String(headers.pragma ?? ''))) return { store: false, reason: 'Pragma: no-cache' }
+  if (headers['cache-control'] === undefined && /no-cache/i.test(String(headers.pragma ?? '')))
+    return { store: false, reason: 'Pragma: no-cache' }
   if (varyNames(headers.vary).includes('*')) return { store: false, reason: 'Vary: *' }
   const policy = policyOf(req, status, headers)
   if (!policy.storable()) {
-    const why = req.headers.authorization === undefined ? 'not storable (RFC 9111 §3)' : 'a response to a request with Authorization that says neither public, s-maxage nor must-revalidate (RFC 9111 §3.5)'
+    const why =
+      req.headers.authorization === undefined
+        ? 'not storable (RFC 9111 §3)'
+        : 'a response to a request with Authorization that says neither public, s-maxage nor must-revalidate (RFC 9111 §3.5)'
     return { store: false, reason: why }
   }
   const stated = cc.has('s-maxage') || cc.has('max-age') || headers.expires !== undefined
   let lifetime = 0
   if (stated) lifetime = statedLifetime(req, status, headers, cc, policy)
   else if (DEFAULT_TTL_STATUSES.has(status)) lifetime = settings.defaultTtl
-  if (!(lifetime > 0)) return { store: false, reason: stated ? 'the response is stale already (max-age=0 or Expires in the past)' : 'the response states no freshness, and --cache-default-ttl is 0' }
+  if (!(lifetime > 0))
+    return {
+      store: false,
+      reason: stated
+        ? 'the response is stale already (max-age=0 or Expires in the past)'
+        : 'the response states no freshness, and --cache-default-ttl is 0',
+    }
   const freshness: Freshness = {
     lifetime,
     staleWhileRevalidate: seconds(cc, 'stale-while-revalidate'),
@@ -124,7 +140,13 @@ export function judge(req: PolicyRequest, status: number, headers: IncomingHttpH
  * same mistake as its `must-revalidate` quirk in evaluateRequest): the lifetime is then read with
  * that directive left out, and `mayServeStale` keeps its meaning.
  */
-function statedLifetime(req: PolicyRequest, status: number, headers: IncomingHttpHeaders, cc: Map<string, string | true>, policy: CachePolicy): number {
+function statedLifetime(
+  req: PolicyRequest,
+  status: number,
+  headers: IncomingHttpHeaders,
+  cc: Map<string, string | true>,
+  policy: CachePolicy,
+): number {
   if (!cc.has('proxy-revalidate')) return policy.maxAge()
   const without = [...cc].filter(([name]) => name !== 'proxy-revalidate').map(([name, v]) => (v === true ? name : `${name}=${v}`))
   return policyOf(req, status, { ...headers, 'cache-control': without.join(', ') }).maxAge()

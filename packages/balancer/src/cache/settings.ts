@@ -1,6 +1,6 @@
-/** The edge cache's settings: its CLI flags and config keys, their parsing, and its options. */
+// The edge cache's settings: its CLI flags and config keys, their parsing, and its options.
 import { ConfigError } from '../errors.js'
-import { parseDuration } from '../values.js'
+import { parseDuration } from '../config/parse.js'
 
 /** Options of the edge cache. Sizes in bytes, durations in ms. */
 export interface EdgeCacheOptions {
@@ -37,11 +37,13 @@ export const CACHE_SETTINGS = {
   cache: { describe: 'Turn the edge cache on, with this memory budget (e.g. 256mb); off unless set', default: undefined },
   'cache-max-object': { describe: 'Larger responses stream through and are not stored', default: '8mb' },
   'cache-default-ttl': {
-    describe: 'Freshness for a 200 or 301 that has no max-age, s-maxage or Expires (nginx proxy_cache_valid); 0: such responses are not stored',
+    describe:
+      'Freshness for a 200 or 301 that has no max-age, s-maxage or Expires (nginx proxy_cache_valid); 0: such responses are not stored',
     default: '0',
   },
   'cache-lock-timeout': {
-    describe: "How long a request waits for another's fetch of the same URL, then goes upstream itself without storing (nginx proxy_cache_lock_timeout)",
+    describe:
+      "How long a request waits for another's fetch of the same URL, then goes upstream itself without storing (nginx proxy_cache_lock_timeout)",
     default: '5s',
   },
   'cache-stale-if-error': {
@@ -60,7 +62,12 @@ const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 
  * @throws ConfigError naming `what` and the bad value.
  */
 export function parseSize(value: unknown, what: string): number {
-  const m = typeof value === 'number' ? [String(value), String(value), ''] : typeof value === 'string' ? /^(\d+(?:\.\d+)?)\s*([kmg]?b?)$/i.exec(value.trim()) : null
+  const m =
+    typeof value === 'number'
+      ? [String(value), String(value), '']
+      : typeof value === 'string'
+        ? /^(\d+(?:\.\d+)?)\s*([kmg]?b?)$/i.exec(value.trim())
+        : null
   const bytes = m === null ? NaN : Math.floor(Number(m[1]) * (UNITS[(m[2] as string).toLowerCase()] as number))
   if (!Number.isSafeInteger(bytes) || bytes < 0) {
     throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a size (use e.g. 512kb, 64mb, 1gb, or a number of bytes)`)
@@ -80,7 +87,8 @@ export function resolveCacheOptions(pick: (key: CacheSettingKey) => unknown): Ed
   const budget = pick('cache')
   if (budget === undefined || budget === 'off' || budget === false) return undefined
   const maxBytes = parseSize(budget, 'cache')
-  if (maxBytes < MIN_BUDGET) throw new ConfigError(`cache: ${JSON.stringify(budget)} is below the smallest budget, 64kb (use off to turn the cache off)`)
+  if (maxBytes < MIN_BUDGET)
+    throw new ConfigError(`cache: ${JSON.stringify(budget)} is below the smallest budget, 64kb (use off to turn the cache off)`)
   const maxObject = parseSize(pick('cache-max-object'), 'cache-max-object')
   if (maxObject === 0) throw new ConfigError('cache-max-object: 0 would store nothing; leave --cache unset to turn the cache off')
   return {

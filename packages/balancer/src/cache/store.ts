@@ -1,7 +1,4 @@
-/**
- * Where stored responses live: an lru-cache bounded by bytes, one slot per primary key (Host,
- * path and query) holding that URL's variants.
- */
+// Where stored responses live: an lru-cache bounded by bytes, one slot per primary key (Host, path and query) holding that URL's variants.
 import type { IncomingHttpHeaders } from 'node:http'
 import { LRUCache } from 'lru-cache'
 import type { Entry } from './entry.js'

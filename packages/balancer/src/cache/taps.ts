@@ -1,8 +1,5 @@
-/**
- * The cache's side of an upstream request: `FetchTap` for one whose response may be stored (a
- * miss, a revalidation, a background refresh), `PassTap` for one that stores nothing.
- */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+// The cache's side of an upstream request: `FetchTap` for one whose response may be stored (a miss, a revalidation, a background refresh), `PassTap` for one that stores nothing.
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { createEntry, refreshEntry, type Entry } from './entry.js'
 import type { Fill, FillOutcome } from './lock.js'
 import { judge, servableOnError, type PolicyRequest, type RuleSettings } from './rules.js'
@@ -96,7 +93,15 @@ export class FetchTap implements ResponseTap {
   readonly #deliver: Deliver | undefined
   #counted = false
 
-  constructor(owner: TapOwner, req: IncomingMessage, key: string, stale: Entry | undefined, status: CacheStatus, fill: Fill | undefined, deliver: Deliver | undefined) {
+  constructor(
+    owner: TapOwner,
+    req: IncomingMessage,
+    key: string,
+    stale: Entry | undefined,
+    status: CacheStatus,
+    fill: Fill | undefined,
+    deliver: Deliver | undefined,
+  ) {
     this.#owner = owner
     this.#req = { method: 'GET', url: req.url as string, headers: req.headers }
     this.#key = key
@@ -283,7 +288,14 @@ export class PassTap implements ResponseTap {
   readonly #invalidates: boolean
   readonly #deliver: Deliver
 
-  constructor(owner: TapOwner, req: IncomingMessage, status: CacheStatus, stale: Entry | undefined, invalidates: boolean, deliver: Deliver) {
+  constructor(
+    owner: TapOwner,
+    req: IncomingMessage,
+    status: CacheStatus,
+    stale: Entry | undefined,
+    invalidates: boolean,
+    deliver: Deliver,
+  ) {
     this.#owner = owner
     this.#req = req
     this.status = status

@@ -1,7 +1,4 @@
-/**
- * The edge cache's contract with the balancer around it, in a leaf file: the cache imports
- * nothing of the forwarder's, and the forwarder nothing of the cache but these shapes.
- */
+// The edge cache's contract with the balancer around it, in a leaf file: the cache imports nothing of the forwarder's, and the forwarder nothing of the cache but these shapes.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
 /**

@@ -1,4 +1,4 @@
-/** `Vary`: which request headers select a stored variant, and their values as compared. */
+// `Vary`: which request headers select a stored variant, and their values as compared.
 import type { IncomingHttpHeaders } from 'node:http'
 
 /** The header names a `Vary` value lists: lower case, each once, in order; `*` stays `*`. */
@@ -24,7 +24,11 @@ const ABSENT = '\u0000'
 export function normalizeValue(value: string | string[] | undefined): string {
   if (value === undefined) return ABSENT
   const text = Array.isArray(value) ? value.join(',') : value
-  return text.toLowerCase().split(',').map(s => s.trim()).join(',')
+  return text
+    .toLowerCase()
+    .split(',')
+    .map(s => s.trim())
+    .join(',')
 }
 
 /** The selection a request makes among variants that vary on `names`: its normalized values, joined. */

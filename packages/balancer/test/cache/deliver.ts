@@ -53,7 +53,11 @@ t.test('a stored response answers a Range, a HEAD and a conditional request itse
   const etagRange = await fetch(front.port, '/r', { headers: { range: 'bytes=0-1', 'if-range': '"e1"' } })
   t.equal(etagRange.status, 206, 'one that holds (an ETag): the range')
   const h = await fetch(front.port, '/r', { method: 'HEAD' })
-  t.same([h.cache, h.status, h.headers['content-length'], h.body.length], ['HIT', 200, '20', 0], 'a HEAD from the GET entry: its head, no body')
+  t.same(
+    [h.cache, h.status, h.headers['content-length'], h.body.length],
+    ['HIT', 200, '20', 0],
+    'a HEAD from the GET entry: its head, no body',
+  )
   const hr = await fetch(front.port, '/r', { method: 'HEAD', headers: { range: 'bytes=0-1' } })
   t.same([hr.status, hr.body.length], [206, 0], 'a ranged HEAD: the 206 head alone')
   const inm = await fetch(front.port, '/r', { headers: { 'if-none-match': 'W/"zz", W/"e1"' } })
@@ -62,7 +66,11 @@ t.test('a stored response answers a Range, a HEAD and a conditional request itse
   t.equal((await fetch(front.port, '/r', { headers: { 'if-none-match': '"other"' } })).status, 200, 'another ETag: 200')
   const ims = await fetch(front.port, '/r', { headers: { 'if-modified-since': 'Tue, 02 Jan 2024 00:00:00 GMT' } })
   t.equal(ims.status, 304, 'If-Modified-Since after Last-Modified: 304')
-  t.equal((await fetch(front.port, '/r', { headers: { 'if-modified-since': 'Sun, 31 Dec 2023 00:00:00 GMT' } })).status, 200, 'before it: 200')
+  t.equal(
+    (await fetch(front.port, '/r', { headers: { 'if-modified-since': 'Sun, 31 Dec 2023 00:00:00 GMT' } })).status,
+    200,
+    'before it: 200',
+  )
   t.equal((await fetch(front.port, '/r', { headers: { 'if-modified-since': 'not a date' } })).status, 200, 'not a date: 200')
   t.equal(up.seen.length, 4, 'none of those reached the upstream')
 })

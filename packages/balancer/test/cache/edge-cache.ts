@@ -31,7 +31,10 @@ t.test('a stored 200 is a HIT that never reaches the upstream, and its Age grows
   t.equal((await fetch(front.port, '/page?x=1', { headers: { host: 'other.example' } })).cache, 'MISS', 'another Host is another key')
   const replies = await askUntil(front.port, '/page?x=1', r => r.headers.age !== '0', 'Age to grow')
   const last = replies.at(-1) as Reply
-  t.ok(replies.every(r => r.cache === 'HIT'), 'every answer meanwhile was a HIT')
+  t.ok(
+    replies.every(r => r.cache === 'HIT'),
+    'every answer meanwhile was a HIT',
+  )
   t.ok(Number(last.headers.age) >= 1, `Age grew to ${last.headers.age}`)
   t.equal(up.seen.length, 3, 'no HIT reached the upstream')
   t.equal(front.cache.counts().requests.HIT, replies.length + 1, 'every HIT is counted')
@@ -49,7 +52,12 @@ const NEVER: [string, number, Record<string, string | string[]>, number?][] = [
   ['a 302', 302, { 'cache-control': 'max-age=60', location: '/elsewhere' }],
   ['a 500', 500, { 'cache-control': 'max-age=60' }],
   ['a 206', 206, { 'cache-control': 'max-age=60', 'content-range': 'bytes 0-6/100' }],
-  ['no freshness and --cache-default-ttl 0 (no heuristic from Last-Modified)', 200, { 'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT' }, 0],
+  [
+    'no freshness and --cache-default-ttl 0 (no heuristic from Last-Modified)',
+    200,
+    { 'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT' },
+    0,
+  ],
   ['max-age=0', 200, { 'cache-control': 'max-age=0' }],
   ['a 404 with no freshness (the default TTL is for 200 and 301)', 404, {}],
 ]
@@ -84,7 +92,11 @@ t.test('Authorization: never answered from a stored response; stored only when t
   const alice = await fetch(front.port, '/mine', { headers: { authorization: 'Basic YWxpY2U6eA==' } })
   t.equal(alice.cache, 'BYPASS', 'a request with Authorization bypasses the stored response')
   t.equal(alice.body.toString(), 'for Basic YWxpY2U6eA==\n', 'and gets its own answer')
-  t.equal((await fetch(front.port, '/mine', { headers: { authorization: 'Basic Ym9iOng=' } })).body.toString(), 'for Basic Ym9iOng=\n', 'so does the next user')
+  t.equal(
+    (await fetch(front.port, '/mine', { headers: { authorization: 'Basic Ym9iOng=' } })).body.toString(),
+    'for Basic Ym9iOng=\n',
+    'so does the next user',
+  )
   const anon = await fetch(front.port, '/mine')
   t.equal(anon.body.toString(), 'for anyone\n', "no user's answer was stored over the anonymous one")
   t.equal(anon.cache, 'HIT', 'which is still a HIT')
@@ -109,7 +121,10 @@ t.test('the lock: 200 concurrent requests for one cold key send one request upst
   release()
   const all = await Promise.all(replies)
   t.equal(up.seen.length, 1, 'exactly one upstream request')
-  t.ok(all.every(r => r.status === 200 && r.body.toString() === 'the one answer\n'), 'all 200 got its answer')
+  t.ok(
+    all.every(r => r.status === 200 && r.body.toString() === 'the one answer\n'),
+    'all 200 got its answer',
+  )
   t.same(all.filter(r => r.cache === 'MISS').length, 1, 'one MISS')
   t.same(all.filter(r => r.cache === 'HIT').length, 199, 'and 199 HITs, served from what it stored')
 })
@@ -133,7 +148,10 @@ t.test('the lock: when the fetch is uncacheable, every waiter goes upstream at o
   const all = await Promise.all(replies)
   t.equal(up.seen.length, 200, 'each request went upstream once')
   t.equal(new Set(all.map(r => r.body.toString())).size, 200, 'and got its own answer')
-  t.ok(all.every(r => r.cache === 'MISS' && r.headers['set-cookie'] !== undefined), 'every one a MISS with its own cookie')
+  t.ok(
+    all.every(r => r.cache === 'MISS' && r.headers['set-cookie'] !== undefined),
+    'every one a MISS with its own cookie',
+  )
   // Hit-for-miss: two more requests both reach the upstream while neither is answered.
   let second = (): void => {}
   const both = new Promise<void>(resolve => (second = resolve))
@@ -165,7 +183,10 @@ t.test('the lock times out: a waiter goes upstream itself, and its answer is not
     })
   })
   const front = await startFront(t, up.port, { lockTimeout: 50 })
-  const [first, waited] = await Promise.all([fetch(front.port, '/slow'), until(() => front.received === 1, 'the first').then(() => fetch(front.port, '/slow'))])
+  const [first, waited] = await Promise.all([
+    fetch(front.port, '/slow'),
+    until(() => front.received === 1, 'the first').then(() => fetch(front.port, '/slow')),
+  ])
   t.equal(waited.body.toString(), 'answer 2\n', 'the waiter went upstream on its own')
   t.equal(waited.cache, 'MISS', 'as a MISS')
   t.equal(first.body.toString(), 'answer 1\n', 'the first got its own answer')
@@ -190,7 +211,12 @@ t.test('stale-while-revalidate: answered at once, one background request, then a
 
 t.test('revalidation: an ETag answered 304 makes the stored response fresh again, REVALIDATED', async t => {
   const up = await startUpstream(t, 'a', (req, res) => {
-    const headers = { 'cache-control': 'max-age=1', etag: '"v1"', 'x-version': req.headers['if-none-match'] === undefined ? 'first' : 'refreshed', link: ['</a>', '</b>'] }
+    const headers = {
+      'cache-control': 'max-age=1',
+      etag: '"v1"',
+      'x-version': req.headers['if-none-match'] === undefined ? 'first' : 'refreshed',
+      link: ['</a>', '</b>'],
+    }
     if (req.headers['if-none-match'] === '"v1"') {
       res.writeHead(304, headers)
       res.end()
@@ -224,21 +250,34 @@ t.test('revalidation: an ETag answered 304 makes the stored response fresh again
 
 t.test('stale on error: every upstream gone, a stored URL is STALE within stale-if-error, and 502 past it', async t => {
   const up = await startUpstream(t, 'a', (req, res) => {
-    res.writeHead(200, { 'cache-control': req.url === '/short' ? 'max-age=1, stale-if-error=1' : req.url === '/strict' ? 'max-age=1, must-revalidate' : 'max-age=1' })
+    res.writeHead(200, {
+      'cache-control':
+        req.url === '/short' ? 'max-age=1, stale-if-error=1' : req.url === '/strict' ? 'max-age=1, must-revalidate' : 'max-age=1',
+    })
     res.end(`page ${req.url}\n`)
   })
   const front = await startFront(t, up.port)
   for (const path of ['/kept', '/short', '/strict']) await fetch(front.port, path)
   await up.close()
   const kept = (await askUntil(front.port, '/kept', r => r.cache !== 'HIT', '/kept to expire')).at(-1) as Reply
-  t.same([kept.status, kept.cache, kept.body.toString()], [200, 'STALE', 'page /kept\n'], 'the stored page is served STALE (--cache-stale-if-error 1h)')
+  t.same(
+    [kept.status, kept.cache, kept.body.toString()],
+    [200, 'STALE', 'page /kept\n'],
+    'the stored page is served STALE (--cache-stale-if-error 1h)',
+  )
   const uncached = await fetch(front.port, '/never-seen')
   t.equal(uncached.status, 502, 'a URL never stored gets 502')
   const strict = await askUntil(front.port, '/strict', r => r.cache !== 'HIT', '/strict to expire')
   t.equal(strict.at(-1)?.status, 502, 'must-revalidate: 502 once expired')
-  t.ok(strict.every(r => r.cache !== 'STALE'), 'and never a stale response')
+  t.ok(
+    strict.every(r => r.cache !== 'STALE'),
+    'and never a stale response',
+  )
   const short = await askUntil(front.port, '/short', r => r.status === 502, '/short to pass its stale-if-error window')
-  t.ok(short.some(r => r.cache === 'STALE'), 'within stale-if-error=1 it was STALE')
+  t.ok(
+    short.some(r => r.cache === 'STALE'),
+    'within stale-if-error=1 it was STALE',
+  )
   t.equal(short.at(-1)?.status, 502, 'past it, 502')
 })
 
@@ -296,7 +335,7 @@ t.test('a truncated body is never stored; the next request is a MISS', async t =
 
 t.test('a 20 MB response streams through intact with --cache-max-object 8mb, and is not stored', async t => {
   const body = Buffer.alloc(20 * 1024 * 1024)
-  for (let i = 0; i < body.length; i += 4) body.writeUInt32LE(i * 2654435761 >>> 0, i)
+  for (let i = 0; i < body.length; i += 4) body.writeUInt32LE((i * 2654435761) >>> 0, i)
   const up = await startUpstream(t, 'a', (req, res) => {
     res.writeHead(200, { 'cache-control': 'max-age=60', ...(req.url === '/sized' ? { 'content-length': String(body.length) } : {}) })
     res.end(body)

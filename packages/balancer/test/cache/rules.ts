@@ -5,22 +5,25 @@ import { directives, judge, servableOnError, standing, type PolicyRequest } from
 const req: PolicyRequest = { method: 'GET', url: '/', headers: { host: 'h' } }
 const settings = { defaultTtl: 0, staleIfError: 3600 }
 
-t.test('http-cache-semantics 4.3 still forces revalidation of a fresh must-revalidate response: the cache does not ask evaluateRequest', async t => {
-  // The quirk the issue names: since 4.2.0, evaluateRequest() wants a revalidation for any
-  // must-revalidate response, fresh or not. The cache reads freshness from maxAge() and age()
-  // instead (rules.ts standing()). If this fails, the library fixed it, and the workaround may go.
-  const policy = new CachePolicy(req, { status: 200, headers: { 'cache-control': 'max-age=60, must-revalidate' } }, { shared: true })
-  t.notOk(policy.stale(), 'the response is fresh')
-  t.ok(policy.evaluateRequest(req).revalidation, 'yet evaluateRequest asks for a revalidation')
-  const verdict = judge(req, 200, { 'cache-control': 'max-age=60, must-revalidate' }, settings)
-  t.ok(verdict.store && standing(verdict.freshness, 0) === 'fresh', 'the cache calls it fresh')
-  t.ok(verdict.store && !verdict.freshness.mayServeStale, 'and never serves it stale')
-  // The second quirk: proxy-revalidate reads as "never fresh" in a shared cache.
-  const pr = new CachePolicy(req, { status: 200, headers: { 'cache-control': 'max-age=60, proxy-revalidate' } }, { shared: true })
-  t.equal(pr.maxAge(), 0, 'the library gives proxy-revalidate no freshness')
-  const v = judge(req, 200, { 'cache-control': 'public, max-age=60, proxy-revalidate' }, settings)
-  t.ok(v.store && v.freshness.lifetime === 60 && !v.freshness.mayServeStale, 'the cache gives it its max-age, and no stale serving')
-})
+t.test(
+  'http-cache-semantics 4.3 still forces revalidation of a fresh must-revalidate response: the cache does not ask evaluateRequest',
+  async t => {
+    // The quirk the issue names: since 4.2.0, evaluateRequest() wants a revalidation for any
+    // must-revalidate response, fresh or not. The cache reads freshness from maxAge() and age()
+    // instead (rules.ts standing()). If this fails, the library fixed it, and the workaround may go.
+    const policy = new CachePolicy(req, { status: 200, headers: { 'cache-control': 'max-age=60, must-revalidate' } }, { shared: true })
+    t.notOk(policy.stale(), 'the response is fresh')
+    t.ok(policy.evaluateRequest(req).revalidation, 'yet evaluateRequest asks for a revalidation')
+    const verdict = judge(req, 200, { 'cache-control': 'max-age=60, must-revalidate' }, settings)
+    t.ok(verdict.store && standing(verdict.freshness, 0) === 'fresh', 'the cache calls it fresh')
+    t.ok(verdict.store && !verdict.freshness.mayServeStale, 'and never serves it stale')
+    // The second quirk: proxy-revalidate reads as "never fresh" in a shared cache.
+    const pr = new CachePolicy(req, { status: 200, headers: { 'cache-control': 'max-age=60, proxy-revalidate' } }, { shared: true })
+    t.equal(pr.maxAge(), 0, 'the library gives proxy-revalidate no freshness')
+    const v = judge(req, 200, { 'cache-control': 'public, max-age=60, proxy-revalidate' }, settings)
+    t.ok(v.store && v.freshness.lifetime === 60 && !v.freshness.mayServeStale, 'the cache gives it its max-age, and no stale serving')
+  },
+)
 
 t.test('judge: the reasons a response is not stored', async t => {
   const cases: [string, number, Record<string, string>, RegExp, PolicyRequest?][] = [
@@ -40,8 +43,18 @@ t.test('judge: the reasons a response is not stored', async t => {
   }
   const s = judge(req, 200, { 'cache-control': 's-maxage=30, max-age=5, stale-while-revalidate=7, stale-if-error=9' }, settings)
   t.ok(s.store, 'stored')
-  if (s.store) t.same(s.freshness, { lifetime: 30, staleWhileRevalidate: 7, staleIfError: 9, mayServeStale: false }, 's-maxage wins and forbids serving stale')
-  const auth = judge({ ...req, headers: { host: 'h', authorization: 'x' } }, 200, { 'cache-control': 'max-age=60, must-revalidate' }, settings)
+  if (s.store)
+    t.same(
+      s.freshness,
+      { lifetime: 30, staleWhileRevalidate: 7, staleIfError: 9, mayServeStale: false },
+      's-maxage wins and forbids serving stale',
+    )
+  const auth = judge(
+    { ...req, headers: { host: 'h', authorization: 'x' } },
+    200,
+    { 'cache-control': 'max-age=60, must-revalidate' },
+    settings,
+  )
   t.ok(auth.store, 'must-revalidate lets a response to Authorization be stored (RFC 9111 §3.5)')
 })
 
@@ -56,6 +69,14 @@ t.test('standing and stale-if-error', async t => {
 })
 
 t.test('directives', async t => {
-  t.same([...directives(['max-age="5"', ' No-Cache ,,x=']).entries()], [['max-age', '5'], ['no-cache', true], ['x', '']], 'names lower-cased, quotes dropped, empty parts skipped')
+  t.same(
+    [...directives(['max-age="5"', ' No-Cache ,,x=']).entries()],
+    [
+      ['max-age', '5'],
+      ['no-cache', true],
+      ['x', ''],
+    ],
+    'names lower-cased, quotes dropped, empty parts skipped',
+  )
   t.equal(directives(undefined).size, 0, 'none')
 })

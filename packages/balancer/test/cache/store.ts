@@ -8,17 +8,62 @@ const freshness = { lifetime: 60, staleWhileRevalidate: 0, staleIfError: 0, mayS
 const policy = new CachePolicy({ url: '/', headers: {} }, { status: 200, headers: {} })
 
 function entry(body: string, vary: string[] = [], selection: Record<string, string> = {}, rawHeaders: string[] = []): Entry {
-  return createEntry({ status: 200, reason: 'OK', rawHeaders, body: Buffer.from(body), policy, freshness, varyNames: vary, variantKey: variantKey(vary, selection) })
+  return createEntry({
+    status: 200,
+    reason: 'OK',
+    rawHeaders,
+    body: Buffer.from(body),
+    policy,
+    freshness,
+    varyNames: vary,
+    variantKey: variantKey(vary, selection),
+  })
 }
 
 t.test('createEntry: the head a hit sends, and the size it counts', async t => {
-  const e = entry('hello', [], {}, ['Content-Type', 'text/plain', 'Connection', 'x-hop', 'X-Hop', '1', 'Transfer-Encoding', 'chunked', 'Age', '5', 'Content-Length', '99', 'ETag', '"e"', 'Last-Modified', 'then', 'X-Cache-Status', 'HIT'])
-  t.same(e.head, ['Content-Type', 'text/plain', 'ETag', '"e"', 'Last-Modified', 'then', 'Content-Length', '5'], 'no hop-by-hop, Connection-named, Age or upstream X-Cache-Status; the real length')
+  const e = entry('hello', [], {}, [
+    'Content-Type',
+    'text/plain',
+    'Connection',
+    'x-hop',
+    'X-Hop',
+    '1',
+    'Transfer-Encoding',
+    'chunked',
+    'Age',
+    '5',
+    'Content-Length',
+    '99',
+    'ETag',
+    '"e"',
+    'Last-Modified',
+    'then',
+    'X-Cache-Status',
+    'HIT',
+  ])
+  t.same(
+    e.head,
+    ['Content-Type', 'text/plain', 'ETag', '"e"', 'Last-Modified', 'then', 'Content-Length', '5'],
+    'no hop-by-hop, Connection-named, Age or upstream X-Cache-Status; the real length',
+  )
   t.same([e.etag, e.lastModified], ['"e"', 'then'], 'validators read')
-  t.equal(e.size, ENTRY_OVERHEAD + 17 + 2 + 5 + (12 + 10 + 4) + (4 + 3 + 4) + (13 + 4 + 4) + 18 + 1, 'size: overhead, status line, body, headers as on the wire')
+  t.equal(
+    e.size,
+    ENTRY_OVERHEAD + 17 + 2 + 5 + (12 + 10 + 4) + (4 + 3 + 4) + (13 + 4 + 4) + 18 + 1,
+    'size: overhead, status line, body, headers as on the wire',
+  )
   const linked = entry('hello', [], {}, ['Link', '</a>', 'Content-Type', 'text/plain', 'Link', '</b>'])
-  const refreshed = refreshEntry(linked, ['Content-Type', 'text/html', 'Content-Length', '0', 'X-New', '1', 'Link', '</c>', 'Connection', 'close', 'x-new', '2'], policy, freshness)
-  t.same(refreshed.head, ['Link', '</c>', 'Content-Type', 'text/html', 'X-New', '1', 'x-new', '2', 'Content-Length', '5'], "a 304's fields replace the stored ones, every line of a name, or join them; the stored length stays")
+  const refreshed = refreshEntry(
+    linked,
+    ['Content-Type', 'text/html', 'Content-Length', '0', 'X-New', '1', 'Link', '</c>', 'Connection', 'close', 'x-new', '2'],
+    policy,
+    freshness,
+  )
+  t.same(
+    refreshed.head,
+    ['Link', '</c>', 'Content-Type', 'text/html', 'X-New', '1', 'x-new', '2', 'Content-Length', '5'],
+    "a 304's fields replace the stored ones, every line of a name, or join them; the stored length stays",
+  )
   t.equal(refreshed.body, linked.body, 'the stored body')
 })
 

@@ -19,7 +19,10 @@ function raw(port: number, text: string): Promise<string> {
 }
 
 t.test('fetchHeaders: the client conditionals go, the stored validators come, as the library makes them', async t => {
-  const req = { url: '/x', headers: { host: 'h', 'if-none-match': '"client"', 'if-range': '"c"', accept: 'text/html' } } as unknown as IncomingMessage
+  const req = {
+    url: '/x',
+    headers: { host: 'h', 'if-none-match': '"client"', 'if-range': '"c"', accept: 'text/html' },
+  } as unknown as IncomingMessage
   t.same(fetchHeaders(req, undefined), { 'if-none-match': undefined, 'if-range': undefined }, 'a miss: the conditionals removed')
   const plain = { url: '/x', headers: { host: 'h' } } as unknown as IncomingMessage
   t.equal(fetchHeaders(plain, undefined), undefined, 'nothing to change: undefined')
@@ -31,7 +34,11 @@ t.test('background refreshes: a 304, a 5xx, an uncacheable answer and no upstrea
   let held: Promise<void> = Promise.resolve()
   const up = await startUpstream(t, 'a', (req, res) => {
     void held.then(() => {
-      const headers = { 'cache-control': mode === 'private' ? 'private' : 'max-age=1, stale-while-revalidate=60', etag: '"v"', vary: 'Accept-Language' }
+      const headers = {
+        'cache-control': mode === 'private' ? 'private' : 'max-age=1, stale-while-revalidate=60',
+        etag: '"v"',
+        vary: 'Accept-Language',
+      }
       if (mode === '304' && req.headers['if-none-match'] === '"v"') {
         res.writeHead(304, headers)
         res.end()
@@ -104,7 +111,11 @@ t.test('a 304 that now says no-store serves the stored body once and drops it; o
   await until(() => up.seen.length > seen, 'the revalidation to reach the upstream')
   t.equal(front.cache.purge({ url: '/p' }), 1, 'purged while it revalidates')
   release()
-  t.same([(await pending).cache, (await pending).body.toString()], ['REVALIDATED', 'stored\n'], 'the client still gets the revalidated page')
+  t.same(
+    [(await pending).cache, (await pending).body.toString()],
+    ['REVALIDATED', 'stored\n'],
+    'the client still gets the revalidated page',
+  )
   t.equal(front.cache.store.entries, 0, 'but the purge stands')
 })
 
@@ -135,7 +146,11 @@ t.test('the odd requests: a HEAD with Authorization, a write with no Host, a Loc
     res.end(req.method === 'HEAD' ? undefined : 'x')
   })
   const front = await startFront(t, up.port)
-  t.equal((await fetch(front.port, '/h', { method: 'HEAD', headers: { authorization: 'Basic eA==' } })).cache, 'BYPASS', 'a HEAD with Authorization: BYPASS')
+  t.equal(
+    (await fetch(front.port, '/h', { method: 'HEAD', headers: { authorization: 'Basic eA==' } })).cache,
+    'BYPASS',
+    'a HEAD with Authorization: BYPASS',
+  )
   await fetch(front.port, '/w')
   t.equal((await fetch(front.port, '/w', { method: 'POST', body: 'x' })).status, 200, 'a POST whose Location does not parse')
   t.equal((await fetch(front.port, '/w')).cache, 'MISS', 'still invalidates its own URL')
