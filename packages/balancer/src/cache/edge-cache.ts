@@ -5,10 +5,10 @@ import { deliver } from './deliver.js'
 import type { Entry } from './entry.js'
 import { HitForMiss, Locks, type Fill } from './lock.js'
 import { standing, type RuleSettings } from './rules.js'
-import type { EdgeCacheOptions } from './settings.js'
+
 import { CacheStore, primaryKey } from './store.js'
-import { FetchTap, PassTap, type TapOwner } from './taps.js'
-import type { CacheStatus, CacheUpstreams } from './types.js'
+import { FetchTap, PassTap, type Deliver, type TapOwner } from './taps.js'
+import type { CacheStatus, CacheUpstreams, EdgeCacheOptions } from './types.js'
 
 /** Methods whose success invalidates what is stored for their URL (RFC 9111 §4.4; RFC 9110 §9.2.1 calls them unsafe). */
 const UNSAFE: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
@@ -171,10 +171,8 @@ export class EdgeCache implements TapOwner {
   }
 
   /** A deliverer for a tap: a stored response to a client that may have left since (then nothing is sent). */
-  #deliverer(req: IncomingMessage, res: ServerResponse): (entry: Entry, status: CacheStatus) => void {
-    return (entry, status) => {
-      if (!res.headersSent && !res.destroyed) deliver(req, res, entry, status, entry.policy.age())
-    }
+  #deliverer(req: IncomingMessage, res: ServerResponse): Deliver {
+    return (entry, status) => (res.headersSent || res.destroyed ? 0 : deliver(req, res, entry, status, entry.policy.age()))
   }
 
   #pass(req: IncomingMessage, res: ServerResponse, status: CacheStatus, stale: Entry | undefined, invalidates: boolean): void {

@@ -1,33 +1,7 @@
 // The edge cache's settings: its CLI flags and config keys, their parsing, and its options.
 import { ConfigError } from '../errors.js'
 import { parseDuration } from '../config/parse.js'
-
-/** Options of the edge cache. Sizes in bytes, durations in ms. */
-export interface EdgeCacheOptions {
-  /** Memory budget for stored responses, headers included (`--cache`). Required. */
-  maxBytes: number
-  /** Larger responses stream through and are not stored (`--cache-max-object`). Default 8 MiB. */
-  maxObject?: number
-  /**
-   * Freshness for a 200 or 301 that says none (no `max-age`, `s-maxage` or `Expires`), as nginx's
-   * `proxy_cache_valid` (`--cache-default-ttl`). Default 0: such responses are not stored.
-   */
-  defaultTtl?: number
-  /**
-   * How long a request waits for another request's fetch of the same key before it goes upstream
-   * itself, without storing (nginx `proxy_cache_lock_timeout`). Default 5 000.
-   */
-  lockTimeout?: number
-  /**
-   * How long past freshness a stored response may be served when the upstreams fail, for a
-   * response with no `stale-if-error` of its own (`--cache-stale-if-error`). Default 3 600 000.
-   */
-  staleIfError?: number
-  /** Variants stored per URL (one per distinct `Vary` selection); the oldest goes first. Default 16. */
-  maxVariants?: number
-  /** How long a key whose fetch could not be stored skips the lock (Varnish's hit-for-miss). Default 120 000. */
-  hitForMiss?: number
-}
+import type { EdgeCacheOptions } from './types.js'
 
 /**
  * The cache's flags, by long name, in the shape of `SETTINGS` in config.ts (a config-file key

@@ -29,8 +29,8 @@ const CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmo
 /** Upstream statuses after which a stored response may be served instead (nginx `proxy_cache_use_stale http_500 http_502 http_503 http_504`). */
 const FAILED_STATUSES: ReadonlySet<number> = new Set([500, 502, 503, 504])
 
-/** Sends a stored response to a client that is still there; counts it. */
-type Deliver = (entry: Entry, status: CacheStatus) => void
+/** Sends a stored response to a client that is still there; returns the body bytes sent. */
+export type Deliver = (entry: Entry, status: CacheStatus) => number
 
 /**
  * The request headers a fetch sends in place of the client's: none of the client's conditionals
@@ -84,6 +84,7 @@ function headersOf(raw: readonly string[]): IncomingHttpHeaders {
  */
 export class FetchTap implements ResponseTap {
   status: CacheStatus
+  bytes: number | undefined
   readonly requestHeaders: Readonly<Record<string, string | undefined>> | undefined
   readonly #owner: TapOwner
   readonly #req: PolicyRequest
@@ -125,7 +126,7 @@ export class FetchTap implements ResponseTap {
     const stale = this.#stale
     if (stale === undefined || !servableOnError(stale.freshness, stale.policy.age())) return false
     this.status = 'STALE'
-    this.#deliver?.(stale, 'STALE')
+    this.bytes = this.#deliver?.(stale, 'STALE')
     return true
   }
 
@@ -199,7 +200,7 @@ export class FetchTap implements ResponseTap {
       this.#owner.store.remove(this.#key, stale)
     }
     this.status = 'REVALIDATED'
-    this.#deliver?.(entry, 'REVALIDATED')
+    this.bytes = this.#deliver?.(entry, 'REVALIDATED')
     this.#end(verdict.store ? 'stored' : 'uncacheable')
   }
 
@@ -281,6 +282,7 @@ class BodyCopy {
  */
 export class PassTap implements ResponseTap {
   status: CacheStatus
+  bytes: number | undefined
   readonly requestHeaders = undefined
   readonly #owner: TapOwner
   readonly #req: IncomingMessage
@@ -321,7 +323,7 @@ export class PassTap implements ResponseTap {
     if (stale === undefined || !servableOnError(stale.freshness, stale.policy.age())) return false
     this.status = 'STALE'
     this.#owner.record('STALE')
-    this.#deliver(stale, 'STALE')
+    this.bytes = this.#deliver(stale, 'STALE')
     return true
   }
 

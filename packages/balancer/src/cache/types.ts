@@ -31,6 +31,8 @@ export interface ResponseTap {
    * `undefined` removes it. `undefined` as a whole: the client's headers as they are.
    */
   readonly requestHeaders: Readonly<Record<string, string | undefined>> | undefined
+  /** Body bytes of a stored response the cache sent the client instead of the upstream's (a revalidated or a stale one). */
+  readonly bytes: number | undefined
   /**
    * The upstream response's head, before anything of it reaches the client. Returns the header
    * pairs to add to the client's response (`X-Cache-Status`), having added its own listeners to
@@ -58,4 +60,31 @@ export interface CacheUpstreams {
   refresh(req: IncomingMessage, tap: ResponseTap): void
   /** The cache answered `req` from a stored response without going upstream: count and log it. */
   answered(req: IncomingMessage, res: ServerResponse, status: CacheStatus, bytes: number): void
+}
+
+/** Options of the edge cache. Sizes in bytes, durations in ms. */
+export interface EdgeCacheOptions {
+  /** Memory budget for stored responses, headers included (`--cache`). Required. */
+  maxBytes: number
+  /** Larger responses stream through and are not stored (`--cache-max-object`). Default 8 MiB. */
+  maxObject?: number
+  /**
+   * Freshness for a 200 or 301 that says none (no `max-age`, `s-maxage` or `Expires`), as nginx's
+   * `proxy_cache_valid` (`--cache-default-ttl`). Default 0: such responses are not stored.
+   */
+  defaultTtl?: number
+  /**
+   * How long a request waits for another request's fetch of the same key before it goes upstream
+   * itself, without storing (nginx `proxy_cache_lock_timeout`). Default 5 000.
+   */
+  lockTimeout?: number
+  /**
+   * How long past freshness a stored response may be served when the upstreams fail, for a
+   * response with no `stale-if-error` of its own (`--cache-stale-if-error`). Default 3 600 000.
+   */
+  staleIfError?: number
+  /** Variants stored per URL (one per distinct `Vary` selection); the oldest goes first. Default 16. */
+  maxVariants?: number
+  /** How long a key whose fetch could not be stored skips the lock (Varnish's hit-for-miss). Default 120 000. */
+  hitForMiss?: number
 }

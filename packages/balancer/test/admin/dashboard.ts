@@ -52,6 +52,7 @@ function snapshot(over: Partial<StatusSnapshot> = {}): StatusSnapshot {
     connections: { open: 17, total: 98_231 },
     requests: { total: 128_666, perSecond: 83.64, unrouted: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 2, '5xx': 11 } },
     rateSeconds: Array.from({ length: 300 }, (_, i) => NOW - (300 - i) * 1000),
+    cache: null,
     upstreams: [
       upstream('app-1.internal:8080'),
       upstream('10.0.0.2:8080', {
