@@ -41,10 +41,14 @@ export function versionOf(cmd, args) {
 export const CACHEABLE_PATH = '/cacheable'
 export const MISS_PATH = '/miss/'
 const MISS_SCRIPT = `-- Written by scripts/bench.mjs: every request a URL not asked for before, so each is a cache miss.
+-- The prefix differs per wrk run (warm-up, each round, c=1), which would otherwise ask again for
+-- the URLs an earlier run stored.
+math.randomseed(os.time())
+local prefix = "${MISS_PATH}" .. os.time() .. "-" .. math.random(1, 1000000000) .. "/"
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format(nil, "${MISS_PATH}" .. n)
+  return wrk.format(nil, prefix .. n)
 end
 `
 

@@ -93,7 +93,8 @@ export function deliver(req: IncomingMessage, res: ServerResponse, entry: Entry,
     res.end()
     return 0
   }
-  res.end(entry.body)
+  if (entry.text === undefined) res.end(entry.body)
+  else res.end(entry.text, 'latin1')
   return entry.body.length
 }
 

@@ -5,6 +5,9 @@ import type { Freshness } from './rules.js'
 /** Roughly what the objects around an entry cost (policy, arrays, strings' headers), so that a budget of many tiny entries still holds. */
 export const ENTRY_OVERHEAD = 512
 
+/** Bodies up to this many bytes are also kept as a string (Entry.text); past it the copy costs more than it saves. */
+export const INLINE_MAX = 16 * 1024
+
 /**
  * Response headers a stored response never carries: hop-by-hop ones (RFC 9110 §7.6.1, they
  * describe one connection), and the ones a hit sets afresh: `Age` (from the policy), `Content-Length`
@@ -35,6 +38,12 @@ export interface Entry {
    */
   readonly head: readonly string[]
   readonly body: Buffer
+  /**
+   * A small body again as a latin1 string, byte for byte: node:http sends a string body in one
+   * write with the head, where a Buffer body goes out as a second buffer of a writev. undefined
+   * past INLINE_MAX.
+   */
+  readonly text: string | undefined
   /** The library's view of the response: its age, and how to revalidate it. */
   readonly policy: CachePolicy
   readonly freshness: Freshness
@@ -92,10 +101,13 @@ export function createEntry(p: EntryParts): Entry {
     head.push('Content-Length', length)
     size += 18 + length.length
   }
+  const text = p.body.length <= INLINE_MAX ? p.body.toString('latin1') : undefined
+  if (text !== undefined) size += text.length
   return {
     status: p.status,
     reason: p.reason,
     head,
+    text,
     body: p.body,
     policy: p.policy,
     freshness: p.freshness,

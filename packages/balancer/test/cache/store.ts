@@ -1,6 +1,6 @@
 import CachePolicy from 'http-cache-semantics'
 import t from 'tap'
-import { createEntry, ENTRY_OVERHEAD, refreshEntry, type Entry } from '../../src/cache/entry.js'
+import { createEntry, ENTRY_OVERHEAD, INLINE_MAX, refreshEntry, type Entry } from '../../src/cache/entry.js'
 import { CacheStore, primaryKey } from '../../src/cache/store.js'
 import { variantKey } from '../../src/cache/vary.js'
 
@@ -49,9 +49,11 @@ t.test('createEntry: the head a hit sends, and the size it counts', async t => {
   t.same([e.etag, e.lastModified], ['"e"', 'then'], 'validators read')
   t.equal(
     e.size,
-    ENTRY_OVERHEAD + 17 + 2 + 5 + (12 + 10 + 4) + (4 + 3 + 4) + (13 + 4 + 4) + 18 + 1,
-    'size: overhead, status line, body, headers as on the wire',
+    ENTRY_OVERHEAD + 17 + 2 + 5 + 5 + (12 + 10 + 4) + (4 + 3 + 4) + (13 + 4 + 4) + 18 + 1,
+    'size: overhead, status line, body (and its string), headers as on the wire',
   )
+  t.equal(e.text, 'hello', 'a small body is kept as a string too')
+  t.equal(entry('x'.repeat(INLINE_MAX + 1)).text, undefined, 'a larger one is not')
   const linked = entry('hello', [], {}, ['Link', '</a>', 'Content-Type', 'text/plain', 'Link', '</b>'])
   const refreshed = refreshEntry(
     linked,
