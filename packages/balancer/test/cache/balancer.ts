@@ -2,7 +2,9 @@
 import { createHash } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import t from 'tap'
+import { Socket } from 'node:net'
 import { createAdmin } from '../../src/admin/server.js'
+import { formatCombined, type AccessEntry } from '../../src/observe/access-log.js'
 import { startBalancer, startUpstream } from '../fixtures/servers.js'
 import { askUntil, fetch, until, type Reply } from './fixtures/front.js'
 import { serve } from '../fixtures/servers.js'
@@ -172,4 +174,36 @@ t.test('DELETE /cache on the admin listener: a URL, a prefix, everything; 404 wi
   const offPort = await serve(t, createAdmin(plain.balancer))
   t.equal((await fetch(offPort, '/cache', { method: 'DELETE' })).status, 404, 'cache off: 404')
   t.equal(sy.balancer.cacheCounts()?.entries, 1, 'only what was asked since')
+})
+
+t.test('a client that leaves while it waits on the lock is logged 499; the combined line says edge_cache=', async t => {
+  let release = (): void => {}
+  const held = new Promise<void>(resolve => (release = resolve))
+  const up = await startUpstream(t, 'a', (_req, res) => {
+    void held.then(() => {
+      res.writeHead(200, { 'cache-control': 'max-age=60' })
+      res.end('late\n')
+    })
+  })
+  const sy = await startBalancer(t, [up.spec], cache({ lockTimeout: 3_600_000 }))
+  let received = 0
+  sy.server.on('request', () => received++)
+  const first = fetch(sy.port, '/wait')
+  await until(() => received === 1, 'the first request')
+  const leaver = new Socket()
+  leaver.connect(sy.port, '127.0.0.1', () => leaver.write(`GET /wait HTTP/1.1\r\nHost: 127.0.0.1:${sy.port}\r\n\r\n`))
+  await until(() => received === 2, 'the second to wait')
+  leaver.destroy()
+  await until(() => sy.entries.some(e => e.status === 499), 'the 499 entry')
+  t.same(
+    sy.entries.filter(e => e.status === 499).map(e => [e.edgeCache, e.upstream]),
+    [['MISS', undefined]],
+    'logged as 499, MISS, no upstream',
+  )
+  release()
+  t.equal((await first).body.toString(), 'late\n', 'the first gets its answer')
+  t.equal(sy.balancer.cache?.store.entries, 1, 'and it was stored')
+  const line = formatCombined({ ...(sy.entries[0] as AccessEntry), edgeCache: 'HIT' })
+  t.match(line, / cache=- edge_cache=HIT$/, 'the combined line ends with edge_cache=')
+  t.notMatch(formatCombined({ ...(sy.entries[0] as AccessEntry), edgeCache: undefined }), /edge_cache/, 'and has none without the cache')
 })
