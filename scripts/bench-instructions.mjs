@@ -7,6 +7,7 @@
 //   npm run bench:instructions
 //   npm run bench:instructions -- --requests 2000 --warmup 20000 --also old=/path/to/other/switchyard/cli.js
 //   npm run bench:instructions -- --only switchyard,switchyard-least      (also: -no-passive, -hash, -features)
+//   npm run bench:instructions -- --only switchyard,switchyard-cache-hit,switchyard-cache-miss,memory-hit   (the edge cache)
 //
 // Each proxy runs under `valgrind --tool=callgrind` in front of the bench's two upstreams (not
 // under valgrind). After `--warmup` requests (10 at a time, keep-alive) for the JIT to settle, the
@@ -89,8 +90,15 @@ const ports = await new Promise((resolve, reject) => {
 })
 const targets = ports.map(p => `127.0.0.1:${p}`)
 
-/** `count` GETs to `port`, CONCURRENCY at a time over keep-alive connections; rejects on any non-200. */
-function load(port, count) {
+/** A new URL per request, for the cache-miss row: each is a key the cache has never seen. */
+let missed = 0
+const missPath = () => `/miss/${++missed}`
+
+/**
+ * `count` GETs to `port` (of `path()`, `/` unless a row says otherwise), CONCURRENCY at a time over
+ * keep-alive connections; rejects on any non-200.
+ */
+function load(port, count, path = () => '/') {
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
   let sent = 0
   let done = 0
@@ -98,7 +106,7 @@ function load(port, count) {
     const one = () => {
       if (sent >= count) return
       sent++
-      request({ host: '127.0.0.1', port, path: '/', agent }, res => {
+      request({ host: '127.0.0.1', port, path: path(), agent }, res => {
         if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`))
         res.resume()
         res.on('end', () => {
@@ -143,7 +151,7 @@ function lastDump(prefix) {
   return Number(/^summary: (\d+)/m.exec(text)?.[1] ?? /^totals: (\d+)/m.exec(text)?.[1])
 }
 
-async function measure({ label, args }) {
+async function measure({ label, args, path }) {
   const port = await freePort()
   const out = join(tmp, label)
   // --single-threaded: V8 compiles and collects on the main thread, when the code asks for it
@@ -164,11 +172,11 @@ async function measure({ label, args }) {
     say(`${label}: starting under callgrind (pid ${child.pid})`)
     await ready(port)
     say(`${label}: ${warmup} warm-up requests`)
-    await load(port, warmup)
+    await load(port, warmup, path)
     const perRequest = []
     for (let i = 0; i < repeats; i++) {
       control(child.pid, '-z')
-      await load(port, requests)
+      await load(port, requests, path)
       control(child.pid, '-d')
       await sleep(200)
       perRequest.push(lastDump(out) / requests)
@@ -194,6 +202,17 @@ const proxies = [
   },
   { label: 'node-pipe', args: port => [join(root, 'scripts/bench/pipe-peer.mjs'), String(port), ...targets.map(t => `http://${t}`)] },
   { label: 'switchyard', args: switchyard(CLI) },
+  // The edge cache (issue 14): every request a hit on /cacheable, which the backends answer
+  // `Cache-Control: public, max-age=600`. Its targets: at most 1.3× the memory-hit floor, at most
+  // 0.35× the switchyard row; a miss (a new URL each time) at most 1.15× the switchyard row.
+  { label: 'switchyard-cache-hit', args: switchyard(CLI, ['--quiet', '--cache', '64mb']), path: () => '/cacheable' },
+  { label: 'switchyard-cache-miss', feature: true, args: switchyard(CLI, ['--quiet', '--cache', '64mb']), path: missPath },
+  {
+    label: 'memory-hit',
+    feature: true,
+    args: port => [join(root, 'scripts/bench/memory-hit-peer.mjs'), String(port), `http://${targets[0]}`],
+    path: () => '/cacheable',
+  },
   // Asked for by name: measured whatever --only says.
   ...extra.map(({ label, cli }) => ({ label, also: true, args: switchyard(cli) })),
   // One feature each, only with --only: what it adds to the switchyard row.

@@ -205,10 +205,11 @@ progress(
 )
 for (const p of live) {
   progress(`warming up ${p.label} (${WARMUP_SECONDS}s)`)
-  await runWrk(`http://127.0.0.1:${p.port}/`, {
+  await runWrk(`http://127.0.0.1:${p.port}${p.path ?? '/'}`, {
     connections: opts.connections,
     seconds: WARMUP_SECONDS,
     cpus: loadCpus,
+    script: p.script,
     onChild: onWrk,
   }).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
 }
@@ -217,17 +218,18 @@ for (const p of live) {
 
 /** One measured run of one proxy: wrk at c=N with the tree's CPU around it, then wrk at c=1. */
 async function measure(p, round) {
-  const url = `http://127.0.0.1:${p.port}/`
+  // The cache rows ask for their own path (and the miss row for a new URL each time, by script).
+  const url = `http://127.0.0.1:${p.port}${p.path ?? '/'}`
   const load1 = loadavg()[0]
   const before = treeCpuMs(p.child.pid)
-  const main = await runWrk(url, { connections: opts.connections, seconds: opts.seconds, cpus: loadCpus, onChild: onWrk })
+  const main = await runWrk(url, { connections: opts.connections, seconds: opts.seconds, cpus: loadCpus, script: p.script, onChild: onWrk })
   await sleep(AFTER_RUN_MS)
   const after = treeCpuMs(p.child.pid)
   const cpuMs = after.ms - before.ms
   main.cpuMs = cpuMs
   main.cpuUsPerRequest = main.good > 0 ? (cpuMs * 1000) / main.good : NaN
   main.pids = [...new Set([...before.pids, ...after.pids])]
-  const c1 = await runWrk(url, { connections: 1, seconds: C1_SECONDS, cpus: loadCpus, onChild: onWrk })
+  const c1 = await runWrk(url, { connections: 1, seconds: C1_SECONDS, cpus: loadCpus, script: p.script, onChild: onWrk })
   return { round, load1, main, c1 }
 }
 
@@ -314,6 +316,13 @@ const comparisons = [
   ['switchyard', 'switchyard-no-passive', 'passive health on vs off (--max-fails 0)'],
   ['switchyard-least', 'switchyard', 'least-requests vs round-robin'],
   ['switchyard-hash', 'switchyard', 'hash (client IP: one upstream takes every wrk connection) vs round-robin'],
+  // The edge cache's targets (issue 14): a hit ≤ 1.3× the bare memory hit and ≤ 0.35× a forwarded
+  // request; a miss ≤ 1.15× a forwarded request with the cache off; and nginx's cached hit for scale.
+  ['switchyard-cache', 'memory-hit', 'cache hit vs the bare node:http memory hit (target ≤ 1.30×)'],
+  ['switchyard-cache', 'switchyard', 'cache hit vs a forwarded request (target ≤ 0.35×)'],
+  ['switchyard-cache-miss', 'switchyard', 'cache miss vs a forwarded request with the cache off (target ≤ 1.15×)'],
+  ['switchyard-cache', 'nginx-cache', "cache hit vs nginx proxy_cache's hit"],
+  ['memory-hit', 'nginx-cache', "the bare node:http memory hit vs nginx proxy_cache's hit"],
   ...opts.also.map(({ label }) => [label, 'switchyard', `Switchyard (${label}) vs this build`]),
 ].flatMap(([a, b, what]) => {
   const v = versus(a, b)
@@ -332,6 +341,15 @@ for (const p of all.filter(p => p.rounds.length > 0)) {
   }
   print(
     `- ${p.label}: CPU µs/req ${range(r => r.main.cpuUsPerRequest, 1)}, req/s ${range(r => r.main.rps, 0)}, c=1 p50 ms ${range(r => r.c1?.p50ms, 3)}`,
+  )
+}
+// Target: on a cacheable page, Switchyard --cache serves more requests per second than nginx
+// without proxy_cache (the tutorial's nginx), in the same run, round by round.
+const [cached, plainNginx] = [rawOf('switchyard-cache'), rawOf('nginx')]
+if (cached !== undefined && plainNginx !== undefined) {
+  const wins = cached.rounds.filter(r => (plainNginx.rounds.find(x => x.round === r.round)?.main.rps ?? Infinity) < r.main.rps).length
+  print(
+    `Switchyard --cache (hit) vs nginx without proxy_cache: ${byId('switchyard-cache').rps.toFixed(0)} vs ${byId('nginx').rps.toFixed(0)} req/s (medians); more req/s in ${wins} of ${cached.rounds.length} rounds`,
   )
 }
 const multi = byId('switchyard-workers')

@@ -185,4 +185,45 @@ if (!existsSync(CHROMIUM)) {
     t.match(await page.textContent('#conn'), /lost/, 'the banner says the connection is lost')
     await page.screenshot({ path: join(SHOTS, 'dashboard-lost.png'), fullPage: true })
   })
+
+  t.test('the edge cache panel, live in Chromium: hit ratio over the last minute, bytes against the budget, entries', async t => {
+    const b1 = await backend(t, 'c1')
+    const lb = await startCli(
+      t,
+      BALANCER,
+      ['--port', '0', '--host', '127.0.0.1', '--admin-port', '0', '--quiet', '--cache', '4mb', '--upstream', `127.0.0.1:${b1.ports[0]}`],
+      [LISTENING, ADMIN],
+    )
+    const [port, adminPort] = lb.ports
+    const browser: Browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+      timeout: 15_000,
+    })
+    t.teardown(() => browser.close())
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage()
+    // A CSP violation (a script or style the hashes do not allow) shows as a console error.
+    const errors: string[] = []
+    page.on('console', m => void (m.type() === 'error' && errors.push(m.text())))
+    await page.goto(`http://127.0.0.1:${adminPort}/`, { timeout: WAIT })
+    await page.waitForSelector('body[data-live=live]', { timeout: WAIT })
+    t.equal(await page.locator('#cache').isVisible(), true, 'the cache panel shows with --cache')
+    t.equal(await page.textContent('#cache [data-cache=entries] dd'), '0', 'no entries yet')
+    const statuses: (string | null)[] = []
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(WAIT) })
+      await res.arrayBuffer()
+      statuses.push(res.headers.get('x-cache-status'))
+    }
+    t.same(statuses, ['MISS', 'HIT', 'HIT', 'HIT', 'HIT'], 'one MISS, then HITs')
+    // The last minute counts whole seconds: the ratio shows once the second of the requests is over.
+    await until(page, `document.querySelector('#cache [data-cache=hitRatio] dd').textContent.startsWith('80.0%')`)
+    t.pass('the hit ratio reads 80.0% (4 of 5)')
+    t.equal(await page.textContent('#cache [data-cache=entries] dd'), '1', 'one entry')
+    t.match(await page.textContent('#cache [data-cache=bytes] dd'), /^\d+(\.\d)? k?B \/ 4\.2 MB/, 'bytes against the 4 MB budget')
+    t.ok(Number(await page.getAttribute('#cache meter', 'value')) > 0, 'the meter shows the bytes used')
+    t.same(errors, [], 'no console errors: the CSP hashes cover the page with its panel')
+    mkdirSync(SHOTS, { recursive: true })
+    await page.screenshot({ path: join(SHOTS, 'dashboard-cache.png'), fullPage: true })
+  })
 }

@@ -2,7 +2,7 @@
 // round-robin over the same two upstreams, with keep-alive to both the client and the upstreams.
 
 import { spawnSync } from 'node:child_process'
-import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs'
+import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { freePort, launch, waitReady } from './children.mjs'
 
@@ -34,7 +34,30 @@ export function versionOf(cmd, args) {
   return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] || null
 }
 
-function nginxConfig(dir, port, backends, connections) {
+/**
+ * The cache rows: the path every request asks for (the backends answer it `Cache-Control: public,
+ * max-age=600`), and the wrk script that makes each request of the miss row a new URL.
+ */
+export const CACHEABLE_PATH = '/cacheable'
+export const MISS_PATH = '/miss/'
+const MISS_SCRIPT = `-- Written by scripts/bench.mjs: every request a URL not asked for before, so each is a cache miss.
+-- The prefix differs per wrk run (warm-up, each round, c=1), which would otherwise ask again for
+-- the URLs an earlier run stored.
+math.randomseed(os.time())
+local prefix = "${MISS_PATH}" .. os.time() .. "-" .. math.random(1, 1000000000) .. "/"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, prefix .. n)
+end
+`
+
+/** nginx's proxy_cache for the "nginx proxy_cache, hit" row: a zone on tmpfs, 200s kept 10 minutes. */
+function nginxCache(cacheDir) {
+  return `proxy_cache_path ${cacheDir} levels=1:2 keys_zone=bench:16m max_size=256m inactive=60m use_temp_path=off;`
+}
+
+function nginxConfig(dir, port, backends, connections, cacheDir) {
   const temp = name => `${join(dir, name)}`
   for (const name of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(temp(name), { recursive: true })
   return `# Written by scripts/bench.mjs; the bench's baseline, as a tuned production nginx would run.
@@ -52,7 +75,7 @@ http {
   uwsgi_temp_path ${temp('uwsgi')};
   scgi_temp_path ${temp('scgi')};
   keepalive_requests ${NGINX_KEEPALIVE_REQUESTS};
-  upstream backends {
+${cacheDir === undefined ? '' : `  ${nginxCache(cacheDir)}\n`}  upstream backends {
 ${backends.map(p => `    server 127.0.0.1:${p};`).join('\n')}
     keepalive 64;
     keepalive_requests ${NGINX_KEEPALIVE_REQUESTS};
@@ -63,7 +86,7 @@ ${backends.map(p => `    server 127.0.0.1:${p};`).join('\n')}
       proxy_pass http://backends;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-    }
+${cacheDir === undefined ? '' : '      proxy_cache bench;\n      proxy_cache_valid 200 10m;\n'}    }
   }
 }
 `
@@ -125,6 +148,23 @@ export function proxies(ctx, { nginx, haproxy, workers, also = [] }) {
         }),
     })
   }
+  if (nginx !== undefined) {
+    // On tmpfs, as the issue asks: the figure is nginx's cache logic, not a disk. Removed at exit.
+    list.push({
+      id: 'nginx-cache',
+      label: 'nginx proxy_cache, hit',
+      path: CACHEABLE_PATH,
+      start: () =>
+        startWith(ctx, 'nginx-cache', nginx, port => {
+          const dir = join(ctx.dir, `nginx-${port}`)
+          mkdirSync(dir, { recursive: true })
+          const cacheDir = mkdtempSync('/dev/shm/switchyard-bench-nginx-cache-')
+          process.once('exit', () => rmSync(cacheDir, { recursive: true, force: true }))
+          writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, ctx.backends, ctx.connections, cacheDir))
+          return ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]
+        }),
+    })
+  }
   if (haproxy !== undefined) {
     list.push({
       id: 'haproxy',
@@ -158,7 +198,35 @@ export function proxies(ctx, { nginx, haproxy, workers, also = [] }) {
         ...targets.map(t => `http://${t}`),
       ]),
   })
+  list.push({
+    id: 'memory-hit',
+    label: 'node:http memory hit (no library)',
+    path: CACHEABLE_PATH,
+    start: () =>
+      startWith(ctx, 'memory-hit', process.execPath, port => [
+        join(ctx.root, 'scripts/bench/memory-hit-peer.mjs'),
+        String(port),
+        ...targets.map(t => `http://${t}`),
+      ]),
+  })
   list.push({ id: 'switchyard', label: 'Switchyard', start: () => startWith(ctx, 'switchyard', process.execPath, switchyard(['--quiet'])) })
+  // The edge cache (issue 14): every request a hit, then every request a miss (a new URL each time).
+  list.push({
+    id: 'switchyard-cache',
+    label: 'Switchyard --cache, hit',
+    path: CACHEABLE_PATH,
+    start: () => startWith(ctx, 'switchyard-cache', process.execPath, switchyard(['--quiet', '--cache', '64mb'])),
+  })
+  list.push({
+    id: 'switchyard-cache-miss',
+    label: 'Switchyard --cache, miss',
+    path: MISS_PATH,
+    script: join(ctx.dir, 'miss.lua'),
+    start: () => {
+      writeFileSync(join(ctx.dir, 'miss.lua'), MISS_SCRIPT)
+      return startWith(ctx, 'switchyard-cache-miss', process.execPath, switchyard(['--quiet', '--cache', '64mb']))
+    },
+  })
   // Other builds of Switchyard (--also label=cli.js), right after this one and run the same way.
   for (const { label, cli } of also) {
     list.push({

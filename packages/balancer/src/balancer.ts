@@ -2,6 +2,8 @@
 import { EventEmitter } from 'node:events'
 import type { Agent, IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { EdgeCache, type PurgeTarget } from './cache/edge-cache.js'
+import type { CacheCounts } from './cache/counters.js'
 import { Forwarder } from './forward/forwarder.js'
 import { WebSocketProxy } from './forward/websocket.js'
 import { RequestRecorder } from './observe/recorder.js'
@@ -39,6 +41,9 @@ export class Balancer extends EventEmitter implements BalancerView {
   #timeouts: ListenerTimeouts
   #log: ((line: string) => void) | undefined
   #stopped = false
+  /** The edge cache, when `cache` is set; and the options it was made with, to tell whether a reload changed them. */
+  #cache: EdgeCache | undefined
+  #cacheKey = 'null'
 
   constructor(options: BalancerOptions) {
     super()
@@ -77,6 +82,24 @@ export class Balancer extends EventEmitter implements BalancerView {
   /** Whether `drain()` was called. */
   get draining(): boolean {
     return this.#forwarder.draining
+  }
+
+  /** The edge cache, when it is on. */
+  get cache(): EdgeCache | undefined {
+    return this.#cache
+  }
+
+  /** The edge cache's figures; null when it is off. */
+  cacheCounts(): CacheCounts | null {
+    return this.#cache?.counts() ?? null
+  }
+
+  /**
+   * Removes what `target` names from the edge cache; returns how many responses went, or
+   * undefined when the cache is off.
+   */
+  purgeCache(target: PurgeTarget): number | undefined {
+    return this.#cache?.purge(target)
   }
 
   get totals(): Stats {
@@ -150,6 +173,12 @@ export class Balancer extends EventEmitter implements BalancerView {
   /** Applies what the upstream group and the forwarder do not hold; returns the listeners' timeouts. */
   #apply(options: BalancerOptions): ListenerTimeouts {
     this.#log = options.log
+    // New cache options start an empty cache (a new budget, say); the same keep what is stored.
+    const cacheKey = JSON.stringify(options.cache ?? null)
+    if (cacheKey !== this.#cacheKey) {
+      this.#cache = options.cache && new EdgeCache(options.cache, this.#forwarder)
+      this.#cacheKey = cacheKey
+    }
     this.#recorder.accessLog = options.accessLog
     this.#reclaimer.min = options.reclaimAfter ?? DEFAULTS.reclaimAfter
     return {
@@ -209,8 +238,8 @@ export class Balancer extends EventEmitter implements BalancerView {
   }
 
   /**
-   * Every request a listener accepts: the checks (server/requests.ts), then forwarding. An edge
-   * cache goes between the two: it answers from memory, or hands the request on.
+   * Every request a listener accepts: the checks (server/requests.ts), then the edge cache when
+   * it is on (it answers from memory, or hands the request on with a tap), then forwarding.
    */
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Pipelined behind a response that ends the connection: never forwarded. Node closes the
@@ -218,8 +247,9 @@ export class Balancer extends EventEmitter implements BalancerView {
     if (closing(req.socket)) return
     // A malformed request ends its connection, as in nginx.
     const refused = refusal(req)
-    if (refused === undefined) this.#forwarder.forward(req, res)
-    else this.#forwarder.refuse(req, res, refused.status, refused.message)
+    if (refused !== undefined) this.#forwarder.refuse(req, res, refused.status, refused.message)
+    else if (this.#cache !== undefined) this.#cache.handle(req, res)
+    else this.#forwarder.forward(req, res)
   }
 }
 

@@ -1,4 +1,5 @@
 // What createBalancer takes: BalancerOptions, the types its fields are made of, and their defaults.
+import type { EdgeCacheOptions } from './cache/types.js'
 import type { AccessLog } from './observe/access-log.js'
 
 /** The names of the balancing policies. */
@@ -124,6 +125,11 @@ export interface BalancerOptions {
    * garbage collections to give the memory back (see Reclaimer). Default 1000; 0: never.
    */
   reclaimAfter?: number
+  /**
+   * The edge cache (cache/): answers from memory before an upstream is chosen. Default: off. A
+   * reload with other cache options starts an empty cache; with the same, the cache is kept.
+   */
+  cache?: EdgeCacheOptions | undefined
 }
 
 /** The defaults of the optional fields that have one, as the TSDoc above states them. */

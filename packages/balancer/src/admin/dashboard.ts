@@ -1,7 +1,7 @@
 // The operator's status page: one self-contained HTML document, its live script, its style and its CSP.
 import { createHash } from 'node:crypto'
 import type { StatusSnapshot, UpstreamStatus } from '../observe/status.js'
-import { SHARED, cells, chart, esc, title, totals } from './markup.js'
+import { SHARED, cachePanel, cells, chart, esc, title, totals } from './markup.js'
 
 /** [data-field, heading, tooltip]: the same order as `cells`. */
 const COLUMNS = [
@@ -39,6 +39,8 @@ function update(s) {
   document.title = title(s)
   $('totals').innerHTML = totals(s)
   $('chart').innerHTML = chart(s)
+  $('cache').innerHTML = cachePanel(s)
+  $('cache').hidden = !s.cache
   const ids = new Set(s.upstreams.map(u => u.id))
   rows.forEach((tr, id) => { if (!ids.has(id)) { tr.remove(); rows.delete(id) } })
   s.upstreams.forEach((u, i) => {
@@ -90,7 +92,7 @@ dd{margin:0;font-weight:600}small{color:var(--mute);font-weight:400}
 #conn{position:sticky;top:0;z-index:2;margin:-16px -16px 16px;padding:8px 16px;background:var(--down);color:#fff;font-weight:600}
 body[data-live=lost] main{opacity:.55}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;margin-bottom:16px}
-#chart{padding:10px 12px}.axis{justify-content:space-between;font-size:11px;color:var(--mute)}
+#chart,#cache{padding:10px 12px}#cache dl{margin-top:6px}meter{width:90px;height:10px;vertical-align:middle}.axis{justify-content:space-between;font-size:11px;color:var(--mute)}
 #chart>svg{display:block;width:100%;height:110px;margin:4px 0}
 polyline{fill:none;stroke-width:1.75;stroke-linejoin:round;vector-effect:non-scaling-stroke}
 .grid{stroke:var(--line);vector-effect:non-scaling-stroke}
@@ -164,6 +166,11 @@ export function renderDashboard(snapshot: StatusSnapshot): string {
     '</div></header>\n<main>' +
     '<section id="chart" class="card">' +
     chart(snapshot) +
+    '</section>\n' +
+    '<section id="cache" class="card"' +
+    (snapshot.cache ? '' : ' hidden') +
+    '>' +
+    cachePanel(snapshot) +
     '</section>\n' +
     '<div class="card wrap"><table><thead><tr>' +
     head.join('') +

@@ -150,6 +150,61 @@ export function totals(s: StatusSnapshot): string {
   )
 }
 
+/**
+ * The edge cache's panel (the contents of `#cache`): the hit ratio over the last minute, the bytes
+ * it holds against its budget, and its entries; empty when the cache is off.
+ */
+export function cachePanel(s: StatusSnapshot): string {
+  const c = s.cache
+  if (!c) return ''
+  const m = c.lastMinute
+  const served = m.HIT + m.STALE + m.UPDATING + m.REVALIDATED
+  const looked = served + m.MISS + m.EXPIRED
+  const item = (key: string, label: string, value: string, title: string): string =>
+    '<div data-cache="' + key + '" title="' + esc(title) + '"><dt>' + label + '</dt><dd>' + value + '</dd></div>'
+  return (
+    '<h2>Edge cache</h2><dl>' +
+    item(
+      'hitRatio',
+      'Hit ratio',
+      (c.hitRatio === null ? '–' : (c.hitRatio * 100).toFixed(1) + '%') + ' <small>of ' + num(looked) + '</small>',
+      'last minute: ' +
+        num(served) +
+        ' served from the cache of ' +
+        num(looked) +
+        ' looked up (HIT ' +
+        m.HIT +
+        ' · MISS ' +
+        m.MISS +
+        ' · EXPIRED ' +
+        m.EXPIRED +
+        ' · STALE ' +
+        m.STALE +
+        ' · UPDATING ' +
+        m.UPDATING +
+        ' · REVALIDATED ' +
+        m.REVALIDATED +
+        ')',
+    ) +
+    item(
+      'bytes',
+      'Memory',
+      bytes(c.bytes) +
+        ' <small>/ ' +
+        bytes(c.maxBytes) +
+        '</small> <meter min="0" max="' +
+        c.maxBytes +
+        '" value="' +
+        c.bytes +
+        '"></meter>',
+      num(c.bytes) + ' of ' + num(c.maxBytes) + ' bytes, headers counted',
+    ) +
+    item('entries', 'Entries', num(c.entries), 'responses stored, every variant counted') +
+    item('evictions', 'Evictions', num(c.evictions), 'responses dropped to make room, since start') +
+    '</dl>'
+  )
+}
+
 /** Requests per second per upstream over `rateSeconds`, as SVG polylines plus a legend (the contents of `#chart`). */
 export function chart(s: StatusSnapshot): string {
   const n = s.rateSeconds.length
@@ -205,4 +260,4 @@ export function title(s: StatusSnapshot): string {
 }
 
 /** Every helper, in an order where each comes after those it calls: the page gets their source. */
-export const SHARED = [esc, num, dur, bytes, ms, color, bad, cells, totals, chart, title]
+export const SHARED = [esc, num, dur, bytes, ms, color, bad, cells, totals, chart, title, cachePanel]

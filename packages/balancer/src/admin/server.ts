@@ -5,7 +5,9 @@ import { AllowedHosts } from './allowed-hosts.js'
 import { DASHBOARD_CSP, renderDashboard } from './dashboard.js'
 import { createMetrics } from '../observe/metrics.js'
 import { buildStatus, processCounts, type StatusSnapshot } from '../observe/status.js'
-import type { BalancerView } from '../observe/view.js'
+import type { PurgeTarget } from '../cache/edge-cache.js'
+import { parsePurge } from '../cache/purge.js'
+import type { BalancerView, CacheControl } from '../observe/view.js'
 
 /** Where the admin listener gets its figures: this process, or every worker added up. */
 export interface AdminSource {
@@ -14,15 +16,21 @@ export interface AdminSource {
   metrics(): Promise<string>
   /** The exposition's content type. */
   readonly contentType: string
+  /**
+   * Empties what `target` names from the edge cache, of every worker, before it resolves: the
+   * responses removed, or undefined when the cache is off. Absent: the listener has no cache to purge.
+   */
+  purge?(target: PurgeTarget): Promise<number | undefined>
 }
 
 /** The figures of one balancer process. */
-export function localSource(balancer: BalancerView): AdminSource {
+export function localSource(balancer: BalancerView & Partial<CacheControl>): AdminSource {
   const registry: Registry = createMetrics(balancer)
   return {
     status: () => Promise.resolve(buildStatus(balancer, processCounts(balancer))),
     metrics: () => registry.metrics(),
     contentType: registry.contentType,
+    purge: target => Promise.resolve(balancer.purgeCache?.(target)),
   }
 }
 
@@ -104,12 +112,24 @@ export class AdminServer extends Server {
       this.#send(res, 421, TEXT, `421 Misdirected Request: ${refused}\n`, req)
       return
     }
+    const url = req.url as string
+    const q = url.indexOf('?')
+    const path = q < 0 ? url : url.slice(0, q)
+    // All after the first `?`: an unencoded `url=/page?id=1` keeps its own query.
+    const search = q < 0 ? '' : url.slice(q + 1)
+    if (path === '/cache') {
+      if (req.method === 'DELETE') await this.#changeState(req, res, () => this.#purge(res, search))
+      else {
+        res.setHeader('Allow', 'DELETE')
+        this.#send(res, 405, TEXT, '405 Method Not Allowed: /cache answers DELETE (a purge)\n', req)
+      }
+      return
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD')
       this.#send(res, 405, TEXT, '405 Method Not Allowed: the admin listener only answers GET\n')
       return
     }
-    const path = (req.url as string).split('?')[0]
     if (path === '/') {
       const html = renderDashboard(await this.#source.status())
       res.setHeader('content-security-policy', DASHBOARD_CSP)
@@ -125,6 +145,28 @@ export class AdminServer extends Server {
     } else {
       this.#send(res, 404, TEXT, '404 Not Found: try /, /status.json, /metrics or /events\n')
     }
+  }
+
+  /**
+   * The one door of every call that changes state (today the cache purge): where the admin token
+   * of the runtime-control issue (17) is to be checked, once, for all of them. Until then it lets
+   * every call through. A browser page on another origin cannot send these: a DELETE needs a CORS
+   * preflight, which this listener never grants.
+   */
+  async #changeState(_req: IncomingMessage, _res: ServerResponse, change: () => Promise<void>): Promise<void> {
+    await change()
+  }
+
+  /** `DELETE /cache[?url=…|?prefix=…]`: 200 with the count removed, once every worker has purged. */
+  async #purge(res: ServerResponse, search: string): Promise<void> {
+    const target = parsePurge(search)
+    if (typeof target === 'string') {
+      this.#send(res, 400, TEXT, `400 Bad Request: ${target}\n`)
+      return
+    }
+    const purged = await this.#source.purge?.(target)
+    if (purged === undefined) this.#send(res, 404, TEXT, '404 Not Found: the edge cache is off (start with --cache SIZE)\n')
+    else this.#send(res, 200, 'application/json', `${JSON.stringify({ purged })}\n`)
   }
 
   #send(res: ServerResponse, status: number, type: string, body: string, req?: IncomingMessage): void {

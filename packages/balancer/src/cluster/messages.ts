@@ -1,4 +1,5 @@
 // What a cluster's primary and its workers tell each other over node:cluster's channel, and how health news applies.
+import type { PurgeTarget } from '../cache/edge-cache.js'
 import type { ProcessCounts } from '../observe/status.js'
 import type { UpstreamGroup } from '../upstreams/group.js'
 import type { HealthChange } from '../upstreams/upstream.js'
@@ -39,8 +40,22 @@ export interface CountsReply {
   counts: ProcessCounts
 }
 
-export type ToWorker = HealthNews | CountsAsk | Welcome
-export type ToPrimary = HealthNews | CountsReply | Hello
+/** The primary asks a worker to purge its edge cache (`DELETE /cache` on the admin listener). */
+export interface PurgeAsk {
+  switchyard: 'purge?'
+  seq: number
+  target: PurgeTarget
+}
+
+/** What the worker removed; null when its cache is off. */
+export interface PurgeReply {
+  switchyard: 'purged'
+  seq: number
+  purged: number | null
+}
+
+export type ToWorker = HealthNews | CountsAsk | Welcome | PurgeAsk
+export type ToPrimary = HealthNews | CountsReply | Hello | PurgeReply
 
 /** Our messages carry `switchyard`; prom-client's own (cluster metrics) share the channel. */
 export function isOurs<T>(m: unknown): m is T {

@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { AggregatorRegistry } from 'prom-client'
 import type { AdminSource } from '../admin/server.js'
+import type { PurgeTarget } from '../cache/edge-cache.js'
 import { buildStatus, mergeCounts, type ProcessCounts } from '../observe/status.js'
 import type { StateView } from '../observe/view.js'
 import { DEFAULTS, type BalancerOptions, type PolicyName } from '../options.js'
@@ -11,13 +12,15 @@ import type { CheckResult } from '../upstreams/health-check.js'
 import { UpstreamGroup } from '../upstreams/group.js'
 import type { Pool } from '../upstreams/pool.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
-import { applyNews, isOurs, newsOf, type CountsAsk, type HealthNews, type ToPrimary, type Welcome } from './messages.js'
+import { applyNews, isOurs, newsOf, type CountsAsk, type HealthNews, type PurgeAsk, type ToPrimary, type Welcome } from './messages.js'
 
 /** A primary's configuration: the workers', with the policy named (the status shows it). */
 export type PrimaryOptions = BalancerOptions & { policy: PolicyName }
 
 /** How long the primary waits for the workers' counts before answering with those it has. */
 const COUNTS_WAIT_MS = 1000
+/** How long a purge waits for every worker to say it purged; one that has not by then is left out of the count. */
+const PURGE_WAIT_MS = 10_000
 
 /**
  * The primary of `--workers N`: it forks the workers, which share the listening port
@@ -43,6 +46,8 @@ export class Primary extends EventEmitter implements StateView {
   readonly #aggregator = new AggregatorRegistry()
   /** Requests for counts, by sequence number: each takes the replies until all came or time is up. */
   readonly #waiting = new Map<number, (counts: ProcessCounts) => void>()
+  /** Purges under way, by sequence number: each takes the replies until all came or time is up. */
+  readonly #purging = new Map<number, (purged: number | null) => void>()
   #seq = 0
   #stopping = false
   #started = false
@@ -130,12 +135,36 @@ export class Primary extends EventEmitter implements StateView {
     })
   }
 
+  /**
+   * Purges every worker's edge cache, and resolves once each has (or PURGE_WAIT_MS passed): the
+   * responses removed in all, or undefined when no worker has a cache.
+   */
+  purge(target: PurgeTarget): Promise<number | undefined> {
+    const workers = this.workers
+    const seq = ++this.#seq
+    const replies: (number | null)[] = []
+    return new Promise(resolve => {
+      const finish = () => {
+        clearTimeout(timer)
+        this.#purging.delete(seq)
+        const counted = replies.filter((n): n is number => n !== null)
+        resolve(counted.length === 0 ? undefined : counted.reduce((a, b) => a + b, 0))
+      }
+      const timer = setTimeout(finish, PURGE_WAIT_MS)
+      this.#purging.set(seq, purged => {
+        if (replies.push(purged) === workers.length) finish()
+      })
+      for (const w of workers) w.send({ switchyard: 'purge?', seq, target } satisfies PurgeAsk)
+    })
+  }
+
   /** What the admin listener shows: the primary's view of health, with every worker's counts. */
   source(): AdminSource {
     return {
       status: async () => buildStatus(this, await this.counts(), this.workers.length),
       metrics: () => this.#aggregator.clusterMetrics(),
       contentType: this.#aggregator.contentType,
+      purge: target => this.purge(target),
     }
   }
 
@@ -150,6 +179,8 @@ export class Primary extends EventEmitter implements StateView {
       this.#broadcast(m, worker)
     } else if (m.switchyard === 'hello') {
       this.#welcome(worker)
+    } else if (m.switchyard === 'purged') {
+      this.#purging.get(m.seq)?.(m.purged)
     } else {
       // A reply that comes after its request timed out has nowhere to go.
       this.#waiting.get(m.seq)?.(m.counts)

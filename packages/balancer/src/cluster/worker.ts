@@ -2,10 +2,10 @@
 import { AggregatorRegistry } from 'prom-client'
 import { createMetrics } from '../observe/metrics.js'
 import { processCounts } from '../observe/status.js'
-import type { BalancerView } from '../observe/view.js'
+import type { BalancerView, CacheControl } from '../observe/view.js'
 import type { UpstreamGroup } from '../upstreams/group.js'
 import type { HealthChange } from '../upstreams/upstream.js'
-import { applyNews, isOurs, newsOf, type CountsReply, type Hello, type ToWorker } from './messages.js'
+import { applyNews, isOurs, newsOf, type CountsReply, type Hello, type PurgeReply, type ToWorker } from './messages.js'
 
 /** A worker's link to its primary: `process`, in the CLI. */
 export interface Channel {
@@ -14,7 +14,7 @@ export interface Channel {
 }
 
 /** A balancer as a worker runs it: its counts, and its upstream group. */
-export interface Member extends BalancerView {
+export interface Member extends BalancerView, CacheControl {
   readonly upstreams: UpstreamGroup
 }
 
@@ -36,6 +36,8 @@ export function joinCluster(balancer: Member, channel: Channel): Promise<void> {
       if (!isOurs<ToWorker>(m)) return
       if (m.switchyard === 'health') applyNews(balancer.upstreams, m)
       else if (m.switchyard === 'welcome') welcomed()
+      else if (m.switchyard === 'purge?')
+        channel.send({ switchyard: 'purged', seq: m.seq, purged: balancer.purgeCache(m.target) ?? null } satisfies PurgeReply)
       else channel.send({ switchyard: 'counts', seq: m.seq, counts: processCounts(balancer) } satisfies CountsReply)
     })
     // Not at 'online': node:cluster says that before this code runs, and news sent then is lost.

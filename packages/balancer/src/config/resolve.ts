@@ -8,12 +8,13 @@ import { POLICY_NAMES, type BalancerOptions, type PolicyName, type UpstreamSpec 
 import { Sticky } from '../select/sticky.js'
 import { parseBoolean, parseDuration, parseHashKey, parseInteger, parseStatusRange, parseUpstream } from './parse.js'
 import { SETTINGS, type SettingKey } from './settings.js'
+import { resolveCacheOptions } from '../cache/settings.js'
 
 /** The whole configuration: the listener, the process, and the balancer's options. */
 export interface ResolvedConfig
   extends
-    Required<Omit<BalancerOptions, 'log' | 'accessLog' | 'health' | 'retries' | 'sticky'>>,
-    Pick<BalancerOptions, 'health' | 'retries' | 'sticky'> {
+    Required<Omit<BalancerOptions, 'log' | 'accessLog' | 'health' | 'retries' | 'sticky' | 'cache'>>,
+    Pick<BalancerOptions, 'health' | 'retries' | 'sticky' | 'cache'> {
   port: number
   host: string
   /** On SIGTERM / SIGINT, time in-flight requests get to finish, in ms. */
@@ -126,6 +127,7 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     queueTimeout: duration('queue-timeout'),
     reclaimAfter: count('reclaim-after'),
     sticky: sticky?.options,
+    cache: resolveCacheOptions(pick),
     stickySecretGenerated: sticky?.generated ?? false,
   }
 }

@@ -1,5 +1,6 @@
 // Every setting, once: the CLI builds its flags from this table, and a config file uses the same keys.
 import { LOG_FORMATS } from '../observe/access-log.js'
+import { CACHE_SETTINGS } from '../cache/settings.js'
 import { POLICY_NAMES } from '../options.js'
 
 /** One setting, as a CLI flag and a config-file key of the same name. */
@@ -75,6 +76,7 @@ export const SETTINGS = {
   workers: { describe: 'Balancer processes sharing the port (node:cluster): a number, or auto for one per core', default: 1 },
   'drain-timeout': { describe: 'On SIGTERM/SIGINT, time in-flight requests get to finish', default: '30s' },
   quiet: { describe: 'No per-request log lines: the same as --access-log off', default: false, boolean: true },
+  ...CACHE_SETTINGS,
 } satisfies Record<string, Setting>
 
 export type SettingKey = keyof typeof SETTINGS

@@ -2,6 +2,7 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
+import { TAKE, type ResponseTap } from '../cache/types.js'
 import { InvalidResponseError, UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode } from '../errors.js'
 import { failureKind } from '../observe/stats.js'
 import { closeAfterResponse } from '../server/requests.js'
@@ -15,6 +16,8 @@ export interface AttemptOwner {
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly body: ReplayBody | undefined
+  /** The edge cache, when it watches this request: told the response head before the client is. */
+  readonly tap: ResponseTap | undefined
   /** The client went away or stalled: nothing that fails now is the upstream's fault. */
   clientGone: boolean
   /** Wait for an upstream connection, in ms. */
@@ -75,6 +78,8 @@ export class Attempt implements RequestSink {
    * is not sent, since the upstream connection cannot be reused half-written.
    */
   answeredEarly = false
+  /** The edge cache took the response (a 304 it revalidated with, a 5xx it answered stale for, a refresh): nothing of it goes to the client. */
+  taken = false
 
   constructor(owner: AttemptOwner, upstream: Upstream) {
     this.owner = owner
@@ -167,7 +172,17 @@ export class Attempt implements RequestSink {
       this.invalid(`status ${status} is not an HTTP status`)
       return
     }
+    let added: readonly string[] | undefined
+    if (owner.tap !== undefined) {
+      const action = owner.tap.head(upstreamRes)
+      if (action === TAKE) {
+        this.#take(upstreamRes)
+        return
+      }
+      added = action
+    }
     const headers = responseHeaders(upstreamRes)
+    if (added !== undefined) headers.push(...added)
     const draining = owner.draining
     if (draining) headers.push('Connection', 'close')
     const out = this.out as ClientRequest
@@ -202,6 +217,20 @@ export class Attempt implements RequestSink {
     owner.watchDrain()
   }
 
+  /**
+   * The edge cache answers the client itself, and reads this response to its end: the attempt
+   * still counts it, times its reads, and finishes when it closes.
+   */
+  #take(upstreamRes: Tagged<IncomingMessage>): void {
+    this.taken = true
+    this.upstreamRes = upstreamRes
+    upstreamRes[kAttempt] = this
+    this.owner.reportHealth(this.upstream.recordSuccess())
+    this.armRead()
+    upstreamRes.on('data', onTakenData)
+    upstreamRes.on('close', onUpstreamClose)
+  }
+
   /** The client took what was queued for it: read on. */
   drained(): void {
     ;(this.upstreamRes as IncomingMessage).resume()
@@ -217,7 +246,8 @@ export class Attempt implements RequestSink {
       this.upstream.stats.failures[this.cutReason === 'response timeout' ? 'timeout' : 'reset']++
       this.owner.reportHealth(this.upstream.recordFailure(this.cutReason))
     }
-    this.owner.res.destroy()
+    // A response the cache took was never the client's: the cache answered it already.
+    if (!this.taken) this.owner.res.destroy()
   }
 }
 
@@ -269,6 +299,13 @@ function onUpstreamData(this: Tagged<IncomingMessage>, chunk: Buffer): void {
   attempt.armRead()
   // A slow client slows the upstream read: backpressure, as pipe() would apply it.
   if (!attempt.owner.res.write(chunk)) this.pause()
+}
+
+function onTakenData(this: Tagged<IncomingMessage>, chunk: Buffer): void {
+  const attempt = this[kAttempt]
+  attempt.bytesIn += chunk.length
+  attempt.upstream.stats.bytesIn += chunk.length
+  attempt.armRead()
 }
 
 function onUpstreamEnd(this: Tagged<IncomingMessage>): void {

@@ -1,5 +1,6 @@
 // One client request and its tries: choosing the upstream, waiting for a slot, retrying, giving up, and the log line at the end.
 import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http'
+import type { ResponseTap } from '../cache/types.js'
 import { performance } from 'node:perf_hooks'
 import { answer } from '../server/answers.js'
 import { hasBody } from '../server/requests.js'
@@ -43,17 +44,29 @@ export class Exchange implements AttemptOwner, Tries {
   retries = 0
   /** Body bytes of an answer the balancer made itself. */
   #answered = 0
+  /** The edge cache, when it watches this request (cache/taps.ts). */
+  readonly tap: ResponseTap | undefined
 
-  constructor(forwarder: ForwardContext, req: IncomingMessage, res: ServerResponse) {
+  constructor(forwarder: ForwardContext, req: IncomingMessage, res: ServerResponse, tap?: ResponseTap) {
     this.forwarder = forwarder
     this.req = req
     this.res = res
+    this.tap = tap
     this.chunked = req.headers['transfer-encoding'] !== undefined
     const settings = forwarder.settings
     this.body = hasBody(req) ? new ReplayBody(req, settings.clientBodyTimeout, () => this.#bodyTimedOut()) : undefined
     this.pinnedId = settings.sticky?.idFrom(req)
     this.peer = peerOf(req.socket)
     this.headers = forwardedHeaders(req, this.chunked, this.peer)
+    // The edge cache's own validators in place of the client's conditionals (cache/taps.ts).
+    const replace = tap?.requestHeaders
+    if (replace !== undefined) {
+      for (const name in replace) {
+        const value = replace[name]
+        if (value === undefined) delete this.headers[name]
+        else this.headers[name] = value
+      }
+    }
     ;(res as Tagged<ServerResponse>)[kExchange] = this
     // `on`, not `once`: 'close' comes once, and once() wraps the listener in a new closure.
     res.on('close', onClose)
@@ -150,11 +163,7 @@ export class Exchange implements AttemptOwner, Tries {
       () => this.#onQueueTimeout(),
     )
     if (this.waiter === undefined) {
-      this.answer(
-        503,
-        `503 Service Unavailable: every upstream is at max_conns and ${queue.size} requests are already waiting`,
-        this.forwarder.draining,
-      )
+      this.#fail(503, `503 Service Unavailable: every upstream is at max_conns and ${queue.size} requests are already waiting`)
     }
   }
 
@@ -172,18 +181,28 @@ export class Exchange implements AttemptOwner, Tries {
   #onQueueTimeout(): void {
     this.waiter = undefined
     const secs = this.forwarder.settings.queue.timeout / 1000
-    this.answer(503, `503 Service Unavailable: no upstream had a free slot within ${secs}s`, this.forwarder.draining)
+    this.#fail(503, `503 Service Unavailable: no upstream had a free slot within ${secs}s`)
   }
 
-  /** Answers the request itself, with a short text body. */
+  /** Answers the request itself, with a short text body (and the edge cache's status, on its routes). */
   answer(status: number, message: string, close: boolean): void {
-    this.#answered = answer(this.req, this.res, status, message, close)
+    const tap = this.tap
+    this.#answered = answer(this.req, this.res, status, message, close, tap === undefined ? undefined : { 'x-cache-status': tap.status })
+  }
+
+  /**
+   * No upstream gave an answer: the edge cache may serve a stored one (stale-if-error, nginx's
+   * `proxy_cache_use_stale error timeout`), else the balancer answers `status`.
+   */
+  #fail(status: number, message: string): void {
+    if (this.tap?.failed(status) === true) return
+    this.answer(status, message, this.forwarder.draining)
   }
 
   /** Answers 503 when no upstream could be tried, or 502 / 504 when every try failed. */
   giveUp(): void {
     const { status, message } = giveUpAnswer(this.lastError, this.upstream)
-    this.answer(status, message, this.forwarder.draining)
+    this.#fail(status, message)
   }
 
   /** The client stopped sending its body for `clientBodyTimeout`: 408, as nginx does. */
@@ -220,9 +239,10 @@ export class Exchange implements AttemptOwner, Tries {
       start: this.start,
       // The response has just ended: this is nginx's $upstream_response_time.
       upstreamMs: upstreamRes === undefined ? undefined : performance.now() - attempt!.startedAt,
-      bytes: upstreamRes === undefined ? this.#answered : attempt!.bytesIn,
+      bytes: this.tap?.bytes ?? (upstreamRes === undefined ? this.#answered : attempt!.bytesIn),
       retries: this.retries,
       cache: upstreamRes?.headers['x-cache'] as string | undefined,
+      edgeCache: this.tap?.status,
     })
   }
 }

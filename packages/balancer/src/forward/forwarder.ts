@@ -1,5 +1,7 @@
 // The forwarding side of the balancer: the settings and parts every request shares, and one Exchange per request.
-import { Agent, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent, IncomingMessage, ServerResponse } from 'node:http'
+import { performance } from 'node:perf_hooks'
+import type { CacheStatus, CacheUpstreams, ResponseTap } from '../cache/types.js'
 import type { Outcome, RequestRecorder } from '../observe/recorder.js'
 import { DEFAULTS, type BalancerOptions, type PolicyName } from '../options.js'
 import { createPolicy } from '../select/policies.js'
@@ -10,13 +12,14 @@ import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 import type { ForwardContext, ForwardSettings } from './context.js'
 import { createEngine } from './engine.js'
 import { Exchange } from './exchange.js'
+import { peerOf } from './headers.js'
 
 /**
  * Sends requests to upstreams, one `Exchange` per client request, through the engine. The
  * engine builds the upstream request (target, method, headers, agent); the exchange owns the
  * rest: the path, hop-by-hop headers, when the body is read, timeouts, retries and the response.
  */
-export class Forwarder implements ForwardContext {
+export class Forwarder implements ForwardContext, CacheUpstreams {
   readonly engine = createEngine()
   readonly fresh = new Agent()
   /** Where requests wait when every candidate is at max_conns: one queue, kept across reloads. */
@@ -91,9 +94,46 @@ export class Forwarder implements ForwardContext {
     }
   }
 
-  /** Forwards a request that passed the checks (server/requests.ts). */
-  forward(req: IncomingMessage, res: ServerResponse): void {
-    new Exchange(this, req, res).next()
+  /** Forwards a request that passed the checks (server/requests.ts); `tap`: the edge cache watching it. */
+  forward(req: IncomingMessage, res: ServerResponse, tap?: ResponseTap): void {
+    new Exchange(this, req, res, tap).next()
+  }
+
+  /**
+   * A background refresh for the edge cache: a GET like `req`, sent as any request is (choice,
+   * retries, timeouts, health), on behalf of no client. Its request and response objects are
+   * detached from the client's connection: the client leaving does not stop it, and the tap takes
+   * every answer, so nothing is written to them. It is not logged, as nginx does not log the
+   * subrequest of `proxy_cache_background_update`; its upstream's counters and health see it.
+   */
+  refresh(req: IncomingMessage, tap: ResponseTap): void {
+    const get = new IncomingMessage(req.socket)
+    get.method = 'GET'
+    get.url = req.url as string
+    get.httpVersionMajor = 1
+    get.httpVersionMinor = 1
+    get.httpVersion = '1.1'
+    const headers = { ...req.headers }
+    delete headers['content-length']
+    delete headers['transfer-encoding']
+    get.headers = headers
+    new Exchange(this, get, new ServerResponse(get), tap).next()
+  }
+
+  /** The edge cache answered `req` itself: counted and logged like any request, with no upstream. */
+  answered(req: IncomingMessage, res: ServerResponse, status: CacheStatus, bytes: number): void {
+    // A hit is answered within the turn its request came in: now is when it came.
+    this.#recorder.record(req, res.headersSent ? res.statusCode : 499, undefined, {
+      client: peerOf(req.socket),
+      time: Date.now(),
+      start: performance.now(),
+      upstreamMs: undefined,
+      bytes,
+      retries: 0,
+      cache: undefined,
+      edgeCache: status,
+      fromCache: true,
+    })
   }
 
   /** Answers a request itself with `status` and one line of text, closing the connection; it is counted and logged like any other. */

@@ -28,6 +28,8 @@ export interface AccessEntry {
   retries: number
   /** The upstream's `X-Cache` (HIT / MISS), when it sent one. */
   cache: string | undefined
+  /** The edge cache's `X-Cache-Status`, when the request went through it (`edge_cache=`). */
+  edgeCache?: string | undefined
   referer: string | undefined
   userAgent: string | undefined
 }
@@ -81,7 +83,9 @@ export function formatCombined(e: AccessEntry): string {
   const request = quoted(`${e.method} ${e.path} HTTP/${e.httpVersion}`)
   return (
     `${e.client} - - [${timeLocal(e.time)}] ${request} ${e.status} ${e.bytes} ${quoted(e.referer)} ${quoted(e.userAgent)}` +
-    ` upstream=${e.upstream ?? '-'} upstream_time=${seconds(e.upstreamMs)} request_time=${seconds(e.totalMs)} retries=${e.retries} cache=${e.cache ?? '-'}`
+    ` upstream=${e.upstream ?? '-'} upstream_time=${seconds(e.upstreamMs)} request_time=${seconds(e.totalMs)} retries=${e.retries} cache=${e.cache ?? '-'}` +
+    // Only with the edge cache on, so that the lines of a balancer without it stay as they were.
+    (e.edgeCache === undefined ? '' : ` edge_cache=${e.edgeCache}`)
   )
 }
 

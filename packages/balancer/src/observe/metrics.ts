@@ -1,4 +1,6 @@
 // The Prometheus metrics of one balancer process, read from its counts at scrape time.
+import { CACHE_STATUSES } from '../cache/types.js'
+import type { CacheCounts } from '../cache/counters.js'
 import { performance } from 'node:perf_hooks'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { CLASSES, FAILURE_KINDS } from './stats.js'
@@ -108,6 +110,43 @@ export function createMetrics(balancer: BalancerView): Registry {
     registers,
     collect() {
       this.set(balancer.connectionsOpen)
+    },
+  })
+  // The edge cache (cache/), when it is on: nothing is exported while it is off. Across workers
+  // each sums (every worker has a cache of its own).
+  new Counter({
+    name: 'switchyard_cache_requests_total',
+    help: "Responses on the edge cache's routes, by X-Cache-Status (nginx's $upstream_cache_status values).",
+    labelNames: ['status'],
+    registers,
+    collect() {
+      this.reset()
+      const counts = balancer.cacheCounts()
+      if (counts === null) return
+      for (const status of CACHE_STATUSES) this.inc({ status }, counts.requests[status])
+    },
+  })
+  const cacheGauge = (name: string, help: string, read: (c: CacheCounts) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const counts = balancer.cacheCounts()
+        if (counts === null) this.reset()
+        else this.set(read(counts))
+      },
+    })
+  cacheGauge('switchyard_cache_bytes', 'Bytes the edge cache holds, headers counted; within its budget (--cache).', c => c.bytes)
+  cacheGauge('switchyard_cache_entries', 'Responses the edge cache holds, every variant counted.', c => c.entries)
+  new Counter({
+    name: 'switchyard_cache_evictions_total',
+    help: 'Responses the edge cache dropped to make room for new ones.',
+    registers,
+    collect() {
+      this.reset()
+      const counts = balancer.cacheCounts()
+      if (counts !== null) this.inc(counts.evictions)
     },
   })
   const histogram = new Histogram({

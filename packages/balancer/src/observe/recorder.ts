@@ -2,6 +2,7 @@
 import type { IncomingMessage } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { Upstream } from '../upstreams/upstream.js'
+import type { CacheStatus } from '../cache/types.js'
 import type { AccessLog } from './access-log.js'
 import { Stats } from './stats.js'
 
@@ -20,6 +21,10 @@ export interface Outcome {
   retries: number
   /** The upstream's X-Cache. */
   cache: string | undefined
+  /** The edge cache's X-Cache-Status, on a route it handled. */
+  edgeCache?: CacheStatus | undefined
+  /** Answered by the edge cache itself, with no upstream: counted in all, not as unrouted. */
+  fromCache?: boolean
 }
 
 /** Where every finished request and WebSocket tunnel is counted and logged. */
@@ -36,7 +41,9 @@ export class RequestRecorder {
     const now = Date.now()
     const method = req.method as string
     this.totals.record(method, status, undefined, now)
-    ;(upstream?.stats ?? this.unrouted).record(method, status, o.upstreamMs, now)
+    // Answered from the edge cache: no upstream, and not the balancer's own refusal either.
+    if (upstream !== undefined) upstream.stats.record(method, status, o.upstreamMs, now)
+    else if (!o.fromCache) this.unrouted.record(method, status, o.upstreamMs, now)
     this.accessLog?.write({
       time: o.time,
       client: o.client,
@@ -50,6 +57,7 @@ export class RequestRecorder {
       totalMs: performance.now() - o.start,
       retries: o.retries,
       cache: o.cache,
+      edgeCache: o.edgeCache,
       referer: req.headers.referer,
       userAgent: req.headers['user-agent'],
     })

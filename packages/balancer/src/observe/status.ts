@@ -1,5 +1,6 @@
 // The shape of /status.json, and how it is built from a balancer's state and counts that add up across workers.
 import { performance } from 'node:perf_hooks'
+import { hitRatio, mergeCacheCounts, type CacheCounts } from '../cache/counters.js'
 import { RATE_SECONDS, classTotals, mergeStats, perSecond, quantile, type StatsData } from './stats.js'
 import type { Upstream } from '../upstreams/upstream.js'
 import type { BalancerView, StateView } from './view.js'
@@ -41,6 +42,14 @@ export interface StatusSnapshot {
   /** The last 300 whole seconds, oldest first, as each second's start (ms epoch); upstreams' `rate` lines up with it. */
   rateSeconds: number[]
   upstreams: UpstreamStatus[]
+  /** The edge cache, every worker's added up; null when it is off (`--cache`). Each worker has a cache of its own. */
+  cache: CacheStatusView | null
+}
+
+/** The edge cache in the snapshot. */
+export interface CacheStatusView extends CacheCounts {
+  /** Over the last minute: responses served from what was stored over those it looked up (counters.ts hitRatio); null with none. */
+  hitRatio: number | null
 }
 
 /** Responses by status class. */
@@ -107,6 +116,8 @@ export interface ProcessCounts {
   upstreams: Record<string, StatsData & { inFlight: number }>
   connectionsOpen: number
   connectionsTotal: number
+  /** The edge cache's figures; null when it is off. */
+  cache: CacheCounts | null
 }
 
 /** The counts of one balancer process, now. */
@@ -121,6 +132,7 @@ export function processCounts(balancer: BalancerView, now = Date.now()): Process
     upstreams,
     connectionsOpen: balancer.connectionsOpen,
     connectionsTotal: balancer.connectionsTotal,
+    cache: balancer.cacheCounts(),
   }
 }
 
@@ -139,6 +151,7 @@ export function mergeCounts(parts: readonly ProcessCounts[]): ProcessCounts {
     upstreams,
     connectionsOpen: parts.reduce((a, p) => a + p.connectionsOpen, 0),
     connectionsTotal: parts.reduce((a, p) => a + p.connectionsTotal, 0),
+    cache: mergeCacheCounts(parts.map(p => p.cache)),
   }
 }
 
@@ -215,5 +228,6 @@ export function buildStatus(balancer: StateView, counts: ProcessCounts, workers 
     requests: { total, perSecond: perSecond(counts.totals.rate), unrouted: classes(counts.unrouted) },
     rateSeconds,
     upstreams,
+    cache: counts.cache === null ? null : { ...counts.cache, hitRatio: hitRatio(counts.cache.lastMinute) },
   }
 }

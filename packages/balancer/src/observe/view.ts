@@ -1,4 +1,6 @@
 // The small read-only views of a balancer that status, metrics, the admin listener and the cluster read, instead of the class.
+import type { CacheCounts } from '../cache/counters.js'
+import type { PurgeTarget } from '../cache/edge-cache.js'
 import type { PolicyName } from '../options.js'
 import type { CheckResult } from '../upstreams/health-check.js'
 import type { Pool } from '../upstreams/pool.js'
@@ -23,6 +25,12 @@ export interface StateView {
   lastCheck(id: string): CheckResult | undefined
 }
 
+/** What the admin listener may change in a balancer process: its edge cache's contents. */
+export interface CacheControl {
+  /** Removes what `target` names from the edge cache; the responses removed, or undefined when it is off. */
+  purgeCache(target: PurgeTarget): number | undefined
+}
+
 /** One balancer process, as its counts and metrics read it. */
 export interface BalancerView extends StateView {
   /** Every request answered. */
@@ -32,6 +40,8 @@ export interface BalancerView extends StateView {
   /** Client connections open now, and accepted since start. */
   readonly connectionsOpen: number
   readonly connectionsTotal: number
+  /** The edge cache's figures; null when it is off. */
+  cacheCounts(): CacheCounts | null
   /** `reload`: the upstreams may have changed. */
   on(event: 'reload', listener: () => void): unknown
 }

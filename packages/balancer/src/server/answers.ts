@@ -7,9 +7,17 @@ import { closeAfterResponse, hasBody } from './requests.js'
  * Answers a request with a short text/plain body (`message` and a newline). Returns the body's
  * length in bytes, as sent: 0 for a HEAD.
  */
-export function answer(req: IncomingMessage, res: ServerResponse, status: number, message: string, close = false): number {
+export function answer(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  message: string,
+  close = false,
+  extra: Record<string, string> = {},
+): number {
   const body = `${message}\n`
   const headers: Record<string, string | number> = {
+    ...extra,
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     // The body may echo what a client sent (a transfer coding, say): never sniffed as HTML.

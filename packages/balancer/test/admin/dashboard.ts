@@ -9,6 +9,17 @@ import { DASHBOARD_CSP, renderDashboard } from '../../src/admin/dashboard.js'
 import type { StatusSnapshot, UpstreamStatus } from '../../src/observe/status.js'
 
 const NOW = 1_700_000_000_000
+
+/** An edge cache a third full, 80% hits over the last minute. */
+const CACHE: NonNullable<StatusSnapshot['cache']> = {
+  requests: { HIT: 9000, MISS: 900, EXPIRED: 50, STALE: 40, UPDATING: 8, REVALIDATED: 2, BYPASS: 300 },
+  lastMinute: { HIT: 70, MISS: 18, EXPIRED: 2, STALE: 6, UPDATING: 2, REVALIDATED: 2, BYPASS: 5 },
+  bytes: 22_369_621,
+  maxBytes: 67_108_864,
+  entries: 1234,
+  evictions: 56,
+  hitRatio: 0.8,
+}
 const EVIL = 'active check failed 3 times: GET /healthz -> <script>alert("x")</script> & \'q\''
 
 function upstream(id: string, over: Partial<UpstreamStatus> = {}): UpstreamStatus {
@@ -52,6 +63,7 @@ function snapshot(over: Partial<StatusSnapshot> = {}): StatusSnapshot {
     connections: { open: 17, total: 98_231 },
     requests: { total: 128_666, perSecond: 83.64, unrouted: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 2, '5xx': 11 } },
     rateSeconds: Array.from({ length: 300 }, (_, i) => NOW - (300 - i) * 1000),
+    cache: null,
     upstreams: [
       upstream('app-1.internal:8080'),
       upstream('10.0.0.2:8080', {
@@ -445,7 +457,13 @@ t.test('the page script follows /events, and comes back after the balancer went 
   const html = await (await fetch(page)).text()
   const script = /<script>([\s\S]*)<\/script>/.exec(html)?.[1] ?? ''
   // The document as the server sent it: a row for an upstream that stays, and one the next message no longer has.
-  const ids = { rows: new Element('tbody'), totals: new Element('div'), chart: new Element('section'), conn: new Element('div') }
+  const ids = {
+    rows: new Element('tbody'),
+    totals: new Element('div'),
+    chart: new Element('section'),
+    cache: new Element('section'),
+    conn: new Element('div'),
+  }
   const kept = ids.rows.appendChild(new Element('tr'))
   kept.dataset.upstream = 'app-1.internal:8080'
   for (const field of fieldsOf(row(html, 'app-1.internal:8080'))) kept.appendChild(new Element('td')).dataset.field = field
@@ -503,11 +521,13 @@ t.test('the page script follows /events, and comes back after the balancer went 
   t.equal(document.title, 'Switchyard · 1/2 up', 'the tab title')
   t.equal(document.body.dataset.live, 'live', 'live')
   t.equal(ids.conn.hidden, true, 'no banner')
+  t.same([ids.cache.innerHTML, ids.cache.hidden], ['', true], 'no edge cache: its panel is empty and hidden')
 
   // The next snapshot: the down upstream gone, a new one in front, the kept one one request further, and draining.
   const app = first.upstreams[0] as UpstreamStatus
   const second = snapshot({
     draining: true,
+    cache: CACHE,
     upstreams: [upstream('new:9000', { state: 'draining' }), { ...app, requests: app.requests + 1 }],
   })
   const gone = byId('10.0.0.2:8080')
@@ -529,6 +549,12 @@ t.test('the page script follows /events, and comes back after the balancer went 
     'the chart follows',
   )
   t.equal(document.title, 'Switchyard · 1/2 up · draining', 'the tab title follows')
+  t.equal(ids.cache.hidden, false, 'the edge cache panel shows once the cache is on')
+  t.equal(
+    ids.cache.innerHTML,
+    between(renderDashboard(second), '<section id="cache" class="card">', '</section>'),
+    'as the server renders it',
+  )
 
   // The balancer goes away: the stream drops, then its admin port refuses the browser's own retry.
   plan.push('refuse')
@@ -549,3 +575,23 @@ t.test('the page script follows /events, and comes back after the balancer went 
   t.equal(ids.conn.hidden, true, 'the banner hides')
   t.same(order(), ['new:9000', 'app-1.internal:8080'], 'the rows are as they were')
 })
+
+t.test(
+  'the edge cache panel: hit ratio over the last minute, bytes against the budget, entries; hidden while the cache is off',
+  async t => {
+    const off = renderDashboard(snapshot())
+    t.match(off, '<section id="cache" class="card" hidden></section>', 'off: an empty, hidden panel')
+    const on = renderDashboard(snapshot({ cache: CACHE }))
+    const panel = between(on, '<section id="cache" class="card">', '</section>')
+    t.match(panel, '<div data-cache="hitRatio"', 'the hit ratio')
+    t.match(panel, '<dd>80.0% <small>of 100</small></dd>', 'as a share of the lookups of the last minute, BYPASS left out')
+    t.match(
+      panel,
+      '<dd>22 MB <small>/ 67 MB</small> <meter min="0" max="67108864" value="22369621"></meter></dd>',
+      'bytes against the budget, with a meter',
+    )
+    t.match(panel, '<div data-cache="entries" title="responses stored, every variant counted"><dt>Entries</dt><dd>1,234</dd>', 'entries')
+    t.match(panel, '<dd>56</dd>', 'evictions')
+    t.match(renderDashboard(snapshot({ cache: { ...CACHE, hitRatio: null } })), '<dd>– <small>of 100</small></dd>', 'no lookups: a dash')
+  },
+)
