@@ -37,11 +37,11 @@ export function parseWrk(text) {
 }
 
 /**
- * `wrk -t<threads> -c<connections> -d<seconds>s --latency url`; resolves with the parsed report
- * and wrk's text. `onChild` receives the process, so the caller can kill it on Ctrl-C.
+ * `wrk -t<threads> -c<connections> -d<seconds>s --latency [-H header]... url`; resolves with the
+ * parsed report and wrk's text. `onChild` receives the process, so the caller can kill it on Ctrl-C.
  */
-export function runWrk(url, { threads = 1, connections, seconds, cpus, onChild = () => {} }) {
-  const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', url]
+export function runWrk(url, { threads = 1, connections, seconds, cpus, headers = [], onChild = () => {} }) {
+  const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', ...headers.flatMap(h => ['-H', h]), url]
   return new Promise((resolve, reject) => {
     const [file, argv] = cpus === undefined ? ['wrk', args] : ['taskset', ['-c', cpus, 'wrk', ...args]]
     const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
