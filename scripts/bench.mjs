@@ -224,7 +224,9 @@ const baseline = live.find(p => p.id === 'nginx') ?? live.find(p => p.id === 'ht
 if (nginx !== undefined && baseline.id !== 'nginx') progress(`nginx is installed but did not start: ratios are against ${baseline.label}`)
 
 const perRun = opts.seconds + C1_SECONDS + 0.5
-progress(`${opts.rounds} round(s) × ${live.length} proxies × (${opts.seconds}s at c=${opts.connections} + ${C1_SECONDS}s at c=1): about ${Math.round(live.length * (WARMUP_SECONDS + opts.rounds * perRun))}s${opts.memory ? ', then the memory phase' : ''}`)
+progress(
+  `${opts.rounds} round(s) × ${live.length} proxies × (${opts.seconds}s at c=${opts.connections} + ${C1_SECONDS}s at c=1): about ${Math.round(live.length * (WARMUP_SECONDS + opts.rounds * perRun))}s${opts.memory ? ', then the memory phase' : ''}`,
+)
 /**
  * One load run against `p`: wrk, or h2load for the h2 rows, with `connections` requests in flight
  * (h2load: a tenth as many connections, ten streams each; one of one for c=1).
@@ -279,7 +281,16 @@ for (let round = 1; round <= opts.rounds; round++) {
 }
 const loadAfterRounds = loadavg()
 const handshakeRows = live.filter(p => ['nginx-https', 'switchyard-https', 'node-https-pipe'].includes(p.id) && p.failed === undefined)
-const handshakes = handshakeRows.length === 0 ? [] : await measureHandshakes(handshakeRows, { seconds: opts.seconds, connections: opts.connections, cpus: loadCpus, onChild: onWrk, progress })
+const handshakes =
+  handshakeRows.length === 0
+    ? []
+    : await measureHandshakes(handshakeRows, {
+        seconds: opts.seconds,
+        connections: opts.connections,
+        cpus: loadCpus,
+        onChild: onWrk,
+        progress,
+      })
 for (const p of live) {
   p.stopped = true
   await stop(p.child)
@@ -364,23 +375,40 @@ if (comparisons.length > 0) {
 // Issue 15's target: TLS must not widen the gap to nginx (the HTTPS ratio at most the plain one ×
 // 1.1), unless Node's own floor is already past that; then within 1.15× of the floor.
 const medianRatio = (a, b) => (rawOf(a) && rawOf(b) ? pairedCpuRatio(rawOf(a), rawOf(b)).median : NaN)
-for (const [proto, ours, theirs, floor] of [['HTTPS', 'switchyard-https', 'nginx-https', 'node-https-pipe'], ['h2', 'switchyard-h2', 'nginx-h2', 'node-h2-pipe']]) {
+for (const [proto, ours, theirs, floor] of [
+  ['HTTPS', 'switchyard-https', 'nginx-https', 'node-https-pipe'],
+  ['h2', 'switchyard-h2', 'nginx-h2', 'node-h2-pipe'],
+]) {
   const plain = medianRatio('switchyard', 'nginx')
   const target = plain * 1.1
   const ratio = medianRatio(ours, theirs)
   const floorRatio = medianRatio(floor, theirs)
   if (!Number.isFinite(ratio) || !Number.isFinite(target)) continue
-  if (ratio <= target) print(`Target (${proto}): ${ratio.toFixed(2)}× nginx ≤ ${target.toFixed(2)}× (the plain ${plain.toFixed(2)}× × 1.1): met.`)
+  if (ratio <= target)
+    print(`Target (${proto}): ${ratio.toFixed(2)}× nginx ≤ ${target.toFixed(2)}× (the plain ${plain.toFixed(2)}× × 1.1): met.`)
   else if (Number.isFinite(floorRatio) && floorRatio > target) {
     const vsFloor = medianRatio(ours, floor)
-    print(`Target (${proto}): ${ratio.toFixed(2)}× nginx > ${target.toFixed(2)}×, but Node's bare floor is ${floorRatio.toFixed(2)}×; against the floor ${vsFloor.toFixed(2)}× (≤ 1.15×: ${vsFloor <= 1.15 ? 'met' : 'NOT met'}).`)
-  } else print(`Target (${proto}): ${ratio.toFixed(2)}× nginx > ${target.toFixed(2)}× (the plain ${plain.toFixed(2)}× × 1.1): NOT met; Node's floor ${Number.isFinite(floorRatio) ? `${floorRatio.toFixed(2)}×` : 'not measured'}.`)
+    print(
+      `Target (${proto}): ${ratio.toFixed(2)}× nginx > ${target.toFixed(2)}×, but Node's bare floor is ${floorRatio.toFixed(2)}×; against the floor ${vsFloor.toFixed(2)}× (≤ 1.15×: ${vsFloor <= 1.15 ? 'met' : 'NOT met'}).`,
+    )
+  } else
+    print(
+      `Target (${proto}): ${ratio.toFixed(2)}× nginx > ${target.toFixed(2)}× (the plain ${plain.toFixed(2)}× × 1.1): NOT met; Node's floor ${Number.isFinite(floorRatio) ? `${floorRatio.toFixed(2)}×` : 'not measured'}.`,
+    )
 }
 const measuredHandshakes = handshakes.filter(h => h.error === undefined)
 if (measuredHandshakes.length > 0) {
   const nginxRate = measuredHandshakes.find(h => h.id === 'nginx-https')?.perCore
-  print(`New TLS connections per second per core (a full TLS 1.3 handshake with ECDSA P-256 and one request each; wrk -H 'Connection: close'): ` +
-    measuredHandshakes.map(h => `${h.label} ${h.perCore.toFixed(0)}${nginxRate && h.id !== 'nginx-https' ? ` (${(h.perCore / nginxRate).toFixed(2)}× nginx)` : ''}${h.errors > 0 ? ` ⚠ ${h.errors} errors` : ''}`).join(', ') + '.')
+  print(
+    `New TLS connections per second per core (a full TLS 1.3 handshake with ECDSA P-256 and one request each; wrk -H 'Connection: close'): ` +
+      measuredHandshakes
+        .map(
+          h =>
+            `${h.label} ${h.perCore.toFixed(0)}${nginxRate && h.id !== 'nginx-https' ? ` (${(h.perCore / nginxRate).toFixed(2)}× nginx)` : ''}${h.errors > 0 ? ` ⚠ ${h.errors} errors` : ''}`,
+        )
+        .join(', ') +
+      '.',
+  )
 }
 for (const h of handshakes.filter(h => h.error !== undefined)) print(`⚠ handshakes of ${h.label}: ${h.error}`)
 print('')
@@ -424,7 +452,10 @@ const stamp = date
 const files = { json: join(opts.out, `${stamp}.json`), svg: join(opts.out, `${stamp}.svg`) }
 const runtimeSeconds = Math.round((Date.now() - startedAt) / 100) / 10
 const raw = all.map(({ id, label, port, failed, rounds }) => ({ id, label, port: port ?? null, failed: failed ?? null, rounds }))
-writeFileSync(files.json, `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, handshakes, proxies: raw }, null, 2)}\n`)
+writeFileSync(
+  files.json,
+  `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, handshakes, proxies: raw }, null, 2)}\n`,
+)
 const subtitle = `${machine.cpuModel} × ${machine.cores}, Node ${machine.node}, ${opts.rounds}×${opts.seconds}s at c=${opts.connections}${pinned ? `, proxy on CPU ${proxyCpus}` : ''}, ${machine.date}`
 writeFileSync(files.svg, svg(summaries, { baselineLabel: baseline.label, subtitle, rounds: opts.rounds }))
 print('')

@@ -11,7 +11,9 @@ const UNIT_MS = { us: 0.001, ms: 1, s: 1000 }
 /** Parses h2load's report. Throws when the lines every run prints are missing. */
 export function parseH2load(text) {
   const finished = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(text)
-  const requests = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(text)
+  const requests = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
+    text,
+  )
   const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(text)
   if (!finished || !requests || !codes) throw new Error(`unexpected h2load output: ${JSON.stringify(text.slice(-300))}`)
   const mean = /time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)/.exec(text)

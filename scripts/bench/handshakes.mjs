@@ -25,7 +25,9 @@ export async function measureHandshakes(rows, { seconds, connections, cpus, onCh
       const cpuMs = treeCpuMs(p.child.pid).ms - before.ms
       const perCore = cpuMs > 0 ? w.good / (cpuMs / 1000) : NaN
       out.push({ id: p.id, label: p.label, connections: w.good, cpuMs, perCore, rps: w.rps, errors: w.errors })
-      progress(`handshakes ${p.label}: ${w.rps.toFixed(0)} new connections/s, ${perCore.toFixed(0)} per core-second of its CPU${w.errors > 0 ? `, ${w.errors} errors` : ''}`)
+      progress(
+        `handshakes ${p.label}: ${w.rps.toFixed(0)} new connections/s, ${perCore.toFixed(0)} per core-second of its CPU${w.errors > 0 ? `, ${w.errors} errors` : ''}`,
+      )
     } catch (err) {
       out.push({ id: p.id, label: p.label, error: err.message })
       progress(`handshakes ${p.label}: ${err.message}`)

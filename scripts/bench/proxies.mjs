@@ -62,10 +62,14 @@ ${backends.map(p => `    server 127.0.0.1:${p};`).join('\n')}
     keepalive_requests ${NGINX_KEEPALIVE_REQUESTS};
   }
   server {
-    listen 127.0.0.1:${port}${tls === undefined ? '' : ` ssl${tls.http2 ? ' http2' : ''}`};${tls === undefined ? '' : `
+    listen 127.0.0.1:${port}${tls === undefined ? '' : ` ssl${tls.http2 ? ' http2' : ''}`};${
+      tls === undefined
+        ? ''
+        : `
     ssl_certificate ${tls.cert};
     ssl_certificate_key ${tls.key};
-    ssl_protocols TLSv1.2 TLSv1.3;`}
+    ssl_protocols TLSv1.2 TLSv1.3;`
+    }
     location / {
       proxy_pass http://backends;
       proxy_http_version 1.1;
@@ -232,14 +236,25 @@ function tlsProxies(ctx, { nginx, startNginx, switchyard }) {
   if (nginx !== undefined) {
     list.push({ id: 'nginx-https', label: 'nginx HTTPS', ...https, start: startNginx('nginx-https', { cert, key, http2: false }) })
   }
-  const pipe = mode => () => startWith(ctx, `node-${mode}-pipe`, process.execPath, port =>
-    [join(ctx.root, 'scripts/bench/tls-pipe-peer.mjs'), mode, String(port), cert, key, ...targets], { tls: true })
+  const pipe = mode => () =>
+    startWith(
+      ctx,
+      `node-${mode}-pipe`,
+      process.execPath,
+      port => [join(ctx.root, 'scripts/bench/tls-pipe-peer.mjs'), mode, String(port), cert, key, ...targets],
+      { tls: true },
+    )
   list.push({ id: 'node-https-pipe', label: 'node:https pipe (no library)', ...https, start: pipe('https') })
   // Switchyard keeps its plain port beside the HTTPS one (unless --port off); the rows measure
   // the HTTPS one, with h2 offered as a user would run it.
   const startSwitchyard = id => async () => {
     const port = await freePort()
-    const started = await startWith(ctx, id, process.execPath, switchyard(['--quiet', '--https-port', String(port), '--tls-cert', cert, '--tls-key', key]))
+    const started = await startWith(
+      ctx,
+      id,
+      process.execPath,
+      switchyard(['--quiet', '--https-port', String(port), '--tls-cert', cert, '--tls-key', key]),
+    )
     try {
       await waitReady(started.child, port, BODY, 10_000, true)
     } catch (err) {
@@ -250,7 +265,8 @@ function tlsProxies(ctx, { nginx, startNginx, switchyard }) {
   }
   list.push({ id: 'switchyard-https', label: 'Switchyard HTTPS (HTTP/1.1)', ...https, start: startSwitchyard('switchyard-https') })
   if (ctx.h2load) {
-    if (nginx !== undefined) list.push({ id: 'nginx-h2', label: 'nginx h2', ...h2, start: startNginx('nginx-h2', { cert, key, http2: true }) })
+    if (nginx !== undefined)
+      list.push({ id: 'nginx-h2', label: 'nginx h2', ...h2, start: startNginx('nginx-h2', { cert, key, http2: true }) })
     list.push({ id: 'node-h2-pipe', label: 'node:http2 pipe (no library)', ...h2, start: pipe('h2') })
     list.push({ id: 'switchyard-h2', label: 'Switchyard h2', ...h2, start: startSwitchyard('switchyard-h2') })
   }

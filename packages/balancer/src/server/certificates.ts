@@ -100,8 +100,10 @@ function commonName(subject: string): string | undefined {
 /** A one-line note to log about a certificate that loads but that clients will refuse; undefined when none. */
 export function validityWarning(c: Certificate, now = Date.now()): string | undefined {
   const day = (d: Date): string => d.toISOString().slice(0, 10)
-  if (c.validTo.getTime() <= now) return `tls-cert ${c.files.cert}: expired on ${day(c.validTo)}; served anyway, but clients will refuse it until it is renewed`
-  if (c.validFrom.getTime() > now) return `tls-cert ${c.files.cert}: not valid before ${day(c.validFrom)}; clients will refuse it until then`
+  if (c.validTo.getTime() <= now)
+    return `tls-cert ${c.files.cert}: expired on ${day(c.validTo)}; served anyway, but clients will refuse it until it is renewed`
+  if (c.validFrom.getTime() > now)
+    return `tls-cert ${c.files.cert}: not valid before ${day(c.validFrom)}; clients will refuse it until then`
   return undefined
 }
 

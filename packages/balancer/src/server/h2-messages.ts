@@ -7,7 +7,15 @@ import { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
  * connection. Node's compat layer throws ERR_HTTP2_INVALID_CONNECTION_HEADERS on every one of
  * them (and on `te` other than `trailers`), and an upstream speaking HTTP/1.1 sends them freely.
  */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'te'])
+const CONNECTION_SPECIFIC = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+  'te',
+])
 
 /**
  * The request headers of an HTTP/2 stream as an HTTP/1.1 request carries them, for http-proxy

@@ -73,7 +73,9 @@ export function localCertificate(dir: string, options: LocalCertificateOptions =
   const run = spawnSync(openssl, args, { encoding: 'utf8', timeout: 30_000 })
   if (run.error !== undefined) {
     const why = (run.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : run.error.message
-    throw new ConfigError(`https: ${openssl} ${why}; it makes the local certificate (apt-get install openssl), or give --tls-cert and --tls-key`)
+    throw new ConfigError(
+      `https: ${openssl} ${why}; it makes the local certificate (apt-get install openssl), or give --tls-cert and --tls-key`,
+    )
   }
   if (run.status !== 0) {
     const last = run.stderr.trim().split('\n').pop() || 'no message'

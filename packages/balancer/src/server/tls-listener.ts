@@ -167,7 +167,9 @@ export class TlsListener extends EventEmitter {
   }
 
   #onAbuse = (abuse: SessionAbuse): void => {
-    this.#handlers.log(`h2 connection from ${abuse.address} closed: ${abuse.resets} streams reset within the allowance (rapid reset, CVE-2023-44487)`)
+    this.#handlers.log(
+      `h2 connection from ${abuse.address} closed: ${abuse.resets} streams reset within the allowance (rapid reset, CVE-2023-44487)`,
+    )
   }
 
   #onH2Request = (req: H2Request, res: H2Response): void => {

@@ -26,7 +26,8 @@ export function readUpstreamCa(file: string): Buffer {
   } catch (err) {
     throw new ConfigError(`upstream-ca ${file}: cannot be read (${errorCode(err as Error)})`)
   }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`upstream-ca ${file}: holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)`)
+  if (!pem.includes('-----BEGIN CERTIFICATE-----'))
+    throw new ConfigError(`upstream-ca ${file}: holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)`)
   return pem
 }
 

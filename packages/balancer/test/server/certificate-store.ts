@@ -25,7 +25,13 @@ async function serve(t: Test, store: CertificateStore): Promise<number> {
 
 /** The fingerprint a handshake with `servername` (none: no SNI) is served. */
 async function served(port: number, ca: TestCa, servername?: string): Promise<string | undefined> {
-  const socket = connect({ port, host: '127.0.0.1', ca: ca.pem, rejectUnauthorized: false, ...(servername === undefined ? {} : { servername }) })
+  const socket = connect({
+    port,
+    host: '127.0.0.1',
+    ca: ca.pem,
+    rejectUnauthorized: false,
+    ...(servername === undefined ? {} : { servername }),
+  })
   await once(socket, 'secureConnect')
   const fingerprint = (socket as TLSSocket).getPeerX509Certificate()?.fingerprint256
   socket.destroy()
@@ -50,14 +56,26 @@ t.test('SNI picks by name: exact before wildcard, first on a tie, the default fo
   ]
   for (const [name, want, what] of cases) t.equal(await served(port, ca, name), want.fingerprint, what)
   t.same(store.warnings(), [], 'nothing to warn about')
-  t.same(store.certificates.map(c => c.fingerprint), [first.fingerprint, www.fingerprint], 'both, in the order given')
+  t.same(
+    store.certificates.map(c => c.fingerprint),
+    [first.fingerprint, www.fingerprint],
+    'both, in the order given',
+  )
 })
 
 t.test('a store needs a pair, and refuses to start on a bad one', async t => {
-  t.throws(() => new CertificateStore([], 'TLSv1.2'), { name: 'ConfigError', message: /^tls-cert: at least one --tls-cert FILE --tls-key FILE pair is needed$/ }, 'none')
+  t.throws(
+    () => new CertificateStore([], 'TLSv1.2'),
+    { name: 'ConfigError', message: /^tls-cert: at least one --tls-cert FILE --tls-key FILE pair is needed$/ },
+    'none',
+  )
   const ca = makeCa(t)
   const good = issue(ca)
-  t.throws(() => new CertificateStore([good, { cert: good.cert, key: join(ca.dir, 'nope.key') }], 'TLSv1.2'), { name: 'ConfigError', message: /^tls-key \S+nope\.key: cannot be read/ }, 'the second pair is checked too')
+  t.throws(
+    () => new CertificateStore([good, { cert: good.cert, key: join(ca.dir, 'nope.key') }], 'TLSv1.2'),
+    { name: 'ConfigError', message: /^tls-key \S+nope\.key: cannot be read/ },
+    'the second pair is checked too',
+  )
 })
 
 t.test('an expired certificate is served, with a warning', async t => {
@@ -85,7 +103,13 @@ t.test('reload swaps renewed files in for new handshakes; a bad file keeps the o
   install(renewed, dir, 'two')
   const r = store.reload()
   t.ok(r.ok, 'every pair read')
-  t.match(r.line, new RegExp(`^certificates reloaded: ${one.cert} unchanged, expires \\d{4}-\\d\\d-\\d\\d; ${two.cert} now ${renewed.fingerprint.slice(0, 23)}…, expires `), 'one line for the lot')
+  t.match(
+    r.line,
+    new RegExp(
+      `^certificates reloaded: ${one.cert} unchanged, expires \\d{4}-\\d\\d-\\d\\d; ${two.cert} now ${renewed.fingerprint.slice(0, 23)}…, expires `,
+    ),
+    'one line for the lot',
+  )
   t.equal(await served(port, ca, 'two.test'), renewed.fingerprint, 'a new handshake gets the new certificate')
   t.equal(await served(port, ca, 'three.test'), renewed.fingerprint, 'and its new names')
   t.equal(await served(port, ca, 'one.test'), before, 'the unchanged pair serves as before')
@@ -97,7 +121,13 @@ t.test('reload swaps renewed files in for new handshakes; a bad file keeps the o
   copyFileSync(issue(ca, { names: ['x.test'] }).key, two.key)
   const bad = store.reload()
   t.notOk(bad.ok, 'not every pair read')
-  t.match(bad.line, new RegExp(`^certificates reloaded in part: ${one.cert} unchanged, .*; ${two.cert} kept the certificate it had: tls-key ${two.key}: does not match the certificate in ${two.cert}$`), 'the line says which and why')
+  t.match(
+    bad.line,
+    new RegExp(
+      `^certificates reloaded in part: ${one.cert} unchanged, .*; ${two.cert} kept the certificate it had: tls-key ${two.key}: does not match the certificate in ${two.cert}$`,
+    ),
+    'the line says which and why',
+  )
   t.equal(await served(port, ca, 'three.test'), renewed.fingerprint, 'handshakes still get the certificate it had')
 
   // Renewed with an expired one: swapped in (as at start), and said so.
@@ -105,7 +135,11 @@ t.test('reload swaps renewed files in for new handshakes; a bad file keeps the o
   install(expired, dir, 'two')
   const late = store.reload()
   t.ok(late.ok, 'read')
-  t.match(late.line, new RegExp(`${two.cert} now .*, expires \\d{4}-\\d\\d-\\d\\d \\(tls-cert ${two.cert}: expired on `), 'with the warning')
+  t.match(
+    late.line,
+    new RegExp(`${two.cert} now .*, expires \\d{4}-\\d\\d-\\d\\d \\(tls-cert ${two.cert}: expired on `),
+    'with the warning',
+  )
   writeFileSync(two.cert, 'garbage')
   t.match(store.reload().line, /kept the certificate it had: tls-cert \S+: not a PEM certificate/, 'garbage is kept out too')
 })

@@ -25,11 +25,15 @@ t.test('a good pair: names, addresses, fingerprint and dates, and a context a re
   const port = (server.address() as { port: number }).port
   const socket = connect({ port, host: '127.0.0.1', servername: 'a.example.test', ca: ca.pem })
   await once(socket, 'secureConnect')
-  t.equal((socket as TLSSocket).getPeerX509Certificate()?.fingerprint256, leaf.fingerprint, 'the handshake served that certificate, trusted by the CA')
+  t.equal(
+    (socket as TLSSocket).getPeerX509Certificate()?.fingerprint256,
+    leaf.fingerprint,
+    'the handshake served that certificate, trusted by the CA',
+  )
   socket.destroy()
 })
 
-t.test('a chain file: the names are the leaf\'s, the intermediates ride along', async t => {
+t.test("a chain file: the names are the leaf's, the intermediates ride along", async t => {
   const ca = makeCa(t)
   const leaf = issue(ca, { names: ['chain.test'] })
   const dir = tempDir(t)
@@ -41,7 +45,11 @@ t.test('a chain file: the names are the leaf\'s, the intermediates ride along', 
 
 t.test('no subjectAltName: the CN is the name; neither: no name at all', async t => {
   const ca = makeCa(t)
-  t.same(loadCertificate(issue(ca, { names: [], subject: '/CN=Old.Style.test' }), 'TLSv1.2').names, ['old.style.test'], 'the CN, lower case')
+  t.same(
+    loadCertificate(issue(ca, { names: [], subject: '/CN=Old.Style.test' }), 'TLSv1.2').names,
+    ['old.style.test'],
+    'the CN, lower case',
+  )
   t.same(loadCertificate(issue(ca, { names: [], subject: '/O=Nameless' }), 'TLSv1.2').names, [], 'no name: only ever a default certificate')
 })
 
@@ -49,9 +57,17 @@ t.test('expired and not yet valid certificates load, with a one-line warning nam
   const ca = makeCa(t)
   const old = issue(ca, { names: ['old.test'], from: Date.now() - 60 * DAY, to: Date.now() - 30 * DAY })
   const c = loadCertificate(old, 'TLSv1.2')
-  t.match(validityWarning(c), new RegExp(`^tls-cert ${old.cert}: expired on \\d{4}-\\d\\d-\\d\\d; served anyway, but clients will refuse it until it is renewed$`), 'expired')
+  t.match(
+    validityWarning(c),
+    new RegExp(`^tls-cert ${old.cert}: expired on \\d{4}-\\d\\d-\\d\\d; served anyway, but clients will refuse it until it is renewed$`),
+    'expired',
+  )
   const early = issue(ca, { names: ['early.test'], from: Date.now() + 30 * DAY, to: Date.now() + 60 * DAY })
-  t.match(validityWarning(loadCertificate(early, 'TLSv1.2')), new RegExp(`^tls-cert ${early.cert}: not valid before \\d{4}-\\d\\d-\\d\\d; clients will refuse it until then$`), 'not yet valid')
+  t.match(
+    validityWarning(loadCertificate(early, 'TLSv1.2')),
+    new RegExp(`^tls-cert ${early.cert}: not valid before \\d{4}-\\d\\d-\\d\\d; clients will refuse it until then$`),
+    'not yet valid',
+  )
 })
 
 t.test('each bad file is one line that names it', async t => {
@@ -73,11 +89,19 @@ t.test('each bad file is one line that names it', async t => {
     ['missing certificate', { cert: join(dir, 'missing.crt'), key: a.key }, /^tls-cert \S+missing\.crt: cannot be read \(ENOENT\)$/],
     ['a directory for a key', { cert: a.cert, key: join(dir, 'a-directory') }, /^tls-key \S+a-directory: cannot be read \(EISDIR\)$/],
     ['not PEM', { cert: notPem, key: a.key }, /^tls-cert \S+not\.pem: not a PEM certificate \(no -----BEGIN CERTIFICATE----- block\)$/],
-    ['PEM that does not parse', { cert: badCert, key: a.key }, /^tls-cert \S+bad-cert\.pem: certificate 1 of the chain does not parse \(ERR_\w+\)$/],
+    [
+      'PEM that does not parse',
+      { cert: badCert, key: a.key },
+      /^tls-cert \S+bad-cert\.pem: certificate 1 of the chain does not parse \(ERR_\w+\)$/,
+    ],
     ['a certificate for a key', { cert: a.cert, key: a.cert }, /^tls-key \S+\.crt: not a PEM private key/],
     ['a key that does not parse', { cert: a.cert, key: badKey }, /^tls-key \S+bad-key\.pem: the private key does not parse \(ERR_\w+\)$/],
     ['an encrypted key', { cert: a.cert, key: encrypted }, /^tls-key \S+encrypted\.key: the key is encrypted; give it unencrypted/],
-    ['another certificate\'s key', { cert: a.cert, key: b.key }, new RegExp(`^tls-key ${b.key}: does not match the certificate in ${a.cert}$`)],
+    [
+      "another certificate's key",
+      { cert: a.cert, key: b.key },
+      new RegExp(`^tls-key ${b.key}: does not match the certificate in ${a.cert}$`),
+    ],
     ['a key OpenSSL will not serve', weak, /^tls-cert \S+: OpenSSL refuses the pair \(ERR_SSL_\w+: .+\)$/],
   ]
   for (const [what, files, message] of cases) {

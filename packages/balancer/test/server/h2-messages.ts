@@ -1,6 +1,13 @@
 import { once } from 'node:events'
 import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http'
-import { connect, constants, createSecureServer, type ClientHttp2Session, type IncomingHttpHeaders as H2Headers, type OutgoingHttpHeaders } from 'node:http2'
+import {
+  connect,
+  constants,
+  createSecureServer,
+  type ClientHttp2Session,
+  type IncomingHttpHeaders as H2Headers,
+  type OutgoingHttpHeaders,
+} from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import httpProxy from 'http-proxy'
 import t, { type Test } from 'tap'
@@ -35,7 +42,11 @@ async function h2Pair(t: Test, handler: (req: H2Request, res: H2Response) => voi
 }
 
 /** Sends one request and reads the whole answer. */
-async function exchange(client: ClientHttp2Session, headers: OutgoingHttpHeaders, body?: Buffer | string): Promise<{ headers: H2Headers; body: string }> {
+async function exchange(
+  client: ClientHttp2Session,
+  headers: OutgoingHttpHeaders,
+  body?: Buffer | string,
+): Promise<{ headers: H2Headers; body: string }> {
   const stream = client.request(headers, { endStream: body === undefined })
   if (body !== undefined) stream.end(body)
   const [head] = (await once(stream, 'response')) as [H2Headers]
@@ -51,7 +62,14 @@ t.test('the handler sees an HTTP/1.1 request: Host from :authority, no pseudo-he
   const { client } = await h2Pair(t, (req, res) => {
     req.resume()
     req.on('end', () => {
-      seen.push({ headers: req.headers, rawHeaders: req.rawHeaders, url: req.url, method: req.method, httpVersion: req.httpVersion, refusal: h2Refusal(req) })
+      seen.push({
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        url: req.url,
+        method: req.method,
+        httpVersion: req.httpVersion,
+        refusal: h2Refusal(req),
+      })
       // The forward path hands http-proxy other headers for a moment, as on an IncomingMessage.
       const own = req.headers
       req.headers = { host: 'swapped' }
@@ -65,11 +83,21 @@ t.test('the handler sees an HTTP/1.1 request: Host from :authority, no pseudo-he
   await exchange(client, { ':method': 'POST', ':path': '/sized', 'content-length': '4' }, 'four')
   const [get, post, sized] = seen as [Seen, Seen, Seen]
   t.equal(get.headers.host, 'localhost:' + String(get.headers.host).split(':')[1], 'Host is the :authority')
-  t.notOk(Object.keys(get.headers).some(n => n.startsWith(':')), 'no pseudo-header in headers')
-  t.notOk(get.rawHeaders.some((v, i) => i % 2 === 0 && v.startsWith(':')), 'nor in rawHeaders')
+  t.notOk(
+    Object.keys(get.headers).some(n => n.startsWith(':')),
+    'no pseudo-header in headers',
+  )
+  t.notOk(
+    get.rawHeaders.some((v, i) => i % 2 === 0 && v.startsWith(':')),
+    'nor in rawHeaders',
+  )
   t.equal(get.headers.cookie, 'a=1; b=2', 'split cookies joined as HTTP/1.1 sends them')
   t.equal(get.headers['x-test'], 'yes', 'other headers pass')
-  t.same(get.rawHeaders.filter((_, i) => get.rawHeaders[i - 1] === 'set-cookie'), ['s=1', 's=2'], 'a repeated field is one raw pair each')
+  t.same(
+    get.rawHeaders.filter((_, i) => get.rawHeaders[i - 1] === 'set-cookie'),
+    ['s=1', 's=2'],
+    'a repeated field is one raw pair each',
+  )
   t.equal(get.headers['transfer-encoding'], undefined, 'a GET ended by its HEADERS frame has no body')
   t.same([get.url, get.method, get.httpVersion], ['/get?q=1', 'GET', '2.0'], 'url, method and version as Node reads them')
   t.equal(get.refusal, undefined, 'a good request is not refused')
@@ -87,15 +115,34 @@ t.test('through http-proxy to an HTTP/1.1 upstream: no pseudo-header reaches it,
     req.resume()
     // Everything an HTTP/1.1 upstream may send that HTTP/2 forbids, and a repeated field.
     res.writeHead(200, 'Fine', [
-      'Connection', 'keep-alive', 'Keep-Alive', 'timeout=5', 'Proxy-Connection', 'keep-alive', 'Upgrade', 'h2c',
-      'Transfer-Encoding', 'chunked', 'TE', 'gzip', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'X-Upstream', 'yes',
+      'Connection',
+      'keep-alive',
+      'Keep-Alive',
+      'timeout=5',
+      'Proxy-Connection',
+      'keep-alive',
+      'Upgrade',
+      'h2c',
+      'Transfer-Encoding',
+      'chunked',
+      'TE',
+      'gzip',
+      'Set-Cookie',
+      'a=1',
+      'Set-Cookie',
+      'b=2',
+      'X-Upstream',
+      'yes',
     ])
     res.end('from upstream')
   })
   upstream.listen(0, '127.0.0.1')
   await once(upstream, 'listening')
   t.teardown(() => upstream.close())
-  const proxy = httpProxy.createProxyServer({ target: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, selfHandleResponse: true })
+  const proxy = httpProxy.createProxyServer({
+    target: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+    selfHandleResponse: true,
+  })
   proxy.on('proxyRes', (up, _req, res) => {
     ;(res as unknown as H2Response).writeHead(up.statusCode as number, up.statusMessage as string, up.rawHeaders)
     up.pipe(res)
@@ -108,14 +155,22 @@ t.test('through http-proxy to an HTTP/1.1 upstream: no pseudo-header reaches it,
   const answer = await exchange(client, { ':path': '/through', 'x-client': 'c' })
   t.equal(answer.body, 'from upstream', 'the body came through')
   t.equal(answer.headers[':status'], 200, 'the status')
-  for (const name of ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'transfer-encoding', 'te']) t.equal(answer.headers[name], undefined, `no ${name}`)
+  for (const name of ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'transfer-encoding', 'te'])
+    t.equal(answer.headers[name], undefined, `no ${name}`)
   t.same(answer.headers['set-cookie'], ['a=1', 'b=2'], 'repeated Set-Cookie kept')
   t.equal(answer.headers['x-upstream'], 'yes', 'other headers pass')
-  t.notOk(Object.keys(upstreamSaw ?? {}).some(n => n.startsWith(':')), 'the upstream saw no pseudo-header')
+  t.notOk(
+    Object.keys(upstreamSaw ?? {}).some(n => n.startsWith(':')),
+    'the upstream saw no pseudo-header',
+  )
   t.match(upstreamSaw?.host, /^localhost:\d+$/, 'and a Host')
-  t.equal(upstreamSaw?.['x-client'], 'c', 'and the client\'s headers')
+  t.equal(upstreamSaw?.['x-client'], 'c', "and the client's headers")
   await new Promise(resolve => setImmediate(resolve))
-  t.same(warnings.map(w => w.message), [], 'no warning about the reason phrase')
+  t.same(
+    warnings.map(w => w.message),
+    [],
+    'no warning about the reason phrase',
+  )
 })
 
 t.test('writeHead takes an object, with or without a reason, and folds repeats', async t => {
@@ -136,9 +191,17 @@ t.test('writeHead takes an object, with or without a reason, and folds repeats',
 
 t.test('responseHeadersForH2 and requestHeadersFromH2 on their own', async t => {
   t.same(responseHeadersForH2(undefined), {}, 'no headers')
-  t.same(responseHeadersForH2({ 'Set-Cookie': ['a=1'], 'set-cookie': 'b=2', n: 3 }), { 'set-cookie': ['a=1', 'b=2'], n: 3 }, 'arrays and strings merge; numbers pass')
+  t.same(
+    responseHeadersForH2({ 'Set-Cookie': ['a=1'], 'set-cookie': 'b=2', n: 3 }),
+    { 'set-cookie': ['a=1', 'b=2'], n: 3 },
+    'arrays and strings merge; numbers pass',
+  )
   t.same(responseHeadersForH2({ a: '1', A: ['2', '3'] }), { a: ['1', '2', '3'] }, 'a string then an array')
-  t.same(requestHeadersFromH2({ ':method': 'GET', ':path': '/', host: 'h.test' }, false), { host: 'h.test' }, 'a Host without :authority is kept')
+  t.same(
+    requestHeadersFromH2({ ':method': 'GET', ':path': '/', host: 'h.test' }, false),
+    { host: 'h.test' },
+    'a Host without :authority is kept',
+  )
 })
 
 t.test('h2Refusal: a Host that names another host than :authority', async t => {
@@ -155,7 +218,11 @@ t.test('h2Refusal: a Host that names another host than :authority', async t => {
     // Node's client sends no :authority when given a Host, as RFC 9113 §8.3.1 allows.
     [{ ':path': '/', host: 'other.test' }, undefined, 'no :authority: Host alone'],
     [{ ':path': '/', host: `LOCALHOST:${port}` }, undefined, 'a Host that matches :authority but for case'],
-    [{ ':path': '/', ':authority': `localhost:${port}`, host: 'evil.test' }, '400 Bad Request: the Host header names another host than :authority', 'another host'],
+    [
+      { ':path': '/', ':authority': `localhost:${port}`, host: 'evil.test' },
+      '400 Bad Request: the Host header names another host than :authority',
+      'another host',
+    ],
   ]
   for (const [headers] of cases) await exchange(client, headers)
   cases.forEach(([, want, what], i) => t.equal(seen[i], want, what))

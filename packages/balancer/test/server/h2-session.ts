@@ -60,7 +60,7 @@ t.test('rapid reset: 10,000 streams opened and reset on one connection close it;
   t.equal(abuses[0]?.kind, 'rapid-reset', 'as rapid reset')
   t.ok((abuses[0]?.resets ?? 0) > 2 * LIMITS.maxStreams, 'once the burst of 2 × max streams was spent')
   t.ok((abuses[0]?.resets ?? 0) < 3 * LIMITS.maxStreams, 'and soon after')
-  t.equal(abuses[0]?.address, '127.0.0.1', 'with the client\'s address')
+  t.equal(abuses[0]?.address, '127.0.0.1', "with the client's address")
   t.equal(await get(client()), 200, 'a second client is served')
 })
 

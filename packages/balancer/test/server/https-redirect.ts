@@ -16,12 +16,28 @@ t.test('the same URL on HTTPS, the port replaced, 443 left out', async t => {
 })
 
 t.test('ACME challenges are forwarded; a Host that is not a host is refused', async t => {
-  t.same(httpsRedirect('/.well-known/acme-challenge/token', 'example.test', '127.0.0.1', 443), { forward: true }, 'HTTP-01 challenges stay on HTTP')
-  t.same(httpsRedirect('/.well-known/other', 'example.test', '127.0.0.1', 443), { location: 'https://example.test/.well-known/other' }, 'other well-known paths move')
+  t.same(
+    httpsRedirect('/.well-known/acme-challenge/token', 'example.test', '127.0.0.1', 443),
+    { forward: true },
+    'HTTP-01 challenges stay on HTTP',
+  )
+  t.same(
+    httpsRedirect('/.well-known/other', 'example.test', '127.0.0.1', 443),
+    { location: 'https://example.test/.well-known/other' },
+    'other well-known paths move',
+  )
   for (const host of ['evil.test@example.test', 'example.test/path', 'a b', '']) {
-    t.same(httpsRedirect('/', host, '127.0.0.1', 443), { refuse: '400 Bad Request: the Host header is not a host to redirect to' }, JSON.stringify(host))
+    t.same(
+      httpsRedirect('/', host, '127.0.0.1', 443),
+      { refuse: '400 Bad Request: the Host header is not a host to redirect to' },
+      JSON.stringify(host),
+    )
   }
-  t.same(httpsRedirect('/', undefined, undefined, 443), { refuse: '400 Bad Request: the Host header is not a host to redirect to' }, 'neither Host nor address')
+  t.same(
+    httpsRedirect('/', undefined, undefined, 443),
+    { refuse: '400 Bad Request: the Host header is not a host to redirect to' },
+    'neither Host nor address',
+  )
 })
 
 t.test('hstsValue is whole seconds', async t => {

@@ -24,10 +24,14 @@ t.test('made once for localhost, 127.0.0.1 and ::1, trusted as itself, then reus
   const dir = join(tempDir(t), 'tls')
   const made = localCertificate(dir)
   t.ok(made.created, 'made')
-  t.same([made.certificate.names, made.certificate.addresses], [['localhost'], ['127.0.0.1', '0:0:0:0:0:0:0:1']], 'for the three local names')
+  t.same(
+    [made.certificate.names, made.certificate.addresses],
+    [['localhost'], ['127.0.0.1', '0:0:0:0:0:0:0:1']],
+    'for the three local names',
+  )
   const days = (made.certificate.validTo.getTime() - Date.now()) / DAY
   t.ok(days > LOCAL_DAYS - 1 && days <= LOCAL_DAYS, `valid for ${LOCAL_DAYS} days`)
-  t.equal(statSync(made.key).mode & 0o777, 0o600, 'the key is its owner\'s only')
+  t.equal(statSync(made.key).mode & 0o777, 0o600, "the key is its owner's only")
   t.equal(statSync(dir).mode & 0o777, 0o700, 'so is the folder')
 
   const server = createServer({ cert: readFileSync(made.cert), key: readFileSync(made.key) }, (_req, res) => res.end('trusted'))
@@ -62,14 +66,38 @@ t.test('made anew when near its end or unreadable', async t => {
 
 t.test('each failure is one line', async t => {
   const dir = tempDir(t)
-  t.throws(() => localCertificate(dir, { openssl: join(dir, 'no-such-openssl') }), { name: 'ConfigError', message: /^https: \S+no-such-openssl not found; it makes the local certificate \(apt-get install openssl\), or give --tls-cert and --tls-key$/ }, 'no openssl')
+  t.throws(
+    () => localCertificate(dir, { openssl: join(dir, 'no-such-openssl') }),
+    {
+      name: 'ConfigError',
+      message:
+        /^https: \S+no-such-openssl not found; it makes the local certificate \(apt-get install openssl\), or give --tls-cert and --tls-key$/,
+    },
+    'no openssl',
+  )
   writeFileSync(join(dir, 'not-executable'), '')
-  t.throws(() => localCertificate(dir, { openssl: join(dir, 'not-executable') }), { name: 'ConfigError', message: /^https: \S+not-executable spawnSync \S+ EACCES;/ }, 'an openssl that cannot run')
-  t.throws(() => localCertificate(dir, { openssl: 'false' }), { name: 'ConfigError', message: /^https: false could not make the local certificate in \S+ \(status 1: no message\)$/ }, 'an openssl that fails silently')
+  t.throws(
+    () => localCertificate(dir, { openssl: join(dir, 'not-executable') }),
+    { name: 'ConfigError', message: /^https: \S+not-executable spawnSync \S+ EACCES;/ },
+    'an openssl that cannot run',
+  )
+  t.throws(
+    () => localCertificate(dir, { openssl: 'false' }),
+    { name: 'ConfigError', message: /^https: false could not make the local certificate in \S+ \(status 1: no message\)$/ },
+    'an openssl that fails silently',
+  )
   // A directory where the key should go: openssl cannot write it.
   const blocked = join(dir, 'blocked')
   mkdirSync(join(blocked, 'localhost.key'), { recursive: true })
-  t.throws(() => localCertificate(blocked), { name: 'ConfigError', message: /^https: openssl could not make the local certificate in \S+blocked \(status 1: .+\)$/ }, 'openssl fails')
+  t.throws(
+    () => localCertificate(blocked),
+    { name: 'ConfigError', message: /^https: openssl could not make the local certificate in \S+blocked \(status 1: .+\)$/ },
+    'openssl fails',
+  )
   writeFileSync(join(dir, 'a-file'), '')
-  t.throws(() => localCertificate(join(dir, 'a-file', 'tls')), { name: 'ConfigError', message: /^https: cannot make \S+ for the local certificate \(ENOTDIR\)$/ }, 'a folder that cannot be made')
+  t.throws(
+    () => localCertificate(join(dir, 'a-file', 'tls')),
+    { name: 'ConfigError', message: /^https: cannot make \S+ for the local certificate \(ENOTDIR\)$/ },
+    'a folder that cannot be made',
+  )
 })

@@ -96,7 +96,10 @@ function h2(t: Test, s: Started, host = 'localhost'): ClientHttp2Session {
   return client
 }
 
-async function h2get(client: ClientHttp2Session, headers: OutgoingHttpHeaders = {}): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
+async function h2get(
+  client: ClientHttp2Session,
+  headers: OutgoingHttpHeaders = {},
+): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
   const connect = headers[':method'] === 'CONNECT'
   const stream = client.request(connect ? headers : { ':path': '/', ...headers }, { endStream: !connect })
   const [head] = (await once(stream, 'response')) as [IncomingHttpHeaders]
@@ -107,13 +110,32 @@ async function h2get(client: ClientHttp2Session, headers: OutgoingHttpHeaders = 
 }
 
 /** An HTTPS/1.1 GET trusting the test CA: status, body and the certificate served. */
-function h1get(s: Started, options: { path?: string; servername?: string; agent?: Agent | false } = {}): Promise<{ status: number; body: string; fingerprint: string | undefined }> {
+function h1get(
+  s: Started,
+  options: { path?: string; servername?: string; agent?: Agent | false } = {},
+): Promise<{ status: number; body: string; fingerprint: string | undefined }> {
   return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: '127.0.0.1', port: s.port, path: options.path ?? '/', ca: s.ca.pem, servername: options.servername, agent: options.agent ?? false }, res => {
-      let body = ''
-      res.on('data', (c: Buffer) => (body += c))
-      res.on('end', () => resolve({ status: res.statusCode as number, body, fingerprint: (res.socket as TLSSocket).getPeerX509Certificate()?.fingerprint256 }))
-    })
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port: s.port,
+        path: options.path ?? '/',
+        ca: s.ca.pem,
+        servername: options.servername,
+        agent: options.agent ?? false,
+      },
+      res => {
+        let body = ''
+        res.on('data', (c: Buffer) => (body += c))
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode as number,
+            body,
+            fingerprint: (res.socket as TLSSocket).getPeerX509Certificate()?.fingerprint256,
+          }),
+        )
+      },
+    )
     req.on('error', reject)
     req.end()
   })
@@ -134,7 +156,11 @@ t.test('ALPN: h2 to the HTTP/2 handlers, HTTP/1.1 to the https.Server, counted p
   t.same([answer.status, answer.body], [200, 'h2'], 'h2 is answered by the request handler')
   t.match(s.seen, [/^h2 GET \/two localhost:\d+$/], 'as an HTTP/1.1-shaped request with a Host')
   // Node's https client offers no ALPN: HTTP/1.1.
-  t.same(await h1get(s, { path: '/one' }).then(r => [r.status, r.body]), [200, 'h1 false'], 'an HTTP/1.1 client is answered by the https.Server')
+  t.same(
+    await h1get(s, { path: '/one' }).then(r => [r.status, r.body]),
+    [200, 'h1 false'],
+    'an HTTP/1.1 client is answered by the https.Server',
+  )
   t.same(s.listener.open, { h2: 1, 'http/1.1': 1 }, 'open: one of each')
   await closed[1]
   t.same(s.listener.open, { h2: 1, 'http/1.1': 0 }, 'the HTTP/1.1 one (no keep-alive) closes')
@@ -173,7 +199,11 @@ t.test('the balancer answers h2 CONNECT (405) and a Host that is not the :author
   t.match(connect.body, /^405 Method Not Allowed: CONNECT is not supported/, 'with a text body')
   const host = await h2get(client, { ':authority': `localhost:${s.port}`, host: 'other.test' })
   t.equal(host.status, 400, 'Host against :authority: 400')
-  t.same(s.refused.map(r => r.slice(0, 3)), ['405', '400'], 'both went to refuse()')
+  t.same(
+    s.refused.map(r => r.slice(0, 3)),
+    ['405', '400'],
+    'both went to refuse()',
+  )
   t.same(s.seen, [], 'neither to the forward path')
 })
 
@@ -182,8 +212,20 @@ t.test('SNI picks between two certificates by name', async t => {
   const other = issue(s.ca, { names: ['other.test'] })
   const store = new CertificateStore([{ cert: join(s.dir, 'site.crt'), key: join(s.dir, 'site.key') }, other], 'TLSv1.2')
   const two = new TlsListener(
-    { setupHttp1: server => server.on('request', (_req, res) => res.end('ok')), request: (_req, res) => res.end(), refuse: (_req, res) => res.end(), log: () => {} },
-    { certificates: store, http2: true, minVersion: 'TLSv1.2', handshakeTimeout: 10_000, h2: { maxStreams: 128, firstRequestTimeout: 10_000, idleTimeout: 10_000 }, maxHeaderListSize: 16384 },
+    {
+      setupHttp1: server => server.on('request', (_req, res) => res.end('ok')),
+      request: (_req, res) => res.end(),
+      refuse: (_req, res) => res.end(),
+      log: () => {},
+    },
+    {
+      certificates: store,
+      http2: true,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: 10_000,
+      h2: { maxStreams: 128, firstRequestTimeout: 10_000, idleTimeout: 10_000 },
+      maxHeaderListSize: 16384,
+    },
   )
   two.listen(0, '127.0.0.1')
   await once(two.https, 'listening')
@@ -236,7 +278,7 @@ t.test('a client that never finishes its handshake is cut at the handshake timeo
   t.pass('closed by the server')
 })
 
-t.test('an upgrade over TLS reaches the https.Server\'s upgrade handler (wss://)', async t => {
+t.test("an upgrade over TLS reaches the https.Server's upgrade handler (wss://)", async t => {
   const s = await start(t)
   const socket = tlsConnect({ port: s.port, host: '127.0.0.1', ca: s.ca.pem, servername: 'localhost', ALPNProtocols: ['http/1.1'] })
   await once(socket, 'secureConnect')
@@ -251,8 +293,12 @@ t.test('an upgrade over TLS reaches the https.Server\'s upgrade handler (wss://)
 t.test('rapid reset through the listener is logged once, and others are served', async t => {
   const s = await start(t)
   const attack = await rapidReset(s.port, s.ca.pem)
-  t.ok(attack.closed, 'the attacker\'s connection was closed')
-  t.match(s.logs, [/^h2 connection from 127\.0\.0\.1 closed: \d+ streams reset within the allowance \(rapid reset, CVE-2023-44487\)$/], 'one line')
+  t.ok(attack.closed, "the attacker's connection was closed")
+  t.match(
+    s.logs,
+    [/^h2 connection from 127\.0\.0\.1 closed: \d+ streams reset within the allowance \(rapid reset, CVE-2023-44487\)$/],
+    'one line',
+  )
   t.equal((await h2get(h2(t, s))).status, 200, 'a second client is served')
 })
 
