@@ -8,7 +8,7 @@ import type { Waiter } from '../select/queue.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 import { Attempt, type AttemptOwner } from './attempt.js'
 import type { ForwardContext } from './context.js'
-import { forwardedHeaders, peerOf, type Headers } from './headers.js'
+import { forwardedHeaders, peerOf, tlsVersionOf, type Headers } from './headers.js'
 import { ReplayBody } from './replay-body.js'
 import { giveUpAnswer, mayResend, mayRetry } from './retry.js'
 
@@ -25,6 +25,8 @@ export class Exchange implements AttemptOwner, Tries {
   readonly chunked: boolean
   /** The client's address (peerOf). */
   readonly peer: string
+  /** The TLS version of the client's connection (tlsVersionOf), for the access log. */
+  readonly tlsVersion: string | undefined
   /** What every try sends upstream (forwardedHeaders). */
   readonly headers: Headers
   readonly body: ReplayBody | undefined
@@ -53,6 +55,7 @@ export class Exchange implements AttemptOwner, Tries {
     this.body = hasBody(req) ? new ReplayBody(req, settings.clientBodyTimeout, () => this.#bodyTimedOut()) : undefined
     this.pinnedId = settings.sticky?.idFrom(req)
     this.peer = peerOf(req.socket)
+    this.tlsVersion = tlsVersionOf(req.socket)
     this.headers = forwardedHeaders(req, this.chunked, this.peer)
     ;(res as Tagged<ServerResponse>)[kExchange] = this
     // `on`, not `once`: 'close' comes once, and once() wraps the listener in a new closure.
@@ -71,6 +74,16 @@ export class Exchange implements AttemptOwner, Tries {
     return this.forwarder.draining
   }
 
+  get hsts(): string | undefined {
+    const hsts = this.forwarder.settings.hsts
+    return hsts !== undefined && this.tls ? hsts : undefined
+  }
+
+  /** Whether the request came over TLS (HTTPS, HTTP/2 included). */
+  get tls(): boolean {
+    return 'encrypted' in this.req.socket
+  }
+
   /**
    * Tries the next upstream; waits in the queue when every candidate is full; gives up when
    * none is left or the retry budget is spent.
@@ -82,7 +95,7 @@ export class Exchange implements AttemptOwner, Tries {
     // all at max_conns waits for a slot rather than spilling onto backups.
     if (upstream === FULL) this.#wait()
     else if (upstream === NONE) this.giveUp()
-    else this.#send(upstream, settings.agent)
+    else this.#send(upstream, upstream.tls?.agent ?? settings.agent)
   }
 
   #send(upstream: Upstream, agent: Agent): void {
@@ -96,7 +109,7 @@ export class Exchange implements AttemptOwner, Tries {
     // The keep-alive race: nginx sends such a request again on a new connection, and so does
     // this, to the same upstream, without counting a failure or using up --retries.
     if (stale && mayResend(this.req.method as string, this.body)) {
-      this.#send(attempt.upstream, this.forwarder.fresh)
+      this.#send(attempt.upstream, attempt.upstream.tls?.fresh ?? this.forwarder.fresh)
       return
     }
     this.lastError = err
@@ -131,7 +144,7 @@ export class Exchange implements AttemptOwner, Tries {
   stickyCookie(u: Upstream): string | undefined {
     const { sticky } = this.forwarder.settings
     if (sticky === undefined || this.pinnedId === u.id) return undefined
-    return sticky.setCookie(u.id, 'encrypted' in this.req.socket)
+    return sticky.setCookie(u.id, this.tls)
   }
 
   /** Set while this request is offered a slot: then it must not queue again, only decline. */
@@ -216,6 +229,7 @@ export class Exchange implements AttemptOwner, Tries {
     if (attempt !== undefined && this.body !== undefined) attempt.upstream.stats.bytesOut += this.body.bytes
     this.forwarder.finished(req, status, attempt?.upstream, {
       client: this.peer,
+      tls: this.tlsVersion,
       time: this.time,
       start: this.start,
       // The response has just ended: this is nginx's $upstream_response_time.

@@ -8,6 +8,7 @@ import { Sticky } from '../select/sticky.js'
 import type { Pool } from '../upstreams/pool.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 import type { ForwardContext, ForwardSettings } from './context.js'
+import { hstsValue } from '../server/https-redirect.js'
 import { createEngine } from './engine.js'
 import { Exchange } from './exchange.js'
 
@@ -88,6 +89,7 @@ export class Forwarder implements ForwardContext {
       retryTimeout: options.retryTimeout ?? DEFAULTS.retryTimeout,
       clientBodyTimeout: options.clientBodyTimeout ?? DEFAULTS.clientBodyTimeout,
       tunnelTimeout: options.tunnelTimeout ?? DEFAULTS.tunnelTimeout,
+      hsts: options.hsts === undefined ? undefined : hstsValue(options.hsts),
     }
   }
 

@@ -28,6 +28,8 @@ export interface AccessEntry {
   retries: number
   /** The upstream's `X-Cache` (HIT / MISS), when it sent one. */
   cache: string | undefined
+  /** `TLSv1.3` over HTTPS (HTTP/2 included); undefined over plain HTTP. */
+  tls?: string | undefined
   referer: string | undefined
   userAgent: string | undefined
 }
@@ -40,8 +42,11 @@ export interface AccessLog {
   write(entry: AccessEntry): void
   /** Writes out what is buffered, synchronously: call it before the process exits. */
   flush(): void
-  /** Opens the file again, after logrotate moved it (what nginx does on USR1; here on SIGHUP). */
-  reopen(): void
+  /**
+   * Opens the file again, after logrotate moved it (what nginx does on USR1; here on SIGHUP).
+   * Says what it did: `reopened`, `stdout` (nothing to reopen), or `failed` (told to onError too).
+   */
+  reopen(): 'reopened' | 'stdout' | 'failed'
   /** Writes out what is left and closes the file (a reload switched to another log). */
   close(): void
 }
@@ -81,7 +86,7 @@ export function formatCombined(e: AccessEntry): string {
   const request = quoted(`${e.method} ${e.path} HTTP/${e.httpVersion}`)
   return (
     `${e.client} - - [${timeLocal(e.time)}] ${request} ${e.status} ${e.bytes} ${quoted(e.referer)} ${quoted(e.userAgent)}` +
-    ` upstream=${e.upstream ?? '-'} upstream_time=${seconds(e.upstreamMs)} request_time=${seconds(e.totalMs)} retries=${e.retries} cache=${e.cache ?? '-'}`
+    ` upstream=${e.upstream ?? '-'} upstream_time=${seconds(e.upstreamMs)} request_time=${seconds(e.totalMs)} retries=${e.retries} cache=${e.cache ?? '-'}${e.tls === undefined ? '' : ` tls=${e.tls}`}`
   )
 }
 
@@ -144,12 +149,14 @@ export function createAccessLog(format: LogFormat, to: string, onError: (message
     write,
     flush,
     reopen: () => {
-      if (to === '-') return
+      if (to === '-') return 'stdout'
       flush()
       try {
         dest.reopen()
+        return 'reopened'
       } catch {
         // Thrown, and also emitted as 'error', reported above; the old file stays open.
+        return 'failed'
       }
     },
     close: () => {

@@ -20,6 +20,8 @@ export interface Outcome {
   retries: number
   /** The upstream's X-Cache. */
   cache: string | undefined
+  /** The TLS version of the client's connection, read when the request came; undefined over plain HTTP. */
+  tls?: string | undefined
 }
 
 /** Where every finished request and WebSocket tunnel is counted and logged. */
@@ -50,6 +52,7 @@ export class RequestRecorder {
       totalMs: performance.now() - o.start,
       retries: o.retries,
       cache: o.cache,
+      tls: o.tls,
       referer: req.headers.referer,
       userAgent: req.headers['user-agent'],
     })

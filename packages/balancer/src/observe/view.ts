@@ -23,6 +23,15 @@ export interface StateView {
   lastCheck(id: string): CheckResult | undefined
 }
 
+/** Connections open on one kind of listener, in one protocol. */
+export interface ListenerConnections {
+  /** `http` (the plain listener) or `https`. */
+  listener: 'http' | 'https'
+  /** `h2` or `http/1.1`, as ALPN chose it. */
+  protocol: 'h2' | 'http/1.1'
+  open: number
+}
+
 /** One balancer process, as its counts and metrics read it. */
 export interface BalancerView extends StateView {
   /** Every request answered. */
@@ -32,6 +41,8 @@ export interface BalancerView extends StateView {
   /** Client connections open now, and accepted since start. */
   readonly connectionsOpen: number
   readonly connectionsTotal: number
+  /** Client connections open now, by listener and protocol. */
+  readonly listenerConnections: readonly ListenerConnections[]
   /** `reload`: the upstreams may have changed. */
   on(event: 'reload', listener: () => void): unknown
 }

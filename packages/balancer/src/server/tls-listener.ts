@@ -8,6 +8,7 @@ import type { CertificateStore, CertificateReload } from './certificate-store.js
 import type { TlsVersion } from './certificates.js'
 import { H2Request, H2Response, h2Refusal } from './h2-messages.js'
 import { watchSession, type H2SessionLimits, type SessionAbuse } from './h2-session.js'
+import { SERVER_OPTIONS } from './listener.js'
 
 /** The protocols a TLS connection may speak, as ALPN names them and the metrics label them. */
 export type TlsProtocol = 'h2' | 'http/1.1'
@@ -81,6 +82,7 @@ export class TlsListener extends EventEmitter {
     this.#handlers = handlers
     const { cert, key } = options.certificates.default.pem
     this.https = createHttpsServer({
+      ...SERVER_OPTIONS,
       cert,
       key,
       minVersion: options.minVersion,
@@ -118,7 +120,7 @@ export class TlsListener extends EventEmitter {
   }
 
   /** Starts listening; `done` once bound. 'error' (EADDRINUSE, EACCES) is the https.Server's. */
-  listen(port: number, host: string, done?: () => void): this {
+  listen(port: number, host: string | undefined, done?: () => void): this {
     this.https.listen(port, host, done)
     return this
   }

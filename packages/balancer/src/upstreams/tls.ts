@@ -35,6 +35,8 @@ export function readUpstreamCa(file: string): Buffer {
 export interface TlsAgents {
   agent: Agent
   fresh: Agent
+  /** The same trust and name for a connection opened by hand (a WebSocket tunnel's `tls.connect`). */
+  options: { ca: Buffer | undefined; servername: string; rejectUnauthorized: true; ALPNProtocols: string[] }
 }
 
 /**
@@ -48,10 +50,12 @@ export interface TlsAgents {
 export function tlsAgents(host: string, tls: UpstreamTls, ca: Buffer | undefined, idle: number): TlsAgents {
   // '' sends no SNI and checks the certificate against `host` (Node's tls.connect).
   const servername = tls.servername ?? (isIP(host) === 0 ? host : '')
-  const common = { ca, servername, rejectUnauthorized: true }
+  const common = { ca, servername, rejectUnauthorized: true as const }
   return {
     agent: new Agent({ ...common, keepAlive: true, scheduling: 'lifo', timeout: idle }),
     fresh: new Agent(common),
+    // A WebSocket handshake is HTTP/1.1: an upstream that offers h2 must not pick it.
+    options: { ...common, ALPNProtocols: ['http/1.1'] },
   }
 }
 

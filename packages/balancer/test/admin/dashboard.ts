@@ -49,7 +49,7 @@ function snapshot(over: Partial<StatusSnapshot> = {}): StatusSnapshot {
     workers: 4,
     policy: 'least-requests',
     draining: false,
-    connections: { open: 17, total: 98_231 },
+    connections: { open: 17, total: 98_231, listeners: [] },
     requests: { total: 128_666, perSecond: 83.64, unrouted: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 2, '5xx': 11 } },
     rateSeconds: Array.from({ length: 300 }, (_, i) => NOW - (300 - i) * 1000),
     upstreams: [
