@@ -289,7 +289,10 @@ export class Balancer extends EventEmitter implements BalancerView {
    * alike), stops the active checks, and resolves once every listener is closed.
    */
   close(): Promise<void> {
-    const closed = [...this.servers.map(server => new Promise<void>(resolve => server.close(() => resolve()))), ...this.httpsListeners.map(l => l.close())]
+    const closed = [
+      ...this.servers.map(server => new Promise<void>(resolve => server.close(() => resolve()))),
+      ...this.httpsListeners.map(l => l.close()),
+    ]
     this.#cutAll()
     this.#stop()
     return Promise.all(closed).then(() => undefined)

@@ -141,7 +141,8 @@ function onStopSignals(config: ResolvedConfig, drain: () => Promise<void>, hurry
 }
 
 /** What the listening line says of one listener. */
-const urlOf = (scheme: 'http' | 'https', host: string, port: number): string => `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`
+const urlOf = (scheme: 'http' | 'https', host: string, port: number): string =>
+  `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`
 
 /** The listening line: every listener's URL, the policy and the upstreams. */
 function describe(config: ResolvedConfig, pool: Pool, ports: Ports): string {
@@ -166,7 +167,11 @@ async function startListeners(balancer: Balancer, config: ResolvedConfig, certif
   const { https } = config
   if (https !== undefined) {
     const bound = await balancer
-      .listenHttps(https.port, config.host, { certificates: certificates as CertificateStore, http2: https.http2, minVersion: https.minVersion })
+      .listenHttps(https.port, config.host, {
+        certificates: certificates as CertificateStore,
+        http2: https.http2,
+        minVersion: https.minVersion,
+      })
       .catch((err: Error) => Promise.reject(new Error(listenError(err, config.host, https.port, '--https-port'))))
     ports.https = bound.port
   }

@@ -33,7 +33,18 @@ export function parseBoolean(value: unknown, what: string): boolean {
 }
 
 const PARAMS = 'weight=N, max_fails=N, fail_timeout=T, max_conns=N, slow_start=T, backup, down, tls, tls_servername=NAME'
-const OBJECT_KEYS = new Set(['address', 'weight', 'max_fails', 'fail_timeout', 'max_conns', 'slow_start', 'backup', 'down', 'tls', 'tls_servername'])
+const OBJECT_KEYS = new Set([
+  'address',
+  'weight',
+  'max_fails',
+  'fail_timeout',
+  'max_conns',
+  'slow_start',
+  'backup',
+  'down',
+  'tls',
+  'tls_servername',
+])
 
 /** A config-file upstream object, `{"address": "h:p", "weight": 3, "backup": true}`, as a server line. */
 function objectToLine(spec: Record<string, unknown>): string {

@@ -66,7 +66,9 @@ function resolveHttps(port: unknown, certs: unknown, keys: unknown, http2: boole
     return undefined
   }
   if (cert.length === 0 || cert.length !== key.length) {
-    throw new ConfigError(`https-port: needs --tls-cert FILE --tls-key FILE pairs (got ${cert.length} certificate(s) and ${key.length} key(s))`)
+    throw new ConfigError(
+      `https-port: needs --tls-cert FILE --tls-key FILE pairs (got ${cert.length} certificate(s) and ${key.length} key(s))`,
+    )
   }
   const file = (what: string, v: unknown): string => {
     if (typeof v !== 'string' || v === '') throw new ConfigError(`${what}: ${JSON.stringify(v)} is not a file`)
@@ -141,7 +143,13 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
   }
   const adminPort = pick('admin-port')
   const workers = pick('workers')
-  const https = resolveHttps(pick('https-port'), pick('tls-cert'), pick('tls-key'), parseBoolean(pick('http2'), 'http2'), pick('tls-min-version'))
+  const https = resolveHttps(
+    pick('https-port'),
+    pick('tls-cert'),
+    pick('tls-key'),
+    parseBoolean(pick('http2'), 'http2'),
+    pick('tls-min-version'),
+  )
   const port = pick('port') === 'off' ? undefined : parseInteger(pick('port'), 'port', 0, 65535)
   if (port === undefined && https === undefined) throw new ConfigError('port: "off" leaves no listener; give --https-port too')
   const redirectHttps = parseBoolean(pick('redirect-https'), 'redirect-https')

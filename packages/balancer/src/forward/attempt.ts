@@ -183,7 +183,8 @@ export class Attempt implements RequestSink {
     if (cookie !== undefined) headers.push('Set-Cookie', cookie)
     // The upstream's own, if it sends one, is its word on the matter.
     const hsts = owner.hsts
-    if (hsts !== undefined && upstreamRes.headers['strict-transport-security'] === undefined) headers.push('Strict-Transport-Security', hsts)
+    if (hsts !== undefined && upstreamRes.headers['strict-transport-security'] === undefined)
+      headers.push('Strict-Transport-Security', hsts)
     const reason = reasonPhrase(status, upstreamRes.statusMessage as string)
     try {
       owner.res.writeHead(status, reason, headers)

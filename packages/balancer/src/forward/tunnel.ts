@@ -94,7 +94,10 @@ export class Tunnel implements UpgradeSink, Tries {
     this.counted = true
     // wss:// to a TLS upstream: verified as its requests are, and connected once the handshake is done.
     const tls = upstream.tls
-    const conn = tls === undefined ? connect({ host: upstream.host, port: upstream.port }) : tlsConnect({ host: upstream.host, port: upstream.port, ...tls.options })
+    const conn =
+      tls === undefined
+        ? connect({ host: upstream.host, port: upstream.port })
+        : tlsConnect({ host: upstream.host, port: upstream.port, ...tls.options })
     this.conn = conn
     // Its errors while connecting are the next upstream's cue; later ones belong to the
     // upstream request, and this keeps any left over from throwing.

@@ -157,6 +157,16 @@ export class H2Response extends Http2ServerResponse<H2Request> {
     // forward path holds the upstream read timer while it is so. The compat response inherits
     // Writable's, which reads a buffer it never uses (every write goes to the stream): always
     // false. An accessor for the reason given in H2Request.
+    // Whether the whole response was written, as on a ServerResponse. Node's compat response
+    // reads its stream's, which a client's RST_STREAM also ends: a reset stream would read as a
+    // response sent in full, and the forward path would neither abort the upstream request nor
+    // log 499. It is finished only if the balancer ended it.
+    Object.defineProperty(this.prototype, 'writableFinished', {
+      get(this: H2Response): boolean {
+        return this.writableEnded && this.stream.writableFinished
+      },
+      configurable: true,
+    })
     Object.defineProperty(this.prototype, 'writableNeedDrain', {
       get(this: H2Response): boolean {
         return this.stream.writableNeedDrain

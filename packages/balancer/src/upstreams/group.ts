@@ -7,7 +7,10 @@ import { reconcile } from './reconcile.js'
 import type { HealthChange, Upstream } from './upstream.js'
 
 /** What a group takes from the options. */
-export type GroupOptions = Pick<BalancerOptions, 'upstreams' | 'maxFails' | 'failTimeout' | 'health' | 'log' | 'upstreamCa' | 'upstreamIdleTimeout'>
+export type GroupOptions = Pick<
+  BalancerOptions,
+  'upstreams' | 'maxFails' | 'failTimeout' | 'health' | 'log' | 'upstreamCa' | 'upstreamIdleTimeout'
+>
 
 /**
  * The upstreams behind a balancer, and all that keeps their state: a balancer forwards to its
