@@ -9,7 +9,7 @@ import { RequestRecorder } from './observe/recorder.js'
 import type { Stats } from './observe/stats.js'
 import type { BalancerView, ListenerConnections } from './observe/view.js'
 import { DEFAULTS, type BalancerOptions, type PolicyName } from './options.js'
-import { answer, answerRaw } from './server/answers.js'
+import { answerRaw } from './server/answers.js'
 import type { CertificateStore } from './server/certificate-store.js'
 import type { TlsVersion } from './server/certificates.js'
 import type { H2Request, H2Response } from './server/h2-messages.js'
@@ -226,10 +226,7 @@ export class Balancer extends EventEmitter implements BalancerView {
         const r = httpsRedirect(req.url as string, req.headers.host, req.socket.localAddress, to)
         if ('forward' in r) this.#onRequest(req, res)
         else if ('refuse' in r) this.#forwarder.refuse(req, res, 400, r.refuse)
-        else {
-          res.setHeader('location', r.location)
-          answer(req, res, 308, `308 Permanent Redirect: ${r.location}`)
-        }
+        else this.#forwarder.redirect(req, res, r.location)
       },
       upgrade: (req, socket, head) => {
         const r = httpsRedirect(req.url as string, req.headers.host, req.socket.localAddress, to)

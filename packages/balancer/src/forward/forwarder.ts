@@ -103,6 +103,12 @@ export class Forwarder implements ForwardContext {
     new Exchange(this, req, res).answer(status, message, true)
   }
 
+  /** Answers 308 to `location` (--redirect-https), counted and logged like any other answer. */
+  redirect(req: IncomingMessage, res: ServerResponse, location: string): void {
+    res.setHeader('location', location)
+    new Exchange(this, req, res).answer(308, `308 Permanent Redirect: ${location}`, false)
+  }
+
   reportHealth(change: HealthChange | undefined): void {
     this.#reportHealth(change)
   }
