@@ -292,11 +292,17 @@ t.test('--https: a local certificate made once, HTTPS and h2 on the HTTPS port b
     })
   })
   t.match(body, /^Hello, World! from backend-\d+$/, 'a backend answers over h2, the certificate trusted as itself')
+  await Promise.all([first.line(new RegExp(`backend-${stack.a} listening`)), first.line(new RegExp(`backend-${stack.b} listening`))])
   first.proc.kill('SIGTERM')
   t.equal((await first.exited()).code, 0, 'stops cleanly')
   const again = run(t, ['--https'], env)
   t.match(await again.line(/localhost\.crt, SHA-256/), /^\[launcher\] using /, 'the next start reuses it')
-  await again.line(/\[balancer\] switchyard listening on/)
+  // Stopped once all three listen: a stop while a backend starts is a test of something else.
+  await Promise.all([
+    again.line(/\[balancer\] switchyard listening on/),
+    again.line(new RegExp(`backend-${stack.a} listening`)),
+    again.line(new RegExp(`backend-${stack.b} listening`)),
+  ])
   again.proc.kill('SIGTERM')
   t.equal((await again.exited()).code, 0, 'stops cleanly')
 })

@@ -165,7 +165,8 @@ interface Ports {
 async function startListeners(balancer: Balancer, config: ResolvedConfig, certificates: CertificateStore | undefined): Promise<Ports> {
   const ports: Ports = {}
   const { https } = config
-  if (https !== undefined) {
+  const listenHttps = async (): Promise<void> => {
+    if (https === undefined) return
     const bound = await balancer
       .listenHttps(https.port, config.host, {
         certificates: certificates as CertificateStore,
@@ -175,14 +176,19 @@ async function startListeners(balancer: Balancer, config: ResolvedConfig, certif
       .catch((err: Error) => Promise.reject(new Error(listenError(err, config.host, https.port, '--https-port'))))
     ports.https = bound.port
   }
+  // The plain listener first: a cluster's primary reports the first port its workers bind. But a
+  // redirect to an HTTPS port 0 needs that port bound first.
+  const httpsFirst = config.redirectHttps && https?.port === 0
+  if (httpsFirst) await listenHttps()
   if (config.port !== undefined) {
     const port = config.port
-    const redirectHttpsTo = config.redirectHttps ? ports.https : undefined
+    const redirectHttpsTo = config.redirectHttps ? (ports.https ?? https?.port) : undefined
     const bound = await balancer
       .listen(port, config.host, { redirectHttpsTo })
       .catch((err: Error) => Promise.reject(new Error(listenError(err, config.host, port))))
     ports.http = bound.port
   }
+  if (!httpsFirst) await listenHttps()
   return ports
 }
 
@@ -208,9 +214,10 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
   loadCertificates(config)
   const primary = new Primary({ ...config, log: print, accessLog: undefined }, config.workers, env)
   let admin: AdminServer | undefined
-  primary.on('listening', () => {
-    // Every worker opened what the configuration asks for (port 0 is one port the cluster shares).
-    print(`${describe(config, primary.pool, { http: config.port, https: config.https?.port })} (${config.workers} workers)`)
+  primary.on('listening', (address: AddressInfo) => {
+    // The workers' first listener is the plain one, when there is one (startListeners).
+    const ports = config.port === undefined ? { https: address.port } : { http: address.port, https: config.https?.port }
+    print(`${describe(config, primary.pool, ports)} (${config.workers} workers)`)
     admin = startAdmin(config, primary.source())
   })
   primary.on('worker', (line: string) => print(`switchyard: ${line}`))

@@ -181,7 +181,7 @@ t.test('--workers 2 serve HTTPS, and SIGHUP reaches every worker', async t => {
   const files = install(issue(ca, { names: ['localhost', '127.0.0.1'] }), dir)
   const r = run([
     '--port',
-    '0',
+    'off',
     '--host',
     '127.0.0.1',
     '--https-port',
@@ -197,8 +197,12 @@ t.test('--workers 2 serve HTTPS, and SIGHUP reaches every worker', async t => {
     '--quiet',
   ])
   const line = await r.line(/listening/)
-  t.match(line, /\(2 workers\)$/, 'two workers')
-  // Port 0 is resolved per worker here: read the port each worker bound from a request instead.
+  t.match(
+    line,
+    /^switchyard listening on https:\/\/127\.0\.0\.1:\d+ \(h2, http\/1\.1\), .* \(2 workers\)$/,
+    'two workers on the HTTPS port',
+  )
+  t.equal((await get(httpsPortOf(line), ca)).status, 200, 'they serve HTTPS')
   const renewed = issue(ca, { names: ['localhost', '127.0.0.1'] })
   install(renewed, dir)
   r.child.kill('SIGHUP')

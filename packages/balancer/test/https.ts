@@ -361,3 +361,119 @@ t.test("300 MB up and down over h2 keep their sha256, and the balancer's memory 
     `RSS grew by ${((peak - rssBefore) / 1048576).toFixed(0)} MB, well below the 300 MB that went through`,
   )
 })
+
+/** An HTTPS upstream with a certificate from `ca` for `names`, answering with its SNI name. */
+async function tlsUpstream(
+  t: Test,
+  ca: TestCa,
+  names: string[],
+  onRequest?: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<number> {
+  const leaf = issue(ca, { names })
+  const server = createHttpsServer(leaf.pem, onRequest ?? ((req, res) => res.end(`sni=${(req.socket as TLSSocket).servername}`)))
+  const { WebSocketServer } = await import('ws')
+  const wss = new WebSocketServer({ server })
+  wss.on('connection', ws => ws.send('wss upstream'))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    wss.close()
+    server.closeAllConnections()
+    server.close()
+  })
+  return (server.address() as AddressInfo).port
+}
+
+t.test('TLS upstreams: WebSockets over TLS to them, active checks over TLS, a reload that changes the TLS settings', async t => {
+  const ca = makeCa(t, 'Upstream CA')
+  const port = await tlsUpstream(t, ca, ['127.0.0.1', 'api.test'])
+  const s = await startHttps(t, [{ host: '127.0.0.1', port, tls: {} }], {
+    upstreamCa: ca.pem,
+    health: { path: '/healthz', interval: 100, timeout: 1000, healthyThreshold: 1, unhealthyThreshold: 1, status: [200, 399] },
+  })
+  const ws = new WebSocket(`wss://localhost:${s.port}/ws`, { ca: s.ca.pem })
+  const [data] = (await once(ws, 'message')) as [Buffer]
+  t.equal(data.toString(), 'wss upstream', 'a WebSocket reaches the TLS upstream over TLS')
+  ws.close()
+  while (s.balancer.lastCheck(`127.0.0.1:${port}`) === undefined) await new Promise(resolve => setTimeout(resolve, 20))
+  t.match(s.balancer.lastCheck(`127.0.0.1:${port}`), { ok: true }, 'the active check passes over TLS')
+  s.balancer.reload({ upstreams: [{ host: '127.0.0.1', port, tls: { servername: 'api.test' } }], upstreamCa: ca.pem, log: () => {} })
+  t.equal((await h2request(h2(t, s))).body.toString(), 'sni=api.test', 'a reload with tls_servername makes new agents')
+
+  const untrusted = await startHttps(t, [{ host: '127.0.0.1', port, tls: {} }], {
+    health: { path: '/healthz', interval: 100, timeout: 1000, healthyThreshold: 1, unhealthyThreshold: 1, status: [200, 399] },
+  })
+  while (untrusted.balancer.lastCheck(`127.0.0.1:${port}`) === undefined) await new Promise(resolve => setTimeout(resolve, 20))
+  t.match(
+    untrusted.balancer.lastCheck(`127.0.0.1:${port}`)?.detail,
+    /-> TLS: its certificate is not signed by a trusted CA \(UNABLE_TO_VERIFY_LEAF_SIGNATURE/,
+    'a failed check says why',
+  )
+  // Without checks, so that the upgrade is what finds the certificate untrusted.
+  const plainly = await startHttps(t, [{ host: '127.0.0.1', port, tls: {} }])
+  const refused = new WebSocket(`wss://localhost:${plainly.port}/ws`, { ca: plainly.ca.pem })
+  refused.on('error', () => {})
+  const [, res] = (await once(refused, 'unexpected-response')) as [unknown, IncomingMessage]
+  t.equal(res.statusCode, 502, 'a WebSocket to an untrusted upstream is a 502')
+  t.match(plainly.logs, [/marked down: .*last: TLS: its certificate is not signed by a trusted CA/], 'with the same clear line')
+})
+
+t.test('a TLS upstream closing a kept-alive connection as it is reused: the request is resent on a new one', async t => {
+  const ca = makeCa(t, 'Upstream CA')
+  let connections = 0
+  const leaf = issue(ca, { names: ['127.0.0.1'] })
+  const { createServer: createTlsServer } = await import('node:tls')
+  // Answers the first request on a connection, then closes when the next arrives on it.
+  const racy = createTlsServer(leaf.pem, socket => {
+    connections++
+    let received = ''
+    socket.on('data', (d: Buffer) => {
+      received += d.toString()
+      if (received.split('\r\n\r\n').length - 1 === 1) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nracy!')
+      else socket.destroy()
+    })
+  })
+  racy.listen(0, '127.0.0.1')
+  await once(racy, 'listening')
+  t.teardown(() => racy.close())
+  const s = await startHttps(t, [{ host: '127.0.0.1', port: (racy.address() as AddressInfo).port, tls: {} }], { upstreamCa: ca.pem })
+  const client = h2(t, s)
+  const answers = [await h2request(client), await h2request(client)]
+  t.same(
+    answers.map(a => [a.status, a.body.toString()]),
+    [
+      [200, 'racy!'],
+      [200, 'racy!'],
+    ],
+    'both answered by it',
+  )
+  t.equal(connections, 2, 'the second on a new connection')
+  t.same(s.logs, [], 'not held against it')
+})
+
+t.test('--redirect-https for upgrades: 308 on the raw socket, ACME forwarded, a bad Host 400', async t => {
+  const a = await startUpstream(t, 'a')
+  const s = await startHttps(t, [spec(a.spec)], { plain: true, redirect: true })
+  const raw = async (path: string, host: string): Promise<string> => {
+    const { connect } = await import('node:net')
+    const socket = connect(s.plain as number, '127.0.0.1')
+    socket.write(
+      `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    )
+    let text = ''
+    socket.on('data', (c: Buffer) => (text += c))
+    await once(socket, 'close')
+    return text
+  }
+  t.match(
+    await raw('/ws', 'localhost'),
+    new RegExp(`^HTTP/1\\.1 308 Permanent Redirect\\r\\nLocation: https://localhost:${s.port}/ws\\r\\n`),
+    '308 with the Location',
+  )
+  t.match(await raw('/ws', 'a@b'), /^HTTP\/1\.1 400 Bad Request\r\n/, 'a bad Host: 400')
+  t.match(
+    await raw('/.well-known/acme-challenge/x', 'localhost'),
+    /^HTTP\/1\.1 (502|501|400|426|404|200)/,
+    'an ACME path is handed to the WebSocket path',
+  )
+})

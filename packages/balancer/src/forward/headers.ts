@@ -61,7 +61,8 @@ function connectionTokens(value: string | undefined): ReadonlySet<string> {
  * the address; undefined over plain HTTP. An HTTP/2 stream's proxy socket answers for its connection.
  */
 export function tlsVersionOf(socket: object): string | undefined {
-  return 'encrypted' in socket ? ((socket as TLSSocket).getProtocol() ?? undefined) : undefined
+  // A request comes after the handshake: its connection has a protocol.
+  return 'encrypted' in socket ? ((socket as TLSSocket).getProtocol() as string) : undefined
 }
 
 export function peerOf(socket: { remoteAddress?: string | undefined }): string {

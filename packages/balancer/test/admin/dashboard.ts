@@ -252,6 +252,21 @@ t.test('header: totals, and a badge while draining', async t => {
   t.equal(renderDashboard(snapshot({ uptimeSeconds: 42 })).match(/data-stat="uptime"><dt>Uptime<\/dt><dd>([^<]*)/)?.[1], '42s', 'seconds')
 })
 
+t.test('header: connections by listener and protocol, once there is more than one', async t => {
+  const listeners = [
+    { listener: 'http' as const, protocol: 'http/1.1' as const, open: 2 },
+    { listener: 'https' as const, protocol: 'h2' as const, open: 14 },
+    { listener: 'https' as const, protocol: 'http/1.1' as const, open: 1 },
+  ]
+  const page = renderDashboard(snapshot({ connections: { open: 17, total: 98_231, listeners } }))
+  const totals = between(page, '<div id="totals">', '</div></header>')
+  t.equal(
+    text(between(totals, 'data-stat="connections"', '</div>').replace(/^[^>]*>/, '')),
+    'Connections17 / 98,231 · http http/1.1 2 · https h2 14 · https http/1.1 1',
+    'each listener and protocol with its open connections',
+  )
+})
+
 t.test('chart: one polyline per upstream over the last 5 minutes', async t => {
   const html = renderDashboard(snapshot())
   const chart = between(html, '<section id="chart" class="card">', '</section>')
