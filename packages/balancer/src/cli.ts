@@ -9,7 +9,7 @@ import { createBalancer, type Balancer } from './balancer.js'
 import { Primary, type PrimaryOptions } from './cluster/primary.js'
 import { joinCluster } from './cluster/worker.js'
 import { readConfigFile } from './config/file.js'
-import { resolveConfig, type ResolvedConfig } from './config/resolve.js'
+import { resolveConfig, type HttpsSettings, type ResolvedConfig } from './config/resolve.js'
 import { CONFIG_KEYS, SETTINGS, type SettingKey } from './config/settings.js'
 import { ConfigError, errorCode } from './errors.js'
 import { createAccessLog, type AccessLog } from './observe/access-log.js'
@@ -141,14 +141,14 @@ function onStopSignals(config: ResolvedConfig, drain: () => Promise<void>, hurry
 }
 
 /** What the listening line says of one listener. */
-const urlOf = (scheme: 'http' | 'https', host: string, port: number): string =>
-  `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`
+const urlOf = (scheme: 'http' | 'https', host: string, port: number): string => `${scheme}://${host}:${port}`
 
 /** The listening line: every listener's URL, the policy and the upstreams. */
 function describe(config: ResolvedConfig, pool: Pool, ports: Ports): string {
   const urls: string[] = []
   if (ports.http !== undefined) urls.push(urlOf('http', config.host, ports.http) + (config.redirectHttps ? ' (redirecting to HTTPS)' : ''))
-  if (ports.https !== undefined) urls.push(`${urlOf('https', config.host, ports.https)} (${config.https?.http2 ? 'h2, ' : ''}http/1.1)`)
+  if (ports.https !== undefined)
+    urls.push(`${urlOf('https', config.host, ports.https)} (${(config.https as HttpsSettings).http2 ? 'h2, ' : ''}http/1.1)`)
   return `switchyard listening on ${urls.join(' and ')}, ${config.policy} over ${pool.upstreams.map(u => u.id).join(', ')}`
 }
 
@@ -165,8 +165,9 @@ interface Ports {
 async function startListeners(balancer: Balancer, config: ResolvedConfig, certificates: CertificateStore | undefined): Promise<Ports> {
   const ports: Ports = {}
   const { https } = config
-  const listenHttps = async (): Promise<void> => {
-    if (https === undefined) return
+  // HTTPS first: --redirect-https needs its port, 0 included. (A cluster's primary reports the
+  // first port its workers bind: the HTTPS one, when there is one.)
+  if (https !== undefined) {
     const bound = await balancer
       .listenHttps(https.port, config.host, {
         certificates: certificates as CertificateStore,
@@ -176,19 +177,13 @@ async function startListeners(balancer: Balancer, config: ResolvedConfig, certif
       .catch((err: Error) => Promise.reject(new Error(listenError(err, config.host, https.port, '--https-port'))))
     ports.https = bound.port
   }
-  // The plain listener first: a cluster's primary reports the first port its workers bind. But a
-  // redirect to an HTTPS port 0 needs that port bound first.
-  const httpsFirst = config.redirectHttps && https?.port === 0
-  if (httpsFirst) await listenHttps()
   if (config.port !== undefined) {
     const port = config.port
-    const redirectHttpsTo = config.redirectHttps ? (ports.https ?? https?.port) : undefined
     const bound = await balancer
-      .listen(port, config.host, { redirectHttpsTo })
+      .listen(port, config.host, { redirectHttpsTo: config.redirectHttps ? ports.https : undefined })
       .catch((err: Error) => Promise.reject(new Error(listenError(err, config.host, port))))
     ports.http = bound.port
   }
-  if (!httpsFirst) await listenHttps()
   return ports
 }
 
@@ -215,8 +210,8 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
   const primary = new Primary({ ...config, log: print, accessLog: undefined }, config.workers, env)
   let admin: AdminServer | undefined
   primary.on('listening', (address: AddressInfo) => {
-    // The workers' first listener is the plain one, when there is one (startListeners).
-    const ports = config.port === undefined ? { https: address.port } : { http: address.port, https: config.https?.port }
+    // The workers' first listener is the HTTPS one, when there is one (startListeners).
+    const ports = config.https === undefined ? { http: address.port } : { http: config.port, https: address.port }
     print(`${describe(config, primary.pool, ports)} (${config.workers} workers)`)
     admin = startAdmin(config, primary.source())
   })

@@ -74,13 +74,14 @@ t.test('bad certificate files: one line naming the file, exit 1; an expired one 
     '--upstream',
     '127.0.0.1:9',
     '--quiet',
+    '--no-http2',
   ])
   t.match(await r.line(/warning/), new RegExp(`^switchyard: warning: tls-cert ${old.cert}: expired on `), 'expired: a warning')
   const line = await r.line(/listening/)
   t.match(
     line,
-    /^switchyard listening on https:\/\/127\.0\.0\.1:\d+ \(h2, http\/1\.1\), round-robin over 127\.0\.0\.1:9$/,
-    '--port off: HTTPS alone',
+    /^switchyard listening on https:\/\/127\.0\.0\.1:\d+ \(http\/1\.1\), round-robin over 127\.0\.0\.1:9$/,
+    '--port off and --no-http2: HTTPS alone, HTTP/1.1 only',
   )
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0, 'served until stopped')

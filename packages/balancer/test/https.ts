@@ -117,6 +117,12 @@ t.test(
     t.equal(seenGet.headers['x-forwarded-proto'], 'https', 'the upstream is told the client used HTTPS')
     t.equal(seenPost.bytes, 7, 'the body arrived')
     t.match(s.access.entries[0], { httpVersion: '1.1', tls: /^TLSv1\.[23]$/ }, 'the access entry has the TLS version')
+    t.ok(s.balancer.listening, 'an HTTPS listener alone counts as listening')
+    t.same(
+      s.balancer.listenerConnections.map(l => l.listener),
+      ['https', 'https'],
+      'and its connections are counted per protocol',
+    )
   },
 )
 
