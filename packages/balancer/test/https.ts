@@ -483,3 +483,31 @@ t.test('--redirect-https for upgrades: 308 on the raw socket, ACME forwarded, a 
     'an ACME path is handed to the WebSocket path',
   )
 })
+
+t.test('h2 requests the balancer answers itself: CONNECT 405, a Host that is not the :authority 400, counted and logged', async t => {
+  const a = await startUpstream(t, 'a')
+  const s = await startHttps(t, [spec(a.spec)])
+  const client = h2(t, s)
+  const connect = client.request({ ':method': 'CONNECT', ':authority': 'a.test:443' })
+  connect.on('error', () => {})
+  const [head] = (await once(connect, 'response')) as [IncomingHttpHeaders]
+  let body = ''
+  connect.setEncoding('utf8')
+  connect.on('data', (c: string) => (body += c))
+  await once(connect, 'end')
+  t.equal(head[':status'], 405, 'CONNECT: 405')
+  t.match(body, /^405 Method Not Allowed: CONNECT is not supported/, 'with a line')
+  const host = await h2request(client, { ':authority': `localhost:${s.port}`, host: 'other.test' })
+  t.equal(host.status, 400, 'Host against :authority: 400')
+  t.equal(host.body.toString(), '400 Bad Request: the Host header names another host than :authority\n', 'with a line')
+  t.equal(host.headers.connection, undefined, 'and no Connection header on h2, where it is forbidden')
+  t.equal(a.seen.length, 0, 'neither reached the upstream')
+  t.same(
+    s.access.entries.map(e => [e.method, e.status, e.upstream]),
+    [
+      ['CONNECT', 405, undefined],
+      ['GET', 400, undefined],
+    ],
+    "both logged as the balancer's own answers",
+  )
+})
