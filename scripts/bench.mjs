@@ -16,6 +16,11 @@
 // divided by the 2xx/3xx answers wrk counted, is its CPU per request. On a shared machine absolute
 // figures drift; each round's figures are compared with the baseline's in that same round.
 //
+// Unless --no-tls, the HTTPS rows too (issue 15): nginx, Node's bare https server and Switchyard
+// over TLS 1.3 with one ECDSA P-256 certificate made for the run (openssl), measured with wrk; and,
+// when h2load is installed (nghttp2-client), the same over HTTP/2, h2load -c N/10 -m 10. Then new
+// TLS connections per second per core of each HTTPS row (scripts/bench/handshakes.mjs).
+//
 // Then, unless --no-memory, a fresh Switchyard's RSS with no client, with 10,000 idle keep-alive
 // clients (scripts/bench/idle-clients.mjs) and after they closed.
 //
@@ -31,6 +36,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { killAll, launch, startWatchdog, stop, why } from './bench/children.mjs'
+import { runH2load } from './bench/h2load.mjs'
+import { measureHandshakes } from './bench/handshakes.mjs'
 import { measureMemory } from './bench/memory.mjs'
 import { treeCpuMs } from './bench/proc.mjs'
 import { proxies, versionOf, which } from './bench/proxies.mjs'
@@ -40,7 +47,7 @@ import { runWrk } from './bench/wrk.mjs'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(root, 'packages/balancer/dist/cli.js')
 const USAGE =
-  'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--no-pin] [--only nginx,switchyard,...] [--also label=/path/to/cli.js]'
+  'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--no-tls] [--no-pin] [--only nginx,switchyard,...] [--also label=/path/to/cli.js]'
 const WARMUP_SECONDS = 1
 /** Length of the c=1 latency run; one connection settles its p50 within a couple of seconds. */
 const C1_SECONDS = 2
@@ -66,6 +73,7 @@ function options() {
         connections: { type: 'string', default: '50' },
         out: { type: 'string', default: 'bench-results' },
         'no-memory': { type: 'boolean', default: false },
+        'no-tls': { type: 'boolean', default: false },
         'no-pin': { type: 'boolean', default: false },
         only: { type: 'string' },
         also: { type: 'string', multiple: true, default: [] },
@@ -92,6 +100,7 @@ function options() {
     connections: whole('connections', values.connections, 1, 10_000),
     out: resolve(values.out),
     memory: !values['no-memory'],
+    tls: !values['no-tls'],
     pin: !values['no-pin'],
     only: values.only === undefined ? undefined : values.only.split(',').map(id => id.trim()),
     // Other Switchyard builds (the commit before a change, say), each measured in the same rounds as this one.
@@ -175,7 +184,22 @@ const ports = await new Promise(resolve => {
 })
 progress(`upstreams on 127.0.0.1:${ports.join(' and 127.0.0.1:')} (pid ${backends.pid})`)
 
-const ctx = { root, dir: tmp, backends: ports, connections: opts.connections, cli: CLI, proxyCpus, loadCpus }
+/** The certificate of the HTTPS rows, made as `npm start -- --https` makes one; none: no TLS rows. */
+async function benchCertificate() {
+  if (!opts.tls) return undefined
+  try {
+    const { localCertificate } = await import(join(root, 'packages/balancer/dist/server/self-signed.js'))
+    const { cert, key } = localCertificate(join(tmp, 'tls'))
+    return { cert, key }
+  } catch (err) {
+    progress(`no HTTPS rows: ${err.message}`)
+    return undefined
+  }
+}
+const tls = await benchCertificate()
+const h2load = which('h2load') !== undefined
+if (tls !== undefined && !h2load) progress('h2load not found: no h2 rows (apt-get install -y nghttp2-client adds them)')
+const ctx = { root, dir: tmp, backends: ports, connections: opts.connections, cli: CLI, proxyCpus, loadCpus, tls, h2load }
 const known = proxies(ctx, { nginx, haproxy, workers, also: opts.also })
 const unknown = opts.only?.filter(id => !known.some(p => p.id === id)) ?? []
 if (unknown.length > 0) die(`--only ${JSON.stringify(unknown.join(','))}: not a proxy here; choose from ${known.map(p => p.id).join(', ')}`)
@@ -203,33 +227,37 @@ const perRun = opts.seconds + C1_SECONDS + 0.5
 progress(
   `${opts.rounds} round(s) × ${live.length} proxies × (${opts.seconds}s at c=${opts.connections} + ${C1_SECONDS}s at c=1): about ${Math.round(live.length * (WARMUP_SECONDS + opts.rounds * perRun))}s${opts.memory ? ', then the memory phase' : ''}`,
 )
+/**
+ * One load run against `p`: wrk, or h2load for the h2 rows, with `connections` requests in flight
+ * (h2load: a tenth as many connections, ten streams each; one of one for c=1).
+ */
+function load(p, connections, seconds) {
+  // The cache rows ask for their own path (and the miss row for a new URL each time, by script).
+  const url = `${p.scheme ?? 'http'}://127.0.0.1:${p.port}${p.path ?? '/'}`
+  if (p.tool !== 'h2load') return runWrk(url, { connections, seconds, cpus: loadCpus, script: p.script, onChild: onWrk })
+  const clients = Math.max(1, Math.round(connections / 10))
+  return runH2load(url, { clients, streams: Math.max(1, Math.round(connections / clients)), seconds, cpus: loadCpus, onChild: onWrk })
+}
+
 for (const p of live) {
   progress(`warming up ${p.label} (${WARMUP_SECONDS}s)`)
-  await runWrk(`http://127.0.0.1:${p.port}${p.path ?? '/'}`, {
-    connections: opts.connections,
-    seconds: WARMUP_SECONDS,
-    cpus: loadCpus,
-    script: p.script,
-    onChild: onWrk,
-  }).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
+  await load(p, opts.connections, WARMUP_SECONDS).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
 }
 
 // --- the rounds ------------------------------------------------------------------------------
 
 /** One measured run of one proxy: wrk at c=N with the tree's CPU around it, then wrk at c=1. */
 async function measure(p, round) {
-  // The cache rows ask for their own path (and the miss row for a new URL each time, by script).
-  const url = `http://127.0.0.1:${p.port}${p.path ?? '/'}`
   const load1 = loadavg()[0]
   const before = treeCpuMs(p.child.pid)
-  const main = await runWrk(url, { connections: opts.connections, seconds: opts.seconds, cpus: loadCpus, script: p.script, onChild: onWrk })
+  const main = await load(p, opts.connections, opts.seconds)
   await sleep(AFTER_RUN_MS)
   const after = treeCpuMs(p.child.pid)
   const cpuMs = after.ms - before.ms
   main.cpuMs = cpuMs
   main.cpuUsPerRequest = main.good > 0 ? (cpuMs * 1000) / main.good : NaN
   main.pids = [...new Set([...before.pids, ...after.pids])]
-  const c1 = await runWrk(url, { connections: 1, seconds: C1_SECONDS, cpus: loadCpus, script: p.script, onChild: onWrk })
+  const c1 = await load(p, 1, C1_SECONDS)
   return { round, load1, main, c1 }
 }
 
@@ -253,6 +281,17 @@ for (let round = 1; round <= opts.rounds; round++) {
   }
 }
 const loadAfterRounds = loadavg()
+const handshakeRows = live.filter(p => ['nginx-https', 'switchyard-https', 'node-https-pipe'].includes(p.id) && p.failed === undefined)
+const handshakes =
+  handshakeRows.length === 0
+    ? []
+    : await measureHandshakes(handshakeRows, {
+        seconds: opts.seconds,
+        connections: opts.connections,
+        cpus: loadCpus,
+        onChild: onWrk,
+        progress,
+      })
 for (const p of live) {
   p.stopped = true
   await stop(p.child)
@@ -286,6 +325,8 @@ const machine = {
   nginx: versionOf(nginx, ['-v']),
   haproxy: versionOf(haproxy, ['-v']),
   wrk: versionOf(wrk, ['-v']),
+  h2load: versionOf(which('h2load'), ['--version']),
+  openssl: versionOf(which('openssl'), ['version']),
   date: date.toISOString(),
   pinned: pinned ? { proxy: proxyCpus, load: loadCpus } : null,
 }
@@ -316,6 +357,13 @@ const comparisons = [
   ['switchyard', 'switchyard-no-passive', 'passive health on vs off (--max-fails 0)'],
   ['switchyard-least', 'switchyard', 'least-requests vs round-robin'],
   ['switchyard-hash', 'switchyard', 'hash (client IP: one upstream takes every wrk connection) vs round-robin'],
+  ['switchyard', 'nginx', 'Switchyard vs nginx, plain HTTP'],
+  ['switchyard-https', 'nginx-https', 'Switchyard HTTPS vs nginx HTTPS'],
+  ['node-https-pipe', 'nginx-https', "Node's https floor vs nginx HTTPS"],
+  ['switchyard-https', 'node-https-pipe', "Switchyard HTTPS vs Node's https floor"],
+  ['switchyard-h2', 'nginx-h2', 'Switchyard h2 vs nginx h2'],
+  ['node-h2-pipe', 'nginx-h2', "Node's http2 floor vs nginx h2"],
+  ['switchyard-h2', 'node-h2-pipe', "Switchyard h2 vs Node's http2 floor"],
   // The edge cache's targets (issue 14): a hit ≤ 1.3× the bare memory hit and ≤ 0.35× a forwarded
   // request; a miss ≤ 1.15× a forwarded request with the cache off; and nginx's cached hit for scale.
   ['switchyard-cache', 'memory-hit', 'cache hit vs the bare node:http memory hit (target ≤ 1.30×)'],
@@ -332,6 +380,45 @@ if (comparisons.length > 0) {
   print('CPU per request, one proxy over another, median of the per-round ratios (range):')
   for (const line of comparisons) print(line)
 }
+// Issue 15's target: TLS must not widen the gap to nginx (the HTTPS ratio at most the plain one ×
+// 1.1), unless Node's own floor is already past that; then within 1.15× of the floor.
+const medianRatio = (a, b) => (rawOf(a) && rawOf(b) ? pairedCpuRatio(rawOf(a), rawOf(b)).median : NaN)
+for (const [proto, ours, theirs, floor] of [
+  ['HTTPS', 'switchyard-https', 'nginx-https', 'node-https-pipe'],
+  ['h2', 'switchyard-h2', 'nginx-h2', 'node-h2-pipe'],
+]) {
+  const plain = medianRatio('switchyard', 'nginx')
+  const target = plain * 1.1
+  const ratio = medianRatio(ours, theirs)
+  const floorRatio = medianRatio(floor, theirs)
+  if (!Number.isFinite(ratio) || !Number.isFinite(target)) continue
+  if (ratio <= target)
+    print(`Target (${proto}): ${ratio.toFixed(2)}× nginx ≤ ${target.toFixed(2)}× (the plain ${plain.toFixed(2)}× × 1.1): met.`)
+  else if (Number.isFinite(floorRatio) && floorRatio > target) {
+    const vsFloor = medianRatio(ours, floor)
+    print(
+      `Target (${proto}): ${ratio.toFixed(2)}× nginx > ${target.toFixed(2)}×, but Node's bare floor is ${floorRatio.toFixed(2)}×; against the floor ${vsFloor.toFixed(2)}× (≤ 1.15×: ${vsFloor <= 1.15 ? 'met' : 'NOT met'}).`,
+    )
+  } else
+    print(
+      `Target (${proto}): ${ratio.toFixed(2)}× nginx > ${target.toFixed(2)}× (the plain ${plain.toFixed(2)}× × 1.1): NOT met; Node's floor ${Number.isFinite(floorRatio) ? `${floorRatio.toFixed(2)}×` : 'not measured'}.`,
+    )
+}
+const measuredHandshakes = handshakes.filter(h => h.error === undefined)
+if (measuredHandshakes.length > 0) {
+  const nginxRate = measuredHandshakes.find(h => h.id === 'nginx-https')?.perCore
+  print(
+    `New TLS connections per second per core (a full TLS 1.3 handshake with ECDSA P-256 and one request each; wrk -H 'Connection: close'): ` +
+      measuredHandshakes
+        .map(
+          h =>
+            `${h.label} ${h.perCore.toFixed(0)}${nginxRate && h.id !== 'nginx-https' ? ` (${(h.perCore / nginxRate).toFixed(2)}× nginx)` : ''}${h.errors > 0 ? ` ⚠ ${h.errors} errors` : ''}`,
+        )
+        .join(', ') +
+      '.',
+  )
+}
+for (const h of handshakes.filter(h => h.error !== undefined)) print(`⚠ handshakes of ${h.label}: ${h.error}`)
 print('')
 print('Per-round range (min–max over the rounds) of each proxy:')
 for (const p of all.filter(p => p.rounds.length > 0)) {
@@ -384,7 +471,7 @@ const runtimeSeconds = Math.round((Date.now() - startedAt) / 100) / 10
 const raw = all.map(({ id, label, port, failed, rounds }) => ({ id, label, port: port ?? null, failed: failed ?? null, rounds }))
 writeFileSync(
   files.json,
-  `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, proxies: raw }, null, 2)}\n`,
+  `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, handshakes, proxies: raw }, null, 2)}\n`,
 )
 const subtitle = `${machine.cpuModel} × ${machine.cores}, Node ${machine.node}, ${opts.rounds}×${opts.seconds}s at c=${opts.connections}${pinned ? `, proxy on CPU ${proxyCpus}` : ''}, ${machine.date}`
 writeFileSync(files.svg, svg(summaries, { baselineLabel: baseline.label, subtitle, rounds: opts.rounds }))

@@ -9,6 +9,8 @@
 //   npm start -- --redis redis://host:6379     the same on a Redis that is already running
 //   npm run start:backend -- --port 5002       one backend; everything after `--only backend` goes to it
 //   npm run start:balancer -- --upstream ...   the balancer alone, likewise
+//   npm start -- --https                       HTTPS (h2 and HTTP/1.1) on 8443 too, with a self-signed
+//                                              certificate for localhost made once in .switchyard/tls/
 //
 // Environment, for tests and for running next to something that holds the default ports
 // (read only by the full stack; with --only, pass --port instead):
@@ -18,6 +20,8 @@
 //   SWITCHYARD_ADMIN_PORT=9090           the balancer's admin listener: dashboard, /status.json, /metrics
 //   SWITCHYARD_REDIS_PORT=6379           the port of the private redis-server (`--redis` without a URL)
 //   SWITCHYARD_SKIP_BUILD=1              skip `tsc -b` (the tests build first)
+//   SWITCHYARD_HTTPS_PORT=8443           the balancer's HTTPS port, with --https
+//   SWITCHYARD_TLS_DIR=.switchyard/tls   where --https keeps its certificate (git-ignored)
 //
 // Redis. The URL reaches the backends and the worker as REDIS_URL in their environment, never on
 // a command line, where `ps` would show its password to every user; it is printed with the
@@ -92,6 +96,10 @@ const configuredPorts = (portsFromEnv ?? '5000,5001').split(',')
 const balancerPort = process.env.SWITCHYARD_PORT ?? '8080'
 const adminPort = process.env.SWITCHYARD_ADMIN_PORT ?? '9090'
 const redisPort = process.env.SWITCHYARD_REDIS_PORT ?? '6379'
+const httpsPort = process.env.SWITCHYARD_HTTPS_PORT ?? '8443'
+const tlsDir = process.env.SWITCHYARD_TLS_DIR ?? join(root, '.switchyard', 'tls')
+/** Whether `--https` was given: the balancer then serves HTTPS too, with a local certificate. */
+let https = false
 
 const log = line => void process.stdout.write(`[launcher] ${line}\n`)
 const how = (code, signal) => (signal === null ? `code ${code}` : `signal ${signal}`)
@@ -152,6 +160,10 @@ function plan(argv) {
     const [flag, inline] = argv[i].split(/=(.*)/s)
     if (flag === '--redis') {
       redis = inline ?? (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--') ? argv[++i] : '')
+      continue
+    }
+    if (flag === '--https') {
+      https = true
       continue
     }
     if (flag !== '--backends') {
@@ -238,6 +250,19 @@ if (process.env.SWITCHYARD_SKIP_BUILD !== '1') {
   const tsc = join(root, 'node_modules/typescript/bin/tsc')
   const build = spawnSync(process.execPath, [tsc, '-b', 'packages/backend', 'packages/balancer'], { cwd: root, stdio: 'inherit' })
   if (build.status !== 0) refuse(`build failed: tsc exited with ${how(build.status, build.signal)}`)
+}
+
+// --https: the certificate is made after the build, with the balancer's own code for it.
+if (https) {
+  const { localCertificate, trustAdvice } = await import(join(root, 'packages/balancer/dist/server/self-signed.js'))
+  let local
+  try {
+    local = localCertificate(tlsDir)
+  } catch (err) {
+    refuse(err.message)
+  }
+  processes.find(p => p.name === 'balancer').args.push('--https-port', httpsPort, '--tls-cert', local.cert, '--tls-key', local.key)
+  for (const line of trustAdvice(local, `https://localhost:${httpsPort}/`)) log(line)
 }
 
 /** When the first stop signal arrived, or 0. */

@@ -1,6 +1,9 @@
 // scripts/start.mjs with real processes on real ports: the stack it starts, how it stops,
 // and that nothing is left holding a port. Linux only: children are found through /proc.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { connect as h2connect } from 'node:http2'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import t from 'tap'
 import {
@@ -255,4 +258,61 @@ t.test('npm start under a process manager: SIGTERM to npm alone stops everything
   )
   t.same(await Promise.all([ports.a, ports.b, ports.balancer].map(isFree)), [true, true, true], 'all three ports are free again')
   t.ok(await untilGone([script!.pid]), 'no process is left')
+})
+
+t.test('--https: a local certificate made once, HTTPS and h2 on the HTTPS port beside the plain one, the fingerprint printed', async t => {
+  const stack = await stackOnFreePorts()
+  const httpsPort = await freePort()
+  const tlsDir = mkdtempSync(join(tmpdir(), 'switchyard-launcher-tls-'))
+  t.teardown(() => rmSync(tlsDir, { recursive: true, force: true }))
+  const env = { ...stack.env, SWITCHYARD_HTTPS_PORT: String(httpsPort), SWITCHYARD_TLS_DIR: join(tlsDir, 'tls') }
+  const first = run(t, ['--https'], env)
+  t.match(
+    await first.line(/made .*localhost\.crt/),
+    /^\[launcher\] made \S+localhost\.crt, SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}, valid until \d{4}-/,
+    'made, with its fingerprint',
+  )
+  t.match(await first.line(/trust it/), /curl --cacert \S+localhost\.crt https:\/\/localhost:\d+\//, 'and how to trust it')
+  t.match(
+    await first.line(/\[balancer\] switchyard listening on/),
+    new RegExp(`and https://0\\.0\\.0\\.0:${httpsPort} \\(h2, http/1\\.1\\)`),
+    'the balancer serves HTTPS too',
+  )
+  const ca = readFileSync(join(tlsDir, 'tls', 'localhost.crt'))
+  const body = await new Promise<string>((resolve, reject) => {
+    const client = h2connect(`https://localhost:${httpsPort}`, { ca })
+    client.on('error', reject)
+    const stream = client.request({ ':path': '/' }, { endStream: true })
+    let text = ''
+    stream.setEncoding('utf8')
+    stream.on('data', (c: string) => (text += c))
+    stream.on('end', () => {
+      client.close()
+      resolve(text)
+    })
+  })
+  t.match(body, /^Hello, World! from backend-\d+$/, 'a backend answers over h2, the certificate trusted as itself')
+  await Promise.all([first.line(new RegExp(`backend-${stack.a} listening`)), first.line(new RegExp(`backend-${stack.b} listening`))])
+  first.proc.kill('SIGTERM')
+  t.equal((await first.exited()).code, 0, 'stops cleanly')
+  const again = run(t, ['--https'], env)
+  t.match(await again.line(/localhost\.crt, SHA-256/), /^\[launcher\] using /, 'the next start reuses it')
+  // Stopped once all three listen: a stop while a backend starts is a test of something else.
+  await Promise.all([
+    again.line(/\[balancer\] switchyard listening on/),
+    again.line(new RegExp(`backend-${stack.a} listening`)),
+    again.line(new RegExp(`backend-${stack.b} listening`)),
+  ])
+  again.proc.kill('SIGTERM')
+  t.equal((await again.exited()).code, 0, 'stops cleanly')
+})
+
+t.test('--https where no certificate can be made: one line, exit 1, nothing started', async t => {
+  const stack = await stackOnFreePorts()
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-launcher-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'a-file'), '')
+  const r = run(t, ['--https'], { ...stack.env, SWITCHYARD_TLS_DIR: join(dir, 'a-file', 'tls') })
+  t.match(await r.line(/https:/), /^\[launcher\] https: cannot make \S+ for the local certificate \(ENOTDIR\)$/, 'the reason in one line')
+  t.equal((await r.exited()).code, 1, 'exit 1')
 })

@@ -5,6 +5,7 @@
 
 import { spawn } from 'node:child_process'
 import { request } from 'node:http'
+import { request as tlsRequest } from 'node:https'
 import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -114,10 +115,14 @@ export function freePort() {
   })
 }
 
-/** One GET /; resolves with status and body, or undefined on any error. Never rejects. */
-export function get(port, timeoutMs = 1000) {
+/**
+ * One GET /, over TLS when `tls` (any certificate: the bench made it); resolves with status and
+ * body, or undefined on any error. Never rejects.
+ */
+export function get(port, timeoutMs = 1000, tls = false) {
   return new Promise(resolve => {
-    const req = request({ host: '127.0.0.1', port, path: '/', agent: false, timeout: timeoutMs }, res => {
+    const send = tls ? tlsRequest : request
+    const req = send({ host: '127.0.0.1', port, path: '/', agent: false, timeout: timeoutMs, rejectUnauthorized: false }, res => {
       let body = ''
       res.setEncoding('utf8')
       res.on('data', chunk => (body += chunk))
@@ -134,14 +139,14 @@ export function get(port, timeoutMs = 1000) {
  * Waits until `port` forwards GET / to a backend (200 and the backends' body), so a proxy counts as
  * up only once it can proxy. Throws with the child's last words if it exits or the time runs out.
  */
-export async function waitReady(child, port, expectBody, timeoutMs = 10_000) {
+export async function waitReady(child, port, expectBody, timeoutMs = 10_000, tls = false) {
   let exited
   void child.exited.then(result => (exited = result))
   const deadline = Date.now() + timeoutMs
   let last
   while (Date.now() < deadline) {
     if (exited !== undefined) throw new Error(why(child, exited.how))
-    last = await get(port)
+    last = await get(port, 1000, tls)
     if (last?.status === 200 && last.body === expectBody) return
     await sleep(100)
   }

@@ -57,7 +57,11 @@ function nginxCache(cacheDir) {
   return `proxy_cache_path ${cacheDir} levels=1:2 keys_zone=bench:16m max_size=256m inactive=60m use_temp_path=off;`
 }
 
-function nginxConfig(dir, port, backends, connections, cacheDir) {
+/**
+ * `tls`: { cert, key, http2 } for the HTTPS rows: TLS 1.2 and 1.3 with nginx's default ciphers,
+ * no session cache (wrk and h2load resume no session anyway), HTTP/2 on that listener when asked.
+ */
+function nginxConfig(dir, port, backends, connections, tls, cacheDir) {
   const temp = name => `${join(dir, name)}`
   for (const name of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(temp(name), { recursive: true })
   return `# Written by scripts/bench.mjs; the bench's baseline, as a tuned production nginx would run.
@@ -81,7 +85,14 @@ ${backends.map(p => `    server 127.0.0.1:${p};`).join('\n')}
     keepalive_requests ${NGINX_KEEPALIVE_REQUESTS};
   }
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${tls === undefined ? '' : ` ssl${tls.http2 ? ' http2' : ''}`};${
+      tls === undefined
+        ? ''
+        : `
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_protocols TLSv1.2 TLSv1.3;`
+    }
     location / {
       proxy_pass http://backends;
       proxy_http_version 1.1;
@@ -115,11 +126,11 @@ ${backends.map((p, i) => `  server s${i + 1} 127.0.0.1:${p}`).join('\n')}
  * Starts one proxy; resolves with { child, port } once it forwards. `ctx`: { root, dir, backends,
  * connections, cli }. Throws with one line when it cannot start.
  */
-async function startWith(ctx, name, command, args, { pinned = true } = {}) {
+async function startWith(ctx, name, command, args, { pinned = true, tls = false } = {}) {
   const port = await freePort()
   const child = launch(name, command, args(port), { cwd: ctx.root, cpus: pinned ? ctx.proxyCpus : undefined })
   try {
-    await waitReady(child, port, BODY)
+    await waitReady(child, port, BODY, 10_000, tls)
   } catch (err) {
     child.kill('SIGKILL')
     throw err
@@ -133,36 +144,34 @@ export function proxies(ctx, { nginx, haproxy, workers, also = [] }) {
   const switchyard =
     (extra, cli = ctx.cli) =>
     port => [cli, '--port', String(port), '--host', '127.0.0.1', ...targets.flatMap(t => ['--upstream', t]), ...extra]
+  const startNginx = (id, tls, cacheDir) => () =>
+    startWith(
+      ctx,
+      id,
+      nginx,
+      port => {
+        const dir = join(ctx.dir, `nginx-${port}`)
+        mkdirSync(dir, { recursive: true })
+        writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, ctx.backends, ctx.connections, tls, cacheDir?.()))
+        // -e: the error log before the config is read; the default one may not be writable.
+        return ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]
+      },
+      { tls: tls !== undefined },
+    )
   const list = []
-  if (nginx !== undefined) {
-    list.push({
-      id: 'nginx',
-      label: 'nginx',
-      start: () =>
-        startWith(ctx, 'nginx', nginx, port => {
-          const dir = join(ctx.dir, `nginx-${port}`)
-          mkdirSync(dir, { recursive: true })
-          writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, ctx.backends, ctx.connections))
-          // -e: the error log before the config is read; the default one may not be writable.
-          return ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]
-        }),
-    })
-  }
+  if (nginx !== undefined) list.push({ id: 'nginx', label: 'nginx', start: startNginx('nginx') })
   if (nginx !== undefined) {
     // On tmpfs, as the issue asks: the figure is nginx's cache logic, not a disk. Removed at exit.
+    const cacheDir = () => {
+      const dir = mkdtempSync('/dev/shm/switchyard-bench-nginx-cache-')
+      process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+      return dir
+    }
     list.push({
       id: 'nginx-cache',
       label: 'nginx proxy_cache, hit',
       path: CACHEABLE_PATH,
-      start: () =>
-        startWith(ctx, 'nginx-cache', nginx, port => {
-          const dir = join(ctx.dir, `nginx-${port}`)
-          mkdirSync(dir, { recursive: true })
-          const cacheDir = mkdtempSync('/dev/shm/switchyard-bench-nginx-cache-')
-          process.once('exit', () => rmSync(cacheDir, { recursive: true, force: true }))
-          writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, ctx.backends, ctx.connections, cacheDir))
-          return ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]
-        }),
+      start: startNginx('nginx-cache', undefined, cacheDir),
     })
   }
   if (haproxy !== undefined) {
@@ -273,6 +282,58 @@ export function proxies(ctx, { nginx, haproxy, workers, also = [] }) {
       label: 'Switchyard --workers 2 (not pinned)',
       start: () => startWith(ctx, 'switchyard-workers', process.execPath, switchyard(['--quiet', '--workers', '2']), { pinned: false }),
     })
+  }
+  if (ctx.tls !== undefined) list.push(...tlsProxies(ctx, { nginx, startNginx, switchyard }))
+  return list
+}
+
+/**
+ * The HTTPS and HTTP/2 rows (issue 15), each in a process of its own so that its CPU is its own:
+ * HTTPS (HTTP/1.1) measured with wrk, h2 with h2load (`tool`), against nginx doing the same, and
+ * the floor Node itself sets (tls-pipe-peer.mjs). `scheme` makes the URL https.
+ */
+function tlsProxies(ctx, { nginx, startNginx, switchyard }) {
+  const { cert, key } = ctx.tls
+  const targets = ctx.backends.map(p => `http://127.0.0.1:${p}`)
+  const list = []
+  const https = { scheme: 'https', tool: 'wrk' }
+  const h2 = { scheme: 'https', tool: 'h2load' }
+  if (nginx !== undefined) {
+    list.push({ id: 'nginx-https', label: 'nginx HTTPS', ...https, start: startNginx('nginx-https', { cert, key, http2: false }) })
+  }
+  const pipe = mode => () =>
+    startWith(
+      ctx,
+      `node-${mode}-pipe`,
+      process.execPath,
+      port => [join(ctx.root, 'scripts/bench/tls-pipe-peer.mjs'), mode, String(port), cert, key, ...targets],
+      { tls: true },
+    )
+  list.push({ id: 'node-https-pipe', label: 'node:https pipe (no library)', ...https, start: pipe('https') })
+  // Switchyard keeps its plain port beside the HTTPS one (unless --port off); the rows measure
+  // the HTTPS one, with h2 offered as a user would run it.
+  const startSwitchyard = id => async () => {
+    const port = await freePort()
+    const started = await startWith(
+      ctx,
+      id,
+      process.execPath,
+      switchyard(['--quiet', '--https-port', String(port), '--tls-cert', cert, '--tls-key', key]),
+    )
+    try {
+      await waitReady(started.child, port, BODY, 10_000, true)
+    } catch (err) {
+      started.child.kill('SIGKILL')
+      throw err
+    }
+    return { ...started, port }
+  }
+  list.push({ id: 'switchyard-https', label: 'Switchyard HTTPS (HTTP/1.1)', ...https, start: startSwitchyard('switchyard-https') })
+  if (ctx.h2load) {
+    if (nginx !== undefined)
+      list.push({ id: 'nginx-h2', label: 'nginx h2', ...h2, start: startNginx('nginx-h2', { cert, key, http2: true }) })
+    list.push({ id: 'node-h2-pipe', label: 'node:http2 pipe (no library)', ...h2, start: pipe('h2') })
+    list.push({ id: 'switchyard-h2', label: 'Switchyard h2', ...h2, start: startSwitchyard('switchyard-h2') })
   }
   return list
 }

@@ -39,11 +39,19 @@ export function parseWrk(text) {
 }
 
 /**
- * `wrk -t<threads> -c<connections> -d<seconds>s --latency [-s script] url`; resolves with the parsed
- * report and wrk's text. `onChild` receives the process, so the caller can kill it on Ctrl-C.
+ * `wrk -t<threads> -c<connections> -d<seconds>s --latency [-H header]... [-s script] url`; resolves
+ * with the parsed report and wrk's text. `onChild` receives the process, so the caller can kill it on Ctrl-C.
  */
-export function runWrk(url, { threads = 1, connections, seconds, cpus, script, onChild = () => {} }) {
-  const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', ...(script === undefined ? [] : ['-s', script]), url]
+export function runWrk(url, { threads = 1, connections, seconds, cpus, headers = [], script, onChild = () => {} }) {
+  const args = [
+    `-t${threads}`,
+    `-c${connections}`,
+    `-d${seconds}s`,
+    '--latency',
+    ...headers.flatMap(h => ['-H', h]),
+    ...(script === undefined ? [] : ['-s', script]),
+    url,
+  ]
   return new Promise((resolve, reject) => {
     const [file, argv] = cpus === undefined ? ['wrk', args] : ['taskset', ['-c', cpus, 'wrk', ...args]]
     const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] })

@@ -2,15 +2,22 @@
 import { EventEmitter } from 'node:events'
 import type { Agent, IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { EdgeCache, type PurgeTarget } from './cache/edge-cache.js'
 import type { CacheCounts } from './cache/counters.js'
 import { Forwarder } from './forward/forwarder.js'
 import { WebSocketProxy } from './forward/websocket.js'
 import { RequestRecorder } from './observe/recorder.js'
 import type { Stats } from './observe/stats.js'
-import type { BalancerView } from './observe/view.js'
+import type { BalancerView, ListenerConnections } from './observe/view.js'
 import { DEFAULTS, type BalancerOptions, type PolicyName } from './options.js'
-import { Connections, applyTimeouts, createListener, type Handlers, type ListenerTimeouts } from './server/listener.js'
+import { answerRaw } from './server/answers.js'
+import type { CertificateStore } from './server/certificate-store.js'
+import type { TlsVersion } from './server/certificates.js'
+import type { H2Request, H2Response } from './server/h2-messages.js'
+import { httpsRedirect } from './server/https-redirect.js'
+import { Connections, applyTimeouts, createListener, serveHttp, type Handlers, type ListenerTimeouts } from './server/listener.js'
+import { TlsListener, type TlsProtocol } from './server/tls-listener.js'
 import { Reclaimer, type Reclaimed } from './server/reclaim.js'
 import { closing, refusal } from './server/requests.js'
 import type { CheckResult } from './upstreams/health-check.js'
@@ -31,6 +38,10 @@ export class Balancer extends EventEmitter implements BalancerView {
   /** The upstreams, their health and the active checks. */
   readonly upstreams: UpstreamGroup
   readonly #servers: Server[] = []
+  /** Its HTTPS listeners, in the order `listenHttps()` opened them. */
+  readonly httpsListeners: TlsListener[] = []
+  /** Connections open on the plain listeners. */
+  #plainOpen = 0
   readonly #recorder = new RequestRecorder()
   readonly #forwarder: Forwarder
   readonly #websockets: WebSocketProxy
@@ -57,7 +68,7 @@ export class Balancer extends EventEmitter implements BalancerView {
     this.#reclaimer.on('reclaimed', this.#onReclaimed)
   }
 
-  /** Its listeners: node:http servers, in the order `listen()` opened them. */
+  /** Its plain listeners: node:http servers, in the order `listen()` opened them. */
   get servers(): readonly Server[] {
     return this.#servers
   }
@@ -132,7 +143,22 @@ export class Balancer extends EventEmitter implements BalancerView {
 
   /** Whether a listener is listening. */
   get listening(): boolean {
-    return this.servers.some(s => s.listening)
+    return this.servers.some(s => s.listening) || this.httpsListeners.some(l => l.https.listening)
+  }
+
+  /**
+   * Client connections open now, by listener and protocol: `http` (plain HTTP/1.1) and `https`
+   * (`h2` or `http/1.1`, counted once the TLS handshake chose one).
+   */
+  get listenerConnections(): ListenerConnections[] {
+    const out: ListenerConnections[] = []
+    if (this.servers.length > 0) out.push({ listener: 'http', protocol: 'http/1.1', open: this.#plainOpen })
+    if (this.httpsListeners.length > 0) {
+      for (const protocol of ['h2', 'http/1.1'] as TlsProtocol[]) {
+        out.push({ listener: 'https', protocol, open: this.httpsListeners.reduce((n, l) => n + l.open[protocol], 0) })
+      }
+    }
+    return out
   }
 
   /** The address of the first listener, once it listens. */
@@ -145,8 +171,11 @@ export class Balancer extends EventEmitter implements BalancerView {
    * health checks with the first. Resolves with its address; rejects with the listen error
    * (EADDRINUSE, EACCES), and the balancer stays as it was.
    */
-  listen(port: number, host?: string): Promise<AddressInfo> {
-    const server = createListener(this.#handlers, this.#connections, this.#timeouts)
+  listen(port: number, host?: string, options: PlainListenOptions = {}): Promise<AddressInfo> {
+    const to = options.redirectHttpsTo
+    const handlers = to === undefined ? this.#handlers : this.#redirecting(to)
+    const server = createListener(handlers, this.#connections, this.#timeouts)
+    server.on('connection', this.#countPlain)
     return new Promise((resolve, reject) => {
       server.once('error', reject)
       server.listen(port, host, () => {
@@ -156,6 +185,84 @@ export class Balancer extends EventEmitter implements BalancerView {
         resolve(server.address() as AddressInfo)
       })
     })
+  }
+
+  /**
+   * Opens an HTTPS listener on `port` and `host`: TLS with the certificates of `options`, then
+   * HTTP/2 or HTTP/1.1 by ALPN, every request handed to the same handlers as the plain
+   * listener's. Resolves with its address; rejects with the listen error.
+   */
+  listenHttps(port: number, host: string | undefined, options: HttpsListenOptions): Promise<AddressInfo> {
+    const listener = new TlsListener(
+      {
+        setupHttp1: server => serveHttp(server, this.#handlers, this.#connections, this.#timeouts),
+        // The HTTP/2 messages have what the forward path reads of an IncomingMessage and a
+        // ServerResponse (h2-messages.ts), which the types cannot tell.
+        // The edge cache answers HTTP/2 as it answers HTTP/1.1: H2Response takes a flat header list.
+        request: (req, res) => this.#afterChecks(req as unknown as IncomingMessage, res as unknown as ServerResponse),
+        refuse: (req: H2Request, res: H2Response, status, message) =>
+          this.#forwarder.refuse(req as unknown as IncomingMessage, res as unknown as ServerResponse, status, message),
+        log: line => this.#log?.(line),
+      },
+      {
+        certificates: options.certificates,
+        http2: options.http2,
+        minVersion: options.minVersion,
+        // nginx's client_header_timeout bounded the handshake too before ssl_handshake_timeout.
+        handshakeTimeout: this.#timeouts.clientHeaderTimeout,
+        h2: {
+          maxStreams: options.maxStreams ?? 128,
+          firstRequestTimeout: this.#timeouts.clientHeaderTimeout,
+          idleTimeout: this.#timeouts.keepAliveTimeout,
+        },
+        maxHeaderListSize: 16 * 1024,
+      },
+    )
+    return new Promise((resolve, reject) => {
+      listener.https.once('error', reject)
+      listener.listen(port, host, () => {
+        listener.https.off('error', reject)
+        this.httpsListeners.push(listener)
+        this.upstreams.startChecks()
+        resolve(listener.address())
+      })
+    })
+  }
+
+  /**
+   * Reads every HTTPS listener's certificate files again and swaps them in for new handshakes
+   * (SIGHUP); undefined when there is none. One line for the log.
+   */
+  reloadCertificates(): { ok: boolean; line: string } | undefined {
+    const results = this.httpsListeners.map(l => l.reloadCertificates())
+    if (results.length === 0) return undefined
+    return { ok: results.every(r => r.ok), line: results.map(r => r.line).join('; ') }
+  }
+
+  #countPlain = (socket: Duplex): void => {
+    this.#plainOpen++
+    socket.once('close', () => this.#plainOpen--)
+  }
+
+  /**
+   * The plain listener's handlers under --redirect-https: 308 to the same URL on HTTPS port
+   * `to`, for requests and upgrades alike, but ACME challenges, which are forwarded.
+   */
+  #redirecting(to: number): Handlers {
+    return {
+      request: (req, res) => {
+        const r = httpsRedirect(req.url as string, req.headers.host, req.socket.localAddress, to)
+        if ('forward' in r) this.#onRequest(req, res)
+        else if ('refuse' in r) this.#forwarder.refuse(req, res, 400, r.refuse)
+        else this.#forwarder.redirect(req, res, r.location)
+      },
+      upgrade: (req, socket, head) => {
+        const r = httpsRedirect(req.url as string, req.headers.host, req.socket.localAddress, to)
+        if ('forward' in r) this.#handlers.upgrade(req, socket, head)
+        else if ('refuse' in r) answerRaw(socket, '400 Bad Request', r.refuse)
+        else answerRaw(socket, '308 Permanent Redirect', `308 Permanent Redirect: ${r.location}`, `Location: ${r.location}\r\n`)
+      },
+    }
   }
 
   /**
@@ -197,7 +304,11 @@ export class Balancer extends EventEmitter implements BalancerView {
   drain(timeout: number): Promise<void> {
     this.#forwarder.draining = true
     const cut = setTimeout(() => this.#cutAll(), timeout)
-    const closed = Promise.all(this.servers.map(server => new Promise<void>(resolve => server.close(() => resolve()))))
+    const closed = Promise.all([
+      ...this.servers.map(server => new Promise<void>(resolve => server.close(() => resolve()))),
+      // HTTP/2 connections get GOAWAY: what `Connection: close` is to the others.
+      ...this.httpsListeners.map(l => l.close()),
+    ])
     for (const server of this.servers) server.closeIdleConnections()
     // Once no HTTP connection is left, nothing needs the checks or the upstream agent.
     void closed.then(() => this.#stop())
@@ -209,7 +320,10 @@ export class Balancer extends EventEmitter implements BalancerView {
    * alike), stops the active checks, and resolves once every listener is closed.
    */
   close(): Promise<void> {
-    const closed = this.servers.map(server => new Promise<void>(resolve => server.close(() => resolve())))
+    const closed = [
+      ...this.servers.map(server => new Promise<void>(resolve => server.close(() => resolve()))),
+      ...this.httpsListeners.map(l => l.close()),
+    ]
     this.#cutAll()
     this.#stop()
     return Promise.all(closed).then(() => undefined)
@@ -217,6 +331,7 @@ export class Balancer extends EventEmitter implements BalancerView {
 
   #cutAll(): void {
     for (const server of this.servers) server.closeAllConnections()
+    for (const listener of this.httpsListeners) listener.closeAll()
     this.#websockets.closeAll()
   }
 
@@ -248,9 +363,31 @@ export class Balancer extends EventEmitter implements BalancerView {
     // A malformed request ends its connection, as in nginx.
     const refused = refusal(req)
     if (refused !== undefined) this.#forwarder.refuse(req, res, refused.status, refused.message)
-    else if (this.#cache !== undefined) this.#cache.handle(req, res)
+    else this.#afterChecks(req, res)
+  }
+
+  /** A request that passed its listener's checks: the edge cache when it is on, else forwarding. */
+  #afterChecks(req: IncomingMessage, res: ServerResponse): void {
+    if (this.#cache !== undefined) this.#cache.handle(req, res)
     else this.#forwarder.forward(req, res)
   }
+}
+
+/** Options of `listen()`. */
+export interface PlainListenOptions {
+  /** Answer 308 to the same URL on this HTTPS port (`--redirect-https`). Default: forward. */
+  redirectHttpsTo?: number | undefined
+}
+
+/** Options of `listenHttps()`. */
+export interface HttpsListenOptions {
+  /** The certificates, chosen by SNI; read again by `reloadCertificates()`. */
+  certificates: CertificateStore
+  /** Offer h2 by ALPN, HTTP/1.1 as the fallback. */
+  http2: boolean
+  minVersion: TlsVersion
+  /** Streams open at once on an HTTP/2 connection (nginx `http2_max_concurrent_streams`). Default 128. */
+  maxStreams?: number
 }
 
 /** Creates a balancer, not listening yet. */

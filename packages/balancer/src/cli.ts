@@ -5,14 +5,15 @@ import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { AdminServer, localSource, type AdminSource } from './admin/server.js'
-import { createBalancer } from './balancer.js'
+import { createBalancer, type Balancer } from './balancer.js'
 import { Primary, type PrimaryOptions } from './cluster/primary.js'
 import { joinCluster } from './cluster/worker.js'
 import { readConfigFile } from './config/file.js'
-import { resolveConfig, type ResolvedConfig } from './config/resolve.js'
+import { resolveConfig, type HttpsSettings, type ResolvedConfig } from './config/resolve.js'
 import { CONFIG_KEYS, SETTINGS, type SettingKey } from './config/settings.js'
 import { ConfigError, errorCode } from './errors.js'
 import { createAccessLog, type AccessLog } from './observe/access-log.js'
+import { CertificateStore } from './server/certificate-store.js'
 import type { Pool } from './upstreams/pool.js'
 
 /** What SIGHUP reloads: a balancer, or a cluster's primary. */
@@ -139,8 +140,63 @@ function onStopSignals(config: ResolvedConfig, drain: () => Promise<void>, hurry
   return stop
 }
 
-const describe = (config: ResolvedConfig, pool: Pool, port: number): string =>
-  `switchyard listening on http://${config.host}:${port}, ${config.policy} over ${pool.upstreams.map(u => u.id).join(', ')}`
+/** What the listening line says of one listener. */
+const urlOf = (scheme: 'http' | 'https', host: string, port: number): string => `${scheme}://${host}:${port}`
+
+/** The listening line: every listener's URL, the policy and the upstreams. */
+function describe(config: ResolvedConfig, pool: Pool, ports: Ports): string {
+  const urls: string[] = []
+  if (ports.http !== undefined) urls.push(urlOf('http', config.host, ports.http) + (config.redirectHttps ? ' (redirecting to HTTPS)' : ''))
+  if (ports.https !== undefined)
+    urls.push(`${urlOf('https', config.host, ports.https)} (${(config.https as HttpsSettings).http2 ? 'h2, ' : ''}http/1.1)`)
+  return `switchyard listening on ${urls.join(' and ')}, ${config.policy} over ${pool.upstreams.map(u => u.id).join(', ')}`
+}
+
+/** The ports the listeners bound, for the listening line. */
+interface Ports {
+  http?: number | undefined
+  https?: number | undefined
+}
+
+/**
+ * Opens the listeners a configuration asks for: the plain one (unless `--port off`, and
+ * redirecting under --redirect-https) and the HTTPS one. Rejects with a line naming the flag.
+ */
+async function startListeners(balancer: Balancer, config: ResolvedConfig, certificates: CertificateStore | undefined): Promise<Ports> {
+  const ports: Ports = {}
+  const { https } = config
+  // HTTPS first: --redirect-https needs its port, 0 included. (A cluster's primary reports the
+  // first port its workers bind: the HTTPS one, when there is one.)
+  if (https !== undefined) {
+    const bound = await balancer
+      .listenHttps(https.port, config.host, {
+        certificates: certificates as CertificateStore,
+        http2: https.http2,
+        minVersion: https.minVersion,
+      })
+      .catch((err: Error) => Promise.reject(new Error(listenError(err, config.host, https.port, '--https-port'))))
+    ports.https = bound.port
+  }
+  if (config.port !== undefined) {
+    const port = config.port
+    const bound = await balancer
+      .listen(port, config.host, { redirectHttpsTo: config.redirectHttps ? ports.https : undefined })
+      .catch((err: Error) => Promise.reject(new Error(listenError(err, config.host, port))))
+    ports.http = bound.port
+  }
+  return ports
+}
+
+/**
+ * The certificates of the HTTPS listener, read now: a file that cannot be served is one line
+ * and exit 1 (the caller's); one that clients will refuse (expired) is a warning.
+ */
+function loadCertificates(config: ResolvedConfig): CertificateStore | undefined {
+  if (config.https === undefined) return undefined
+  const store = new CertificateStore(config.https.certificates, config.https.minVersion)
+  for (const warning of store.warnings()) print(`switchyard: warning: ${warning}`)
+  return store
+}
 
 /**
  * `--workers N`: this process forks the workers and watches them. It serves no traffic: it
@@ -149,10 +205,14 @@ const describe = (config: ResolvedConfig, pool: Pool, port: number): string =>
  */
 function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void {
   const env: Record<string, string> = config.stickySecretGenerated ? { [WORKER_SECRET]: (config.sticky as { secret: string }).secret } : {}
+  // Checked here, before any worker starts: each worker reads them again for its own listener.
+  loadCertificates(config)
   const primary = new Primary({ ...config, log: print, accessLog: undefined }, config.workers, env)
   let admin: AdminServer | undefined
   primary.on('listening', (address: AddressInfo) => {
-    print(`${describe(config, primary.pool, address.port)} (${config.workers} workers)`)
+    // The workers' first listener is the HTTPS one, when there is one (startListeners).
+    const ports = config.https === undefined ? { http: address.port } : { http: config.port, https: address.port }
+    print(`${describe(config, primary.pool, ports)} (${config.workers} workers)`)
     admin = startAdmin(config, primary.source())
   })
   primary.on('worker', (line: string) => print(`switchyard: ${line}`))
@@ -170,6 +230,7 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
     },
     () => void primary.stop('SIGKILL'),
   )
+  // The primary reads the config (its upstreams and checks); each worker does the whole contract.
   process.on('SIGHUP', () => {
     reload(primary, args, config, admin, false)
     primary.signal('SIGHUP')
@@ -191,7 +252,7 @@ function reload(
   logs = true,
 ): void {
   if (typeof args.config !== 'string') {
-    print('switchyard: SIGHUP ignored: there is no --config file to read again')
+    print('switchyard: SIGHUP: no --config file, so the configuration stays as started')
     return
   }
   let next: ResolvedConfig
@@ -207,30 +268,52 @@ function reload(
     next.port !== running.port ||
     next.host !== running.host ||
     next.adminPort !== running.adminPort ||
-    next.adminHost !== running.adminHost
+    next.adminHost !== running.adminHost ||
+    JSON.stringify([next.https, next.redirectHttps]) !== JSON.stringify([running.https, running.redirectHttps])
   ) {
-    print(`switchyard: a new host or port applies only after a restart; still on ${running.host}:${running.port}`)
+    print(`switchyard: a new host, port or HTTPS listener applies only after a restart; still on ${running.host}:${running.port}`)
   }
-  // The same log: open its file again, for logrotate (nginx does this on USR1). A new one:
-  // close the old.
-  if (access === before) access?.reopen()
-  else before?.close()
+  // A new log closes the old; the same one was reopened already (reopenLog).
+  if (access !== before) before?.close()
   // What a restart would change stays as it is in force; the rest (drain timeout, log) is the new.
-  Object.assign(running, next, { port: running.port, host: running.host, adminPort: running.adminPort, adminHost: running.adminHost })
+  Object.assign(running, next, {
+    port: running.port,
+    host: running.host,
+    adminPort: running.adminPort,
+    adminHost: running.adminHost,
+    https: running.https,
+    redirectHttps: running.redirectHttps,
+  })
   balancer.reload({ ...next, log: print, accessLog: access })
   // Already validated by load(): this cannot throw.
   admin?.allowHosts(next.adminAllowedHosts)
   print(`switchyard: reloaded ${args.config}: upstreams ${balancer.pool.upstreams.map(u => u.id).join(', ')}`)
 }
 
+/** SIGHUP's first part: the access log's file opened again (logrotate), in one line. */
+function reopenLog(): void {
+  const done = access?.reopen()
+  if (done === 'reopened') print('switchyard: SIGHUP: access log reopened')
+  else if (done === undefined) print('switchyard: SIGHUP: access log off, nothing to reopen')
+  else if (done === 'stdout') print('switchyard: SIGHUP: access log on stdout, nothing to reopen')
+  // 'failed' was told in its own line (accessLogOf's onError).
+}
+
+/** SIGHUP's second part: the certificate files read again, in one line (none without HTTPS). */
+function reloadCertificates(balancer: Balancer): void {
+  const result = balancer.reloadCertificates()
+  if (result !== undefined) print(`switchyard: SIGHUP: ${result.line}`)
+}
+
 /** One balancer process: the only one, or a worker of `--workers N`. */
 function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): void {
+  const certificates = loadCertificates(config)
   access = accessLogOf(config)
   const balancer = createBalancer({ ...config, log: print, accessLog: access })
   let admin: AdminServer | undefined
 
   const failed = (err: Error): void => {
-    console.error(`switchyard: ${listenError(err, config.host, config.port)}`)
+    console.error(`switchyard: ${err.message}`)
     exit(1)
   }
   if (cluster.isWorker) {
@@ -240,10 +323,10 @@ function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): voi
       send: (m: unknown) => process.send?.(m),
       on: (event: 'message', listener: (m: unknown) => void) => process.on(event, listener),
     }
-    void joinCluster(balancer, channel).then(() => balancer.listen(config.port, config.host).catch(failed))
+    void joinCluster(balancer, channel).then(() => startListeners(balancer, config, certificates).catch(failed))
   } else {
-    balancer.listen(config.port, config.host).then(address => {
-      print(describe(config, balancer.pool, address.port))
+    startListeners(balancer, config, certificates).then(ports => {
+      print(describe(config, balancer.pool, ports))
       admin = startAdmin(config, localSource(balancer))
     }, failed)
   }
@@ -253,8 +336,13 @@ function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): voi
     admin?.close()
     return balancer.drain(config.drainTimeout)
   })
-  // By default SIGHUP kills a Node process; here it re-reads the configuration.
-  process.on('SIGHUP', () => reload(balancer, args, config, admin))
+  // By default SIGHUP kills a Node process. Here it does three things, each on its own, each
+  // with one line: the access log reopened, the certificates read again, the config read again.
+  process.on('SIGHUP', () => {
+    reopenLog()
+    reloadCertificates(balancer)
+    reload(balancer, args, config, admin)
+  })
   // Started by a launcher (or a cluster primary) with an IPC channel: if it dies, stop too.
   if (process.channel !== undefined) process.on('disconnect', () => stop('launcher gone'))
 }

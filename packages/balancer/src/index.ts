@@ -1,5 +1,10 @@
 // The package's public API: re-exports only. Everything else is internal and may move.
-export { Balancer, createBalancer } from './balancer.js'
+export { Balancer, createBalancer, type HttpsListenOptions, type PlainListenOptions } from './balancer.js'
+export { CertificateStore, type CertificateReload } from './server/certificate-store.js'
+export { TLS_VERSIONS, loadCertificate, type Certificate, type CertificateFiles, type TlsVersion } from './server/certificates.js'
+export { localCertificate, trustAdvice, type LocalCertificate } from './server/self-signed.js'
+export type { UpstreamTls } from './upstreams/tls.js'
+export type { ListenerConnections } from './observe/view.js'
 export {
   DEFAULTS,
   POLICY_NAMES,

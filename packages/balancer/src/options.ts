@@ -1,6 +1,7 @@
 // What createBalancer takes: BalancerOptions, the types its fields are made of, and their defaults.
 import type { EdgeCacheOptions } from './cache/types.js'
 import type { AccessLog } from './observe/access-log.js'
+import type { UpstreamTls } from './upstreams/tls.js'
 
 /** The names of the balancing policies. */
 export type PolicyName = 'round-robin' | 'least-requests' | 'random-two' | 'hash' | 'first'
@@ -39,6 +40,11 @@ export interface UpstreamSpec {
    * (HAProxy `slowstart`). Default 0: full weight at once.
    */
   slowStart?: number
+  /**
+   * Speak TLS to it, verifying its certificate (nginx `proxy_pass https://` with
+   * `proxy_ssl_verify on`): the server line's `tls` and `tls_servername=NAME`. Default: plain HTTP.
+   */
+  tls?: UpstreamTls
 }
 
 /** Active health checks, the HAProxy / Envoy model. */
@@ -130,6 +136,13 @@ export interface BalancerOptions {
    * reload with other cache options starts an empty cache; with the same, the cache is kept.
    */
   cache?: EdgeCacheOptions | undefined
+  /**
+   * The PEM certificates a TLS upstream's certificate must chain to (`--upstream-ca`). Default:
+   * Node's own roots (Mozilla's, plus NODE_EXTRA_CA_CERTS).
+   */
+  upstreamCa?: Buffer | undefined
+  /** `Strict-Transport-Security: max-age` of HTTPS answers, in ms (`--hsts`). Default: none. */
+  hsts?: number | undefined
 }
 
 /** The defaults of the optional fields that have one, as the TSDoc above states them. */

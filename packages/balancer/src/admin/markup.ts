@@ -138,8 +138,16 @@ export function totals(s: StatusSnapshot): string {
     stat(
       'connections',
       'Connections',
-      num(s.connections.open) + ' <small>/ ' + num(s.connections.total) + '</small>',
-      'open now / accepted since start',
+      num(s.connections.open) +
+        ' <small>/ ' +
+        num(s.connections.total) +
+        '</small>' +
+        (s.connections.listeners.length > 1
+          ? '<small class="listeners">' +
+            s.connections.listeners.map(l => ' · ' + esc(l.listener + ' ' + l.protocol) + ' ' + num(l.open)).join('') +
+            '</small>'
+          : ''),
+      'open now / accepted since start; open by listener and protocol',
     ) +
     stat('perSecond', 'Req/s', s.requests.perSecond.toFixed(1), 'over the last 10 s') +
     stat('requests', 'Requests', num(s.requests.total), '') +

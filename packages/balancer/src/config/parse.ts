@@ -4,17 +4,17 @@ import { ConfigError } from '../errors.js'
 import type { HashKey, UpstreamSpec } from '../options.js'
 
 /**
- * Parses a duration as nginx and HAProxy write them: `500ms`, `10s`, `2m`.
+ * Parses a duration as nginx and HAProxy write them: `500ms`, `10s`, `2m`, `1h`, `365d`.
  * A bare number means seconds, as in nginx. Returns milliseconds.
  * @throws ConfigError naming `what` and the bad value.
  */
 export function parseDuration(value: unknown, what: string): number {
   if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value * 1000
-  const m = typeof value === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim()) : null
+  const m = typeof value === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim()) : null
   if (!m) {
-    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a duration (use e.g. 500ms, 10s, 2m, 1h)`)
+    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a duration (use e.g. 500ms, 10s, 2m, 1h, 365d)`)
   }
-  const factor = m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : m[2] === 'h' ? 3_600_000 : 1000
+  const factor = m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : m[2] === 'h' ? 3_600_000 : m[2] === 'd' ? 86_400_000 : 1000
   return Number(m[1]) * factor
 }
 
@@ -32,8 +32,19 @@ export function parseBoolean(value: unknown, what: string): boolean {
   return value
 }
 
-const PARAMS = 'weight=N, max_fails=N, fail_timeout=T, max_conns=N, slow_start=T, backup, down'
-const OBJECT_KEYS = new Set(['address', 'weight', 'max_fails', 'fail_timeout', 'max_conns', 'slow_start', 'backup', 'down'])
+const PARAMS = 'weight=N, max_fails=N, fail_timeout=T, max_conns=N, slow_start=T, backup, down, tls, tls_servername=NAME'
+const OBJECT_KEYS = new Set([
+  'address',
+  'weight',
+  'max_fails',
+  'fail_timeout',
+  'max_conns',
+  'slow_start',
+  'backup',
+  'down',
+  'tls',
+  'tls_servername',
+])
 
 /** A config-file upstream object, `{"address": "h:p", "weight": 3, "backup": true}`, as a server line. */
 function objectToLine(spec: Record<string, unknown>): string {
@@ -79,9 +90,19 @@ export function parseUpstream(spec: unknown): UpstreamSpec {
     else if (value !== undefined && key === 'max_conns') out.maxConns = parseInteger(value, what, 0, 1_000_000)
     else if (value !== undefined && key === 'fail_timeout') out.failTimeout = parseDuration(value, what)
     else if (value !== undefined && key === 'slow_start') out.slowStart = parseDuration(value, what)
+    else if (value === undefined && key === 'tls') out.tls = { ...out.tls }
+    else if (value !== undefined && key === 'tls_servername') out.tls = { ...out.tls, servername: parseServername(value, what) }
     else throw new ConfigError(`upstream ${address}: unknown parameter ${JSON.stringify(param)} (allowed: ${PARAMS})`)
   }
   return out
+}
+
+/** A DNS name to send as SNI: letters, digits, hyphens and dots (RFC 6066 §3: no address). */
+function parseServername(value: string, what: string): string {
+  if (!/^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?$/.test(value) || isIP(value) !== 0) {
+    throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a DNS name to send as SNI`)
+  }
+  return value.toLowerCase()
 }
 
 /** Parses `ip | path | header:NAME | cookie:NAME | query:NAME`. */

@@ -6,6 +6,8 @@ import { ConfigError } from '../errors.js'
 import { LOG_FORMATS, type LogFormat } from '../observe/access-log.js'
 import { POLICY_NAMES, type BalancerOptions, type PolicyName, type UpstreamSpec } from '../options.js'
 import { Sticky } from '../select/sticky.js'
+import { TLS_VERSIONS, type CertificateFiles, type TlsVersion } from '../server/certificates.js'
+import { readUpstreamCa } from '../upstreams/tls.js'
 import { parseBoolean, parseDuration, parseHashKey, parseInteger, parseStatusRange, parseUpstream } from './parse.js'
 import { SETTINGS, type SettingKey } from './settings.js'
 import { resolveCacheOptions } from '../cache/settings.js'
@@ -13,10 +15,15 @@ import { resolveCacheOptions } from '../cache/settings.js'
 /** The whole configuration: the listener, the process, and the balancer's options. */
 export interface ResolvedConfig
   extends
-    Required<Omit<BalancerOptions, 'log' | 'accessLog' | 'health' | 'retries' | 'sticky' | 'cache'>>,
-    Pick<BalancerOptions, 'health' | 'retries' | 'sticky' | 'cache'> {
-  port: number
+    Required<Omit<BalancerOptions, 'log' | 'accessLog' | 'health' | 'retries' | 'sticky' | 'cache' | 'upstreamCa' | 'hsts'>>,
+    Pick<BalancerOptions, 'health' | 'retries' | 'sticky' | 'cache' | 'upstreamCa' | 'hsts'> {
+  /** The plain listener's port; undefined with `--port off`. */
+  port: number | undefined
   host: string
+  /** The HTTPS listener, when `--https-port` is set. */
+  https: HttpsSettings | undefined
+  /** Whether the plain port answers 308 to HTTPS. */
+  redirectHttps: boolean
   /** On SIGTERM / SIGINT, time in-flight requests get to finish, in ms. */
   drainTimeout: number
   /** No per-request log lines. */
@@ -33,6 +40,47 @@ export interface ResolvedConfig
   adminAllowedHosts: string[]
   /** Whether the sticky secret was made up at start, because none was configured. */
   stickySecretGenerated: boolean
+}
+
+/** The HTTPS listener's settings. */
+export interface HttpsSettings {
+  port: number
+  /** The certificate and key pairs, in the order given: the first is the default. */
+  certificates: CertificateFiles[]
+  /** Offer h2 by ALPN. */
+  http2: boolean
+  minVersion: TlsVersion
+}
+
+/** A flag that may be given once or repeated: undefined, a value, or a list. */
+const listOf = (value: unknown): unknown[] => (value === undefined ? [] : Array.isArray(value) ? value : [value])
+
+/** `--https-port` with its `--tls-cert` / `--tls-key` pairs; undefined when HTTPS is off. */
+function resolveHttps(port: unknown, certs: unknown, keys: unknown, http2: boolean, minVersion: unknown): HttpsSettings | undefined {
+  const cert = listOf(certs)
+  const key = listOf(keys)
+  if (!TLS_VERSIONS.includes(minVersion as TlsVersion)) {
+    throw new ConfigError(`tls-min-version: ${JSON.stringify(minVersion)} is not ${TLS_VERSIONS.join(' or ')}`)
+  }
+  if (port === undefined) {
+    if (cert.length + key.length > 0) throw new ConfigError('tls-cert: certificates are for the HTTPS listener; give --https-port too')
+    return undefined
+  }
+  if (cert.length === 0 || cert.length !== key.length) {
+    throw new ConfigError(
+      `https-port: needs --tls-cert FILE --tls-key FILE pairs (got ${cert.length} certificate(s) and ${key.length} key(s))`,
+    )
+  }
+  const file = (what: string, v: unknown): string => {
+    if (typeof v !== 'string' || v === '') throw new ConfigError(`${what}: ${JSON.stringify(v)} is not a file`)
+    return v
+  }
+  return {
+    port: parseInteger(port, 'https-port', 0, 65535),
+    certificates: cert.map((c, i) => ({ cert: file('tls-cert', c), key: file('tls-key', key[i]) })),
+    http2,
+    minVersion: minVersion as TlsVersion,
+  }
 }
 
 function parseUpstreams(value: unknown): UpstreamSpec[] {
@@ -96,9 +144,28 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
   }
   const adminPort = pick('admin-port')
   const workers = pick('workers')
+  const https = resolveHttps(
+    pick('https-port'),
+    pick('tls-cert'),
+    pick('tls-key'),
+    parseBoolean(pick('http2'), 'http2'),
+    pick('tls-min-version'),
+  )
+  const port = pick('port') === 'off' ? undefined : parseInteger(pick('port'), 'port', 0, 65535)
+  if (port === undefined && https === undefined) throw new ConfigError('port: "off" leaves no listener; give --https-port too')
+  const redirectHttps = parseBoolean(pick('redirect-https'), 'redirect-https')
+  if (redirectHttps && (https === undefined || port === undefined)) {
+    throw new ConfigError('redirect-https: needs both a plain --port and an --https-port to redirect to')
+  }
+  const hsts = pick('hsts')
+  const upstreamCa = pick('upstream-ca')
   return {
-    port: parseInteger(pick('port'), 'port', 0, 65535),
+    port,
     host,
+    https,
+    redirectHttps,
+    hsts: hsts === undefined ? undefined : duration('hsts'),
+    upstreamCa: upstreamCa === undefined ? undefined : readUpstreamCa(String(upstreamCa)),
     drainTimeout: duration('drain-timeout'),
     quiet,
     accessLogTo: quiet || accessLog === 'off' ? undefined : accessLog,

@@ -2,6 +2,7 @@
 import { LOG_FORMATS } from '../observe/access-log.js'
 import { CACHE_SETTINGS } from '../cache/settings.js'
 import { POLICY_NAMES } from '../options.js'
+import { TLS_VERSIONS } from '../server/certificates.js'
 
 /** One setting, as a CLI flag and a config-file key of the same name. */
 interface Setting {
@@ -17,11 +18,32 @@ interface Setting {
  * config file may use these keys. Defaults follow nginx where it has a counterpart.
  */
 export const SETTINGS = {
-  port: { describe: 'Port to listen on; 0 picks a free one', default: 8080 },
-  host: { describe: 'Address to listen on', default: '0.0.0.0' },
+  port: { describe: 'Port to listen on; 0 picks a free one; off: no plain listener (with --https-port)', default: 8080 },
+  host: { describe: 'Address to listen on (both listeners)', default: '0.0.0.0' },
+  'https-port': { describe: 'Listen for HTTPS on this port too (TLS, then HTTP/2 or HTTP/1.1); 0 picks a free one', default: undefined },
+  'tls-cert': {
+    describe:
+      'PEM certificate chain for HTTPS, paired with the --tls-key of the same rank; repeat the pair for more (SNI picks by name; the first is the default)',
+    default: undefined,
+    array: true,
+  },
+  'tls-key': { describe: 'PEM private key of the --tls-cert of the same rank', default: undefined, array: true },
+  http2: {
+    describe: 'Offer HTTP/2 on the HTTPS port by ALPN, HTTP/1.1 as the fallback (--no-http2: HTTP/1.1 only)',
+    default: true,
+    boolean: true,
+  },
+  'tls-min-version': { describe: `Oldest TLS version accepted: ${TLS_VERSIONS.join(' or ')}`, default: 'TLSv1.2' },
+  'redirect-https': {
+    describe: 'The plain port answers 308 to the same URL on HTTPS (but /.well-known/acme-challenge/)',
+    default: false,
+    boolean: true,
+  },
+  hsts: { describe: 'Send Strict-Transport-Security: max-age=T on HTTPS answers, e.g. 365d', default: undefined },
+  'upstream-ca': { describe: "PEM CA certificates that tls upstreams must chain to (default: Node's own roots)", default: undefined },
   upstream: {
     describe:
-      'An upstream as an nginx server line, "host:port [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [slow_start=T] [backup] [down]"; repeat for more',
+      'An upstream as an nginx server line, "host:port [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [slow_start=T] [backup] [down] [tls] [tls_servername=NAME]"; repeat for more',
     default: ['127.0.0.1:5000', '127.0.0.1:5001'],
     array: true,
   },

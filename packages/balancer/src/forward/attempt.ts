@@ -6,6 +6,7 @@ import { TAKE, type ResponseTap } from '../cache/types.js'
 import { InvalidResponseError, UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode } from '../errors.js'
 import { failureKind } from '../observe/stats.js'
 import { closeAfterResponse } from '../server/requests.js'
+import { describeTlsFailure } from '../upstreams/tls.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 import type { RequestSink } from './engine.js'
 import { reasonPhrase, responseHeaders } from './headers.js'
@@ -26,6 +27,8 @@ export interface AttemptOwner {
   readonly timeout: number
   /** Whether the balancer drains: every response then says `Connection: close`. */
   readonly draining: boolean
+  /** `Strict-Transport-Security` for a response to this request: over HTTPS with `--hsts`, else undefined. */
+  readonly hsts: string | undefined
   /** The Set-Cookie that pins the client to `upstream`, if one is due. */
   stickyCookie(upstream: Upstream): string | undefined
   reportHealth(change: HealthChange | undefined): void
@@ -153,7 +156,7 @@ export class Attempt implements RequestSink {
     const stale = (out as ClientRequest).reusedSocket && code === 'ECONNRESET'
     if (!stale) {
       upstream.stats.failures[failureKind(code, this.connected)]++
-      owner.reportHealth(upstream.recordFailure(code))
+      owner.reportHealth(upstream.recordFailure(describeTlsFailure(err) ?? code))
     }
     owner.tryFailed(this, err, stale)
   }
@@ -193,6 +196,10 @@ export class Attempt implements RequestSink {
     }
     const cookie = owner.stickyCookie(this.upstream)
     if (cookie !== undefined) headers.push('Set-Cookie', cookie)
+    // The upstream's own, if it sends one, is its word on the matter.
+    const hsts = owner.hsts
+    if (hsts !== undefined && upstreamRes.headers['strict-transport-security'] === undefined)
+      headers.push('Strict-Transport-Security', hsts)
     const reason = reasonPhrase(status, upstreamRes.statusMessage as string)
     try {
       owner.res.writeHead(status, reason, headers)
@@ -276,9 +283,11 @@ function onSocket(this: Tagged<ClientRequest>, socket: Socket): void {
     attempt.connect()
     return
   }
-  // A new connection, so not once per request: a closure is fine here.
+  // A new connection, so not once per request: a closure is fine here. A TLS upstream is
+  // connected once its handshake is done (nginx's proxy_connect_timeout covers it too): a
+  // certificate it fails on was sent nothing, so any request may go on to the next upstream.
   attempt.connectTimer = setTimeout(onConnectTimeout, attempt.owner.connectTimeout, attempt)
-  socket.once('connect', () => attempt.connect())
+  socket.once('encrypted' in socket ? 'secureConnect' : 'connect', () => attempt.connect())
 }
 
 function onConnectTimeout(attempt: Attempt): void {

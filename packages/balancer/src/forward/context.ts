@@ -21,6 +21,8 @@ export interface ForwardSettings extends Choosing {
   queue: WaitQueue
   /** Sticky sessions by cookie, when on. */
   sticky: Sticky | undefined
+  /** The `Strict-Transport-Security` value of HTTPS answers (`--hsts`); undefined when off. */
+  hsts: string | undefined
 }
 
 /**

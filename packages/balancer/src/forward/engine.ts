@@ -1,5 +1,6 @@
 // The one file that knows http-proxy: it builds and sends upstream requests and WebSocket handshakes behind the Engine interface.
 import { Agent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent as TlsAgent } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
@@ -9,7 +10,8 @@ import type { Headers } from './headers.js'
 
 /** Where an upstream is, as the engine connects to it: prepared once per upstream, not parsed per request. */
 export interface Target {
-  protocol: 'http:'
+  /** `https:`: http-proxy sends the request with https.request, through the upstream's TLS agent. */
+  protocol: 'http:' | 'https:'
   host: string
   hostname: string
   port: number
@@ -107,6 +109,18 @@ class OpenedAgent extends Agent {
   }
 }
 
+/** The same for a TLS upstream: http-proxy sends its handshake with https.request, which takes only an https Agent. */
+class OpenedTlsAgent extends TlsAgent {
+  readonly #socket: Socket
+  constructor(socket: Socket) {
+    super()
+    this.#socket = socket
+  }
+  override createConnection(): Duplex {
+    return this.#socket
+  }
+}
+
 const NO_HEAD = Buffer.alloc(0)
 
 /** The engine on http-proxy: its web pass for requests, its ws pass for WebSocket handshakes. */
@@ -162,7 +176,8 @@ class HttpProxyEngine implements Engine {
 
   upgrade(req: IncomingMessage, client: Duplex, target: Target, conn: Socket, sink: UpgradeSink): void {
     this.#upgrades.set(req, sink)
-    this.#ws.ws(req, client, NO_HEAD, { target, agent: new OpenedAgent(conn) }, (err: Error) => sink.failed(err))
+    const agent = target.protocol === 'https:' ? new OpenedTlsAgent(conn) : new OpenedAgent(conn)
+    this.#ws.ws(req, client, NO_HEAD, { target, agent }, (err: Error) => sink.failed(err))
     // http-proxy has built the request and added its listeners by now (ws() runs its passes
     // synchronously). Its 'response' listener would pass on any status, reason phrase and
     // version, write the header bytes as UTF-8 and copy `Transfer-Encoding: chunked` over the

@@ -9,7 +9,7 @@ import type { Waiter } from '../select/queue.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 import { Attempt, type AttemptOwner } from './attempt.js'
 import type { ForwardContext } from './context.js'
-import { forwardedHeaders, peerOf, type Headers } from './headers.js'
+import { forwardedHeaders, peerOf, tlsVersionOf, type Headers } from './headers.js'
 import { ReplayBody } from './replay-body.js'
 import { giveUpAnswer, mayResend, mayRetry } from './retry.js'
 
@@ -26,6 +26,8 @@ export class Exchange implements AttemptOwner, Tries {
   readonly chunked: boolean
   /** The client's address (peerOf). */
   readonly peer: string
+  /** The TLS version of the client's connection (tlsVersionOf), for the access log. */
+  readonly tlsVersion: string | undefined
   /** What every try sends upstream (forwardedHeaders). */
   readonly headers: Headers
   readonly body: ReplayBody | undefined
@@ -57,6 +59,7 @@ export class Exchange implements AttemptOwner, Tries {
     this.body = hasBody(req) ? new ReplayBody(req, settings.clientBodyTimeout, () => this.#bodyTimedOut()) : undefined
     this.pinnedId = settings.sticky?.idFrom(req)
     this.peer = peerOf(req.socket)
+    this.tlsVersion = tlsVersionOf(req.socket)
     this.headers = forwardedHeaders(req, this.chunked, this.peer)
     // The edge cache's own validators in place of the client's conditionals (cache/taps.ts).
     const replace = tap?.requestHeaders
@@ -84,6 +87,16 @@ export class Exchange implements AttemptOwner, Tries {
     return this.forwarder.draining
   }
 
+  get hsts(): string | undefined {
+    const hsts = this.forwarder.settings.hsts
+    return hsts !== undefined && this.tls ? hsts : undefined
+  }
+
+  /** Whether the request came over TLS (HTTPS, HTTP/2 included). */
+  get tls(): boolean {
+    return 'encrypted' in this.req.socket
+  }
+
   /**
    * Tries the next upstream; waits in the queue when every candidate is full; gives up when
    * none is left or the retry budget is spent.
@@ -95,7 +108,7 @@ export class Exchange implements AttemptOwner, Tries {
     // all at max_conns waits for a slot rather than spilling onto backups.
     if (upstream === FULL) this.#wait()
     else if (upstream === NONE) this.giveUp()
-    else this.#send(upstream, settings.agent)
+    else this.#send(upstream, upstream.tls?.agent ?? settings.agent)
   }
 
   #send(upstream: Upstream, agent: Agent): void {
@@ -109,7 +122,7 @@ export class Exchange implements AttemptOwner, Tries {
     // The keep-alive race: nginx sends such a request again on a new connection, and so does
     // this, to the same upstream, without counting a failure or using up --retries.
     if (stale && mayResend(this.req.method as string, this.body)) {
-      this.#send(attempt.upstream, this.forwarder.fresh)
+      this.#send(attempt.upstream, attempt.upstream.tls?.fresh ?? this.forwarder.fresh)
       return
     }
     this.lastError = err
@@ -144,7 +157,7 @@ export class Exchange implements AttemptOwner, Tries {
   stickyCookie(u: Upstream): string | undefined {
     const { sticky } = this.forwarder.settings
     if (sticky === undefined || this.pinnedId === u.id) return undefined
-    return sticky.setCookie(u.id, 'encrypted' in this.req.socket)
+    return sticky.setCookie(u.id, this.tls)
   }
 
   /** Set while this request is offered a slot: then it must not queue again, only decline. */
@@ -235,6 +248,7 @@ export class Exchange implements AttemptOwner, Tries {
     if (attempt !== undefined && this.body !== undefined) attempt.upstream.stats.bytesOut += this.body.bytes
     this.forwarder.finished(req, status, attempt?.upstream, {
       client: this.peer,
+      tls: this.tlsVersion,
       time: this.time,
       start: this.start,
       // The response has just ended: this is nginx's $upstream_response_time.

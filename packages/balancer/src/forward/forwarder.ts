@@ -10,6 +10,7 @@ import { Sticky } from '../select/sticky.js'
 import type { Pool } from '../upstreams/pool.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 import type { ForwardContext, ForwardSettings } from './context.js'
+import { hstsValue } from '../server/https-redirect.js'
 import { createEngine } from './engine.js'
 import { Exchange } from './exchange.js'
 import { peerOf } from './headers.js'
@@ -91,6 +92,7 @@ export class Forwarder implements ForwardContext, CacheUpstreams {
       retryTimeout: options.retryTimeout ?? DEFAULTS.retryTimeout,
       clientBodyTimeout: options.clientBodyTimeout ?? DEFAULTS.clientBodyTimeout,
       tunnelTimeout: options.tunnelTimeout ?? DEFAULTS.tunnelTimeout,
+      hsts: options.hsts === undefined ? undefined : hstsValue(options.hsts),
     }
   }
 
@@ -139,6 +141,12 @@ export class Forwarder implements ForwardContext, CacheUpstreams {
   /** Answers a request itself with `status` and one line of text, closing the connection; it is counted and logged like any other. */
   refuse(req: IncomingMessage, res: ServerResponse, status: number, message: string): void {
     new Exchange(this, req, res).answer(status, message, true)
+  }
+
+  /** Answers 308 to `location` (--redirect-https), counted and logged like any other answer. */
+  redirect(req: IncomingMessage, res: ServerResponse, location: string): void {
+    res.setHeader('location', location)
+    new Exchange(this, req, res).answer(308, `308 Permanent Redirect: ${location}`, false)
   }
 
   reportHealth(change: HealthChange | undefined): void {

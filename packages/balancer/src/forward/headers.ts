@@ -1,4 +1,5 @@
 // The headers a request carries upstream and a response carries back: hop-by-hop removed, X-Forwarded-* set.
+import type { TLSSocket } from 'node:tls'
 import { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http'
 
 /**
@@ -55,6 +56,15 @@ function connectionTokens(value: string | undefined): ReadonlySet<string> {
  * client that sends an upgrade and leaves at once), and X-Forwarded-For and the access log
  * would read `undefined`.
  */
+/**
+ * The TLS version of a client's connection (`TLSv1.3`), read while it is open, as peerOf reads
+ * the address; undefined over plain HTTP. An HTTP/2 stream's proxy socket answers for its connection.
+ */
+export function tlsVersionOf(socket: object): string | undefined {
+  // A request comes after the handshake: its connection has a protocol.
+  return 'encrypted' in socket ? ((socket as TLSSocket).getProtocol() as string) : undefined
+}
+
 export function peerOf(socket: { remoteAddress?: string | undefined }): string {
   return socket.remoteAddress ?? '-'
 }
@@ -92,8 +102,8 @@ export function forwardedHeaders(req: IncomingMessage, chunked: boolean, peer: s
   }
   const prior = from['x-forwarded-for']
   headers['x-forwarded-for'] = prior === undefined || prior === '' ? peer : `${prior}, ${peer}`
-  // The balancer listens on plain HTTP only; TLS termination would set 'https' here.
-  headers['x-forwarded-proto'] = 'http'
+  // A TLS socket (HTTPS, or an HTTP/2 stream's, whose proxy socket answers for its connection) says so.
+  headers['x-forwarded-proto'] = 'encrypted' in req.socket ? 'https' : 'http'
   if (from.host === undefined) delete headers['x-forwarded-host']
   else headers['x-forwarded-host'] = from.host
   return headers

@@ -1,16 +1,18 @@
 // One WebSocket upgrade: its tries on upstreams, then the tunnel between the client and one of them, and its log line.
 import { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http'
 import { connect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import { InvalidResponseError, UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode, ignoreError } from '../errors.js'
 import { failureKind } from '../observe/stats.js'
 import { FULL, NONE, choose, type Tries } from '../select/choose.js'
 import { answerRaw } from '../server/answers.js'
+import { describeTlsFailure } from '../upstreams/tls.js'
 import type { Upstream } from '../upstreams/upstream.js'
 import type { ForwardContext } from './context.js'
 import type { UpgradeSink } from './engine.js'
-import { peerOf, prepareRequestHeaders, reasonPhrase, responseHeaders } from './headers.js'
+import { peerOf, prepareRequestHeaders, tlsVersionOf, reasonPhrase, responseHeaders } from './headers.js'
 import { giveUpAnswer } from './retry.js'
 
 /** What a tunnel needs from the upgrade handler that made it: the WebSocketProxy implements it. */
@@ -35,6 +37,8 @@ export class Tunnel implements UpgradeSink, Tries {
   readonly pinnedId: string | undefined
   /** The client's address, read at once: once its socket closes, it has none. */
   readonly peer: string
+  /** The TLS version of the client's connection (tlsVersionOf), for the access log. */
+  readonly tlsVersion: string | undefined
   upstream: Upstream | undefined
   /** Tries after the first. */
   retries = 0
@@ -68,6 +72,7 @@ export class Tunnel implements UpgradeSink, Tries {
     // holds its session: the sticky cookie counts as it does for a request.
     this.pinnedId = this.forwarder.settings.sticky?.idFrom(req)
     this.peer = peerOf(req.socket)
+    this.tlsVersion = tlsVersionOf(req.socket)
     client.once('close', this.#onClientClose)
   }
 
@@ -87,13 +92,18 @@ export class Tunnel implements UpgradeSink, Tries {
     }
     upstream.inFlight++
     this.counted = true
-    const conn = connect({ host: upstream.host, port: upstream.port })
+    // wss:// to a TLS upstream: verified as its requests are, and connected once the handshake is done.
+    const tls = upstream.tls
+    const conn =
+      tls === undefined
+        ? connect({ host: upstream.host, port: upstream.port })
+        : tlsConnect({ host: upstream.host, port: upstream.port, ...tls.options })
     this.conn = conn
     // Its errors while connecting are the next upstream's cue; later ones belong to the
     // upstream request, and this keeps any left over from throwing.
     conn.on('error', ignoreError)
     conn.on('error', this.#onConnectError)
-    conn.once('connect', this.#onConnect)
+    conn.once(tls === undefined ? 'connect' : 'secureConnect', this.#onConnect)
     this.timer = setTimeout(() => conn.destroy(new UpstreamConnectTimeoutError()), settings.connectTimeout)
   }
 
@@ -102,7 +112,7 @@ export class Tunnel implements UpgradeSink, Tries {
     clearTimeout(this.timer)
     const upstream = this.upstream as Upstream
     upstream.stats.failures.connect++
-    this.forwarder.reportHealth(upstream.recordFailure(errorCode(err)))
+    this.forwarder.reportHealth(upstream.recordFailure(describeTlsFailure(err) ?? errorCode(err)))
     this.lastError = err
     this.#release()
     this.next()
@@ -246,6 +256,7 @@ export class Tunnel implements UpgradeSink, Tries {
     const status = this.status === 0 ? 499 : this.status
     this.forwarder.finished(this.req, status, this.upstream, {
       client: this.peer,
+      tls: this.tlsVersion,
       time: this.time,
       start: this.start,
       upstreamMs: undefined,

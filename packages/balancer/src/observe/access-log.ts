@@ -30,6 +30,8 @@ export interface AccessEntry {
   cache: string | undefined
   /** The edge cache's `X-Cache-Status`, when the request went through it (`edge_cache=`). */
   edgeCache?: string | undefined
+  /** `TLSv1.3` over HTTPS (HTTP/2 included); undefined over plain HTTP. */
+  tls?: string | undefined
   referer: string | undefined
   userAgent: string | undefined
 }
@@ -42,8 +44,11 @@ export interface AccessLog {
   write(entry: AccessEntry): void
   /** Writes out what is buffered, synchronously: call it before the process exits. */
   flush(): void
-  /** Opens the file again, after logrotate moved it (what nginx does on USR1; here on SIGHUP). */
-  reopen(): void
+  /**
+   * Opens the file again, after logrotate moved it (what nginx does on USR1; here on SIGHUP).
+   * Says what it did: `reopened`, `stdout` (nothing to reopen), or `failed` (told to onError too).
+   */
+  reopen(): 'reopened' | 'stdout' | 'failed'
   /** Writes out what is left and closes the file (a reload switched to another log). */
   close(): void
 }
@@ -84,8 +89,9 @@ export function formatCombined(e: AccessEntry): string {
   return (
     `${e.client} - - [${timeLocal(e.time)}] ${request} ${e.status} ${e.bytes} ${quoted(e.referer)} ${quoted(e.userAgent)}` +
     ` upstream=${e.upstream ?? '-'} upstream_time=${seconds(e.upstreamMs)} request_time=${seconds(e.totalMs)} retries=${e.retries} cache=${e.cache ?? '-'}` +
-    // Only with the edge cache on, so that the lines of a balancer without it stay as they were.
-    (e.edgeCache === undefined ? '' : ` edge_cache=${e.edgeCache}`)
+    // Only with the edge cache on, or over HTTPS, so that the lines of a plain balancer stay as they were.
+    (e.edgeCache === undefined ? '' : ` edge_cache=${e.edgeCache}`) +
+    (e.tls === undefined ? '' : ` tls=${e.tls}`)
   )
 }
 
@@ -148,12 +154,14 @@ export function createAccessLog(format: LogFormat, to: string, onError: (message
     write,
     flush,
     reopen: () => {
-      if (to === '-') return
+      if (to === '-') return 'stdout'
       flush()
       try {
         dest.reopen()
+        return 'reopened'
       } catch {
         // Thrown, and also emitted as 'error', reported above; the old file stays open.
+        return 'failed'
       }
     },
     close: () => {

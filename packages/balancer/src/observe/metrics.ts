@@ -149,6 +149,16 @@ export function createMetrics(balancer: BalancerView): Registry {
       if (counts !== null) this.inc(counts.evictions)
     },
   })
+  new Gauge({
+    name: 'switchyard_listener_connections_open',
+    help: 'Client connections open now, by listener (http, https) and protocol (http/1.1, h2).',
+    labelNames: ['listener', 'protocol'],
+    registers,
+    collect() {
+      this.reset()
+      for (const l of balancer.listenerConnections) this.set({ listener: l.listener, protocol: l.protocol }, l.open)
+    },
+  })
   const histogram = new Histogram({
     name: 'switchyard_upstream_response_seconds',
     help: 'Time from sending a request upstream to the end of its response, by upstream.',

@@ -25,6 +25,8 @@ export interface Outcome {
   edgeCache?: CacheStatus | undefined
   /** Answered by the edge cache itself, with no upstream: counted in all, not as unrouted. */
   fromCache?: boolean
+  /** The TLS version of the client's connection, read when the request came; undefined over plain HTTP. */
+  tls?: string | undefined
 }
 
 /** Where every finished request and WebSocket tunnel is counted and logged. */
@@ -58,6 +60,7 @@ export class RequestRecorder {
       retries: o.retries,
       cache: o.cache,
       edgeCache: o.edgeCache,
+      tls: o.tls,
       referer: req.headers.referer,
       userAgent: req.headers['user-agent'],
     })

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks'
 import { hitRatio, mergeCacheCounts, type CacheCounts } from '../cache/counters.js'
 import { RATE_SECONDS, classTotals, mergeStats, perSecond, quantile, type StatsData } from './stats.js'
 import type { Upstream } from '../upstreams/upstream.js'
-import type { BalancerView, StateView } from './view.js'
+import type { BalancerView, ListenerConnections, StateView } from './view.js'
 
 /**
  * The shape of `GET /status.json` on the admin port, also pushed as each `/events` message
@@ -30,6 +30,8 @@ export interface StatusSnapshot {
     open: number
     /** Client connections accepted since start. */
     total: number
+    /** Open now by listener (`http`, `https`) and protocol (`http/1.1`, `h2`). */
+    listeners: ListenerConnections[]
   }
   requests: {
     /** Requests answered since start, by every upstream and by the balancer itself (503 with no upstream, 400). */
@@ -118,6 +120,8 @@ export interface ProcessCounts {
   connectionsTotal: number
   /** The edge cache's figures; null when it is off. */
   cache: CacheCounts | null
+  /** Open connections by listener and protocol. */
+  listeners: ListenerConnections[]
 }
 
 /** The counts of one balancer process, now. */
@@ -133,6 +137,7 @@ export function processCounts(balancer: BalancerView, now = Date.now()): Process
     connectionsOpen: balancer.connectionsOpen,
     connectionsTotal: balancer.connectionsTotal,
     cache: balancer.cacheCounts(),
+    listeners: balancer.listenerConnections.map(l => ({ ...l })),
   }
 }
 
@@ -152,7 +157,20 @@ export function mergeCounts(parts: readonly ProcessCounts[]): ProcessCounts {
     connectionsOpen: parts.reduce((a, p) => a + p.connectionsOpen, 0),
     connectionsTotal: parts.reduce((a, p) => a + p.connectionsTotal, 0),
     cache: mergeCacheCounts(parts.map(p => p.cache)),
+    listeners: mergeListeners(parts.flatMap(p => p.listeners)),
   }
+}
+
+/** Open connections of several processes added up per listener and protocol, in first-seen order. */
+function mergeListeners(all: readonly ListenerConnections[]): ListenerConnections[] {
+  const merged = new Map<string, ListenerConnections>()
+  for (const l of all) {
+    const key = `${l.listener} ${l.protocol}`
+    const seen = merged.get(key)
+    if (seen === undefined) merged.set(key, { ...l })
+    else seen.open += l.open
+  }
+  return [...merged.values()]
 }
 
 function classes(data: StatsData): StatusClasses {
@@ -224,7 +242,7 @@ export function buildStatus(balancer: StateView, counts: ProcessCounts, workers 
     processes: counts.processes,
     policy: balancer.policyName,
     draining: balancer.draining,
-    connections: { open: counts.connectionsOpen, total: counts.connectionsTotal },
+    connections: { open: counts.connectionsOpen, total: counts.connectionsTotal, listeners: counts.listeners },
     requests: { total, perSecond: perSecond(counts.totals.rate), unrouted: classes(counts.unrouted) },
     rateSeconds,
     upstreams,

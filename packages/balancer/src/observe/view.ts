@@ -31,6 +31,15 @@ export interface CacheControl {
   purgeCache(target: PurgeTarget): number | undefined
 }
 
+/** Connections open on one kind of listener, in one protocol. */
+export interface ListenerConnections {
+  /** `http` (the plain listener) or `https`. */
+  listener: 'http' | 'https'
+  /** `h2` or `http/1.1`, as ALPN chose it. */
+  protocol: 'h2' | 'http/1.1'
+  open: number
+}
+
 /** One balancer process, as its counts and metrics read it. */
 export interface BalancerView extends StateView {
   /** Every request answered. */
@@ -42,6 +51,8 @@ export interface BalancerView extends StateView {
   readonly connectionsTotal: number
   /** The edge cache's figures; null when it is off. */
   cacheCounts(): CacheCounts | null
+  /** Client connections open now, by listener and protocol. */
+  readonly listenerConnections: readonly ListenerConnections[]
   /** `reload`: the upstreams may have changed. */
   on(event: 'reload', listener: () => void): unknown
 }

@@ -99,19 +99,32 @@ function refuseMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
  * such function, handed the same handlers.
  */
 export function createListener(handlers: Handlers, connections: Connections, timeouts: ListenerTimeouts): Server {
-  // requestTimeout 0: no cap on a whole request, so a slow 1 GB upload still works; the
-  // body is bounded between reads instead (clientBodyTimeout). Node checks these timeouts
-  // every connectionsCheckingInterval (30 s by default), so check every second for them
-  // to hold to within a second. (On Node 20.20 headersTimeout holds with requestTimeout 0.)
-  // requireHostHeader off: refusal() checks the Host itself, and closes the connection.
-  const server = new Server({ requestTimeout: 0, connectionsCheckingInterval: 1000, requireHostHeader: false })
+  const server = new Server(SERVER_OPTIONS)
+  serveHttp(server, handlers, connections, timeouts)
+  return server
+}
+
+/**
+ * What every HTTP/1.1 listener is made with, plain or TLS. requestTimeout 0: no cap on a whole
+ * request, so a slow 1 GB upload still works; the body is bounded between reads instead
+ * (clientBodyTimeout). Node checks these timeouts every connectionsCheckingInterval (30 s by
+ * default), so check every second for them to hold to within a second. (On Node 20.20
+ * headersTimeout holds with requestTimeout 0.) requireHostHeader off: refusal() checks the Host
+ * itself, and closes the connection.
+ */
+export const SERVER_OPTIONS = { requestTimeout: 0, connectionsCheckingInterval: 1000, requireHostHeader: false } as const
+
+/**
+ * Sets up an HTTP/1.1 server made with SERVER_OPTIONS as a listener of the balancer: the plain
+ * one, or the HTTPS one's HTTP/1.1 side (an https.Server is an http.Server over TLS).
+ */
+export function serveHttp(server: Server, handlers: Handlers, connections: Connections, timeouts: ListenerTimeouts): void {
   applyTimeouts(server, timeouts)
   server.on('request', handlers.request)
   server.on('connection', connections.track)
   server.on('upgrade', handlers.upgrade)
   server.on('connect', refuseConnect)
   server.on('clientError', refuseMalformed)
-  return server
 }
 
 /** Applies the client-side timeouts to a listener: at its creation, and again on reload. */

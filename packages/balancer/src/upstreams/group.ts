@@ -7,7 +7,10 @@ import { reconcile } from './reconcile.js'
 import type { HealthChange, Upstream } from './upstream.js'
 
 /** What a group takes from the options. */
-export type GroupOptions = Pick<BalancerOptions, 'upstreams' | 'maxFails' | 'failTimeout' | 'health' | 'log'>
+export type GroupOptions = Pick<
+  BalancerOptions,
+  'upstreams' | 'maxFails' | 'failTimeout' | 'health' | 'log' | 'upstreamCa' | 'upstreamIdleTimeout'
+>
 
 /**
  * The upstreams behind a balancer, and all that keeps their state: a balancer forwards to its
@@ -50,7 +53,12 @@ export class UpstreamGroup extends EventEmitter {
    */
   configure(options: GroupOptions): void {
     this.log = options.log
-    const defaults = { maxFails: options.maxFails ?? DEFAULTS.maxFails, failTimeout: options.failTimeout ?? DEFAULTS.failTimeout }
+    const defaults = {
+      maxFails: options.maxFails ?? DEFAULTS.maxFails,
+      failTimeout: options.failTimeout ?? DEFAULTS.failTimeout,
+      upstreamCa: options.upstreamCa,
+      idle: options.upstreamIdleTimeout ?? DEFAULTS.upstreamIdleTimeout,
+    }
     const next = reconcile(this.pool.upstreams, this.#retired, options.upstreams, defaults)
     this.pool.upstreams = next.upstreams
     this.#retired = next.retired

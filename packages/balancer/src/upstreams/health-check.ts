@@ -1,9 +1,11 @@
 // Active health checks: a GET on each upstream every interval, with rise and fall thresholds.
 import { request } from 'node:http'
+import { request as tlsRequest } from 'node:https'
 import { performance } from 'node:perf_hooks'
 import { ConfigError, errorCode } from '../errors.js'
 import type { HealthCheckOptions } from '../options.js'
 import type { Pool } from './pool.js'
+import { describeTlsFailure } from './tls.js'
 import type { HealthChange, Upstream } from './upstream.js'
 
 /** The outcome of one active check, as kept for tests and the dashboard. */
@@ -167,14 +169,15 @@ export class HealthChecker {
       if (ok !== undefined) this.#record(upstream, probe, { ok, detail, at: Date.now() }, started)
     }
     // Errors after the verdict (from the destroy above, or a late reset) are ignored by settle.
-    const fail = (err: Error): void => settle(false, `${what} -> ${errorCode(err)}`)
+    const fail = (err: Error): void => settle(false, `${what} -> ${describeTlsFailure(err) ?? errorCode(err)}`)
     const timer = setTimeout(() => settle(false, `${what} -> timed out after ${timeout}ms`), timeout).unref()
-    const req = request(
+    // A TLS upstream is checked over TLS, verified as its requests are, on a connection of its own.
+    const req = (upstream.tls === undefined ? request : tlsRequest)(
       {
         host: upstream.host,
         port: upstream.port,
         path,
-        agent: false,
+        agent: upstream.tls?.fresh ?? false,
         headers: { host: upstream.id, 'user-agent': 'switchyard-health-check', connection: 'close' },
       },
       res => {

@@ -1,6 +1,6 @@
 // What a reload changes in the upstreams: which are kept with their state, which are new, and which drain.
 import type { UpstreamSpec } from '../options.js'
-import { Upstream, upstreamId } from './upstream.js'
+import { Upstream, upstreamId, type UpstreamDefaults } from './upstream.js'
 
 /** The upstreams after a change of the list, and those removed that still have requests in flight. */
 export interface Reconciled {
@@ -18,7 +18,7 @@ export function reconcile(
   current: readonly Upstream[],
   retired: readonly Upstream[],
   specs: readonly UpstreamSpec[],
-  defaults: { maxFails: number; failTimeout: number },
+  defaults: UpstreamDefaults,
 ): Reconciled {
   // Draining upstreams count too: one a reload adds back is the same upstream, state and all.
   const byId = new Map([...retired, ...current].map(u => [u.id, u]))

@@ -1,7 +1,18 @@
 // One upstream and its live state: passive health, active health, slow start, what it served.
 import { performance } from 'node:perf_hooks'
 import { Stats } from '../observe/stats.js'
-import type { UpstreamSpec } from '../options.js'
+import { DEFAULTS, type UpstreamSpec } from '../options.js'
+import { tlsAgents, type TlsAgents } from './tls.js'
+
+/** What an upstream takes from the balancer's options besides its own line. */
+export interface UpstreamDefaults {
+  maxFails: number
+  failTimeout: number
+  /** `--upstream-ca`, for TLS upstreams. */
+  upstreamCa?: Buffer | undefined
+  /** ms an idle upstream connection is kept, for a TLS upstream's agent. Default 4 000, as for plain ones. */
+  idle?: number
+}
 
 /**
  * A change of one kind of health: passive (max_fails, from requests) or active (checks). Every
@@ -53,8 +64,12 @@ export class Upstream {
   upSince = Number.NEGATIVE_INFINITY
   /** Active health: set by health checks, up until they say otherwise. */
   healthy = true
-  /** The target handed to http-proxy, prepared once instead of parsed per request. */
-  readonly target: { protocol: 'http:'; host: string; hostname: string; port: number }
+  /** The target handed to http-proxy, prepared once instead of parsed per request; `https:` for a TLS upstream. */
+  readonly target: { protocol: 'http:' | 'https:'; host: string; hostname: string; port: number }
+  /** The agents of a TLS upstream (its server line's `tls`); undefined for plain HTTP. */
+  tls: TlsAgents | undefined
+  /** What `tls` was made from, to tell whether a reload changed it. */
+  #tlsKey = 'null'
   /** Smooth weighted round-robin state (nginx `current_weight`). */
   currentWeight = 0
   /** Requests being proxied to this upstream now. */
@@ -75,16 +90,24 @@ export class Upstream {
   /** Each kind of health that has the upstream out now, with its reason. */
   readonly #outBy = new Map<HealthChange['source'], HealthNote>()
 
-  constructor(spec: UpstreamSpec, defaults: { maxFails: number; failTimeout: number }) {
+  constructor(spec: UpstreamSpec, defaults: UpstreamDefaults) {
     this.host = spec.host
     this.port = spec.port
     this.id = upstreamId(spec)
-    this.configure(spec, defaults)
     this.target = { protocol: 'http:', host: spec.host, hostname: spec.host, port: spec.port }
+    this.configure(spec, defaults)
   }
 
-  /** Applies the passive-health settings of `spec` (at start, and again on reload). */
-  configure(spec: UpstreamSpec, defaults: { maxFails: number; failTimeout: number }): void {
+  /** Applies the settings of `spec`: passive health, weight, TLS (at start, and again on reload). */
+  configure(spec: UpstreamSpec, defaults: UpstreamDefaults): void {
+    // New TLS settings, CA or idle time need new agents; the old ones' connections finish their requests.
+    const tlsKey = JSON.stringify(spec.tls === undefined ? null : [spec.tls, defaults.upstreamCa?.toString('base64'), defaults.idle])
+    if (tlsKey !== this.#tlsKey) {
+      this.tls?.agent.destroy()
+      this.tls = spec.tls && tlsAgents(spec.host, spec.tls, defaults.upstreamCa, defaults.idle ?? DEFAULTS.upstreamIdleTimeout)
+      this.#tlsKey = tlsKey
+    }
+    this.target.protocol = spec.tls === undefined ? 'http:' : 'https:'
     this.maxFails = spec.maxFails ?? defaults.maxFails
     this.failTimeout = spec.failTimeout ?? defaults.failTimeout
     this.weight = spec.weight ?? 1

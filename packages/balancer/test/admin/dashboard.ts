@@ -60,7 +60,7 @@ function snapshot(over: Partial<StatusSnapshot> = {}): StatusSnapshot {
     workers: 4,
     policy: 'least-requests',
     draining: false,
-    connections: { open: 17, total: 98_231 },
+    connections: { open: 17, total: 98_231, listeners: [] },
     requests: { total: 128_666, perSecond: 83.64, unrouted: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 2, '5xx': 11 } },
     rateSeconds: Array.from({ length: 300 }, (_, i) => NOW - (300 - i) * 1000),
     cache: null,
@@ -262,6 +262,21 @@ t.test('header: totals, and a badge while draining', async t => {
   t.match(draining, '<div data-stat="uptime"><dt>Uptime</dt><dd>0s</dd></div>', 'just started')
   t.match(draining, /<dt>Unrouted<\/dt><dd>0<\/dd>/, 'nothing unrouted, plain')
   t.equal(renderDashboard(snapshot({ uptimeSeconds: 42 })).match(/data-stat="uptime"><dt>Uptime<\/dt><dd>([^<]*)/)?.[1], '42s', 'seconds')
+})
+
+t.test('header: connections by listener and protocol, once there is more than one', async t => {
+  const listeners = [
+    { listener: 'http' as const, protocol: 'http/1.1' as const, open: 2 },
+    { listener: 'https' as const, protocol: 'h2' as const, open: 14 },
+    { listener: 'https' as const, protocol: 'http/1.1' as const, open: 1 },
+  ]
+  const page = renderDashboard(snapshot({ connections: { open: 17, total: 98_231, listeners } }))
+  const totals = between(page, '<div id="totals">', '</div></header>')
+  t.equal(
+    text(between(totals, 'data-stat="connections"', '</div>').replace(/^[^>]*>/, '')),
+    'Connections17 / 98,231 · http http/1.1 2 · https h2 14 · https http/1.1 1',
+    'each listener and protocol with its open connections',
+  )
 })
 
 t.test('chart: one polyline per upstream over the last 5 minutes', async t => {

@@ -19,7 +19,7 @@ t.test('config files', async t => {
     [write('bad.json', '{"port": 80,}'), /not valid JSON \(/],
     [write('array.json', '[1]'), /must hold a JSON object/],
     [write('null.json', 'null'), /must hold a JSON object/],
-    [write('unknown.json', '{"listen": 80}'), /unknown key "listen" \(allowed: port, host, upstream/],
+    [write('unknown.json', '{"listen": 80}'), /unknown key "listen" \(allowed: port, host, https-port, tls-cert/],
   ]
   for (const [path, message] of cases) {
     t.throws(() => readConfigFile(path), { name: 'ConfigError', message }, path)

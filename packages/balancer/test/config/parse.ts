@@ -21,7 +21,7 @@ t.test('server-line parameters and config-file objects', async t => {
 t.test('bad parameters are named', async t => {
   const cases: [unknown, RegExp][] = [
     ['a:1 weight=0', /^upstream a:1 weight: "0" is not a whole number from 1/],
-    ['a:1 backup=yes', /^upstream a:1: unknown parameter "backup=yes" \(allowed: weight=N, .*backup, down\)$/],
+    ['a:1 backup=yes', /^upstream a:1: unknown parameter "backup=yes" \(allowed: weight=N, .*backup, down, tls, tls_servername=NAME\)$/],
     ['a:1 slow_start=soon', /^upstream a:1 slow_start: "soon" is not a duration/],
     ['a:1 max_conns=-1', /^upstream a:1 max_conns: "-1" is not a whole number/],
     [{ weight: 3 }, /^upstream: \{"weight":3\} has no "address"/],
@@ -53,16 +53,17 @@ t.test('durations, whole numbers, booleans and status ranges', async t => {
     ['10s', 10_000],
     ['2m', 120_000],
     ['1h', 3_600_000],
+    ['365d', 31_536_000_000],
     ['1.5', 1500],
     [' 3s ', 3000],
     [2, 2000],
     [0, 0],
   ]
   for (const [value, ms] of durations) t.equal(parseDuration(value, 'x'), ms, `${JSON.stringify(value)} is ${ms} ms`)
-  for (const bad of ['', '1d', '-1s', 's', Number.POSITIVE_INFINITY, -1, null]) {
+  for (const bad of ['', '1w', '-1s', 's', Number.POSITIVE_INFINITY, -1, null]) {
     t.throws(
       () => parseDuration(bad, 'x'),
-      { name: 'ConfigError', message: /^x: .* is not a duration \(use e\.g\. 500ms, 10s, 2m, 1h\)$/ },
+      { name: 'ConfigError', message: /^x: .* is not a duration \(use e\.g\. 500ms, 10s, 2m, 1h, 365d\)$/ },
       `refuses ${String(bad)}`,
     )
   }
@@ -77,4 +78,30 @@ t.test('durations, whole numbers, booleans and status ranges', async t => {
   t.same(parseStatusRange(' 204 ', 's'), [204, 204], 'one status')
   for (const bad of ['399-200', '600', '2xx', 200])
     t.throws(() => parseStatusRange(bad, 's'), { message: /^s: .* is not a status range like 200-399$/ }, `refuses ${String(bad)}`)
+})
+
+t.test('tls and tls_servername on an upstream line', async t => {
+  t.same(parseUpstream('10.0.0.1:443 tls'), { host: '10.0.0.1', port: 443, tls: {} }, 'tls alone')
+  t.same(
+    parseUpstream('10.0.0.1:443 tls tls_servername=API.Example.test'),
+    { host: '10.0.0.1', port: 443, tls: { servername: 'api.example.test' } },
+    'with a name, lower-cased',
+  )
+  t.same(
+    parseUpstream('10.0.0.1:443 tls_servername=api.test'),
+    { host: '10.0.0.1', port: 443, tls: { servername: 'api.test' } },
+    'tls_servername implies tls',
+  )
+  t.same(
+    parseUpstream({ address: 'b:443', tls: true, tls_servername: 'b.test' }),
+    { host: 'b', port: 443, tls: { servername: 'b.test' } },
+    'a config-file object',
+  )
+  for (const bad of ['127.0.0.1', 'a/b', 'under_score.test', '']) {
+    t.throws(
+      () => parseUpstream(`a:1 tls_servername=${bad}`),
+      { name: 'ConfigError', message: /^upstream a:1 tls_servername: ".*" is not a DNS name to send as SNI$/ },
+      JSON.stringify(bad),
+    )
+  }
 })

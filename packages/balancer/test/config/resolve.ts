@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { parseUpstream } from '../../src/config/parse.js'
 import { resolveConfig } from '../../src/config/resolve.js'
+import { makeCa } from '../fixtures/certs.js'
 
 t.test('defaults are the tutorial stack', async t => {
   t.same(
@@ -11,6 +12,10 @@ t.test('defaults are the tutorial stack', async t => {
     {
       port: 8080,
       host: '0.0.0.0',
+      https: undefined,
+      redirectHttps: false,
+      hsts: undefined,
+      upstreamCa: undefined,
       upstreams: [
         { host: '127.0.0.1', port: 5000 },
         { host: '127.0.0.1', port: 5001 },
@@ -189,4 +194,65 @@ t.test('bad settings name the bad value', async t => {
   for (const [flags, message] of cases) {
     t.throws(() => resolveConfig(flags), { name: 'ConfigError', code: 'SWITCHYARD_CONFIG', message }, JSON.stringify(flags))
   }
+})
+
+t.test('HTTPS settings: pairs of files, redirect, HSTS, minimum version, the upstream CA', async t => {
+  const https = resolveConfig({
+    'https-port': '8443',
+    'tls-cert': ['a.crt', 'b.crt'],
+    'tls-key': ['a.key', 'b.key'],
+    hsts: '365d',
+    'redirect-https': true,
+  })
+  t.same(
+    https.https,
+    {
+      port: 8443,
+      certificates: [
+        { cert: 'a.crt', key: 'a.key' },
+        { cert: 'b.crt', key: 'b.key' },
+      ],
+      http2: true,
+      minVersion: 'TLSv1.2',
+    },
+    'pairs by rank, h2 on, TLS 1.2 at least',
+  )
+  t.equal(https.redirectHttps, true, 'redirect on')
+  t.equal(https.hsts, 365 * 86_400_000, 'HSTS a year')
+  const one = resolveConfig({
+    'https-port': 0,
+    'tls-cert': 'a.crt',
+    'tls-key': 'a.key',
+    http2: false,
+    'tls-min-version': 'TLSv1.3',
+    port: 'off',
+  })
+  t.same(
+    [one.port, one.https?.http2, one.https?.minVersion, one.https?.port],
+    [undefined, false, 'TLSv1.3', 0],
+    '--port off, --no-http2, TLS 1.3 only, a single pair from a config file',
+  )
+  const ca = makeCa(t)
+  t.same(resolveConfig({ 'upstream-ca': ca.cert }).upstreamCa, ca.pem, 'the upstream CA is read')
+})
+
+t.test('bad HTTPS settings name the flag', async t => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ 'https-port': 8443 }, /^https-port: needs --tls-cert FILE --tls-key FILE pairs \(got 0 certificate\(s\) and 0 key\(s\)\)$/],
+    [
+      { 'https-port': 8443, 'tls-cert': ['a', 'b'], 'tls-key': ['a'] },
+      /^https-port: needs --tls-cert FILE --tls-key FILE pairs \(got 2 certificate\(s\) and 1 key\(s\)\)$/,
+    ],
+    [{ 'tls-cert': 'a', 'tls-key': 'a' }, /^tls-cert: certificates are for the HTTPS listener; give --https-port too$/],
+    [{ 'https-port': 8443, 'tls-cert': [''], 'tls-key': ['k'] }, /^tls-cert: "" is not a file$/],
+    [{ 'https-port': 8443, 'tls-cert': ['c'], 'tls-key': [7] }, /^tls-key: 7 is not a file$/],
+    [{ 'https-port': 70000, 'tls-cert': 'c', 'tls-key': 'k' }, /^https-port: "?70000"? is not a whole number from 0 to 65535$/],
+    [{ 'tls-min-version': 'TLSv1.1' }, /^tls-min-version: "TLSv1.1" is not TLSv1.2 or TLSv1.3$/],
+    [{ port: 'off' }, /^port: "off" leaves no listener; give --https-port too$/],
+    [{ 'redirect-https': true }, /^redirect-https: needs both a plain --port and an --https-port to redirect to$/],
+    [{ 'redirect-https': true, port: 'off', 'https-port': 1, 'tls-cert': 'c', 'tls-key': 'k' }, /^redirect-https: needs both/],
+    [{ hsts: 'forever' }, /^hsts: "forever" is not a duration/],
+    [{ 'upstream-ca': '/nonexistent/ca.pem' }, /^upstream-ca \/nonexistent\/ca\.pem: cannot be read \(ENOENT\)$/],
+  ]
+  for (const [flags, message] of cases) t.throws(() => resolveConfig(flags), { name: 'ConfigError', message }, JSON.stringify(flags))
 })

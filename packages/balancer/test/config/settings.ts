@@ -8,7 +8,7 @@ t.test('one entry per setting, each described; the keys are the flags', async t 
   for (const key of CONFIG_KEYS) t.ok(SETTINGS[key].describe.length > 10, `${key} is described`)
   t.match(SETTINGS.policy.describe, new RegExp(POLICY_NAMES.join(', ')), 'the policies are listed where --policy is')
   t.ok(
-    CONFIG_KEYS.every(key => /^[a-z]+(-[a-z]+)*$/.test(key)),
+    CONFIG_KEYS.every(key => /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/.test(key)),
     'long names in kebab case',
   )
 })

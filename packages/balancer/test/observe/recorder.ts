@@ -10,7 +10,7 @@ t.test('record(): totals, the upstream or the balancer’s own answers, and the 
   const recorder = new RequestRecorder()
   const entries: AccessEntry[] = []
   const u = new Upstream({ host: '127.0.0.1', port: 5000 }, { maxFails: 1, failTimeout: 1000 })
-  recorder.accessLog = { write: e => entries.push(e), flush: () => {}, reopen: () => {}, close: () => {} }
+  recorder.accessLog = { write: e => entries.push(e), flush: () => {}, reopen: () => 'stdout' as const, close: () => {} }
   const port = await serve(
     t,
     createServer((req, res) => {

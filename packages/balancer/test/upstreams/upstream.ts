@@ -102,3 +102,17 @@ t.test('a passing check clears no count of failures while the upstream is up', a
   t.equal(u.checkPassed(10, 'active check passed: GET /healthz -> 200'), undefined, 'a pass while up changes nothing')
   t.same(u.recordFailure('ECONNRESET', 20)?.flipped, true, 'so the second failure still takes it out: max_fails counts requests')
 })
+
+t.test('a tls upstream: an https target and verified agents, made anew when its TLS settings change', async t => {
+  const u = new Upstream({ host: '127.0.0.1', port: 443, tls: {} }, { maxFails: 1, failTimeout: 10_000 })
+  t.equal(u.target.protocol, 'https:', 'the target is https')
+  const first = u.tls
+  t.ok(first !== undefined, 'with its agents')
+  u.configure({ host: '127.0.0.1', port: 443, tls: {} }, { maxFails: 1, failTimeout: 10_000 })
+  t.equal(u.tls, first, 'the same settings keep them')
+  u.configure({ host: '127.0.0.1', port: 443, tls: { servername: 'api.test' } }, { maxFails: 1, failTimeout: 10_000, idle: 1000 })
+  t.not(u.tls, first, 'new settings make new ones')
+  t.equal(u.tls?.options.servername, 'api.test', 'with the new name')
+  u.configure({ host: '127.0.0.1', port: 443 }, { maxFails: 1, failTimeout: 10_000 })
+  t.same([u.tls, u.target.protocol], [undefined, 'http:'], 'plain again')
+})

@@ -1,0 +1,73 @@
+// Limits on one HTTP/2 connection, as nginx sets them: idle and first-request timeouts, and the rapid-reset defence (CVE-2023-44487).
+import { constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
+
+/** Options of `watchSession`. Durations in ms. */
+export interface H2SessionLimits {
+  /** Streams open at once on a connection (SETTINGS_MAX_CONCURRENT_STREAMS; nginx `http2_max_concurrent_streams`). Default 128. */
+  maxStreams: number
+  /** Time for the first request once the connection is open (the HTTP/1.1 header timeout's place). */
+  firstRequestTimeout: number
+  /** How long a connection with no stream in flight is kept (nginx `keepalive_timeout`). */
+  idleTimeout: number
+}
+
+/** Why a connection was closed early, for one log line. */
+export type SessionAbuse = { kind: 'rapid-reset'; resets: number; address: string }
+
+/**
+ * Streams reset (by the client, or by nghttp2 over the client's protocol errors) that a
+ * connection may spend at once, as a multiple of maxStreams; it earns them back at a tenth of
+ * maxStreams per second. 256 and 12.8/s by default: a browser cancels a page's requests when it
+ * leaves the page, well below that; the 2023 attack resets thousands a second.
+ */
+const RESET_BURST = 2
+const RESET_REFILL_PER_S = 0.1
+
+/**
+ * Watches one HTTP/2 connection:
+ * - **Rapid reset** (CVE-2023-44487, and 2025's "MadeYouReset", where the server's own resets
+ *   over malformed frames do the same work): every stream that closes with an error code costs
+ *   a token from a bucket of 2 × maxStreams, refilled at maxStreams / 10 per second; an empty
+ *   bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM. nghttp2 1.57+ limits RST_STREAM
+ *   frames the client sends (1000, then 33/s); this is lower, and counts the resets nghttp2
+ *   sends too. A stream the balancer ends itself closes with NO_ERROR and costs nothing.
+ * - **Idle**: a connection with no stream in flight closes after `idleTimeout` (GOAWAY, then
+ *   close), and one whose first request does not come within `firstRequestTimeout` too, as an
+ *   HTTP/1.1 connection that sends no header block. A stream in flight keeps it open however
+ *   long it takes: its own body and response timeouts are the forward path's, per stream.
+ */
+export function watchSession(session: ServerHttp2Session, limits: H2SessionLimits, onAbuse: (abuse: SessionAbuse) => void): void {
+  const burst = RESET_BURST * limits.maxStreams
+  const refill = RESET_REFILL_PER_S * limits.maxStreams
+  // Read now: a closed socket has no address left to report.
+  const address = String(session.socket.remoteAddress)
+  let tokens = burst
+  let at = performance.now()
+  let resets = 0
+  let open = 0
+  let idle: NodeJS.Timeout | undefined = setTimeout(close, limits.firstRequestTimeout, session)
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    open++
+    clearTimeout(idle)
+    idle = undefined
+    stream.once('close', () => {
+      if (--open === 0 && !session.closed) idle = setTimeout(close, limits.idleTimeout, session)
+      if (stream.rstCode === constants.NGHTTP2_NO_ERROR || session.destroyed) return
+      resets++
+      const now = performance.now()
+      tokens = Math.min(burst, tokens + ((now - at) / 1000) * refill) - 1
+      at = now
+      if (tokens >= 0) return
+      onAbuse({ kind: 'rapid-reset', resets, address })
+      // GOAWAY first: destroy(undefined, code) alone closes the socket before its GOAWAY is out.
+      session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM)
+      session.destroy()
+    })
+  })
+  session.once('close', () => clearTimeout(idle))
+}
+
+/** GOAWAY, then close once the streams in flight (none: it is idle) are done. */
+function close(session: ServerHttp2Session): void {
+  session.close()
+}

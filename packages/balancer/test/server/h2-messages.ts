@@ -1,0 +1,282 @@
+import { once } from 'node:events'
+import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http'
+import {
+  connect,
+  constants,
+  createSecureServer,
+  type ClientHttp2Session,
+  type IncomingHttpHeaders as H2Headers,
+  type OutgoingHttpHeaders,
+} from 'node:http2'
+import type { AddressInfo } from 'node:net'
+import httpProxy from 'http-proxy'
+import t, { type Test } from 'tap'
+import { H2Request, H2Response, h2Refusal, requestHeadersFromH2, responseHeadersForH2 } from '../../src/server/h2-messages.js'
+import { issue, makeCa, type TestCa } from '../fixtures/certs.js'
+
+/** What a handler saw of one HTTP/2 request. */
+interface Seen {
+  headers: IncomingHttpHeaders
+  rawHeaders: string[]
+  url: string
+  method: string
+  httpVersion: string
+  refusal: string | undefined
+}
+
+/** An HTTP/2 server over real TLS on port 0 with the adapted classes, and a client of it trusting the test CA. */
+async function h2Pair(t: Test, handler: (req: H2Request, res: H2Response) => void): Promise<{ client: ClientHttp2Session; ca: TestCa }> {
+  const ca = makeCa(t)
+  const leaf = issue(ca, { names: ['localhost', '127.0.0.1'] })
+  const server = createSecureServer({ ...leaf.pem, Http2ServerRequest: H2Request, Http2ServerResponse: H2Response })
+  server.on('request', (req, res) => handler(req as H2Request, res as H2Response))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const client = connect(`https://localhost:${(server.address() as AddressInfo).port}`, { ca: ca.pem })
+  client.on('error', () => {})
+  t.teardown(() => {
+    client.destroy()
+    server.close()
+  })
+  return { client, ca }
+}
+
+/** Sends one request and reads the whole answer. */
+async function exchange(
+  client: ClientHttp2Session,
+  headers: OutgoingHttpHeaders,
+  body?: Buffer | string,
+): Promise<{ headers: H2Headers; body: string }> {
+  const stream = client.request(headers, { endStream: body === undefined })
+  if (body !== undefined) stream.end(body)
+  const [head] = (await once(stream, 'response')) as [H2Headers]
+  let text = ''
+  stream.setEncoding('utf8')
+  for await (const chunk of stream) text += chunk
+  return { headers: head, body: text }
+}
+
+t.test('the handler sees an HTTP/1.1 request: Host from :authority, no pseudo-header, a body framed as chunked', async t => {
+  const seen: Seen[] = []
+  const assigned: (string | undefined)[] = []
+  const { client } = await h2Pair(t, (req, res) => {
+    req.resume()
+    req.on('end', () => {
+      seen.push({
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        url: req.url,
+        method: req.method,
+        httpVersion: req.httpVersion,
+        refusal: h2Refusal(req),
+      })
+      // The forward path hands http-proxy other headers for a moment, as on an IncomingMessage.
+      const own = req.headers
+      req.headers = { host: 'swapped' }
+      assigned.push(req.headers.host)
+      req.headers = own
+      res.end('ok')
+    })
+  })
+  await exchange(client, { ':path': '/get?q=1', cookie: ['a=1', 'b=2'], 'x-test': 'yes', 'set-cookie': ['s=1', 's=2'] })
+  await exchange(client, { ':method': 'POST', ':path': '/post' }, 'a body with no length')
+  await exchange(client, { ':method': 'POST', ':path': '/sized', 'content-length': '4' }, 'four')
+  const [get, post, sized] = seen as [Seen, Seen, Seen]
+  t.equal(get.headers.host, 'localhost:' + String(get.headers.host).split(':')[1], 'Host is the :authority')
+  t.notOk(
+    Object.keys(get.headers).some(n => n.startsWith(':')),
+    'no pseudo-header in headers',
+  )
+  t.notOk(
+    get.rawHeaders.some((v, i) => i % 2 === 0 && v.startsWith(':')),
+    'nor in rawHeaders',
+  )
+  t.equal(get.headers.cookie, 'a=1; b=2', 'split cookies joined as HTTP/1.1 sends them')
+  t.equal(get.headers['x-test'], 'yes', 'other headers pass')
+  t.same(
+    get.rawHeaders.filter((_, i) => get.rawHeaders[i - 1] === 'set-cookie'),
+    ['s=1', 's=2'],
+    'a repeated field is one raw pair each',
+  )
+  t.equal(get.headers['transfer-encoding'], undefined, 'a GET ended by its HEADERS frame has no body')
+  t.same([get.url, get.method, get.httpVersion], ['/get?q=1', 'GET', '2.0'], 'url, method and version as Node reads them')
+  t.equal(get.refusal, undefined, 'a good request is not refused')
+  t.equal(post.headers['transfer-encoding'], 'chunked', 'a body without a length is chunked upstream')
+  t.equal(sized.headers['transfer-encoding'], undefined, 'a body with a length keeps it')
+  t.equal(sized.headers['content-length'], '4', 'the length')
+  t.same(assigned, ['swapped', 'swapped', 'swapped'], 'headers may be assigned')
+  t.equal(sized.headers.host, get.headers.host, 'and assigned back')
+})
+
+t.test('through http-proxy to an HTTP/1.1 upstream: no pseudo-header reaches it, and no connection header comes back', async t => {
+  let upstreamSaw: IncomingHttpHeaders | undefined
+  const upstream = createHttpServer((req, res) => {
+    upstreamSaw = req.headers
+    req.resume()
+    // Everything an HTTP/1.1 upstream may send that HTTP/2 forbids, and a repeated field.
+    res.writeHead(200, 'Fine', [
+      'Connection',
+      'keep-alive',
+      'Keep-Alive',
+      'timeout=5',
+      'Proxy-Connection',
+      'keep-alive',
+      'Upgrade',
+      'h2c',
+      'Transfer-Encoding',
+      'chunked',
+      'TE',
+      'gzip',
+      'Set-Cookie',
+      'a=1',
+      'Set-Cookie',
+      'b=2',
+      'X-Upstream',
+      'yes',
+    ])
+    res.end('from upstream')
+  })
+  upstream.listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => upstream.close())
+  const proxy = httpProxy.createProxyServer({
+    target: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+    selfHandleResponse: true,
+  })
+  proxy.on('proxyRes', (up, _req, res) => {
+    ;(res as unknown as H2Response).writeHead(up.statusCode as number, up.statusMessage as string, up.rawHeaders)
+    up.pipe(res)
+  })
+  const warnings: Error[] = []
+  const onWarning = (w: Error): number => warnings.push(w)
+  process.on('warning', onWarning)
+  t.teardown(() => process.off('warning', onWarning))
+  const { client } = await h2Pair(t, (req, res) => proxy.web(req as never, res as never))
+  const answer = await exchange(client, { ':path': '/through', 'x-client': 'c' })
+  t.equal(answer.body, 'from upstream', 'the body came through')
+  t.equal(answer.headers[':status'], 200, 'the status')
+  for (const name of ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'transfer-encoding', 'te'])
+    t.equal(answer.headers[name], undefined, `no ${name}`)
+  t.same(answer.headers['set-cookie'], ['a=1', 'b=2'], 'repeated Set-Cookie kept')
+  t.equal(answer.headers['x-upstream'], 'yes', 'other headers pass')
+  t.notOk(
+    Object.keys(upstreamSaw ?? {}).some(n => n.startsWith(':')),
+    'the upstream saw no pseudo-header',
+  )
+  t.match(upstreamSaw?.host, /^localhost:\d+$/, 'and a Host')
+  t.equal(upstreamSaw?.['x-client'], 'c', "and the client's headers")
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(
+    warnings.map(w => w.message),
+    [],
+    'no warning about the reason phrase',
+  )
+})
+
+t.test('writeHead takes an object, with or without a reason, and folds repeats', async t => {
+  const { client } = await h2Pair(t, (req, res) => {
+    if (req.url === '/object') res.writeHead(201, { Connection: 'close', 'X-A': 'a', 'x-skip': undefined as unknown as string })
+    else res.writeHead(202, 'Accepted', ['x-n', '1', 'X-N', '2', 'x-n', '3'])
+    res.end()
+  })
+  const object = await exchange(client, { ':path': '/object' })
+  t.equal(object.headers[':status'], 201, 'status from an object form')
+  t.equal(object.headers['x-a'], 'a', 'names lower-cased')
+  t.equal(object.headers.connection, undefined, 'a draining Connection: close is dropped')
+  t.notOk('x-skip' in object.headers, 'an undefined value is left out')
+  const list = await exchange(client, { ':path': '/list' })
+  t.equal(list.headers[':status'], 202, 'status with a reason phrase')
+  t.equal(list.headers['x-n'], '1, 2, 3', 'repeats of one name in any case are one field')
+})
+
+t.test('responseHeadersForH2 and requestHeadersFromH2 on their own', async t => {
+  t.same(responseHeadersForH2(undefined), {}, 'no headers')
+  t.same(
+    responseHeadersForH2({ 'Set-Cookie': ['a=1'], 'set-cookie': 'b=2', n: 3 }),
+    { 'set-cookie': ['a=1', 'b=2'], n: 3 },
+    'arrays and strings merge; numbers pass',
+  )
+  t.same(responseHeadersForH2({ a: '1', A: ['2', '3'] }), { a: ['1', '2', '3'] }, 'a string then an array')
+  t.same(
+    requestHeadersFromH2({ ':method': 'GET', ':path': '/', host: 'h.test' }, false),
+    { host: 'h.test' },
+    'a Host without :authority is kept',
+  )
+})
+
+t.test('h2Refusal: a Host that names another host than :authority', async t => {
+  const seen: (string | undefined)[] = []
+  const hosts: (string | undefined)[] = []
+  const { client } = await h2Pair(t, (req, res) => {
+    seen.push(h2Refusal(req))
+    hosts.push(req.headers.host)
+    res.end()
+  })
+  const port = client.socket.remotePort as number
+  const cases: [OutgoingHttpHeaders, string | undefined, string][] = [
+    [{ ':path': '/' }, undefined, 'no Host: :authority alone'],
+    // Node's client sends no :authority when given a Host, as RFC 9113 §8.3.1 allows.
+    [{ ':path': '/', host: 'other.test' }, undefined, 'no :authority: Host alone'],
+    [{ ':path': '/', host: `LOCALHOST:${port}` }, undefined, 'a Host that matches :authority but for case'],
+    [
+      { ':path': '/', ':authority': `localhost:${port}`, host: 'evil.test' },
+      '400 Bad Request: the Host header names another host than :authority',
+      'another host',
+    ],
+  ]
+  for (const [headers] of cases) await exchange(client, headers)
+  cases.forEach(([, want, what], i) => t.equal(seen[i], want, what))
+  t.equal(hosts[1], 'other.test', 'Host alone is the host')
+  t.equal(hosts[3], `localhost:${port}`, ':authority wins over Host')
+})
+
+t.test('nghttp2 resets what h2Refusal relies on it to refuse, before any handler', async t => {
+  let handled = 0
+  const { client } = await h2Pair(t, (_req, res) => {
+    handled++
+    res.end()
+  })
+  // Node's client always sends :authority, but may send it empty, which nghttp2 treats as it
+  // treats a request with no host at all.
+  const cases: OutgoingHttpHeaders[] = [
+    { ':path': '/', ':authority': '' },
+    { ':path': 'relative' },
+    { ':path': '*' },
+    { ':path': 'http://a.test/' },
+    { ':path': '/a b' },
+  ]
+  for (const headers of cases) {
+    const stream = client.request(headers, { endStream: true })
+    const closed = new Promise(resolve => stream.on('close', resolve))
+    stream.on('error', () => {})
+    await closed
+    t.equal(stream.rstCode, constants.NGHTTP2_PROTOCOL_ERROR, `${JSON.stringify(headers)}: reset as malformed`)
+  }
+  t.equal(handled, 0, 'none was handed to the handler')
+})
+
+t.test('writableNeedDrain follows the stream, so a slow client is not taken for a slow upstream', async t => {
+  const states: boolean[] = []
+  let blocked = (): void => {}
+  const isBlocked = new Promise<void>(resolve => (blocked = resolve))
+  const { client } = await h2Pair(t, (_req, res) => {
+    res.writeHead(200)
+    states.push(res.writableNeedDrain)
+    const chunk = Buffer.alloc(64 * 1024)
+    // Write until the client's flow-control window is full: bounded, since it is 64 KB by default.
+    for (let i = 0; i < 1000 && res.write(chunk); i++);
+    states.push(res.writableNeedDrain)
+    res.once('drain', () => {
+      states.push(res.writableNeedDrain)
+      res.end()
+    })
+    blocked()
+  })
+  const stream = client.request({ ':path': '/' }, { endStream: true })
+  await once(stream, 'response')
+  // Read nothing until the server is blocked, then everything.
+  await isBlocked
+  stream.resume()
+  await once(stream, 'end')
+  t.same(states, [false, true, false], 'false before, true when blocked, false once drained')
+})
