@@ -6,6 +6,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
 import { ConfigError } from '../errors.js'
 
 /** The environment variable a token may come from, when no `--admin-token-file` is given. */
@@ -64,6 +65,14 @@ export interface Credentials {
   address: string
   /** What was asked, e.g. `POST /upstreams/127.0.0.1%3A5000/state`, for the failure log. */
   what: string
+}
+
+/**
+ * What the gate needs of a request; `what` names it in the failure log (cut to 200 characters,
+ * so that a long path cannot flood it).
+ */
+export function credentialsOf(req: IncomingMessage, what: string): Credentials {
+  return { authorization: req.headers.authorization, address: String(req.socket.remoteAddress), what: what.slice(0, 200) }
 }
 
 /** Why a request is refused: the status, its one-line body, and the headers to send with it. */
