@@ -26,7 +26,8 @@ import { freePort } from './bench/children.mjs'
 import { which } from './bench/proxies.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const USAGE = 'usage: npm run bench:instructions -- [--requests 2000] [--warmup 20000] [--repeats 5] [--also label=/path/to/cli.js] [--only label,...]'
+const USAGE =
+  'usage: npm run bench:instructions -- [--requests 2000] [--warmup 20000] [--repeats 5] [--also label=/path/to/cli.js] [--only label,...]'
 const CONCURRENCY = 10
 const START_TIMEOUT_MS = 120_000
 
@@ -53,7 +54,8 @@ try {
 }
 const whole = (name, min, max) => {
   const n = Number(values[name])
-  if (!/^\d+$/.test(values[name]) || n < min || n > max) die(`--${name} ${JSON.stringify(values[name])}: give a whole number from ${min} to ${max} (${USAGE})`)
+  if (!/^\d+$/.test(values[name]) || n < min || n > max)
+    die(`--${name} ${JSON.stringify(values[name])}: give a whole number from ${min} to ${max} (${USAGE})`)
   return n
 }
 const requests = whole('requests', 100, 1_000_000)
@@ -105,7 +107,9 @@ function load(port, count) {
             resolve()
           } else one()
         })
-      }).on('error', reject).end()
+      })
+        .on('error', reject)
+        .end()
     }
     for (let i = 0; i < Math.min(CONCURRENCY, count); i++) one()
   })
@@ -132,7 +136,9 @@ const control = (pid, ...args) => {
 /** Instructions counted in the newest dump of `prefix`. */
 function lastDump(prefix) {
   const dir = dirname(prefix)
-  const files = readdirSync(dir).filter(f => f.startsWith(`${prefix.slice(dir.length + 1)}.`)).sort((a, b) => Number(a.split('.').at(-1)) - Number(b.split('.').at(-1)))
+  const files = readdirSync(dir)
+    .filter(f => f.startsWith(`${prefix.slice(dir.length + 1)}.`))
+    .sort((a, b) => Number(a.split('.').at(-1)) - Number(b.split('.').at(-1)))
   const text = readFileSync(join(dir, files.at(-1)), 'utf8')
   return Number(/^summary: (\d+)/m.exec(text)?.[1] ?? /^totals: (\d+)/m.exec(text)?.[1])
 }
@@ -144,9 +150,13 @@ async function measure({ label, args }) {
   // rather than when a helper thread gets to it, so the JIT settles after as many requests
   // whatever valgrind's slowdown (with helper threads the counts still fell 14% over the
   // three repeats after 8,000 warm-up requests).
-  const child = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--single-threaded', ...args(port)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
+  const child = spawn(
+    'valgrind',
+    ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--single-threaded', ...args(port)],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  )
   children.add(child)
   let log = ''
   child.stderr.on('data', d => (log = (log + d).slice(-2000)))
@@ -166,7 +176,7 @@ async function measure({ label, args }) {
     }
     return { label, perRequest }
   } catch (err) {
-    throw new Error(`${label}: ${err.message}\n${log}`)
+    throw new Error(`${label}: ${err.message}\n${log}`, { cause: err })
   } finally {
     child.kill('SIGKILL')
     children.delete(child)
@@ -174,12 +184,18 @@ async function measure({ label, args }) {
 }
 
 const CLI = join(root, 'packages/balancer/dist/cli.js')
-const switchyard = (cli, more = ['--quiet']) => port => [cli, '--port', String(port), '--host', '127.0.0.1', ...targets.flatMap(t => ['--upstream', t]), ...more]
+const switchyard =
+  (cli, more = ['--quiet']) =>
+  port => [cli, '--port', String(port), '--host', '127.0.0.1', ...targets.flatMap(t => ['--upstream', t]), ...more]
 const proxies = [
-  { label: 'http-proxy', args: port => [join(root, 'scripts/bench/http-proxy-peer.mjs'), String(port), ...targets.map(t => `http://${t}`)] },
+  {
+    label: 'http-proxy',
+    args: port => [join(root, 'scripts/bench/http-proxy-peer.mjs'), String(port), ...targets.map(t => `http://${t}`)],
+  },
   { label: 'node-pipe', args: port => [join(root, 'scripts/bench/pipe-peer.mjs'), String(port), ...targets.map(t => `http://${t}`)] },
   { label: 'switchyard', args: switchyard(CLI) },
-  ...extra.map(({ label, cli }) => ({ label, args: switchyard(cli) })),
+  // Asked for by name: measured whatever --only says.
+  ...extra.map(({ label, cli }) => ({ label, also: true, args: switchyard(cli) })),
   // One feature each, only with --only: what it adds to the switchyard row.
   { label: 'switchyard-no-passive', feature: true, args: switchyard(CLI, ['--quiet', '--max-fails', '0']) },
   { label: 'switchyard-least', feature: true, args: switchyard(CLI, ['--quiet', '--policy', 'least-requests']) },
@@ -190,17 +206,21 @@ const only = values.only?.split(',')
 const unknown = only?.filter(l => !proxies.some(p => p.label === l)) ?? []
 if (unknown.length > 0) die(`--only ${JSON.stringify(unknown.join(','))}: not one of ${proxies.map(p => p.label).join(', ')}`)
 const results = []
-for (const p of proxies.filter(p => (only === undefined && !p.feature) || only?.includes(p.label))) results.push(await measure(p))
+for (const p of proxies.filter(p => p.also || (only === undefined && !p.feature) || only?.includes(p.label))) results.push(await measure(p))
 const figure = r => {
   const last = r.perRequest.slice(-3).sort((a, b) => a - b)
   return last[Math.floor((last.length - 1) / 2)]
 }
 const base = figure(results[0])
 process.stdout.write(`## Instructions per forwarded request (callgrind, user space), ${new Date().toISOString()}\n\n`)
-process.stdout.write(`${warmup} warm-up requests, then ${repeats} × ${requests} counted, ${CONCURRENCY} at a time; the figure is the median of the last three counts.\n\n`)
+process.stdout.write(
+  `${warmup} warm-up requests, then ${repeats} × ${requests} counted, ${CONCURRENCY} at a time; the figure is the median of the last three counts.\n\n`,
+)
 process.stdout.write(`| proxy | instructions / request | × ${results[0].label} | every count |\n|---|--:|--:|---|\n`)
 for (const r of results) {
   const last = figure(r)
-  process.stdout.write(`| ${r.label} | ${Math.round(last).toLocaleString('en')} | ${(last / base).toFixed(2)}× | ${r.perRequest.map(x => Math.round(x / 1000)).join(', ')} k |\n`)
+  process.stdout.write(
+    `| ${r.label} | ${Math.round(last).toLocaleString('en')} | ${(last / base).toFixed(2)}× | ${r.perRequest.map(x => Math.round(x / 1000)).join(', ')} k |\n`,
+  )
 }
 process.exit(0)

@@ -4,6 +4,7 @@
 //   npm run bench                                         3 rounds of 5 s at 50 connections, then memory
 //   npm run bench -- --rounds 2 --duration 4 --connections 100 --out /tmp/results --no-memory
 //   npm run bench -- --only nginx,node-pipe,switchyard                  some of the proxies, by id
+//   npm run bench -- --only switchyard --also before=/path/to/other/cli.js   another Switchyard build, interleaved
 //
 // Two upstreams (scripts/bench/backends.mjs, a process of their own) answer GET / with a fixed body.
 // With two or more cores and taskset, each proxy runs pinned to the last core and wrk and the
@@ -38,7 +39,8 @@ import { runWrk } from './bench/wrk.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(root, 'packages/balancer/dist/cli.js')
-const USAGE = 'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--no-pin] [--only nginx,switchyard,...]'
+const USAGE =
+  'usage: npm run bench -- [--rounds 3] [--duration 5] [--connections 50] [--out bench-results] [--no-memory] [--no-pin] [--only nginx,switchyard,...] [--also label=/path/to/cli.js]'
 const WARMUP_SECONDS = 1
 /** Length of the c=1 latency run; one connection settles its p50 within a couple of seconds. */
 const C1_SECONDS = 2
@@ -66,6 +68,7 @@ function options() {
         'no-memory': { type: 'boolean', default: false },
         'no-pin': { type: 'boolean', default: false },
         only: { type: 'string' },
+        also: { type: 'string', multiple: true, default: [] },
         help: { type: 'boolean', default: false },
       },
     }))
@@ -78,7 +81,8 @@ function options() {
   }
   const whole = (name, text, min, max) => {
     const m = /^(\d+)$/.exec(text)
-    if (!m || Number(m[1]) < min || Number(m[1]) > max) die(`--${name} ${JSON.stringify(text)}: give a whole number from ${min} to ${max} (${USAGE})`)
+    if (!m || Number(m[1]) < min || Number(m[1]) > max)
+      die(`--${name} ${JSON.stringify(text)}: give a whole number from ${min} to ${max} (${USAGE})`)
     return Number(m[1])
   }
   return {
@@ -90,6 +94,13 @@ function options() {
     memory: !values['no-memory'],
     pin: !values['no-pin'],
     only: values.only === undefined ? undefined : values.only.split(',').map(id => id.trim()),
+    // Other Switchyard builds (the commit before a change, say), each measured in the same rounds as this one.
+    also: values.also.map(spec => {
+      const m = /^([\w-]+)=(.+)$/.exec(spec)
+      if (!m) die(`--also ${JSON.stringify(spec)}: give label=/path/to/switchyard/cli.js (${USAGE})`)
+      if (!existsSync(m[2])) die(`--also ${JSON.stringify(spec)}: ${m[2]} does not exist (${USAGE})`)
+      return { label: m[1], cli: resolve(m[2]) }
+    }),
   }
 }
 
@@ -102,7 +113,8 @@ if (wrk === undefined) die('wrk not found: install it with apt-get install -y wr
 if (!existsSync(CLI)) {
   progress(`${CLI} is missing: building with npx tsc -b`)
   const built = spawnSync('npx', ['tsc', '-b'], { cwd: root, stdio: 'inherit', timeout: BUILD_TIMEOUT_MS })
-  if (built.status !== 0 || !existsSync(CLI)) die(`npx tsc -b failed (${built.error?.message ?? `status ${built.status}`}); fix the build first`)
+  if (built.status !== 0 || !existsSync(CLI))
+    die(`npx tsc -b failed (${built.error?.message ?? `status ${built.status}`}); fix the build first`)
 }
 // Each proxy on a core of its own (the last), wrk and the upstreams on the others, so that a
 // proxy's CPU per request is not inflated by sharing its core with the load it is measured under.
@@ -119,7 +131,9 @@ if (nginx === undefined) progress('nginx not found: install it with apt-get inst
 if (haproxy === undefined) progress('haproxy not found: skipping HAProxy (apt-get install -y haproxy adds it)')
 const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8', timeout: 10_000 })
 const workers = /--workers\b/.test(help.stdout ?? '')
-progress(workers ? 'switchyard --help lists --workers: measuring --workers 2 too' : 'switchyard --help has no --workers: that row is skipped')
+progress(
+  workers ? 'switchyard --help lists --workers: measuring --workers 2 too' : 'switchyard --help has no --workers: that row is skipped',
+)
 
 // --- clean-up: whatever happens, no child outlives us --------------------------------------------
 
@@ -134,7 +148,11 @@ process.on('exit', () => {
   killAll()
   rmSync(tmp, { recursive: true, force: true })
 })
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+]) {
   process.on(signal, () => {
     progress(`${signal}: killing every child and exiting without a report`)
     process.exit(code)
@@ -158,10 +176,11 @@ const ports = await new Promise(resolve => {
 progress(`upstreams on 127.0.0.1:${ports.join(' and 127.0.0.1:')} (pid ${backends.pid})`)
 
 const ctx = { root, dir: tmp, backends: ports, connections: opts.connections, cli: CLI, proxyCpus, loadCpus }
-const known = proxies(ctx, { nginx, haproxy, workers })
+const known = proxies(ctx, { nginx, haproxy, workers, also: opts.also })
 const unknown = opts.only?.filter(id => !known.some(p => p.id === id)) ?? []
 if (unknown.length > 0) die(`--only ${JSON.stringify(unknown.join(','))}: not a proxy here; choose from ${known.map(p => p.id).join(', ')}`)
-const all = known.filter(p => opts.only === undefined || opts.only.includes(p.id)).map(p => ({ ...p, rounds: [] }))
+// Builds given with --also are measured whatever --only says: they were asked for by name.
+const all = known.filter(p => p.also || opts.only === undefined || opts.only.includes(p.id)).map(p => ({ ...p, rounds: [] }))
 const live = []
 for (const p of all) {
   try {
@@ -181,10 +200,17 @@ const baseline = live.find(p => p.id === 'nginx') ?? live.find(p => p.id === 'ht
 if (nginx !== undefined && baseline.id !== 'nginx') progress(`nginx is installed but did not start: ratios are against ${baseline.label}`)
 
 const perRun = opts.seconds + C1_SECONDS + 0.5
-progress(`${opts.rounds} round(s) × ${live.length} proxies × (${opts.seconds}s at c=${opts.connections} + ${C1_SECONDS}s at c=1): about ${Math.round(live.length * (WARMUP_SECONDS + opts.rounds * perRun))}s${opts.memory ? ', then the memory phase' : ''}`)
+progress(
+  `${opts.rounds} round(s) × ${live.length} proxies × (${opts.seconds}s at c=${opts.connections} + ${C1_SECONDS}s at c=1): about ${Math.round(live.length * (WARMUP_SECONDS + opts.rounds * perRun))}s${opts.memory ? ', then the memory phase' : ''}`,
+)
 for (const p of live) {
   progress(`warming up ${p.label} (${WARMUP_SECONDS}s)`)
-  await runWrk(`http://127.0.0.1:${p.port}/`, { connections: opts.connections, seconds: WARMUP_SECONDS, cpus: loadCpus, onChild: onWrk }).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
+  await runWrk(`http://127.0.0.1:${p.port}/`, {
+    connections: opts.connections,
+    seconds: WARMUP_SECONDS,
+    cpus: loadCpus,
+    onChild: onWrk,
+  }).catch(err => progress(`warm-up of ${p.label}: ${err.message}`))
 }
 
 // --- the rounds ------------------------------------------------------------------------------
@@ -215,8 +241,10 @@ for (let round = 1; round <= opts.rounds; round++) {
       const r = await measure(p, round)
       p.rounds.push(r)
       const m = r.main
-      progress(`${where}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50ms.toFixed(2)} ms, p99 ${m.p99ms.toFixed(2)} ms, ` +
-        `${m.cpuUsPerRequest.toFixed(1)} µs CPU/req over ${m.pids.length} process(es)${errorsOf(m)}; c=1 p50 ${r.c1.p50ms.toFixed(3)} ms${errorsOf(r.c1)}`)
+      progress(
+        `${where}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50ms.toFixed(2)} ms, p99 ${m.p99ms.toFixed(2)} ms, ` +
+          `${m.cpuUsPerRequest.toFixed(1)} µs CPU/req over ${m.pids.length} process(es)${errorsOf(m)}; c=1 p50 ${r.c1.p50ms.toFixed(3)} ms${errorsOf(r.c1)}`,
+      )
     } catch (err) {
       progress(`${where}: ${err.message}${p.failed ? ` (${p.label} ${p.failed}; dropped from later rounds)` : ''}`)
     }
@@ -259,12 +287,16 @@ const machine = {
   date: date.toISOString(),
   pinned: pinned ? { proxy: proxyCpus, load: loadCpus } : null,
 }
-print(`## Switchyard bench: ${opts.rounds} rounds of ${opts.seconds}s at c=${opts.connections} (wrk -t1), c=1 for ${C1_SECONDS}s; medians over rounds`)
+print(
+  `## Switchyard bench: ${opts.rounds} rounds of ${opts.seconds}s at c=${opts.connections} (wrk -t1), c=1 for ${C1_SECONDS}s; medians over rounds`,
+)
 print('')
 for (const line of table(summaries, baseline.label)) print(line)
 print('')
-print(`CPU µs/req: CPU time of the proxy's process tree during the c=${opts.connections} run / 2xx-3xx answers. ` +
-  `× ${baseline.label} and added latency: per round against ${baseline.label} in the same round, then the median.`)
+print(
+  `CPU µs/req: CPU time of the proxy's process tree during the c=${opts.connections} run / 2xx-3xx answers. ` +
+    `× ${baseline.label} and added latency: per round against ${baseline.label} in the same round, then the median.`,
+)
 const byId = id => summaries.find(s => s.id === id && s.rounds > 0)
 const quiet = byId('switchyard')
 // Each of these against another proxy, paired round by round (pairedCpuRatio).
@@ -282,6 +314,7 @@ const comparisons = [
   ['switchyard', 'switchyard-no-passive', 'passive health on vs off (--max-fails 0)'],
   ['switchyard-least', 'switchyard', 'least-requests vs round-robin'],
   ['switchyard-hash', 'switchyard', 'hash (client IP: one upstream takes every wrk connection) vs round-robin'],
+  ...opts.also.map(({ label }) => [label, 'switchyard', `Switchyard (${label}) vs this build`]),
 ].flatMap(([a, b, what]) => {
   const v = versus(a, b)
   return v === undefined ? [] : [`- ${what}: ${v}`]
@@ -290,26 +323,51 @@ if (comparisons.length > 0) {
   print('CPU per request, one proxy over another, median of the per-round ratios (range):')
   for (const line of comparisons) print(line)
 }
+print('')
+print('Per-round range (min–max over the rounds) of each proxy:')
+for (const p of all.filter(p => p.rounds.length > 0)) {
+  const range = (pick, digits) => {
+    const values = p.rounds.map(pick).filter(Number.isFinite)
+    return `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`
+  }
+  print(
+    `- ${p.label}: CPU µs/req ${range(r => r.main.cpuUsPerRequest, 1)}, req/s ${range(r => r.main.rps, 0)}, c=1 p50 ms ${range(r => r.c1?.p50ms, 3)}`,
+  )
+}
 const multi = byId('switchyard-workers')
-if (quiet && multi) print(`--workers 2: ${(multi.rps / quiet.rps).toFixed(2)}× the req/s of one process, ${(multi.cpuUsPerRequest / quiet.cpuUsPerRequest).toFixed(2)}× its CPU per request.`)
+if (quiet && multi)
+  print(
+    `--workers 2: ${(multi.rps / quiet.rps).toFixed(2)}× the req/s of one process, ${(multi.cpuUsPerRequest / quiet.cpuUsPerRequest).toFixed(2)}× its CPU per request.`,
+  )
 for (const s of summaries) {
-  if (s.non2xx + s.socketErrors > 0) print(`⚠ ${s.label}: ${s.non2xx} non-2xx/3xx answers and ${s.socketErrors} socket errors counted by wrk (CPU/req counts only the good answers).`)
+  if (s.non2xx + s.socketErrors > 0)
+    print(
+      `⚠ ${s.label}: ${s.non2xx} non-2xx/3xx answers and ${s.socketErrors} socket errors counted by wrk (CPU/req counts only the good answers).`,
+    )
   if (s.failed) print(`⚠ ${s.label}: ${s.failed}`)
 }
 const mb = kb => `${(kb / 1024).toFixed(1)} MB`
 if (memory?.error) print(`Memory: the phase failed: ${memory.error}`)
 else if (memory) {
-  print(`Memory (Switchyard, one process, RSS): ${mb(memory.baselineKb)} before; ${mb(memory.peakKb)} with ${memory.opened} of ${memory.requested} idle keep-alive clients open ` +
-    `(${((memory.peakKb - memory.baselineKb) / Math.max(1, memory.opened)).toFixed(1)} kB each${memory.failed ? `; ${memory.failed} failed, first: ${memory.firstError}` : ''}); ` +
-    `${mb(memory.afterKb)} after they closed. Clients: ${memory.mode}.`)
+  print(
+    `Memory (Switchyard, one process, RSS): ${mb(memory.baselineKb)} before; ${mb(memory.peakKb)} with ${memory.opened} of ${memory.requested} idle keep-alive clients open ` +
+      `(${((memory.peakKb - memory.baselineKb) / Math.max(1, memory.opened)).toFixed(1)} kB each${memory.failed ? `; ${memory.failed} failed, first: ${memory.firstError}` : ''}); ` +
+      `${mb(memory.afterKb)} after they closed. Clients: ${memory.mode}.`,
+  )
 }
 
 mkdirSync(opts.out, { recursive: true })
-const stamp = date.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-')
+const stamp = date
+  .toISOString()
+  .replace(/\.\d+Z$/, 'Z')
+  .replace(/:/g, '-')
 const files = { json: join(opts.out, `${stamp}.json`), svg: join(opts.out, `${stamp}.svg`) }
 const runtimeSeconds = Math.round((Date.now() - startedAt) / 100) / 10
 const raw = all.map(({ id, label, port, failed, rounds }) => ({ id, label, port: port ?? null, failed: failed ?? null, rounds }))
-writeFileSync(files.json, `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, proxies: raw }, null, 2)}\n`)
+writeFileSync(
+  files.json,
+  `${JSON.stringify({ date: machine.date, runtimeSeconds, options: opts, baseline: baseline.id, machine, summary: summaries, memory, proxies: raw }, null, 2)}\n`,
+)
 const subtitle = `${machine.cpuModel} × ${machine.cores}, Node ${machine.node}, ${opts.rounds}×${opts.seconds}s at c=${opts.connections}${pinned ? `, proxy on CPU ${proxyCpus}` : ''}, ${machine.date}`
 writeFileSync(files.svg, svg(summaries, { baselineLabel: baseline.label, subtitle, rounds: opts.rounds }))
 print('')

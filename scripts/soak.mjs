@@ -32,8 +32,23 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = { backend: 'packages/backend/dist/cli.js', balancer: 'packages/balancer/dist/cli.js' }
 const USAGE = 'usage: npm run soak -- [--duration 60s] [--concurrency 16] [--backends 3]'
 /** The balancer under test; the timings below are read against these values. */
-const BALANCER_FLAGS = ['--health-path', '/healthz', '--health-interval', '500ms', '--health-timeout', '300ms',
-  '--healthy-threshold', '2', '--unhealthy-threshold', '2', '--timeout', '2s', '--fail-timeout', '2s', '--quiet']
+const BALANCER_FLAGS = [
+  '--health-path',
+  '/healthz',
+  '--health-interval',
+  '500ms',
+  '--health-timeout',
+  '300ms',
+  '--healthy-threshold',
+  '2',
+  '--unhealthy-threshold',
+  '2',
+  '--timeout',
+  '2s',
+  '--fail-timeout',
+  '2s',
+  '--quiet',
+]
 /** Above the balancer's worst case (connect timeout 5 s), so a client timeout means the balancer hung. */
 const CLIENT_TIMEOUT_MS = 10_000
 const START_TIMEOUT_MS = 10_000
@@ -51,7 +66,11 @@ function options() {
   let values
   try {
     ;({ values } = parseArgs({
-      options: { duration: { type: 'string', default: '60s' }, concurrency: { type: 'string', default: '16' }, backends: { type: 'string', default: '3' } },
+      options: {
+        duration: { type: 'string', default: '60s' },
+        concurrency: { type: 'string', default: '16' },
+        backends: { type: 'string', default: '3' },
+      },
     }))
   } catch (err) {
     die(`${err.message.split('\n')[0]} (${USAGE})`)
@@ -59,10 +78,14 @@ function options() {
   const d = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(values.duration)
   const durationMs = d ? Number(d[1]) * { ms: 1, s: 1000, m: 60_000 }[d[2] ?? 's'] : NaN
   // Five phases; a hang needs --timeout (2 s) to show as 504s inside its own phase.
-  if (!(durationMs >= 15_000 && durationMs <= 3_600_000)) die(`--duration ${JSON.stringify(values.duration)}: give 15s to 60m (five phases; a hang needs 2s to show), e.g. 90s, 2m or 45 (${USAGE})`)
+  if (!(durationMs >= 15_000 && durationMs <= 3_600_000))
+    die(
+      `--duration ${JSON.stringify(values.duration)}: give 15s to 60m (five phases; a hang needs 2s to show), e.g. 90s, 2m or 45 (${USAGE})`,
+    )
   const integer = (name, min, max) => {
     const v = values[name]
-    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) die(`--${name} ${JSON.stringify(v)}: give a whole number from ${min} to ${max} (${USAGE})`)
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+      die(`--${name} ${JSON.stringify(v)}: give a whole number from ${min} to ${max} (${USAGE})`)
     return Number(v)
   }
   // s2 and s3 are the victims, and s1 must be left to serve.
@@ -123,7 +146,10 @@ function killAll(signal) {
   }
 }
 process.on('exit', () => killAll('SIGKILL'))
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+]) {
   process.on(signal, () => {
     progress(`${signal}: killing ${children.size} process(es) and exiting without a report`)
     process.exit(code)
@@ -150,9 +176,13 @@ const memoryAtStart = memoryKb(balancer.child.pid)
 // Killed outright while s3 is stopped, this script could not wake it, and a stopped s3 cannot see
 // its IPC channel close. A watchdog that outlives us sends it SIGCONT; s3 then sees the channel
 // closed and stops. (SIGCONT to a process that is not stopped does nothing.)
-const watchdog = spawn(process.execPath, ['-e', `process.on('disconnect', () => { try { process.kill(${backends.get('s3').child.pid}, 'SIGCONT') } catch {} })`], {
-  stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-})
+const watchdog = spawn(
+  process.execPath,
+  ['-e', `process.on('disconnect', () => { try { process.kill(${backends.get('s3').child.pid}, 'SIGCONT') } catch {} })`],
+  {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  },
+)
 children.add(watchdog)
 watchdog.on('exit', () => children.delete(watchdog))
 
@@ -180,13 +210,30 @@ function send(method, path, body) {
       res.on('error', failed)
       res.on('close', () => done({ error: 'response cut short' }))
     })
-    const timer = setTimeout(() => req.destroy(Object.assign(new Error(), { code: `no answer in ${CLIENT_TIMEOUT_MS / 1000}s` })), CLIENT_TIMEOUT_MS)
+    const timer = setTimeout(
+      () => req.destroy(Object.assign(new Error(), { code: `no answer in ${CLIENT_TIMEOUT_MS / 1000}s` })),
+      CLIENT_TIMEOUT_MS,
+    )
     req.on('error', failed)
     req.end(body)
   })
 }
 
-const stats = PHASES.map(name => ({ name, fault: '', sent: 0, done: 0, ok: 0, 502: 0, 503: 0, 504: 0, other: 0, errors: 0, ms: [], failures: new Map(), servedBy: new Map() }))
+const stats = PHASES.map(name => ({
+  name,
+  fault: '',
+  sent: 0,
+  done: 0,
+  ok: 0,
+  502: 0,
+  503: 0,
+  504: 0,
+  other: 0,
+  errors: 0,
+  ms: [],
+  failures: new Map(),
+  servedBy: new Map(),
+}))
 let phase = 0
 /** When each fault happened, and when the victim first served a request sent after its recovery. */
 const marks = {}
@@ -213,8 +260,12 @@ function record(method, sentAt, result, body) {
   if (failure === undefined) {
     s.ok++
     s.servedBy.set(result.servedBy, (s.servedBy.get(result.servedBy) ?? 0) + 1)
-    for (const [victim, since] of [['s2', marks.restart], ['s3', marks.resume]]) {
-      if (result.servedBy === victim && since !== undefined && sentAt >= since && firstServed[victim] === undefined) firstServed[victim] = now
+    for (const [victim, since] of [
+      ['s2', marks.restart],
+      ['s3', marks.resume],
+    ]) {
+      if (result.servedBy === victim && since !== undefined && sentAt >= since && firstServed[victim] === undefined)
+        firstServed[victim] = now
     }
     if (lastOk > 0 && now - lastOk > stall.ms) stall = { ms: now - lastOk, at: lastOk, phase: s.name }
     lastOk = now
@@ -258,31 +309,45 @@ async function restart(old) {
 
 const FAULTS = [
   ['none', async () => {}],
-  ['SIGKILL s2', async () => {
-    const s2 = backends.get('s2')
-    s2.child.soakExpected = true
-    s2.child.once('exit', () => (marks.dead = clock()))
-    s2.child.kill('SIGKILL')
-    marks.kill = clock()
-  }],
-  ['s2 started again on its port', async () => {
-    const s2 = await restart(backends.get('s2'))
-    backends.set('s2', s2)
-    marks.restart = s2.at
-  }],
-  ['SIGSTOP s3', async () => {
-    backends.get('s3').child.kill('SIGSTOP')
-    marks.hang = clock()
-  }],
-  ['SIGCONT s3', async () => {
-    backends.get('s3').child.kill('SIGCONT')
-    marks.resume = clock()
-  }],
+  [
+    'SIGKILL s2',
+    async () => {
+      const s2 = backends.get('s2')
+      s2.child.soakExpected = true
+      s2.child.once('exit', () => (marks.dead = clock()))
+      s2.child.kill('SIGKILL')
+      marks.kill = clock()
+    },
+  ],
+  [
+    's2 started again on its port',
+    async () => {
+      const s2 = await restart(backends.get('s2'))
+      backends.set('s2', s2)
+      marks.restart = s2.at
+    },
+  ],
+  [
+    'SIGSTOP s3',
+    async () => {
+      backends.get('s3').child.kill('SIGSTOP')
+      marks.hang = clock()
+    },
+  ],
+  [
+    'SIGCONT s3',
+    async () => {
+      backends.get('s3').child.kill('SIGCONT')
+      marks.resume = clock()
+    },
+  ],
 ]
 
 const date = new Date()
 const phaseMs = opts.durationMs / PHASES.length
-progress(`${opts.backends} backends and the balancer (pid ${balancer.child.pid}) up; ${opts.durationMs / 1000}s of load at ${opts.concurrency} concurrent, phases of ${phaseMs / 1000}s`)
+progress(
+  `${opts.backends} backends and the balancer (pid ${balancer.child.pid}) up; ${opts.durationMs / 1000}s of load at ${opts.concurrency} concurrent, phases of ${phaseMs / 1000}s`,
+)
 t0 = clock()
 const endAt = t0 + opts.durationMs
 // Bounded twice: by the clock, and by a count no loop can reach through a proxy (50 per ms).
@@ -326,16 +391,30 @@ const print = line => out.push(line)
 
 print(`## Soak: ${opts.durationMs / 1000} s, ${opts.concurrency} concurrent clients, ${opts.backends} backends`)
 print('')
-print('| phase | fault at its start | sent | completed | 2xx | 502 | 503 | 504 | other | errors | p50 ms | p99 ms | max ms | balancer RSS MB at end |')
+print(
+  '| phase | fault at its start | sent | completed | 2xx | 502 | 503 | 504 | other | errors | p50 ms | p99 ms | max ms | balancer RSS MB at end |',
+)
 print('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|')
 for (const s of stats) {
   const sorted = Float64Array.from(s.ms).sort()
-  print(`| ${s.name} | ${s.fault} | ${s.sent} | ${s.done} | ${s.ok} | ${s[502]} | ${s[503]} | ${s[504]} | ${s.other} | ${s.errors} | ` +
-    `${fmt(pct(sorted, 0.5))} | ${fmt(pct(sorted, 0.99))} | ${fmt(sorted[sorted.length - 1])} | ${fmt(s.rss / 1024)} |`)
+  print(
+    `| ${s.name} | ${s.fault} | ${s.sent} | ${s.done} | ${s.ok} | ${s[502]} | ${s[503]} | ${s[504]} | ${s.other} | ${s.errors} | ` +
+      `${fmt(pct(sorted, 0.5))} | ${fmt(pct(sorted, 0.99))} | ${fmt(sorted[sorted.length - 1])} | ${fmt(s.rss / 1024)} |`,
+  )
 }
 print('')
 print('sent: started in the phase; completed: finished in it, answered or not, split by outcome; latency of the completed.')
-print(`Served by (2xx per backend): ${stats.map(s => `${s.name} ${[...s.servedBy].sort().map(([id, n]) => `${id}=${n}`).join(' ')}`).join('; ')}`)
+print(
+  `Served by (2xx per backend): ${stats
+    .map(
+      s =>
+        `${s.name} ${[...s.servedBy]
+          .sort()
+          .map(([id, n]) => `${id}=${n}`)
+          .join(' ')}`,
+    )
+    .join('; ')}`,
+)
 print('')
 
 /**
@@ -362,9 +441,22 @@ for (const s of stats) {
       if (group.length === 0) continue
       const why = expected(s.name, key, before)
       if (why === undefined) unexpected += group.length
-      const when = group.slice(0, 6).map(t => `${t - s.startAt >= 0 ? '+' : ''}${(t - s.startAt).toFixed(0)}`).join(', ') + (group.length > 6 ? ', …' : '')
-      const what = s.name === 'kill' ? (before ? ', sent before s2 was seen dead' : ', sent after s2 was seen dead') : before ? ', sent before the fault' : ''
-      print(`- ${s.name}: ${key}${what} ×${group.length} (sent at ${when} ms) — ${why === undefined ? '**unexpected**' : `expected: ${why}`}`)
+      const when =
+        group
+          .slice(0, 6)
+          .map(t => `${t - s.startAt >= 0 ? '+' : ''}${(t - s.startAt).toFixed(0)}`)
+          .join(', ') + (group.length > 6 ? ', …' : '')
+      const what =
+        s.name === 'kill'
+          ? before
+            ? ', sent before s2 was seen dead'
+            : ', sent after s2 was seen dead'
+          : before
+            ? ', sent before the fault'
+            : ''
+      print(
+        `- ${s.name}: ${key}${what} ×${group.length} (sent at ${when} ms) — ${why === undefined ? '**unexpected**' : `expected: ${why}`}`,
+      )
     }
   }
 }
@@ -377,18 +469,25 @@ const health = events
   .map(e => ({ ...e, m: /^upstream (\S+) (marked down|is up again): (.*)$/.exec(e.line) }))
   .filter(e => e.name === 'balancer' && e.m)
   .map(e => ({ t: e.t, who: byAddress.get(e.m[1]) ?? e.m[1], down: e.m[2] === 'marked down', reason: e.m[3] }))
-const after = (who, down, from, active) => health.find(h => h.who === who && h.down === down && h.t >= from && (!active || h.reason.startsWith('active')))
-const delay = (h, from) => (h === undefined ? 'never' : `${Math.round(h.t - from)} ms (${h.reason.startsWith('active') ? 'active check' : 'passive'})`)
+const after = (who, down, from, active) =>
+  health.find(h => h.who === who && h.down === down && h.t >= from && (!active || h.reason.startsWith('active')))
+const delay = (h, from) =>
+  h === undefined ? 'never' : `${Math.round(h.t - from)} ms (${h.reason.startsWith('active') ? 'active check' : 'passive'})`
 function timings(who, downMark, upMark, how) {
   const { [downMark]: down, [upMark]: up } = marks
   if (down === undefined || up === undefined) return
   const firstDown = after(who, true, down, false)
   const activeDown = after(who, true, down, true)
-  print(`- ${who} marked down after ${how[0]}: ${delay(firstDown, down)}` + (activeDown !== firstDown ? `; by active checks: ${delay(activeDown, down)}` : ''))
+  print(
+    `- ${who} marked down after ${how[0]}: ${delay(firstDown, down)}` +
+      (activeDown !== firstDown ? `; by active checks: ${delay(activeDown, down)}` : ''),
+  )
   const ups = health.filter(h => h.who === who && !h.down && h.t >= up)
   const served = firstServed[who]
-  print(`- ${who} back after ${how[1]}: ${ups.length === 0 ? 'no "is up again" line' : ups.map(h => delay(h, up)).join(', then ')}; ` +
-    `first 2xx from it: ${served === undefined ? 'never' : `${Math.round(served - up)} ms`}`)
+  print(
+    `- ${who} back after ${how[1]}: ${ups.length === 0 ? 'no "is up again" line' : ups.map(h => delay(h, up)).join(', then ')}; ` +
+      `first 2xx from it: ${served === undefined ? 'never' : `${Math.round(served - up)} ms`}`,
+  )
 }
 print('Health (times from the fault; `passive` = a failed request, `active` = /healthz every 500 ms, 2 in a row):')
 timings('s2', 'kill', 'restart', ['the SIGKILL', 'its restart (from its "listening" line)'])
@@ -398,7 +497,9 @@ const crashed = events.filter(e => e.exit && !e.expected)
 for (const e of crashed) print(`- **${e.name} ${e.line} at ${since(e.t)}, not killed by the soak**`)
 print(`- balancer RSS: ${mb(memoryAtStart.rss)} at start, ${mb(memoryAtEnd.rss)} at end (peak ${mb(memoryAtEnd.hwm)})`)
 const cpu = cpus()
-print(`- machine: ${cpu[0]?.model.trim() ?? 'unknown CPU'} × ${cpu.length}, Node ${process.version}, ${platform()} ${arch()}; ${date.toISOString()}`)
+print(
+  `- machine: ${cpu[0]?.model.trim() ?? 'unknown CPU'} × ${cpu.length}, Node ${process.version}, ${platform()} ${arch()}; ${date.toISOString()}`,
+)
 print('')
 print('Balancer log during the run (from the start of the load):')
 for (const e of events.filter(e => e.name === 'balancer' && e.t >= t0 && e.t <= loadEnd)) print(`    ${since(e.t)} ${e.line}`)

@@ -116,7 +116,8 @@ const given = (args, name) => args.some(arg => arg === name || arg.startsWith(`$
 function plan(argv) {
   if (argv[0] === '--only') {
     const name = argv[1]
-    if (!Object.hasOwn(cli, name)) refuse('usage: node scripts/start.mjs [--backends N] [balancer flags...] | --only backend|balancer [flags for it...]')
+    if (!Object.hasOwn(cli, name))
+      refuse('usage: node scripts/start.mjs [--backends N] [balancer flags...] | --only backend|balancer [flags for it...]')
     return [supervised(name, [cli[name], ...argv.slice(2)], false)]
   }
   let count
@@ -138,7 +139,9 @@ function plan(argv) {
     log(`--backends ${count} overrides SWITCHYARD_BACKEND_PORTS=${portsFromEnv}: ${count} backend(s) from port ${configuredPorts[0]}`)
   }
   const ports = count === undefined ? configuredPorts : Array.from({ length: count }, (_, i) => String(Number(configuredPorts[0]) + i))
-  const backends = ports.map(port => supervised(`backend-${port}`, [cli.backend, '--port', port, '--host', '127.0.0.1', '--id', `backend-${port}`], true))
+  const backends = ports.map(port =>
+    supervised(`backend-${port}`, [cli.backend, '--port', port, '--host', '127.0.0.1', '--id', `backend-${port}`], true),
+  )
   // Active health checks on, as a production setup would have them (the backends serve
   // /healthz): they also bring a restarted backend back. The dashboard on 127.0.0.1:9090.
   const defaults = [
@@ -173,7 +176,9 @@ function running() {
 
 /** Stops every child (SIGTERM) and cancels pending restarts; exits once they are gone. */
 function stop(why) {
-  const names = running().map(p => p.name).join(', ')
+  const names = running()
+    .map(p => p.name)
+    .join(', ')
   if (stopping !== 0) {
     if (Date.now() - stopping < SAME_SIGNAL_MS) return
     // Asked twice: someone is waiting on a child that does not finish, so do not wait for it.
@@ -247,7 +252,9 @@ function restartLater(p, died) {
   if (p.listenedAt === undefined) {
     p.failedStarts = [...p.failedStarts, now].filter(at => now - at < GIVE_UP_WINDOW_MS)
     if (p.failedStarts.length >= GIVE_UP_DEATHS) {
-      log(`${died}; it died ${GIVE_UP_DEATHS} times in ${GIVE_UP_WINDOW_MS / 1000} s without listening, giving up on it (last error: ${p.lastError})`)
+      log(
+        `${died}; it died ${GIVE_UP_DEATHS} times in ${GIVE_UP_WINDOW_MS / 1000} s without listening, giving up on it (last error: ${p.lastError})`,
+      )
       if (processes.some(other => other.restart && (other.child !== undefined || other.timer !== undefined))) return
       failed = true
       stop('no backend left')

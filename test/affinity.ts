@@ -52,11 +52,19 @@ function burst(port: number, n: number, path = '/') {
 
 t.test('sticky cookie: pins, is checked, and re-pins when its upstream dies', async t => {
   const ups = [await startUpstream(t, 'a'), await startUpstream(t, 'b'), await startUpstream(t, 'c')]
-  const { port } = await startBalancer(t, ups.map(u => u.spec), { sticky: { cookie: 'sy', secret: 'test-secret' }, failTimeout: 60_000 })
+  const { port } = await startBalancer(
+    t,
+    ups.map(u => u.spec),
+    { sticky: { cookie: 'sy', secret: 'test-secret' }, failTimeout: 60_000 },
+  )
   const first = await fetchText(port)
   const line = setCookies(first)[0] as string
   t.equal(setCookies(first).length, 1, 'the first response sets one cookie')
-  t.match(line, /^sy=[\w-]+\.[\w-]{43}; Path=\/; HttpOnly; SameSite=Lax$/, `Set-Cookie: sy=<id>.<mac>; Path=/; HttpOnly; SameSite=Lax (${line})`)
+  t.match(
+    line,
+    /^sy=[\w-]+\.[\w-]{43}; Path=\/; HttpOnly; SameSite=Lax$/,
+    `Set-Cookie: sy=<id>.<mac>; Path=/; HttpOnly; SameSite=Lax (${line})`,
+  )
   t.notMatch(line, /Max-Age|Expires|Secure/i, 'a session cookie, not Secure over plain http')
   const cookie = pairOf(line)
   const pinned = ups.findIndex(u => u.spec === idOf(cookie))
@@ -120,15 +128,31 @@ t.test("the real backend's /session counter: climbs with a sticky cookie, restar
   const ports = [await backend(t, 'backend-a'), await backend(t, 'backend-b'), await backend(t, 'backend-c')]
   const sticky = await startBalancer(t, [], { upstreams: ports.map(p => spec(p)), sticky: { cookie: 'sy', secret: 'test-secret' } })
   const pinned = await visits(sticky.port, 5)
-  t.same(pinned.map(v => v.visits), [1, 2, 3, 4, 5], 'sticky: the visit counter climbs 1..5')
+  t.same(
+    pinned.map(v => v.visits),
+    [1, 2, 3, 4, 5],
+    'sticky: the visit counter climbs 1..5',
+  )
   t.same([...new Set(pinned.map(v => v.id))], ['backend-a'], 'all on one backend')
   t.same(pinned[0]?.setCookies.sort(), ['sid', 'sy'], "the first response carries the backend's sid and the balancer's sy")
-  t.same(pinned.slice(1).map(v => v.setCookies.length), [0, 0, 0, 0], 'later ones set no cookie')
+  t.same(
+    pinned.slice(1).map(v => v.setCookies.length),
+    [0, 0, 0, 0],
+    'later ones set no cookie',
+  )
 
   const plain = await startBalancer(t, [], { upstreams: ports.map(p => spec(p)) })
   const rr = await visits(plain.port, 6)
-  t.same(rr.map(v => v.visits), [1, 1, 1, 1, 1, 1], 'round-robin: every backend sees a session it does not know, and starts over')
-  t.same(rr.map(v => v.id), ['backend-a', 'backend-b', 'backend-c', 'backend-a', 'backend-b', 'backend-c'], 'as the backends rotate')
+  t.same(
+    rr.map(v => v.visits),
+    [1, 1, 1, 1, 1, 1],
+    'round-robin: every backend sees a session it does not know, and starts over',
+  )
+  t.same(
+    rr.map(v => v.id),
+    ['backend-a', 'backend-b', 'backend-c', 'backend-a', 'backend-b', 'backend-c'],
+    'as the backends rotate',
+  )
 })
 
 t.test('max_conns: never exceeded, the rest queue; a full queue and a queue timeout answer 503', async t => {
@@ -146,7 +170,10 @@ t.test('max_conns: never exceeded, the rest queue; a full queue and a queue time
   const refused = replies.filter(r => r.status === 503)
   t.equal(replies.filter(r => r.status === 200).length, 4, 'queueSize 2: 2 in flight + 2 queued are served')
   t.equal(refused.length, 6, 'the other 6 get 503')
-  t.ok(refused.every(r => /max_conns/.test(r.body) && r.headers['content-type']?.startsWith('text/plain')), `with a text body naming max_conns: ${refused[0]?.body.trim()}`)
+  t.ok(
+    refused.every(r => /max_conns/.test(r.body) && r.headers['content-type']?.startsWith('text/plain')),
+    `with a text body naming max_conns: ${refused[0]?.body.trim()}`,
+  )
   t.equal(stats.max, 2, 'still never more than 2 at once')
 
   const { up: slower, holding } = await counting(t, 'slower', 500)
@@ -155,12 +182,26 @@ t.test('max_conns: never exceeded, the rest queue; a full queue and a queue time
   const busy = burst(timed.port, 2).finally(() => (busyDone = true))
   await holding(2)
   const queued = await burst(timed.port, 3)
-  t.same(queued.map(r => r.status), [503, 503, 503], 'queueTimeout 100 ms: the 3 queued get 503')
-  t.ok(queued.every(r => /no upstream had a free slot within 0\.1s/.test(r.body)), `saying why: ${queued[0]?.body.trim()}`)
+  t.same(
+    queued.map(r => r.status),
+    [503, 503, 503],
+    'queueTimeout 100 ms: the 3 queued get 503',
+  )
+  t.ok(
+    queued.every(r => /no upstream had a free slot within 0\.1s/.test(r.body)),
+    `saying why: ${queued[0]?.body.trim()}`,
+  )
   const waited = queued.map(r => r.ms.toFixed(0)).join(', ')
-  t.ok(queued.every(r => r.ms >= 95), `not before the 100 ms queue timeout: ${waited} ms`)
+  t.ok(
+    queued.every(r => r.ms >= 95),
+    `not before the 100 ms queue timeout: ${waited} ms`,
+  )
   t.notOk(busyDone, 'and before the slots freed up (held 500 ms): they did not wait for one')
-  t.same((await busy).map(r => r.status), [200, 200], 'the 2 in flight finish with 200')
+  t.same(
+    (await busy).map(r => r.status),
+    [200, 200],
+    'the 2 in flight finish with 200',
+  )
 })
 
 t.test('full primaries do not spill onto a backup: requests wait for the primary', async t => {
@@ -168,7 +209,11 @@ t.test('full primaries do not spill onto a backup: requests wait for the primary
   const backup = await startUpstream(t, 'backup')
   const { port } = await startBalancer(t, [], { upstreams: [spec(up.port, { maxConns: 1 }), spec(backup.port, { backup: true })] })
   const replies = await burst(port, 4)
-  t.same(replies.map(r => `${r.status} ${by(r)}`), Array(4).fill('200 primary'), 'all 4 served by the primary, 200')
+  t.same(
+    replies.map(r => `${r.status} ${by(r)}`),
+    Array(4).fill('200 primary'),
+    'all 4 served by the primary, 200',
+  )
   t.equal(backup.seen.length, 0, 'the backup got 0')
   t.equal(stats.max, 1, 'the primary never held more than 1')
 })
@@ -176,7 +221,7 @@ t.test('full primaries do not spill onto a backup: requests wait for the primary
 t.test('a queued sticky request does not hold up one that could use a freed upstream', async t => {
   const a = await counting(t, 'a', 0)
   const b = await counting(t, 'b', 0)
-  const { balancer, port } = await startBalancer(t, [], {
+  const { server, port } = await startBalancer(t, [], {
     upstreams: [spec(a.up.port, { maxConns: 1 }), spec(b.up.port, { maxConns: 1 })],
     sticky: { cookie: 'sy', secret: 'test-secret' },
     queueTimeout: 5000,
@@ -191,7 +236,7 @@ t.test('a queued sticky request does not hold up one that could use a freed upst
   await b.holding(1)
   // Both full. A sticky request queues for a (first in line), then a plain one for anyone.
   const stickyWaiter = fetchText(port, { headers: { cookie } })
-  await once(balancer, 'request')
+  await once(server, 'request')
   const plain = await fetchText(port)
   t.equal(plain.status, 200, 'the plain request is served')
   t.equal(by(plain), 'b', 'by b, as soon as b freed up at 300 ms')
@@ -203,7 +248,7 @@ t.test('a queued sticky request does not hold up one that could use a freed upst
 t.test('queueTimeout counts from when a request first queued, even if it was woken in between', async t => {
   const a = await counting(t, 'a', 0)
   const b = await counting(t, 'b', 0)
-  const { balancer, port } = await startBalancer(t, [], {
+  const { balancer, server, port } = await startBalancer(t, [], {
     upstreams: [spec(a.up.port, { maxConns: 1 }), spec(b.up.port, { maxConns: 1 })],
     sticky: { cookie: 'sy', secret: 'test-secret' },
     queueTimeout: 700,
@@ -217,11 +262,10 @@ t.test('queueTimeout counts from when a request first queued, even if it was wok
   await b.holding(1)
   const start = performance.now()
   const waiting = fetchText(port, { headers: { cookie } })
-  await once(balancer, 'request')
+  await once(server, 'request')
   // Queued by now (the balancer's own listener ran first). Timers fire in the order they are
   // due however late the loop runs: at 950 ms the right clock has run out, a restarted one not.
-  const queue = balancer.forwarder.options.queue
-  const atMarker = new Promise<number>(resolve => setTimeout(() => resolve(queue.length), 950))
+  const atMarker = new Promise<number>(resolve => setTimeout(() => resolve(balancer.waiting), 950))
   const r = await waiting
   const ms = performance.now() - start
   t.equal(r.status, 503, 'a stays full past the queue timeout: the sticky request gets 503')

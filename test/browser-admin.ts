@@ -43,7 +43,19 @@ if (!existsSync(CHROMIUM)) {
     const lb = await startCli(
       t,
       BALANCER,
-      ['--port', '0', '--host', '127.0.0.1', '--admin-port', '0', '--quiet', '--upstream', `127.0.0.1:${b1.port}`, '--admin-allowed-host', 'dash.example'],
+      [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--admin-port',
+        '0',
+        '--quiet',
+        '--upstream',
+        `127.0.0.1:${b1.port}`,
+        '--admin-allowed-host',
+        'dash.example',
+      ],
       [LISTENING, ADMIN],
     )
     const [port, adminPort] = lb.ports as [number, number]
@@ -94,12 +106,20 @@ if (!existsSync(CHROMIUM)) {
     const evil = await context.newPage()
     const refused = await evil.goto(`http://evil.example:${adminPort}/status.json`, { timeout: WAIT })
     t.equal(refused?.status(), 421, 'a rebound name gets 421')
-    t.match(await refused?.text(), /^421 Misdirected Request: Host "evil\.example:\d+" does not name this admin listener/, 'with the line that says why')
+    t.match(
+      await refused?.text(),
+      /^421 Misdirected Request: Host "evil\.example:\d+" does not name this admin listener/,
+      'with the line that says why',
+    )
     t.equal((await evil.goto(`http://evil.example:${adminPort}/`, { timeout: WAIT }))?.status(), 421, 'the dashboard too')
 
     // An allowed name: the page, and its event stream under the same Host, work.
     const dash = await context.newPage()
-    t.equal((await dash.goto(`http://dash.example:${adminPort}/`, { timeout: WAIT }))?.status(), 200, '--admin-allowed-host dash.example: 200')
+    t.equal(
+      (await dash.goto(`http://dash.example:${adminPort}/`, { timeout: WAIT }))?.status(),
+      200,
+      '--admin-allowed-host dash.example: 200',
+    )
     await dash.waitForSelector('body[data-live=live]', { timeout: WAIT })
     t.pass('and it goes live')
     t.same(await dash.evaluate('window.cspViolations'), [], 'with no violation')
@@ -109,7 +129,11 @@ if (!existsSync(CHROMIUM)) {
     const deadline = new Promise<string>(resolve => setTimeout(() => resolve('no refusal'), WAIT).unref())
     const refusal = new Promise<string>(resolve => framer.on('console', m => void (/frame-ancestors/.test(m.text()) && resolve(m.text()))))
     await framer.setContent(`<iframe src="http://127.0.0.1:${adminPort}/"></iframe>`, { timeout: WAIT })
-    t.match(await Promise.race([refusal, deadline]), /fram(?:e|ing) 'http:\/\/127\.0\.0\.1:\d+\/'.* violates .*"frame-ancestors 'none'"/i, 'framing is refused')
+    t.match(
+      await Promise.race([refusal, deadline]),
+      /fram(?:e|ing) 'http:\/\/127\.0\.0\.1:\d+\/'.* violates .*"frame-ancestors 'none'"/i,
+      'framing is refused',
+    )
     const frame = framer.frames()[1]
     t.equal(await frame?.evaluate(`document.getElementById('rows')`).catch(() => null), null, 'and the frame holds no dashboard')
   })

@@ -50,14 +50,13 @@ if (!existsSync(CHROMIUM)) {
   t.test('in Chromium, a load and three reloads alternate strictly, and no favicon request takes a turn', async t => {
     const b0 = await serve(t, createBackend({ id: 'b0', exposeStats: true }))
     const b1 = await serve(t, createBackend({ id: 'b1', exposeStats: true }))
-    const lb = await serve(
-      t,
-      createBalancer({
-        upstreams: [b0, b1].map(b => ({ host: '127.0.0.1', port: portOf(b) })),
-        policy: 'round-robin',
-      }),
-    )
-    const url = `http://127.0.0.1:${portOf(lb)}/`
+    const lb = createBalancer({
+      upstreams: [b0, b1].map(b => ({ host: '127.0.0.1', port: portOf(b) })),
+      policy: 'round-robin',
+    })
+    const { port } = await lb.listen(0, '127.0.0.1')
+    t.teardown(() => lb.close())
+    const url = `http://127.0.0.1:${port}/`
 
     // A fresh profile: no icon or page cached from an earlier run.
     const profile = mkdtempSync(join(tmpdir(), 'switchyard-chromium-'))

@@ -23,8 +23,7 @@ const WAIT = 5000
 
 const ADMIN = /^switchyard admin on http:\/\/[^:]+:(\d+)\//
 
-const backend = async (t: Test, id: string): Promise<Proc> =>
-  startCli(t, BACKEND, ['--port', '0', '--id', id, '--quiet'])
+const backend = async (t: Test, id: string): Promise<Proc> => startCli(t, BACKEND, ['--port', '0', '--id', id, '--quiet'])
 
 /** Kills a process and waits until it is gone, so what the page shows next follows from it. */
 async function kill(proc: Proc): Promise<void> {
@@ -72,12 +71,34 @@ if (!existsSync(CHROMIUM)) {
   t.test('the dashboard, live in Chromium, through traffic, a dead backend and a dead balancer', async t => {
     const [b1, b2] = [await backend(t, 'b1'), await backend(t, 'b2')]
     const [a, b] = [`127.0.0.1:${b1.ports[0]}`, `127.0.0.1:${b2.ports[0]}`]
-    const lb = await startCli(t, BALANCER, [
-      '--port', '0', '--host', '127.0.0.1', '--admin-port', '0', '--quiet',
-      '--health-path', '/healthz', '--health-interval', '200ms', '--health-timeout', '200ms',
-      '--unhealthy-threshold', '2', '--healthy-threshold', '1',
-      '--upstream', a, '--upstream', b,
-    ], [LISTENING, ADMIN])
+    const lb = await startCli(
+      t,
+      BALANCER,
+      [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--admin-port',
+        '0',
+        '--quiet',
+        '--health-path',
+        '/healthz',
+        '--health-interval',
+        '200ms',
+        '--health-timeout',
+        '200ms',
+        '--unhealthy-threshold',
+        '2',
+        '--healthy-threshold',
+        '1',
+        '--upstream',
+        a,
+        '--upstream',
+        b,
+      ],
+      [LISTENING, ADMIN],
+    )
     const [port, adminPort] = lb.ports
     const admin = `http://127.0.0.1:${adminPort}/`
 

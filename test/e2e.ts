@@ -30,14 +30,9 @@ async function balancer(t: Test, backends: Backend[], failTimeout = 10_000) {
     failTimeout,
     log: line => logs.push(line),
   })
-  lb.listen(0, '127.0.0.1')
-  await once(lb, 'listening')
-  t.teardown(async () => {
-    lb.close()
-    lb.closeAllConnections()
-    await once(lb, 'close')
-  })
-  return { url: `http://127.0.0.1:${portOf(lb)}`, logs }
+  const { port } = await lb.listen(0, '127.0.0.1')
+  t.teardown(() => lb.close())
+  return { url: `http://127.0.0.1:${port}`, logs }
 }
 
 t.test('12 sequential GETs alternate strictly between the two backends', async t => {
@@ -105,5 +100,8 @@ t.test('failover: a stopped backend, then all stopped, then one restarted', asyn
   t.equal(back.status, 200, 'after fail_timeout the restarted backend is back in rotation')
   t.equal(back.headers.get('x-served-by'), 'backend-b2', 'and answers')
   t.ok(b2.listening, 'restarted on the same port')
-  t.ok(logs.some(l => l.includes('is up again')), 'its recovery is logged')
+  t.ok(
+    logs.some(l => l.includes('is up again')),
+    'its recovery is logged',
+  )
 })

@@ -10,8 +10,7 @@ import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { BACKEND, BALANCER, startCli, type Proc } from './fixtures/processes.js'
 
-const backend = (t: Test, id: string, port = 0) =>
-  startCli(t, BACKEND, ['--port', String(port), '--id', id, '--quiet', '--cache-ttl', '0'])
+const backend = (t: Test, id: string, port = 0) => startCli(t, BACKEND, ['--port', String(port), '--id', id, '--quiet', '--cache-ttl', '0'])
 
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -30,7 +29,13 @@ async function until(done: () => boolean, what: string, ms = 15_000): Promise<vo
 t.test('GETs at 32 concurrent while a backend is killed and restarted: 0 fail, and it serves again', async t => {
   const backends = [await backend(t, 'b1'), await backend(t, 'b2'), await backend(t, 'b3')]
   const lb = await startCli(t, BALANCER, [
-    '--port', '0', '--host', '127.0.0.1', '--quiet', '--fail-timeout', '1s',
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--quiet',
+    '--fail-timeout',
+    '1s',
     ...backends.flatMap(b => ['--upstream', `127.0.0.1:${b.port}`]),
   ])
   // The loop runs until the test has seen what it waits for, bounded in count and time.
@@ -69,8 +74,14 @@ t.test('GETs at 32 concurrent while a backend is killed and restarted: 0 fail, a
     await load
   }
   t.same(failures, [], `all ${served.length} GETs answered 200`)
-  t.ok(served.some(s => s.by === 'b2' && s.phase === 'before'), 'b2 served before the kill')
-  t.ok(served.some(s => s.by === 'b2' && s.phase === 'after'), 'the restarted b2, on its port, served again')
+  t.ok(
+    served.some(s => s.by === 'b2' && s.phase === 'before'),
+    'b2 served before the kill',
+  )
+  t.ok(
+    served.some(s => s.by === 'b2' && s.phase === 'after'),
+    'the restarted b2, on its port, served again',
+  )
 })
 
 t.test('300 MB up and down keep their sha256, and the balancer stays small', async t => {
@@ -102,8 +113,13 @@ t.test('300 MB up and down keep their sha256, and the balancer stays small', asy
   await once(upstream, 'listening')
   t.teardown(() => upstream.close())
   const lb = await startCli(t, BALANCER, [
-    '--port', '0', '--host', '127.0.0.1', '--quiet',
-    '--upstream', `127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--quiet',
+    '--upstream',
+    `127.0.0.1:${(upstream.address() as AddressInfo).port}`,
   ])
   const pid = lb.child.pid as number
   const baseline = rssBytes(pid)

@@ -23,7 +23,11 @@ import {
 t.test('npm start: two backends behind the balancer, output prefixed, SIGTERM to the launcher alone', async t => {
   const stack = await startStack(t)
   const kids = children(stack.proc.pid!)
-  t.same([...kids.keys()].sort(), [`backend-${stack.a}`, `backend-${stack.b}`, 'balancer'].sort(), 'three children, no shell or npx between')
+  t.same(
+    [...kids.keys()].sort(),
+    [`backend-${stack.a}`, `backend-${stack.b}`, 'balancer'].sort(),
+    'three children, no shell or npx between',
+  )
   for (const { argv } of childrenOf(stack.proc.pid!)) t.equal(argv[0], process.execPath, `${argv[1]} runs directly under node`)
 
   const servedBy: string[] = []
@@ -35,10 +39,15 @@ t.test('npm start: two backends behind the balancer, output prefixed, SIGTERM to
   }
   const [first, second] = [`backend-${stack.a}`, `backend-${stack.b}`]
   t.same(servedBy, [first, second, first, second], 'round-robin: backends alternate in upstream order')
-  const status = (await (await fetch(`http://127.0.0.1:${stack.admin}/status.json`)).json()) as { upstreams: { id: string; requests: number }[] }
+  const status = (await (await fetch(`http://127.0.0.1:${stack.admin}/status.json`)).json()) as {
+    upstreams: { id: string; requests: number }[]
+  }
   t.same(
     status.upstreams.map(u => [u.id, u.requests]),
-    [[`127.0.0.1:${stack.a}`, 2], [`127.0.0.1:${stack.b}`, 2]],
+    [
+      [`127.0.0.1:${stack.a}`, 2],
+      [`127.0.0.1:${stack.b}`, 2],
+    ],
     'the admin listener counts two requests per backend',
   )
 
@@ -47,8 +56,16 @@ t.test('npm start: two backends behind the balancer, output prefixed, SIGTERM to
   t.equal(code, 0, `launcher exits 0 after a clean stop (signal ${signal})`)
   t.ok(stack.lines.includes(`[launcher] SIGTERM, stopping ${first}, ${second}, balancer`), 'the launcher says what it stops')
   const names = new RegExp(`^\\[(launcher|${first}|${second}|balancer)\\] `)
-  t.same(stack.lines.filter(line => !names.test(line)), [], 'every line of output is prefixed with its process name')
-  t.same(await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)), [true, true, true, true], 'all four ports are free again')
+  t.same(
+    stack.lines.filter(line => !names.test(line)),
+    [],
+    'every line of output is prefixed with its process name',
+  )
+  t.same(
+    await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)),
+    [true, true, true, true],
+    'all four ports are free again',
+  )
   t.same([...kids.values()].filter(alive), [], 'no child outlives the launcher')
 })
 
@@ -58,8 +75,16 @@ t.test('Ctrl-C in a terminal: SIGINT to the whole process group stops everything
   process.kill(-stack.proc.pid!, 'SIGINT')
   const { code } = await stack.exited()
   t.equal(code, 0, 'launcher exits 0: each child took SIGINT and SIGTERM as one stop and exited cleanly')
-  t.same(stack.lines.filter(line => /exited with/.test(line)), [], 'no child reported as failed')
-  t.same(await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)), [true, true, true, true], 'all four ports are free again')
+  t.same(
+    stack.lines.filter(line => /exited with/.test(line)),
+    [],
+    'no child reported as failed',
+  )
+  t.same(
+    await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)),
+    [true, true, true, true],
+    'all four ports are free again',
+  )
   t.same(kids.filter(alive), [], 'no child outlives the launcher')
 })
 
@@ -70,7 +95,11 @@ t.test('--only backend builds, then runs one backend with the flags after it', a
   await launcher.line(new RegExp(`^\\[backend\\] custom-id listening on http://127\\.0\\.0\\.1:${port}$`))
   const kids = childrenOf(launcher.proc.pid!)
   t.equal(kids.length, 1, 'only one process runs')
-  t.same(kids[0]?.argv.slice(1), [join(root, 'packages/backend/dist/cli.js'), '--port', String(port), '--id', 'custom-id'], 'flags passed through as given')
+  t.same(
+    kids[0]?.argv.slice(1),
+    [join(root, 'packages/backend/dist/cli.js'), '--port', String(port), '--id', 'custom-id'],
+    'flags passed through as given',
+  )
   const res = await fetch(`http://127.0.0.1:${port}/`)
   t.equal(res.headers.get('x-served-by'), 'custom-id', 'the backend took the --id flag')
   launcher.proc.kill('SIGTERM')
@@ -96,7 +125,10 @@ t.test('a failed build stops the launcher before anything starts', async t => {
   const { code } = await launcher.exited()
   t.equal(code, 1, 'launcher exits 1')
   t.ok(launcher.lines.includes('[launcher] build failed: tsc exited with signal SIGKILL'), 'it says the build failed and how')
-  t.notOk(launcher.lines.some(line => line.startsWith('[backend]')), 'the backend never started')
+  t.notOk(
+    launcher.lines.some(line => line.startsWith('[backend]')),
+    'the backend never started',
+  )
 })
 
 t.test('--only with no process or another name is refused with the usage line', async t => {
@@ -104,7 +136,11 @@ t.test('--only with no process or another name is refused with the usage line', 
     const launcher = run(t, args, { SWITCHYARD_SKIP_BUILD: '1' })
     const { code } = await launcher.exited()
     t.equal(code, 1, `exits 1 for ${args.join(' ')}`)
-    t.same(launcher.lines, ['[launcher] usage: node scripts/start.mjs [--backends N] [balancer flags...] | --only backend|balancer [flags for it...]'], `one usage line for ${args.join(' ')}`)
+    t.same(
+      launcher.lines,
+      ['[launcher] usage: node scripts/start.mjs [--backends N] [balancer flags...] | --only backend|balancer [flags for it...]'],
+      `one usage line for ${args.join(' ')}`,
+    )
   }
 })
 
@@ -120,7 +156,11 @@ t.test('a bad --backends count exits 1 with one line, before anything starts', a
     const launcher = run(t, args, { SWITCHYARD_SKIP_BUILD: '1' })
     const { code } = await launcher.exited()
     t.equal(code, 1, `exits 1 for ${args.join(' ')}`)
-    t.same(launcher.lines, [`[launcher] --backends: ${shown} is not a whole number from 1 to 64`], `one line naming the value for ${args.join(' ')}`)
+    t.same(
+      launcher.lines,
+      [`[launcher] --backends: ${shown} is not a whole number from 1 to 64`],
+      `one line naming the value for ${args.join(' ')}`,
+    )
   }
 })
 
@@ -152,7 +192,11 @@ t.test('a second signal within 1000 ms is the same one; a later one kills the ch
   // The rule is about elapsed time, so here the test has to let it elapse.
   await new Promise(resolve => setTimeout(resolve, 1100))
   t.equal(launcher.proc.exitCode, null, 'the launcher still waits for its child')
-  t.same(launcher.lines.filter(line => line.startsWith('[launcher]')), ['[launcher] SIGTERM, stopping balancer'], 'the second signal was taken as the first')
+  t.same(
+    launcher.lines.filter(line => line.startsWith('[launcher]')),
+    ['[launcher] SIGTERM, stopping balancer'],
+    'the second signal was taken as the first',
+  )
   launcher.proc.kill('SIGTERM')
   await launcher.line(/^\[launcher\] SIGTERM again, killing balancer$/)
   t.equal((await launcher.exited()).code, 1, 'launcher exits 1 without waiting')
@@ -172,8 +216,15 @@ t.test('a child that does not stop cleanly: the launcher names it and exits 1', 
   const { code } = await stack.exited()
   t.equal(code, 1, 'exit 1: not a clean stop')
   t.ok(stack.lines.includes(`[launcher] ${victim} exited with signal SIGKILL`), 'the launcher says which child and how')
-  t.notOk(stack.lines.some(line => line.includes('restarting')), 'a death during a stop is not restarted')
-  t.same(await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)), [true, true, true, true], 'all four ports are free again')
+  t.notOk(
+    stack.lines.some(line => line.includes('restarting')),
+    'a death during a stop is not restarted',
+  )
+  t.same(
+    await Promise.all([stack.a, stack.b, stack.balancer, stack.admin].map(isFree)),
+    [true, true, true, true],
+    'all four ports are free again',
+  )
   t.same([...kids.values()].filter(alive), [], 'no orphan is left')
 })
 
@@ -198,7 +249,10 @@ t.test('npm start under a process manager: SIGTERM to npm alone stops everything
   t.same(script?.argv, ['node', 'scripts/start.mjs'], "npm's child is the launcher itself, no shell between")
   launcher.proc.kill('SIGTERM')
   t.equal((await launcher.exited()).code, 0, 'npm exits 0, as the launcher did')
-  t.ok(launcher.lines.includes(`[launcher] SIGTERM, stopping backend-${ports.a}, backend-${ports.b}, balancer`), 'the launcher got the SIGTERM')
+  t.ok(
+    launcher.lines.includes(`[launcher] SIGTERM, stopping backend-${ports.a}, backend-${ports.b}, balancer`),
+    'the launcher got the SIGTERM',
+  )
   t.same(await Promise.all([ports.a, ports.b, ports.balancer].map(isFree)), [true, true, true], 'all three ports are free again')
   t.ok(await untilGone([script!.pid]), 'no process is left')
 })

@@ -32,7 +32,12 @@ t.test('round-robin, weights 3:1: exactly 300/100 of 400, in nginx smooth order'
   t.same(order.slice(0, 8), ['a', 'a', 'b', 'a', 'a', 'a', 'b', 'a'], 'the first 8 are nginx smooth WRR: a a b a, a a b a')
   t.same(tally(order), { a: 300, b: 100 }, 'X-Served-By: exactly 300 a and 100 b')
   t.same([a.seen.length, b.seen.length], [300, 100], 'and the upstreams saw exactly 300 and 100')
-  const longest = Math.max(...order.join('').split('b').map(run => run.length))
+  const longest = Math.max(
+    ...order
+      .join('')
+      .split('b')
+      .map(run => run.length),
+  )
   t.equal(longest, 3, 'never more than 3 a in a row (smooth, not aaa...ab bursts)')
   t.equal(order.join(''), 'aaba'.repeat(100), 'the whole order is a a b a, 100 times over')
 })
@@ -73,7 +78,11 @@ t.test('a backup serves only while every primary is down, and hands back when on
   replies = await sequence(port, 10)
   t.same(statuses(replies), [200], 'both primaries stopped: 10 x 200')
   t.same(tally(replies.map(by)), { c: 10 }, 'all served by the backup')
-  for (const u of [a, b]) t.ok(logs.some(l => l.startsWith(`upstream ${u.spec} marked down`)), `${u.spec} marked down is logged`)
+  for (const u of [a, b])
+    t.ok(
+      logs.some(l => l.startsWith(`upstream ${u.spec} marked down`)),
+      `${u.spec} marked down is logged`,
+    )
 
   const a2 = await startUpstream(t, 'a-again', undefined, a.port)
   t.equal(a2.port, a.port, 'a restarted on its old port')
@@ -83,7 +92,10 @@ t.test('a backup serves only while every primary is down, and hands back when on
   t.same(statuses(replies), [200], 'after fail_timeout: 10 x 200')
   t.same(tally(replies.map(by)), { 'a-again': 10 }, 'traffic is back on a')
   t.equal(c.seen.length, cBefore, 'and the backup gets none again')
-  t.ok(logs.some(l => l.startsWith(`upstream ${a.spec} is up again`)), 'a coming back is logged')
+  t.ok(
+    logs.some(l => l.startsWith(`upstream ${a.spec} is up again`)),
+    'a coming back is logged',
+  )
 })
 
 t.test('slow start: a returning upstream ramps up to its share over slowStart', async t => {
@@ -138,7 +150,11 @@ t.test('hash on a header: each user keeps one upstream, and losing one moves onl
   const before = await rounds(5)
   t.same(statuses(before.flat()), [200], '30 users x 5 requests: all 200')
   const home = before.map(rs => [...new Set(rs.map(by))])
-  t.same(users.filter((_, i) => home[i]?.length !== 1), [], 'every user landed on one upstream all 5 times')
+  t.same(
+    users.filter((_, i) => home[i]?.length !== 1),
+    [],
+    'every user landed on one upstream all 5 times',
+  )
   const placed = tally(home.map(h => h[0] as string))
   t.same(Object.keys(placed).sort(), ['a', 'b', 'c'], `30 users spread over all 3 upstreams: ${JSON.stringify(placed)}`)
 
@@ -167,7 +183,11 @@ t.test('hash on a header: each user keeps one upstream, and losing one moves onl
 
 t.test('hash on a header named in mixed case through the API', async t => {
   const ups = [await startUpstream(t, 'a'), await startUpstream(t, 'b')]
-  const { port } = await startBalancer(t, [], { upstreams: ups.map(u => spec(u)), policy: 'hash', hashKey: { kind: 'header', name: 'X-User' } })
+  const { port } = await startBalancer(t, [], {
+    upstreams: ups.map(u => spec(u)),
+    policy: 'hash',
+    hashKey: { kind: 'header', name: 'X-User' },
+  })
   const replies = await sequence(port, 4, { 'x-user': 'alice' })
   t.equal(new Set(replies.map(by)).size, 1, `one user, one upstream (got ${replies.map(by).join(' ')})`)
 })

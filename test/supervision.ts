@@ -27,7 +27,8 @@ const env = (backendPorts: number[], balancer: number, admin: number): Record<st
 })
 
 /** A backend's listening line, as the launcher prefixes it. */
-const listeningLine = (port: number): RegExp => new RegExp(`^\\[backend-${port}\\] backend-${port} listening on http://127\\.0\\.0\\.1:${port}$`)
+const listeningLine = (port: number): RegExp =>
+  new RegExp(`^\\[backend-${port}\\] backend-${port} listening on http://127\\.0\\.0\\.1:${port}$`)
 
 /** Regex-safe text. */
 const literal = (text: string): RegExp => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)
@@ -55,7 +56,8 @@ async function untilStatus(admin: number, done: (s: StatusSnapshot) => boolean, 
   for (;;) {
     last = await status(admin)
     if (done(last)) return last
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last.upstreams.map(u => [u.id, u.state, u.reason]))}`)
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last.upstreams.map(u => [u.id, u.state, u.reason]))}`)
     await new Promise(resolve => setTimeout(resolve, 50))
   }
 }
@@ -74,9 +76,15 @@ t.test('--backends 3: three backends in strict rotation; the flags the launcher 
     ...env([ports[0]!, unused], unused, admin),
   })
   three = { launcher, ports, balancer, admin }
-  await launcher.line(literal(`[launcher] --backends 3 overrides SWITCHYARD_BACKEND_PORTS=${ports[0]},${unused}: 3 backend(s) from port ${ports[0]}`))
+  await launcher.line(
+    literal(`[launcher] --backends 3 overrides SWITCHYARD_BACKEND_PORTS=${ports[0]},${unused}: 3 backend(s) from port ${ports[0]}`),
+  )
   for (const port of ports) await launcher.line(listeningLine(port))
-  await launcher.line(new RegExp(`^\\[balancer\\] switchyard listening on http://0\\.0\\.0\\.0:${balancer}, round-robin over ${ports.map(p => `127\\.0\\.0\\.1:${p}`).join(', ')}$`))
+  await launcher.line(
+    new RegExp(
+      `^\\[balancer\\] switchyard listening on http://0\\.0\\.0\\.0:${balancer}, round-robin over ${ports.map(p => `127\\.0\\.0\\.1:${p}`).join(', ')}$`,
+    ),
+  )
   await launcher.line(new RegExp(`^\\[balancer\\] switchyard admin on http://127\\.0\\.0\\.1:${admin}/ `))
   tt.pass('three backends and the balancer listen, on the ports --backends and --port named')
 
@@ -130,7 +138,11 @@ t.test('a backend killed with SIGKILL under load: every request 200, it restarts
     await launcher.line(literal(`[launcher] ${id} exited with signal SIGKILL; restarting in 100 ms (restart 1)`), from)
     tt.pass('the launcher names the backend, how it died, and when it comes back')
     // 100 ms of backoff and a node start: the issue's bound is 5 s.
-    await within(launcher.line(listeningLine(port), from), 5000, () => `${id} listening again within 5 s; the last lines:\n${launcher.lines.slice(-60).join('\n')}`)
+    await within(
+      launcher.line(listeningLine(port), from),
+      5000,
+      () => `${id} listening again within 5 s; the last lines:\n${launcher.lines.slice(-60).join('\n')}`,
+    )
     restarted = true
     victimListenedAt = Date.now()
     const direct = await fetch(`http://127.0.0.1:${port}/`)
@@ -171,12 +183,23 @@ t.test('a backend that dies again soon after its restart waits twice as long', a
 })
 
 t.test('a backend that can never start is given up on; the rest serve; the balancer killed stops the stack', async tt => {
-  const [a, b, balancer, admin] = [await freePort(), await freePort(), await freePort(), await freePort()] as [number, number, number, number]
+  const [a, b, balancer, admin] = [await freePort(), await freePort(), await freePort(), await freePort()] as [
+    number,
+    number,
+    number,
+    number,
+  ]
   await squat(tt, a)
   const launcher = run(tt, [], env([a, b], balancer, admin))
   const id = `backend-${a}`
-  const gaveUp = await launcher.line(new RegExp(`^\\[launcher\\] ${id} exited with code 1; it died 5 times in 30 s without listening, giving up on it \\(last error: `))
-  tt.match(gaveUp, /\(last error: switchyard-backend: cannot listen on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\); stop what holds it or choose another --port\)$/, 'with its last stderr line')
+  const gaveUp = await launcher.line(
+    new RegExp(`^\\[launcher\\] ${id} exited with code 1; it died 5 times in 30 s without listening, giving up on it \\(last error: `),
+  )
+  tt.match(
+    gaveUp,
+    /\(last error: switchyard-backend: cannot listen on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\); stop what holds it or choose another --port\)$/,
+    'with its last stderr line',
+  )
   tt.same(
     launcher.lines.filter(l => l.startsWith(`[launcher] ${id} exited`)).slice(0, 4),
     [100, 200, 400, 800].map((ms, i) => `[launcher] ${id} exited with code 1; restarting in ${ms} ms (restart ${i + 1})`),
@@ -199,13 +222,21 @@ t.test('a backend that can never start is given up on; the rest serve; the balan
   process.kill(kids.get('balancer')!, 'SIGKILL')
   const { code } = await launcher.exited()
   tt.equal(code, 1, 'the balancer killed: the launcher exits 1')
-  tt.ok(launcher.lines.includes(`[launcher] balancer exited with signal SIGKILL; nothing is served without it, stopping backend-${b}`), 'and says why it stops the backends')
+  tt.ok(
+    launcher.lines.includes(`[launcher] balancer exited with signal SIGKILL; nothing is served without it, stopping backend-${b}`),
+    'and says why it stops the backends',
+  )
   tt.same(await Promise.all([b, balancer, admin].map(isFree)), [true, true, true], 'their ports are free again')
   tt.same([...kids.values()].filter(alive), [], 'no orphan is left')
 })
 
 t.test('SIGTERM while a restart is pending: it is cancelled, everything stops, nothing starts late', async tt => {
-  const [a, b, balancer, admin] = [await freePort(), await freePort(), await freePort(), await freePort()] as [number, number, number, number]
+  const [a, b, balancer, admin] = [await freePort(), await freePort(), await freePort(), await freePort()] as [
+    number,
+    number,
+    number,
+    number,
+  ]
   await squat(tt, a)
   const launcher = run(tt, [], env([a, b], balancer, admin))
   await launcher.line(listeningLine(b))
@@ -219,7 +250,11 @@ t.test('SIGTERM while a restart is pending: it is cancelled, everything stops, n
   const stopLine = `[launcher] SIGTERM, stopping backend-${b}, balancer; cancelled the restart of backend-${a}`
   tt.ok(launcher.lines.includes(stopLine), 'the pending restart was cancelled, and the stop line says so')
   const after = launcher.lines.slice(launcher.lines.indexOf(pending) + 1)
-  tt.same(after.filter(l => l.startsWith(`[backend-${a}]`) || l.startsWith(`[launcher] backend-${a}`)), [], `no late restart of backend-${a}`)
+  tt.same(
+    after.filter(l => l.startsWith(`[backend-${a}]`) || l.startsWith(`[launcher] backend-${a}`)),
+    [],
+    `no late restart of backend-${a}`,
+  )
   tt.ok(await untilGone(kids), 'no orphan is left')
   tt.same(await Promise.all([b, balancer, admin].map(isFree)), [true, true, true], 'the ports are free again')
 })
@@ -254,7 +289,10 @@ t.test('a backend that stayed up 10 s starts its backoff afresh; SIGTERM stops t
   launcher.proc.kill('SIGTERM')
   const { code } = await launcher.exited()
   tt.equal(code, 0, 'exit 0 after a clean stop')
-  tt.ok(launcher.lines.includes(`[launcher] SIGTERM, stopping ${ports.map(p => `backend-${p}`).join(', ')}, balancer`), 'everything is stopped')
+  tt.ok(
+    launcher.lines.includes(`[launcher] SIGTERM, stopping ${ports.map(p => `backend-${p}`).join(', ')}, balancer`),
+    'everything is stopped',
+  )
   tt.ok(await untilGone(kids), 'no orphan is left')
   tt.same(await Promise.all([...ports, balancer, admin].map(isFree)), Array(5).fill(true), 'all five ports are free again')
 })

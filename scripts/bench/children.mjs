@@ -37,7 +37,9 @@ export function startWatchdog(dir) {
 function killGroup(pid, signal = 'SIGKILL') {
   try {
     process.kill(-pid, signal)
-  } catch {}
+  } catch {
+    // Already gone.
+  }
 }
 
 /**
@@ -49,7 +51,11 @@ export function launch(name, command, args, { fdLimit = true, stdin = 'ignore', 
   // `cpus` (a taskset list such as "1"): the process and all it forks run only there.
   const pin = cpus === undefined ? '' : `taskset -c ${cpus} `
   const raise = `ulimit -n ${FD_LIMIT} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec ${pin}"$0" "$@"`
-  const [file, argv] = fdLimit ? ['/bin/sh', ['-c', raise, command, ...args]] : cpus === undefined ? [command, args] : ['taskset', ['-c', cpus, command, ...args]]
+  const [file, argv] = fdLimit
+    ? ['/bin/sh', ['-c', raise, command, ...args]]
+    : cpus === undefined
+      ? [command, args]
+      : ['taskset', ['-c', cpus, command, ...args]]
   const child = spawn(file, argv, { cwd, detached: true, stdio: [stdin, 'pipe', 'pipe', ...(ipc ? ['ipc'] : [])] })
   child.benchName = name
   child.tail = []
@@ -89,7 +95,10 @@ export function killAll() {
 
 /** Why a child failed, in one line: how it exited and what it said last. */
 export function why(child, how) {
-  const said = child.tail.filter(l => l.trim() !== '').slice(-2).join(' | ')
+  const said = child.tail
+    .filter(l => l.trim() !== '')
+    .slice(-2)
+    .join(' | ')
   return said === '' ? how : `${how}: ${said}`
 }
 

@@ -45,7 +45,7 @@ async function settle(pid) {
     await sleep(250)
     samples.push(memoryKb(pid).rss)
     const recent = samples.slice(-SETTLE_SAMPLES)
-    if (recent.length === SETTLE_SAMPLES && (Math.max(...recent) - Math.min(...recent)) <= SETTLE_FRACTION * Math.max(...recent)) break
+    if (recent.length === SETTLE_SAMPLES && Math.max(...recent) - Math.min(...recent) <= SETTLE_FRACTION * Math.max(...recent)) break
   }
   return samples
 }
@@ -60,11 +60,18 @@ export async function measureMemory(ctx, { count, connections, progress, onWrk }
     await runWrk(`http://127.0.0.1:${port}/`, { connections, seconds: 1, cpus: ctx.loadCpus, onChild: onWrk })
     const baseline = (await settle(pid)).at(-1)
     progress(`memory: Switchyard pid ${pid} RSS ${(baseline / 1024).toFixed(1)} MB; opening ${count} keep-alive connections`)
-    clients = launch('idle-clients', process.execPath, [fileURLToPath(new URL('./idle-clients.mjs', import.meta.url)), String(port), String(count)], { ipc: true })
+    clients = launch(
+      'idle-clients',
+      process.execPath,
+      [fileURLToPath(new URL('./idle-clients.mjs', import.meta.url)), String(port), String(count)],
+      { ipc: true },
+    )
     const up = await message(clients, m => m?.opened !== undefined, OPEN_TIMEOUT_MS)
     const withOpen = await settle(pid)
     const peak = Math.max(...withOpen)
-    progress(`memory: ${up.opened} open (${up.failed} failed${up.firstError ? `, first: ${up.firstError}` : ''}); RSS ${(peak / 1024).toFixed(1)} MB; closing them`)
+    progress(
+      `memory: ${up.opened} open (${up.failed} failed${up.firstError ? `, first: ${up.firstError}` : ''}); RSS ${(peak / 1024).toFixed(1)} MB; closing them`,
+    )
     clients.send('close')
     const down = await message(clients, m => m?.closed !== undefined, 10_000)
     await sleep(RECLAIM_WAIT_MS)

@@ -20,7 +20,9 @@ export function which(name) {
     try {
       accessSync(join(dir, name), constants.X_OK)
       return join(dir, name)
-    } catch {}
+    } catch {
+      // Not here, or not executable: the next directory.
+    }
   }
   return undefined
 }
@@ -103,51 +105,119 @@ async function startWith(ctx, name, command, args, { pinned = true } = {}) {
 }
 
 /** The proxies to measure, in table order; the first present one of nginx/http-proxy is the baseline. */
-export function proxies(ctx, { nginx, haproxy, workers }) {
+export function proxies(ctx, { nginx, haproxy, workers, also = [] }) {
   const targets = ctx.backends.map(p => `127.0.0.1:${p}`)
-  const switchyard = extra => port => [ctx.cli, '--port', String(port), '--host', '127.0.0.1', ...targets.flatMap(t => ['--upstream', t]), ...extra]
+  const switchyard =
+    (extra, cli = ctx.cli) =>
+    port => [cli, '--port', String(port), '--host', '127.0.0.1', ...targets.flatMap(t => ['--upstream', t]), ...extra]
   const list = []
   if (nginx !== undefined) {
-    list.push({ id: 'nginx', label: 'nginx', start: () => startWith(ctx, 'nginx', nginx, port => {
-      const dir = join(ctx.dir, `nginx-${port}`)
-      mkdirSync(dir, { recursive: true })
-      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, ctx.backends, ctx.connections))
-      // -e: the error log before the config is read; the default one may not be writable.
-      return ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]
-    }) })
+    list.push({
+      id: 'nginx',
+      label: 'nginx',
+      start: () =>
+        startWith(ctx, 'nginx', nginx, port => {
+          const dir = join(ctx.dir, `nginx-${port}`)
+          mkdirSync(dir, { recursive: true })
+          writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, ctx.backends, ctx.connections))
+          // -e: the error log before the config is read; the default one may not be writable.
+          return ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]
+        }),
+    })
   }
   if (haproxy !== undefined) {
-    list.push({ id: 'haproxy', label: 'HAProxy', start: () => startWith(ctx, 'haproxy', haproxy, port => {
-      const file = join(ctx.dir, `haproxy-${port}.cfg`)
-      writeFileSync(file, haproxyConfig(port, ctx.backends))
-      // -db: foreground, no master process; the pid we hold is the one that proxies.
-      return ['-db', '-f', file]
-    }) })
+    list.push({
+      id: 'haproxy',
+      label: 'HAProxy',
+      start: () =>
+        startWith(ctx, 'haproxy', haproxy, port => {
+          const file = join(ctx.dir, `haproxy-${port}.cfg`)
+          writeFileSync(file, haproxyConfig(port, ctx.backends))
+          // -db: foreground, no master process; the pid we hold is the one that proxies.
+          return ['-db', '-f', file]
+        }),
+    })
   }
-  list.push({ id: 'http-proxy', label: 'http-proxy (stock Node)', start: () => startWith(ctx, 'http-proxy', process.execPath, port =>
-    [join(ctx.root, 'scripts/bench/http-proxy-peer.mjs'), String(port), ...targets.map(t => `http://${t}`)]) })
-  list.push({ id: 'node-pipe', label: 'node:http pipe (no library)', start: () => startWith(ctx, 'node-pipe', process.execPath, port =>
-    [join(ctx.root, 'scripts/bench/pipe-peer.mjs'), String(port), ...targets.map(t => `http://${t}`)]) })
+  list.push({
+    id: 'http-proxy',
+    label: 'http-proxy (stock Node)',
+    start: () =>
+      startWith(ctx, 'http-proxy', process.execPath, port => [
+        join(ctx.root, 'scripts/bench/http-proxy-peer.mjs'),
+        String(port),
+        ...targets.map(t => `http://${t}`),
+      ]),
+  })
+  list.push({
+    id: 'node-pipe',
+    label: 'node:http pipe (no library)',
+    start: () =>
+      startWith(ctx, 'node-pipe', process.execPath, port => [
+        join(ctx.root, 'scripts/bench/pipe-peer.mjs'),
+        String(port),
+        ...targets.map(t => `http://${t}`),
+      ]),
+  })
   list.push({ id: 'switchyard', label: 'Switchyard', start: () => startWith(ctx, 'switchyard', process.execPath, switchyard(['--quiet'])) })
-  list.push({ id: 'switchyard-features', label: 'Switchyard +admin +access log', start: () => startWith(ctx, 'switchyard-features', process.execPath,
-    switchyard(['--admin-port', '0', '--access-log', join(ctx.dir, 'access.log')])) })
+  // Other builds of Switchyard (--also label=cli.js), right after this one and run the same way.
+  for (const { label, cli } of also) {
+    list.push({
+      id: label,
+      label: `Switchyard (${label})`,
+      also: true,
+      start: () => startWith(ctx, label, process.execPath, switchyard(['--quiet'], cli)),
+    })
+  }
+  list.push({
+    id: 'switchyard-features',
+    label: 'Switchyard +admin +access log',
+    start: () =>
+      startWith(
+        ctx,
+        'switchyard-features',
+        process.execPath,
+        switchyard(['--admin-port', '0', '--access-log', join(ctx.dir, 'access.log')]),
+      ),
+  })
   // What each feature costs, one at a time, against the Switchyard row: passive health off
   // (max_fails 0: no failure counting, no down state), and the policies with more to do per request.
-  list.push({ id: 'switchyard-no-passive', label: 'Switchyard --max-fails 0', start: () => startWith(ctx, 'switchyard-no-passive', process.execPath, switchyard(['--quiet', '--max-fails', '0'])) })
-  list.push({ id: 'switchyard-least', label: 'Switchyard --policy least-requests', start: () => startWith(ctx, 'switchyard-least', process.execPath, switchyard(['--quiet', '--policy', 'least-requests'])) })
+  list.push({
+    id: 'switchyard-no-passive',
+    label: 'Switchyard --max-fails 0',
+    start: () => startWith(ctx, 'switchyard-no-passive', process.execPath, switchyard(['--quiet', '--max-fails', '0'])),
+  })
+  list.push({
+    id: 'switchyard-least',
+    label: 'Switchyard --policy least-requests',
+    start: () => startWith(ctx, 'switchyard-least', process.execPath, switchyard(['--quiet', '--policy', 'least-requests'])),
+  })
   // wrk's connections all come from 127.0.0.1, so hashing the client IP sends all of them to one
   // upstream: this row is the cost of hashing, not of spreading.
-  list.push({ id: 'switchyard-hash', label: 'Switchyard --policy hash', start: () => startWith(ctx, 'switchyard-hash', process.execPath, switchyard(['--quiet', '--policy', 'hash'])) })
+  list.push({
+    id: 'switchyard-hash',
+    label: 'Switchyard --policy hash',
+    start: () => startWith(ctx, 'switchyard-hash', process.execPath, switchyard(['--quiet', '--policy', 'hash'])),
+  })
   if (workers) {
     // Not pinned: two workers on one core would measure nothing a worker is for.
-    list.push({ id: 'switchyard-workers', label: 'Switchyard --workers 2 (not pinned)', start: () => startWith(ctx, 'switchyard-workers', process.execPath,
-      switchyard(['--quiet', '--workers', '2']), { pinned: false }) })
+    list.push({
+      id: 'switchyard-workers',
+      label: 'Switchyard --workers 2 (not pinned)',
+      start: () => startWith(ctx, 'switchyard-workers', process.execPath, switchyard(['--quiet', '--workers', '2']), { pinned: false }),
+    })
   }
   return list
 }
 
 /** Switchyard alone, quiet, for the memory phase. */
 export function startSwitchyard(ctx) {
-  return startWith(ctx, 'switchyard-memory', process.execPath, port =>
-    [ctx.cli, '--port', String(port), '--host', '127.0.0.1', ...ctx.backends.flatMap(p => ['--upstream', `127.0.0.1:${p}`]), '--quiet'])
+  return startWith(ctx, 'switchyard-memory', process.execPath, port => [
+    ctx.cli,
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    ...ctx.backends.flatMap(p => ['--upstream', `127.0.0.1:${p}`]),
+    '--quiet',
+  ])
 }

@@ -14,10 +14,12 @@ const sum = values => values.reduce((a, b) => a + b, 0)
  * { median, min, max, n }: a pair measured in one round shared the machine's load.
  */
 export function pairedCpuRatio(a, b) {
-  const ratios = a.rounds.flatMap(r => {
-    const other = b.rounds.find(x => x.round === r.round)
-    return other === undefined ? [] : [r.main.cpuUsPerRequest / other.main.cpuUsPerRequest]
-  }).filter(Number.isFinite)
+  const ratios = a.rounds
+    .flatMap(r => {
+      const other = b.rounds.find(x => x.round === r.round)
+      return other === undefined ? [] : [r.main.cpuUsPerRequest / other.main.cpuUsPerRequest]
+    })
+    .filter(Number.isFinite)
   return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios), n: ratios.length }
 }
 
@@ -28,10 +30,11 @@ export function pairedCpuRatio(a, b) {
  */
 export function summarize(proxy, baseline) {
   const rounds = proxy.rounds
-  const same = (pick, combine) => rounds.map(r => {
-    const b = baseline?.rounds.find(x => x.round === r.round)
-    return b === undefined ? NaN : combine(pick(r), pick(b))
-  })
+  const same = (pick, combine) =>
+    rounds.map(r => {
+      const b = baseline?.rounds.find(x => x.round === r.round)
+      return b === undefined ? NaN : combine(pick(r), pick(b))
+    })
   const cpu = rounds.map(r => r.main.cpuUsPerRequest)
   return {
     id: proxy.id,
@@ -43,9 +46,19 @@ export function summarize(proxy, baseline) {
     cpuUsPerRequest: median(cpu),
     cpuUsMin: Math.min(...cpu.filter(Number.isFinite)),
     cpuUsMax: Math.max(...cpu.filter(Number.isFinite)),
-    cpuRatio: median(same(r => r.main.cpuUsPerRequest, (a, b) => a / b)),
+    cpuRatio: median(
+      same(
+        r => r.main.cpuUsPerRequest,
+        (a, b) => a / b,
+      ),
+    ),
     c1p50ms: median(rounds.map(r => r.c1?.p50ms)),
-    c1AddedMs: median(same(r => r.c1?.p50ms, (a, b) => a - b)),
+    c1AddedMs: median(
+      same(
+        r => r.c1?.p50ms,
+        (a, b) => a - b,
+      ),
+    ),
     requests: sum(rounds.map(r => r.main.requests)),
     non2xx: sum(rounds.flatMap(r => [r.main.non2xx, r.c1?.non2xx ?? 0])),
     socketErrors: sum(rounds.flatMap(r => [r.main, r.c1].filter(Boolean).map(w => w.errors - w.non2xx))),
@@ -68,8 +81,10 @@ export function table(summaries, baselineLabel) {
       continue
     }
     const flag = s.non2xx + s.socketErrors > 0 ? ' ⚠' : ''
-    lines.push(`| ${s.label}${s.failed ? ' (stopped early)' : ''} | ${fixed(s.rps, 0)} | ${fixed(s.p50ms, 2)} | ${fixed(s.p99ms, 2)} | ` +
-      `${fixed(s.cpuUsPerRequest, 1)} | ${fixed(s.cpuRatio, 2)}× | ${fixed(s.c1p50ms, 3)} | ${signed(s.c1AddedMs, 3)} | ${s.non2xx}${flag} | ${s.socketErrors}${flag} |`)
+    lines.push(
+      `| ${s.label}${s.failed ? ' (stopped early)' : ''} | ${fixed(s.rps, 0)} | ${fixed(s.p50ms, 2)} | ${fixed(s.p99ms, 2)} | ` +
+        `${fixed(s.cpuUsPerRequest, 1)} | ${fixed(s.cpuRatio, 2)}× | ${fixed(s.c1p50ms, 3)} | ${signed(s.c1AddedMs, 3)} | ${s.non2xx}${flag} | ${s.socketErrors}${flag} |`,
+    )
   }
   return lines
 }

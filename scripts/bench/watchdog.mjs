@@ -19,7 +19,9 @@ process.on('disconnect', () => {
   for (const group of groups) {
     try {
       process.kill(-group, 'SIGKILL')
-    } catch {}
+    } catch {
+      // Already gone.
+    }
   }
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
   process.exit(0)

@@ -19,7 +19,9 @@ export function parseWrk(text) {
     return m ? toMs(m[1], m[2]) : NaN
   }
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text)
-  const socketErrors = socket ? { connect: +socket[1], read: +socket[2], write: +socket[3], timeout: +socket[4] } : { connect: 0, read: 0, write: 0, timeout: 0 }
+  const socketErrors = socket
+    ? { connect: +socket[1], read: +socket[2], write: +socket[3], timeout: +socket[4] }
+    : { connect: 0, read: 0, write: 0, timeout: 0 }
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0)
   const requests = Number(done[1])
   return {

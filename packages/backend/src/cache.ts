@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { LRUCache } from 'lru-cache'
-import type { BufferedResponse, Handler } from './routes.js'
+import type { BufferedResponse, Handler } from './response.js'
 
 /**
  * How a response relates to the cache, sent as `X-Cache`:

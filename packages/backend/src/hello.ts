@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import type { BufferedResponse } from './routes.js'
+import type { BufferedResponse } from './response.js'
 
 /**
  * The representations of `GET /`, chosen from `Accept`. A browser gets a tiny HTML page

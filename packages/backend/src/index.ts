@@ -13,7 +13,7 @@ export {
   type ResolvedOptions,
 } from './config.js'
 export { BodyBudgetError, BodyTooLargeError, ConfigError } from './errors.js'
-export { text, type BufferedResponse, type Handler } from './routes.js'
+export { liveJson, pathOf, text, type BufferedResponse, type Handler } from './response.js'
 export { Backend, createBackend, listeningUrl } from './server.js'
 export { RequestStats } from './stats.js'
 export { WS_PATH, WebSocketEcho, type WebSocketEchoOptions } from './websocket.js'

@@ -5,21 +5,8 @@ import type { BodyAccount } from './body-budget.js'
 import { BodyBudgetError, BodyTooLargeError } from './errors.js'
 import { helloResponse, helloVariant } from './hello.js'
 import { SessionStore, sessionResponse } from './sessions.js'
+import { liveJson, pathOf, text, type BufferedResponse, type Handler } from './response.js'
 import type { RequestStats } from './stats.js'
-
-/**
- * A response built in full before anything is written, so the cache can store it and
- * answer later requests with it. Header names are lower case, one value each;
- * `Content-Length` and `X-Served-By` are added when it is sent.
- */
-export interface BufferedResponse {
-  status: number
-  headers: Record<string, string>
-  body: Buffer
-}
-
-/** Produces the response to one request. It never throws: a failure is a response too. */
-export type Handler = () => Promise<BufferedResponse>
 
 /**
  * Opens the request's account against the backend's body budget. The server releases it when
@@ -69,26 +56,6 @@ const ECHO = ['POST', 'PUT', 'DELETE', 'PATCH'] as const
 /** `/slow` bounds, in ms: long enough to show a slow upstream, short enough not to tie one up. */
 const SLOW_DEFAULT_MS = 500
 const SLOW_MAX_MS = 10_000
-
-/** A text/plain response. */
-export function text(status: number, body: string, headers: Record<string, string> = {}): BufferedResponse {
-  return { status, headers: { 'content-type': 'text/plain; charset=utf-8', ...headers }, body: Buffer.from(body) }
-}
-
-/** A JSON response that no cache may keep: it reports live state. */
-function liveJson(value: unknown): BufferedResponse {
-  return {
-    status: 200,
-    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
-    body: Buffer.from(JSON.stringify(value)),
-  }
-}
-
-/** The path of a request target, without the query. */
-export function pathOf(target: string): string {
-  const q = target.indexOf('?')
-  return q === -1 ? target : target.slice(0, q)
-}
 
 /**
  * Reads a request body into one buffer, at most `limit` bytes, counting each chunk against

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { LRUCache } from 'lru-cache'
 import { parseWholeNumber } from './config.js'
-import type { BufferedResponse } from './routes.js'
+import type { BufferedResponse } from './response.js'
 
 /** The cookie that carries the session id. The balancer's sticky cookie has a name of its own. */
 export const SESSION_COOKIE = 'sid'

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
-import { pathOf } from './routes.js'
+import { pathOf } from './response.js'
 
 /** The path of the WebSocket echo endpoint. */
 export const WS_PATH = '/ws'

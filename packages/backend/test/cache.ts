@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { ResponseCache, entrySize, isStorable, type ResponseCacheOptions } from '../src/cache.js'
-import { text, type BufferedResponse } from '../src/routes.js'
+import { text, type BufferedResponse } from '../src/response.js'
 import { createBackend } from '../src/server.js'
 
 /** A clock the test moves by hand. It starts far from 0: lru-cache treats a start time of 0 as "no TTL". */

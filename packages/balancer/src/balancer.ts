@@ -1,209 +1,73 @@
-import { Agent, Server, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { Duplex } from 'node:stream'
-import type { HealthCheckOptions } from './config.js'
-import { ignoreError } from './errors.js'
-import type { HashKey } from './hash.js'
-import { createPolicy, type Policy, type PolicyName } from './policies.js'
-import { WaitQueue } from './queue.js'
-import { Sticky, type StickyOptions } from './sticky.js'
-import type { AccessLog } from './access-log.js'
-import { Exchange } from './exchange.js'
-import { Forwarder, type ForwarderOptions } from './proxy.js'
-import { HealthChecker } from './health.js'
-import { Reclaimer, type Reclaimed } from './reclaim.js'
-import { answerDue, closing, refusal } from './requests.js'
-import { Pool, Upstream, upstreamId, type HealthChange, type UpstreamSpec } from './upstream.js'
-import { WebSocketProxy } from './websocket.js'
-
-/** Options of `createBalancer`. Durations are in ms. */
-export interface BalancerOptions {
-  /** The upstreams, in declared order. Required, at least one. */
-  upstreams: UpstreamSpec[]
-  /** Failures within `failTimeout` that mark an upstream down (nginx `max_fails`). Default 1; 0 never does. */
-  maxFails?: number
-  /** Failure window and down time (nginx `fail_timeout`). Default 10 000. */
-  failTimeout?: number
-  /** Wait for an upstream connection; then it is tried like a refused one. Default 5 000. */
-  connectTimeout?: number
-  /**
-   * Wait for the response headers, and for each read after them while the client is ready for
-   * more (nginx `proxy_read_timeout`). Past it: 504, or a closed connection once the head is sent.
-   * Default 60 000.
-   */
-  timeout?: number
-  /** Try the next upstream after a response timeout too. Default false: one timeout, one 504. */
-  retryOnTimeout?: boolean
-  /** Most further tries after the first. Default: each upstream once (nginx `proxy_next_upstream_tries 0`). */
-  retries?: number
-  /** No new try starts this long after the request came (nginx `proxy_next_upstream_timeout`). Default 0: no cap. */
-  retryTimeout?: number
-  /** Time for a client to send its whole header block; then 408. Default 20 000. */
-  clientHeaderTimeout?: number
-  /** Time between two reads of a request body (nginx `client_body_timeout`); then 408. Default 60 000. */
-  clientBodyTimeout?: number
-  /**
-   * How long an open WebSocket tunnel may pass no byte either way before it is closed (HAProxy
-   * `timeout tunnel`; nginx applies proxy_read_timeout). Default 3 600 000 (1 h); 0: never.
-   */
-  tunnelTimeout?: number
-  /** How long an idle client connection is kept (nginx `keepalive_timeout`). Default 75 000. */
-  keepAliveTimeout?: number
-  /**
-   * How long an idle upstream connection is kept for reuse. Default 4 000: shorter than Node's
-   * default server `keepAliveTimeout` (5 s), so the balancer does not reuse a connection the
-   * backend is closing.
-   */
-  upstreamIdleTimeout?: number
-  /** The balancing policy. Default `round-robin`. */
-  policy?: PolicyName
-  /** What the `hash` policy hashes. Default: the client's IP address. */
-  hashKey?: HashKey
-  /** Most requests waiting for a slot when every candidate is at max_conns. Default 1000. */
-  queueSize?: number
-  /** Longest wait for a slot, then 503. Default 30 000. */
-  queueTimeout?: number
-  /** Sticky sessions by signed cookie. Default: off. */
-  sticky?: StickyOptions | undefined
-  /** Active health checks. Default: none. */
-  health?: HealthCheckOptions | undefined
-  /** Receives one line per health change and notice. Default: none. */
-  log?: ((line: string) => void) | undefined
-  /** Receives one entry per request. Default: none. */
-  accessLog?: AccessLog | undefined
-  /**
-   * Once open client connections fall to a quarter of a peak of at least this many, run full
-   * garbage collections to give the memory back (see Reclaimer). Default 1000; 0: never.
-   */
-  reclaimAfter?: number
-}
-
-/** The methods the balancer forwards, as listed in its 405 for CONNECT. */
-const ALLOW = 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH'
+// The composition root: a balancer wires its listeners, its upstream group and its forwarding together; reload and drain.
+import { EventEmitter } from 'node:events'
+import type { Agent, IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Forwarder } from './forward/forwarder.js'
+import { WebSocketProxy } from './forward/websocket.js'
+import { RequestRecorder } from './observe/recorder.js'
+import type { Stats } from './observe/stats.js'
+import type { BalancerView } from './observe/view.js'
+import { DEFAULTS, type BalancerOptions, type PolicyName } from './options.js'
+import { Connections, applyTimeouts, createListener, type Handlers, type ListenerTimeouts } from './server/listener.js'
+import { Reclaimer, type Reclaimed } from './server/reclaim.js'
+import { closing, refusal } from './server/requests.js'
+import type { CheckResult } from './upstreams/health-check.js'
+import { UpstreamGroup } from './upstreams/group.js'
+import type { Pool } from './upstreams/pool.js'
+import type { Upstream } from './upstreams/upstream.js'
 
 /**
- * Answers CONNECT with 405: a reverse proxy is not a tunnel. Without a 'connect' listener
- * Node drops the socket without a word.
+ * A load balancer: it spreads the requests its listeners accept over `upstreams`. It is
+ * returned not listening; `listen()` opens a listener, `drain()` or `close()` ends them all.
+ *
+ * Events: `health` (HealthChange) for each change of an upstream's health; `reload` once a
+ * reload is applied; `reclaimed` (Reclaimed) after memory was given back.
  */
-function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
-  const body = 'CONNECT is not supported: this is a reverse proxy, not a forward proxy\n'
-  socket.on('error', ignoreError)
-  // Pipelined behind a response not written yet: an answer now would be read as that one's.
-  if (answerDue(socket)) {
-    socket.destroy()
-    return
-  }
-  // The server's sockets allow half-open connections: once the answer is written, destroy
-  // the socket, or a client that never closes its side would hold it.
-  socket.end(
-    'HTTP/1.1 405 Method Not Allowed\r\n' +
-      `Allow: ${ALLOW}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    () => socket.destroy(),
-  )
-}
-
-/** Node's own refusals, by its error code: with a text body like the balancer's other answers. */
-const CLIENT_ERRORS: Record<string, [string, string]> = {
-  HPE_HEADER_OVERFLOW: ['431 Request Header Fields Too Large', 'the request headers are larger than 16 KB'],
-  ERR_HTTP_REQUEST_TIMEOUT: ['408 Request Timeout', 'the request headers did not arrive in time'],
-}
-
-/**
- * Answers a request Node's parser refused (its `clientError`): the status Node would send
- * (400, or 431 and 408), but with a one-line text body naming the problem, as the balancer's
- * other answers have, and then the connection closes. Nothing is written once a response is
- * under way on the connection (pipelining), and a socket the client reset is just closed.
- */
-function refuseMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
-  // Node's own test for the same (`_httpMessage` is the response being written, if any).
-  const busy = (socket as Duplex & { _httpMessage?: { headersSent: boolean } | null })._httpMessage?.headersSent === true
-  if (socket.writable && !busy) {
-    const [status, why] = CLIENT_ERRORS[String(err.code)] ?? ['400 Bad Request', `the request is malformed (${String(err.code)})`]
-    const body = `${status}: ${why}\n`
-    // The answer to a HEAD has no body, and the parser stopped before it could say whether
-    // this was one: any HEAD in the bytes it was reading, and the body is left out.
-    const packet = (err as NodeJS.ErrnoException & { rawPacket?: Buffer }).rawPacket
-    const head = packet === undefined || /(^|\n)HEAD /.test(packet.toString('latin1'))
-    socket.write(
-      `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${head ? '' : body}`,
-    )
-  }
-  socket.destroy()
-}
-
-/**
- * A load balancer: a node:http server that spreads requests over `upstreams` with
- * http-proxy. It is returned not listening; call `listen()`, and `close()` or `drain()`
- * when done.
- */
-export class Balancer extends Server {
-  readonly pool = new Pool([])
-  #policy: Policy | undefined
-  #policyKey = ''
-  #policyName: PolicyName = 'round-robin'
-  readonly #queue = new WaitQueue(1000, 30_000)
-  readonly #forwarder: Forwarder
-  readonly #websockets: WebSocketProxy
-  readonly #reclaimer = new Reclaimer(1000)
-  #agent: Agent | undefined
-  #idle = 0
-  #checker: HealthChecker | undefined
-  /** The active-check settings in force, to tell whether a reload changed them. */
-  #checkerKey = 'null'
-  /** Whether active checks were started: a reload with new settings restarts them. */
-  #checking = false
-  /** Upstreams a reload removed while requests were in flight to them: shown as draining. */
-  #retired: Upstream[] = []
+export class Balancer extends EventEmitter implements BalancerView {
   /** When the balancer was made, ms since the epoch. */
   readonly startedAt = Date.now()
-  /** Client connections open now, and accepted since start. */
-  connectionsOpen = 0
-  connectionsTotal = 0
+  /** The upstreams, their health and the active checks. */
+  readonly upstreams: UpstreamGroup
+  /** Its listeners: node:http servers, in the order `listen()` opened them. */
+  readonly servers: Server[] = []
+  readonly #recorder = new RequestRecorder()
+  readonly #forwarder: Forwarder
+  readonly #websockets: WebSocketProxy
+  readonly #reclaimer = new Reclaimer(DEFAULTS.reclaimAfter)
+  readonly #connections = new Connections(open => this.#reclaimer.count(open))
+  /** The balancer's handlers, handed to every listener. */
+  readonly #handlers: Handlers
+  #timeouts: ListenerTimeouts
+  #log: ((line: string) => void) | undefined
+  #stopped = false
 
   constructor(options: BalancerOptions) {
-    // requestTimeout 0: no cap on a whole request, so a slow 1 GB upload still works; the
-    // body is bounded between reads instead (clientBodyTimeout). Node checks these timeouts
-    // every connectionsCheckingInterval (30 s by default), so check every second for them
-    // to hold to within a second. (On Node 20.20 headersTimeout holds with requestTimeout 0.)
-    // requireHostHeader off: refusal() checks the Host itself, and closes the connection.
-    super({ requestTimeout: 0, connectionsCheckingInterval: 1000, requireHostHeader: false })
-    this.#forwarder = new Forwarder(this.#apply(options))
-    this.#forwarder.onHealth = change => this.emit('health', change)
+    super()
+    this.upstreams = new UpstreamGroup()
+    this.upstreams.configure(options)
+    this.upstreams.on('health', change => this.emit('health', change))
+    this.#forwarder = new Forwarder(options, this.upstreams.pool, this.#recorder, this.upstreams.report)
     this.#websockets = new WebSocketProxy(this.#forwarder)
-    this.on('request', this.#onRequest)
-    this.on('connection', this.#onConnection)
-    this.on('upgrade', this.#websockets.upgrade)
-    this.on('connect', refuseConnect)
-    this.on('clientError', refuseMalformed)
-    this.on('listening', () => this.checkHealth())
+    this.#handlers = { request: this.#onRequest, upgrade: this.#websockets.upgrade }
+    this.#timeouts = this.#apply(options)
     this.#reclaimer.on('reclaimed', this.#onReclaimed)
-    this.on('close', () => {
-      this.#reclaimer.stop()
-      this.#checking = false
-      this.#checker?.stop()
-      this.agent.destroy()
-    })
+  }
+
+  get pool(): Pool {
+    return this.upstreams.pool
+  }
+
+  get retired(): readonly Upstream[] {
+    return this.upstreams.retired
+  }
+
+  lastCheck(id: string): CheckResult | undefined {
+    return this.upstreams.checker?.lastResult(id)
   }
 
   /** The name of the balancing policy in force. */
   get policyName(): PolicyName {
-    return this.#policyName
-  }
-
-  /** The balancing policy in force. */
-  get policy(): Policy {
-    return this.#policy as Policy
-  }
-
-  /** The active health checker, when `health` is set. */
-  get healthChecker(): HealthChecker | undefined {
-    return this.#checker
-  }
-
-  /** Counts of requests, with the pool's state, read by the admin listener. */
-  get forwarder(): Forwarder {
-    return this.#forwarder
+    return this.#forwarder.policyName
   }
 
   /** Whether `drain()` was called. */
@@ -211,24 +75,60 @@ export class Balancer extends Server {
     return this.#forwarder.draining
   }
 
-  /** Upstreams a reload removed that still have requests in flight. */
-  get retired(): readonly Upstream[] {
-    this.#retired = this.#retired.filter(u => u.inFlight > 0)
-    return this.#retired
+  get totals(): Stats {
+    return this.#recorder.totals
   }
 
-  /**
-   * Starts the active health checks, when configured; listening starts them too. A cluster's
-   * primary, which does not listen, runs them this way, once for every worker.
-   */
-  checkHealth(): void {
-    this.#checker?.start()
-    this.#checking = true
+  get unrouted(): Stats {
+    return this.#recorder.unrouted
+  }
+
+  /** Client connections open now, across every listener. */
+  get connectionsOpen(): number {
+    return this.#connections.open
+  }
+
+  /** Client connections accepted since start. */
+  get connectionsTotal(): number {
+    return this.#connections.total
+  }
+
+  /** Requests waiting for a slot because every candidate is at max_conns. */
+  get waiting(): number {
+    return this.#forwarder.queue.length
   }
 
   /** The keep-alive agent for upstream connections. */
   get agent(): Agent {
-    return this.#agent as Agent
+    return this.#forwarder.agent
+  }
+
+  /** Whether a listener is listening. */
+  get listening(): boolean {
+    return this.servers.some(s => s.listening)
+  }
+
+  /** The address of the first listener, once it listens. */
+  address(): AddressInfo | undefined {
+    return (this.servers[0]?.address() ?? undefined) as AddressInfo | undefined
+  }
+
+  /**
+   * Opens a plain-HTTP listener on `port` (0 picks a free one) and `host`, and starts the active
+   * health checks with the first. Resolves with its address; rejects with the listen error
+   * (EADDRINUSE, EACCES), and the balancer stays as it was.
+   */
+  listen(port: number, host?: string): Promise<AddressInfo> {
+    const server = createListener(this.#handlers, this.#connections, this.#timeouts)
+    return new Promise((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => {
+        server.off('error', reject)
+        this.servers.push(server)
+        this.upstreams.startChecks()
+        resolve(server.address() as AddressInfo)
+      })
+    })
   }
 
   /**
@@ -236,8 +136,22 @@ export class Balancer extends Server {
    * upstream kept by address keeps its state; requests in flight finish where they are.
    */
   reload(options: BalancerOptions): void {
-    this.#forwarder.options = this.#apply(options)
+    this.upstreams.configure(options)
+    this.#forwarder.configure(options)
+    this.#timeouts = this.#apply(options)
+    for (const server of this.servers) applyTimeouts(server, this.#timeouts)
     this.emit('reload')
+  }
+
+  /** Applies what the upstream group and the forwarder do not hold; returns the listeners' timeouts. */
+  #apply(options: BalancerOptions): ListenerTimeouts {
+    this.#log = options.log
+    this.#recorder.accessLog = options.accessLog
+    this.#reclaimer.min = options.reclaimAfter ?? DEFAULTS.reclaimAfter
+    return {
+      clientHeaderTimeout: options.clientHeaderTimeout ?? DEFAULTS.clientHeaderTimeout,
+      keepAliveTimeout: options.keepAliveTimeout ?? DEFAULTS.keepAliveTimeout,
+    }
   }
 
   /**
@@ -249,98 +163,51 @@ export class Balancer extends Server {
    */
   drain(timeout: number): Promise<void> {
     this.#forwarder.draining = true
-    const cut = setTimeout(() => {
-      this.closeAllConnections()
-      this.#websockets.closeAll()
-    }, timeout)
-    const closed = new Promise<void>(resolve => this.close(() => resolve()))
-    this.closeIdleConnections()
+    const cut = setTimeout(() => this.#cutAll(), timeout)
+    const closed = Promise.all(this.servers.map(server => new Promise<void>(resolve => server.close(() => resolve()))))
+    for (const server of this.servers) server.closeIdleConnections()
+    // Once no HTTP connection is left, nothing needs the checks or the upstream agent.
+    void closed.then(() => this.#stop())
     return Promise.all([closed, this.#websockets.drained()]).then(() => clearTimeout(cut))
   }
 
-  #apply(options: BalancerOptions): ForwarderOptions {
-    const defaults = { maxFails: options.maxFails ?? 1, failTimeout: options.failTimeout ?? 10_000 }
-    // Draining upstreams count too: one a reload adds back is the same upstream, state and all.
-    const byId = new Map([...this.#retired, ...this.pool.upstreams].map(u => [u.id, u]))
-    this.pool.upstreams = options.upstreams.map(spec => {
-      const kept = byId.get(upstreamId(spec))
-      if (kept === undefined) return new Upstream(spec, defaults)
-      byId.delete(kept.id)
-      kept.configure(spec, defaults)
-      return kept
-    })
-    // What is left was removed: it drains the requests it has (HAProxy's DRAIN state).
-    this.#retired = [...byId.values()].filter(u => u.inFlight > 0)
-    // New check settings start a new checker (counters from zero); upstreams keep their state.
-    const checkerKey = JSON.stringify(options.health ?? null)
-    if (checkerKey !== this.#checkerKey) {
-      this.#checker?.stop()
-      this.#checker = options.health && new HealthChecker(this.pool, options.health, this.#reportHealth)
-      this.#checkerKey = checkerKey
-      if (this.#checking) this.#checker?.start()
-    }
-    // A changed policy starts afresh; an unchanged one keeps its state (round-robin position).
-    const policyKey = JSON.stringify([options.policy, options.hashKey])
-    if (policyKey !== this.#policyKey) {
-      this.#policyName = options.policy ?? 'round-robin'
-      this.#policy = createPolicy(this.#policyName, options.hashKey)
-      this.#policyKey = policyKey
-    }
-    this.#reclaimer.min = options.reclaimAfter ?? 1000
-    this.#queue.size = options.queueSize ?? 1000
-    this.#queue.timeout = options.queueTimeout ?? 30_000
-    this.headersTimeout = options.clientHeaderTimeout ?? 20_000
-    this.keepAliveTimeout = options.keepAliveTimeout ?? 75_000
-    const idle = options.upstreamIdleTimeout ?? 4_000
-    // http-proxy opens a connection per request unless it is given a keep-alive agent. LIFO
-    // reuses the warmest socket and lets the others idle out. A new idle time needs a new
-    // agent; the old one's idle sockets time out on their own, and its busy ones finish.
-    if (this.#agent === undefined || idle !== this.#idle) {
-      this.#agent = new Agent({ keepAlive: true, scheduling: 'lifo', timeout: idle })
-      this.#idle = idle
-    }
-    return {
-      pool: this.pool,
-      policy: this.policy,
-      queue: this.#queue,
-      sticky: options.sticky && new Sticky(options.sticky),
-      agent: this.agent,
-      connectTimeout: options.connectTimeout ?? 5_000,
-      timeout: options.timeout ?? 60_000,
-      retryOnTimeout: options.retryOnTimeout ?? false,
-      retries: options.retries ?? Number.POSITIVE_INFINITY,
-      retryTimeout: options.retryTimeout ?? 0,
-      clientBodyTimeout: options.clientBodyTimeout ?? 60_000,
-      tunnelTimeout: options.tunnelTimeout ?? 3_600_000,
-      log: options.log,
-      accessLog: options.accessLog,
-    }
+  /**
+   * Stops at once: stops accepting, cuts every connection (requests in flight and WebSockets
+   * alike), stops the active checks, and resolves once every listener is closed.
+   */
+  close(): Promise<void> {
+    const closed = this.servers.map(server => new Promise<void>(resolve => server.close(() => resolve())))
+    this.#cutAll()
+    this.#stop()
+    return Promise.all(closed).then(() => undefined)
   }
 
-  #onConnection = (socket: Duplex): void => {
-    this.connectionsOpen++
-    this.connectionsTotal++
-    this.#reclaimer.count(this.connectionsOpen)
-    socket.once('close', this.#onConnectionClose)
+  #cutAll(): void {
+    for (const server of this.servers) server.closeAllConnections()
+    this.#websockets.closeAll()
   }
 
-  #onConnectionClose = (): void => {
-    this.connectionsOpen--
-    this.#reclaimer.count(this.connectionsOpen)
+  /** What closing ends besides the listeners: the reclaimer, the checks, the upstream connections. */
+  #stop(): void {
+    if (this.#stopped) return
+    this.#stopped = true
+    this.#reclaimer.stop()
+    this.upstreams.stopChecks()
+    this.agent.destroy()
   }
 
   #onReclaimed = (r: Reclaimed): void => {
     const mb = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MB`
-    this.#forwarder.options.log?.(
+    this.#log?.(
       `${r.peak} connections fell to ${this.connectionsOpen}: memory reclaimed, RSS ${mb(r.rssBefore)} -> ${mb(r.rssAfter)}, heap ${mb(r.heapBefore)} -> ${mb(r.heapAfter)}`,
     )
     this.emit('reclaimed', r)
   }
 
-  #reportHealth = (change: HealthChange): void => {
-    this.#forwarder.reportHealth(change)
-  }
-
+  /**
+   * Every request a listener accepts: the checks (server/requests.ts), then forwarding. An edge
+   * cache goes between the two: it answers from memory, or hands the request on.
+   */
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Pipelined behind a response that ends the connection: never forwarded. Node closes the
     // connection once that response is written, which ends this request too.
@@ -348,7 +215,7 @@ export class Balancer extends Server {
     // A malformed request ends its connection, as in nginx.
     const refused = refusal(req)
     if (refused === undefined) this.#forwarder.forward(req, res)
-    else new Exchange(this.#forwarder, req, res).answer(refused.status, refused.message, true)
+    else this.#forwarder.refuse(req, res, refused.status, refused.message)
   }
 }
 

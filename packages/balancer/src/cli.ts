@@ -1,14 +1,25 @@
 #!/usr/bin/env node
+// The `switchyard` command: flags and config file, the process (one balancer, or a cluster of them), signals and exit codes.
+import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { createAccessLog, type AccessLog } from './access-log.js'
-import cluster from 'node:cluster'
-import { AdminServer, localSource, type AdminSource } from './admin.js'
-import { Primary, joinCluster } from './cluster.js'
-import { createBalancer, type Balancer } from './balancer.js'
-import { CONFIG_KEYS, SETTINGS, readConfigFile, resolveConfig, type ResolvedConfig, type SettingKey } from './config.js'
+import { AdminServer, localSource, type AdminSource } from './admin/server.js'
+import { createBalancer } from './balancer.js'
+import { Primary, type PrimaryOptions } from './cluster/primary.js'
+import { joinCluster } from './cluster/worker.js'
+import { readConfigFile } from './config/file.js'
+import { resolveConfig, type ResolvedConfig } from './config/resolve.js'
+import { CONFIG_KEYS, SETTINGS, type SettingKey } from './config/settings.js'
 import { ConfigError, errorCode } from './errors.js'
+import { createAccessLog, type AccessLog } from './observe/access-log.js'
+import type { Pool } from './upstreams/pool.js'
+
+/** What SIGHUP reloads: a balancer, or a cluster's primary. */
+interface Reloadable {
+  readonly pool: Pool
+  reload(options: PrimaryOptions): void
+}
 
 /** Signals that arrive within this long of the first are the same request to stop. */
 const SAME_SIGNAL_MS = 1000
@@ -53,7 +64,9 @@ function listenError(err: Error, host: string, port: number, flag = '--port'): s
 
 /** The access log a configuration asks for, or undefined when it is off. */
 function accessLogOf(config: ResolvedConfig): AccessLog | undefined {
-  return config.accessLogTo === undefined ? undefined : createAccessLog(config.logFormat, config.accessLogTo, line => print(`switchyard: ${line}`))
+  return config.accessLogTo === undefined
+    ? undefined
+    : createAccessLog(config.logFormat, config.accessLogTo, line => print(`switchyard: ${line}`))
 }
 
 /** The access log in force; flushed before every exit, since it writes asynchronously. */
@@ -72,7 +85,9 @@ function startAdmin(config: ResolvedConfig, source: AdminSource): AdminServer | 
   const { adminPort: port, adminHost: host } = config
   if (port === undefined) return undefined
   const admin = new AdminServer(source, { host, allowedHosts: config.adminAllowedHosts })
-  admin.once('error', err => print(`switchyard: admin listener off, still serving traffic: ${listenError(err, host, port, '--admin-port')}`))
+  admin.once('error', err =>
+    print(`switchyard: admin listener off, still serving traffic: ${listenError(err, host, port, '--admin-port')}`),
+  )
   admin.listen(port, host, () => {
     const { port: bound } = admin.address() as AddressInfo
     const shown = host.includes(':') ? `[${host}]` : host
@@ -124,8 +139,8 @@ function onStopSignals(config: ResolvedConfig, drain: () => Promise<void>, hurry
   return stop
 }
 
-const describe = (config: ResolvedConfig, balancer: Balancer, port: number): string =>
-  `switchyard listening on http://${config.host}:${port}, ${config.policy} over ${balancer.pool.upstreams.map(u => u.id).join(', ')}`
+const describe = (config: ResolvedConfig, pool: Pool, port: number): string =>
+  `switchyard listening on http://${config.host}:${port}, ${config.policy} over ${pool.upstreams.map(u => u.id).join(', ')}`
 
 /**
  * `--workers N`: this process forks the workers and watches them. It serves no traffic: it
@@ -133,12 +148,11 @@ const describe = (config: ResolvedConfig, balancer: Balancer, port: number): str
  * every worker's counts added up.
  */
 function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void {
-  const balancer = createBalancer({ ...config, log: print, accessLog: undefined })
   const env: Record<string, string> = config.stickySecretGenerated ? { [WORKER_SECRET]: (config.sticky as { secret: string }).secret } : {}
-  const primary = new Primary(balancer, config.workers, env)
+  const primary = new Primary({ ...config, log: print, accessLog: undefined }, config.workers, env)
   let admin: AdminServer | undefined
   primary.on('listening', (address: AddressInfo) => {
-    print(`${describe(config, balancer, address.port)} (${config.workers} workers)`)
+    print(`${describe(config, primary.pool, address.port)} (${config.workers} workers)`)
     admin = startAdmin(config, primary.source())
   })
   primary.on('worker', (line: string) => print(`switchyard: ${line}`))
@@ -157,7 +171,7 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
     () => void primary.stop('SIGKILL'),
   )
   process.on('SIGHUP', () => {
-    reload(balancer, args, config, admin, false)
+    reload(primary, args, config, admin, false)
     primary.signal('SIGHUP')
   })
 }
@@ -169,7 +183,13 @@ const STICKY_WARNING =
  * Applies the config file again; `logs`: whether this process writes access lines (a primary does
  * not). The admin listener, if there is one, takes the new `--admin-allowed-host` names at once.
  */
-function reload(balancer: Balancer, args: Record<string, unknown>, running: ResolvedConfig, admin: AdminServer | undefined, logs = true): void {
+function reload(
+  balancer: Reloadable,
+  args: Record<string, unknown>,
+  running: ResolvedConfig,
+  admin: AdminServer | undefined,
+  logs = true,
+): void {
   if (typeof args.config !== 'string') {
     print('switchyard: SIGHUP ignored: there is no --config file to read again')
     return
@@ -183,7 +203,12 @@ function reload(balancer: Balancer, args: Record<string, unknown>, running: Reso
     print(`switchyard: reload rejected, still running the old configuration: ${(err as Error).message}`)
     return
   }
-  if (next.port !== running.port || next.host !== running.host || next.adminPort !== running.adminPort || next.adminHost !== running.adminHost) {
+  if (
+    next.port !== running.port ||
+    next.host !== running.host ||
+    next.adminPort !== running.adminPort ||
+    next.adminHost !== running.adminHost
+  ) {
     print(`switchyard: a new host or port applies only after a restart; still on ${running.host}:${running.port}`)
   }
   // The same log: open its file again, for logrotate (nginx does this on USR1). A new one:
@@ -204,20 +229,23 @@ function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): voi
   const balancer = createBalancer({ ...config, log: print, accessLog: access })
   let admin: AdminServer | undefined
 
-  balancer.once('error', err => {
+  const failed = (err: Error): void => {
     console.error(`switchyard: ${listenError(err, config.host, config.port)}`)
     exit(1)
-  })
+  }
   if (cluster.isWorker) {
     // A worker listens once it knows the health the others have; it leaves the listening
     // line and the admin listener to its primary.
-    const channel = { send: (m: unknown) => process.send?.(m), on: (event: 'message', listener: (m: unknown) => void) => process.on(event, listener) }
-    void joinCluster(balancer, channel).then(() => balancer.listen(config.port, config.host))
+    const channel = {
+      send: (m: unknown) => process.send?.(m),
+      on: (event: 'message', listener: (m: unknown) => void) => process.on(event, listener),
+    }
+    void joinCluster(balancer, channel).then(() => balancer.listen(config.port, config.host).catch(failed))
   } else {
-    balancer.listen(config.port, config.host, () => {
-      print(describe(config, balancer, (balancer.address() as AddressInfo).port))
+    balancer.listen(config.port, config.host).then(address => {
+      print(describe(config, balancer.pool, address.port))
       admin = startAdmin(config, localSource(balancer))
-    })
+    }, failed)
   }
   if (config.stickySecretGenerated) print(STICKY_WARNING)
 

@@ -1,3 +1,4 @@
+// Every error Switchyard raises on purpose, each with a stable code, and the helpers that read an error's code.
 /**
  * Every error Switchyard raises on purpose, in one place, each with a stable `code`
  * (the undici / fastify pattern): callers branch on `code`, people read `message`.
@@ -61,15 +62,6 @@ export class InvalidResponseError extends Error {
  */
 export function errorCode(err: Error): string {
   return String((err as NodeJS.ErrnoException).code)
-}
-
-/**
- * The status to answer when the last try of a request failed with `err` (Caddy's
- * `statusError`): a timeout, connecting or waiting for the response, is 504 as in nginx;
- * anything else from the upstream is 502.
- */
-export function statusForUpstreamError(err: Error): 502 | 504 {
-  return err instanceof UpstreamTimeoutError || err instanceof UpstreamConnectTimeoutError ? 504 : 502
 }
 
 /**

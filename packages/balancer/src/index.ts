@@ -1,33 +1,29 @@
-export { Balancer, createBalancer, type BalancerOptions } from './balancer.js'
+// The package's public API: re-exports only. Everything else is internal and may move.
+export { Balancer, createBalancer } from './balancer.js'
 export {
-  CONFIG_KEYS,
-  SETTINGS,
-  readConfigFile,
-  resolveConfig,
+  DEFAULTS,
+  POLICY_NAMES,
+  type BalancerOptions,
+  type HashKey,
   type HealthCheckOptions,
-  type ResolvedConfig,
-  type SettingKey,
-} from './config.js'
-export { parseBoolean, parseDuration, parseInteger } from './values.js'
-export { parseUpstream } from './upstream-spec.js'
-export { HashPolicy, cookieValue, keyOf, parseHashKey, type HashKey } from './hash.js'
-export { WaitQueue, type Waiter } from './queue.js'
-export { Sticky, type StickyOptions } from './sticky.js'
+  type PolicyName,
+  type StickyOptions,
+  type UpstreamSpec,
+} from './options.js'
+export { readConfigFile } from './config/file.js'
+export { resolveConfig, type ResolvedConfig } from './config/resolve.js'
+export { CONFIG_KEYS, SETTINGS, type SettingKey } from './config/settings.js'
 export {
   ConfigError,
+  InvalidResponseError,
   NoUpstreamError,
   UpstreamConnectTimeoutError,
   UpstreamFailedError,
   UpstreamTimeoutError,
-  errorCode,
-  statusForUpstreamError,
 } from './errors.js'
-export { HealthChecker, type CheckResult } from './health.js'
-export { First, LeastRequests, POLICY_NAMES, RandomTwo, RoundRobin, createPolicy, type Policy, type PolicyName } from './policies.js'
-export { Pool, Upstream, type HealthChange, type UpstreamSpec } from './upstream.js'
-export { createAccessLog, formatCombined, LOG_FORMATS, type AccessEntry, type AccessLog, type LogFormat } from './access-log.js'
-export { AdminServer, createAdmin, localSource, type AdminOptions, type AdminSource } from './admin.js'
-export { AllowedHosts, parseAllowedHost, parseHost, type Arrival, type HostName } from './allowed-hosts.js'
-export { DASHBOARD_CSP, renderDashboard } from './dashboard.js'
-export { createMetrics } from './metrics.js'
-export { buildStatus, mergeCounts, processCounts, type ProcessCounts, type StatusSnapshot, type UpstreamStatus } from './status.js'
+export { AdminServer, createAdmin, type AdminOptions } from './admin/server.js'
+export { createAccessLog, LOG_FORMATS, type AccessEntry, type AccessLog, type LogFormat } from './observe/access-log.js'
+export type { StatusSnapshot, UpstreamStatus } from './observe/status.js'
+export type { Policy } from './select/policy.js'
+export type { HealthChange, Upstream } from './upstreams/upstream.js'
+export type { Pool } from './upstreams/pool.js'

@@ -65,7 +65,7 @@ t.test('a queued request gets 503 when its wait times out, and a client that lea
   const one = await startBalancer(t, [], { upstreams: [spec(up.port, { maxConns: 1 })], queueSize: 1, queueTimeout: 5000 })
   const busy = fetchText(one.port)
   while (one.balancer.pool.upstreams[0]?.inFlight !== 1) await wait(5)
-  const waiting = (): number => one.balancer.forwarder.options.queue.length
+  const waiting = (): number => one.balancer.waiting
   const leaver = request({ host: '127.0.0.1', port: one.port, agent: false })
   leaver.on('error', () => {})
   leaver.end()
@@ -83,14 +83,22 @@ t.test('full primaries keep the backup out: requests wait for the primary', asyn
   const backup = await startUpstream(t, 'backup')
   const { port } = await startBalancer(t, [], { upstreams: [spec(up.port, { maxConns: 1 }), spec(backup.port, { backup: true })] })
   const replies = await Promise.all(Array.from({ length: 4 }, () => fetchText(port)))
-  t.same(replies.map(r => r.body), ['primary', 'primary', 'primary', 'primary'], 'all four served by the primary, one at a time')
+  t.same(
+    replies.map(r => r.body),
+    ['primary', 'primary', 'primary', 'primary'],
+    'all four served by the primary, one at a time',
+  )
   t.equal(backup.seen.length, 0, 'the backup got none')
   t.equal(stats.max, 1, 'and the primary never held two')
 })
 
 t.test('a sticky cookie pins the client, survives 50 requests, and re-pins when its upstream dies', async t => {
   const ups = [await startUpstream(t, 'a'), await startUpstream(t, 'b'), await startUpstream(t, 'c')]
-  const { port } = await startBalancer(t, ups.map(u => u.spec), { sticky: { cookie: 'sy', secret: 'test-secret' }, failTimeout: 60_000 })
+  const { port } = await startBalancer(
+    t,
+    ups.map(u => u.spec),
+    { sticky: { cookie: 'sy', secret: 'test-secret' }, failTimeout: 60_000 },
+  )
   const first = await fetchText(port)
   const setCookie = (first.headers['set-cookie'] ?? [])[0] as string
   t.match(setCookie, /^sy=[\w-]+\.[\w-]+; Path=\/; HttpOnly; SameSite=Lax$/, 'the first response pins: a signed session cookie')
@@ -98,7 +106,10 @@ t.test('a sticky cookie pins the client, survives 50 requests, and re-pins when 
   const pinned = first.headers['x-served-by']
   const later = await Promise.all(Array.from({ length: 50 }, () => fetchText(port, { headers: { cookie } })))
   t.same([...new Set(later.map(r => r.headers['x-served-by']))], [pinned], `50 requests all went to ${pinned}`)
-  t.notOk(later.some(r => r.headers['set-cookie']), 'and no cookie was re-issued')
+  t.notOk(
+    later.some(r => r.headers['set-cookie']),
+    'and no cookie was re-issued',
+  )
 
   const [name, value] = cookie.split('=') as [string, string]
   const tampered = `${name}=${value.slice(0, -2)}${value.endsWith('AA') ? 'BB' : 'AA'}`
@@ -118,12 +129,19 @@ t.test('a sticky cookie pins the client, survives 50 requests, and re-pins when 
 t.test('a sticky request whose upstream is full waits for it', async t => {
   const { up, stats } = await slowCounting(t, 'a', 150)
   const b = await startUpstream(t, 'b')
-  const { port } = await startBalancer(t, [], { upstreams: [spec(up.port, { maxConns: 1 }), spec(b.port)], sticky: { cookie: 'sy', secret: 's' } })
+  const { port } = await startBalancer(t, [], {
+    upstreams: [spec(up.port, { maxConns: 1 }), spec(b.port)],
+    sticky: { cookie: 'sy', secret: 's' },
+  })
   const first = await fetchText(port)
   t.equal(first.body, 'a', 'round-robin starts with a, which pins the client')
   const cookie = ((first.headers['set-cookie'] ?? [])[0] as string).split(';')[0] as string
   const replies = await Promise.all(Array.from({ length: 3 }, () => fetchText(port, { headers: { cookie } })))
-  t.same(replies.map(r => r.body), ['a', 'a', 'a'], 'all three waited for a instead of going to b')
+  t.same(
+    replies.map(r => r.body),
+    ['a', 'a', 'a'],
+    'all three waited for a instead of going to b',
+  )
   t.equal(b.seen.length, 0, 'b got none')
   t.equal(stats.max, 1, 'a never held two')
 })

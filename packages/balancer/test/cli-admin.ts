@@ -31,17 +31,39 @@ t.test('--admin-port 0, --access-log FILE --log-format json, a SIGHUP for logrot
   const r = run(['--config', config])
   const port = portOf(await r.line(/listening/))
   const admin = adminPortOf(await r.line(/^switchyard admin on /))
-  t.match(r.stdout.find(l => l.startsWith('switchyard admin on')), /^switchyard admin on http:\/\/127\.0\.0\.1:\d+\/ \(dashboard; also \/status\.json, \/metrics, \/events\)$/, 'the dashboard URL is printed')
+  t.match(
+    r.stdout.find(l => l.startsWith('switchyard admin on')),
+    /^switchyard admin on http:\/\/127\.0\.0\.1:\d+\/ \(dashboard; also \/status\.json, \/metrics, \/events\)$/,
+    'the dashboard URL is printed',
+  )
 
   t.equal((await fetchText(port, { path: '/x?y=1', headers: { 'user-agent': 'tap' } })).status, 200)
   const [json] = await lines(log, 1)
   const entry = JSON.parse(json as string) as Record<string, unknown>
-  t.match(entry, { type: 'access', client: '127.0.0.1', method: 'GET', path: '/x?y=1', httpVersion: '1.1', status: 200, bytes: 13, upstream: a.spec, retries: 0, userAgent: 'tap' }, 'a JSON line with the request')
+  t.match(
+    entry,
+    {
+      type: 'access',
+      client: '127.0.0.1',
+      method: 'GET',
+      path: '/x?y=1',
+      httpVersion: '1.1',
+      status: 200,
+      bytes: 13,
+      upstream: a.spec,
+      retries: 0,
+      userAgent: 'tap',
+    },
+    'a JSON line with the request',
+  )
   t.match(entry.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'an ISO time')
   t.type(entry.upstreamMs, 'number')
   t.type(entry.totalMs, 'number')
   t.notOk('level' in entry || 'pid' in entry || 'hostname' in entry, "none of pino's event fields")
-  t.notOk(r.stdout.some(l => l.includes('/x?y=1')), 'nothing on stdout: the log has its own file')
+  t.notOk(
+    r.stdout.some(l => l.includes('/x?y=1')),
+    'nothing on stdout: the log has its own file',
+  )
 
   const status = JSON.parse((await fetchText(admin, { path: '/status.json' })).body) as { requests: { total: number } }
   t.equal(status.requests.total, 1, 'the admin listener counts the request')
@@ -64,7 +86,10 @@ t.test('--admin-port 0, --access-log FILE --log-format json, a SIGHUP for logrot
   const after = readFileSync(log, 'utf8').split('\n').filter(Boolean)
   t.equal(after.length, 2, 'both lines are in the file at exit')
   t.match(after[1], /^127\.0\.0\.1 - - \[.*\] "GET \/combined HTTP\/1\.1" 200 \d+ "-" "-" upstream=/, 'the last one in combined format')
-  t.notOk(r.stdout.some(l => l.includes('after a restart')), 'the admin port did not change')
+  t.notOk(
+    r.stdout.some(l => l.includes('after a restart')),
+    'the admin port did not change',
+  )
 })
 
 t.test('a taken admin port is reported in one line, and traffic goes on', async t => {
@@ -92,7 +117,9 @@ t.test('an IPv6 admin host is shown in brackets, and combined lines go to stdout
   const line = await r.line(/^switchyard admin on /)
   t.match(line, /^switchyard admin on http:\/\/\[::1\]:\d+\//, 'brackets around the address')
   const metrics = await new Promise<string>((resolve, reject) => {
-    fetch(`http://[::1]:${adminPortOf(line)}/metrics`).then(res => res.text()).then(resolve, reject)
+    fetch(`http://[::1]:${adminPortOf(line)}/metrics`)
+      .then(res => res.text())
+      .then(resolve, reject)
   })
   t.match(metrics, /^# HELP switchyard_requests_total /m, 'the metrics answer on it')
   await fetchText(port, { path: '/stdout' })
@@ -107,12 +134,21 @@ t.test('bad admin and log settings exit 1 with one line', async t => {
   writeFileSync(badHosts, JSON.stringify({ 'admin-allowed-host': ['dash.example', '*.example'] }))
   const cases: [string[], RegExp][] = [
     [['--log-format', 'xml'], /^switchyard: log-format: "xml" is not one of combined, json$/],
-    [['--access-log', join(dir, 'no/such/dir.log')], /^switchyard: access-log .*no\/such\/dir\.log: cannot be opened for appending \(ENOENT\)$/],
+    [
+      ['--access-log', join(dir, 'no/such/dir.log')],
+      /^switchyard: access-log .*no\/such\/dir\.log: cannot be opened for appending \(ENOENT\)$/,
+    ],
     [['--access-log', ''], /^switchyard: access-log: "" is not a file, - or off$/],
     [['--admin-port', '70000'], /^switchyard: admin-port: "70000" is not a whole number from 0 to 65535$/],
     [['--admin-host', ''], /^switchyard: admin-host: "" is not an address to listen on$/],
-    [['--admin-allowed-host', 'http://dash.example'], /^switchyard: admin-allowed-host: "http:\/\/dash\.example" is not a host name with an optional :port, like admin\.example, admin\.example:9090 or \[fd00::1\]$/],
-    [['--admin-allowed-host', 'ok.example', '--admin-allowed-host', 'dash.example:0'], /^switchyard: admin-allowed-host: "dash\.example:0" is not a host name/],
+    [
+      ['--admin-allowed-host', 'http://dash.example'],
+      /^switchyard: admin-allowed-host: "http:\/\/dash\.example" is not a host name with an optional :port, like admin\.example, admin\.example:9090 or \[fd00::1\]$/,
+    ],
+    [
+      ['--admin-allowed-host', 'ok.example', '--admin-allowed-host', 'dash.example:0'],
+      /^switchyard: admin-allowed-host: "dash\.example:0" is not a host name/,
+    ],
     [['--config', badHosts], /^switchyard: admin-allowed-host: "\*\.example" is not a host name/],
   ]
   await Promise.all(
@@ -135,11 +171,18 @@ t.test('--access-log off: no lines; a reload to a file that cannot be opened is 
   await fetchText(port, { path: '/quiet' })
   writeFileSync(config, JSON.stringify({ upstream: [a.spec], port: 0, host: '127.0.0.1', 'access-log': join(dir, 'missing/x.log') }))
   r.child.kill('SIGHUP')
-  t.match(await r.line(/reload rejected/), /access-log .*missing\/x\.log: cannot be opened for appending \(ENOENT\)$/, 'the old configuration stays')
+  t.match(
+    await r.line(/reload rejected/),
+    /access-log .*missing\/x\.log: cannot be opened for appending \(ENOENT\)$/,
+    'the old configuration stays',
+  )
   await fetchText(port, { path: '/still-quiet' })
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)
-  t.notOk(r.stdout.some(l => l.includes('quiet HTTP')), 'no access lines at all')
+  t.notOk(
+    r.stdout.some(l => l.includes('quiet HTTP')),
+    'no access lines at all',
+  )
 })
 
 t.test('a SIGHUP whose access log cannot be opened again is reported, and the old file is kept', async t => {
@@ -153,7 +196,11 @@ t.test('a SIGHUP whose access log cannot be opened again is reported, and the ol
   const port = portOf(await r.line(/listening/))
   rmSync(logs, { recursive: true })
   r.child.kill('SIGHUP')
-  t.match(await r.line(/cannot be opened again/), /^switchyard: access-log .*access\.log: cannot be opened again \(ENOENT\); still writing to the file it had$/, 'one line says so')
+  t.match(
+    await r.line(/cannot be opened again/),
+    /^switchyard: access-log .*access\.log: cannot be opened again \(ENOENT\); still writing to the file it had$/,
+    'one line says so',
+  )
   t.equal((await fetchText(port)).status, 200, 'and the balancer still serves')
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)
@@ -173,7 +220,11 @@ t.test('a rebound Host gets 421; --admin-allowed-host names, from the file, a re
   for (const path of ['/', '/status.json', '/metrics', '/events']) {
     const evil = await asHost(admin, `evil.example:${admin}`, path)
     t.equal(evil.status, 421, `${path}: a rebound name gets 421`)
-    t.equal(evil.body, `421 Misdirected Request: Host "evil.example:${admin}" does not name this admin listener; to allow it, add --admin-allowed-host evil.example:${admin}\n`, `${path}: one line`)
+    t.equal(
+      evil.body,
+      `421 Misdirected Request: Host "evil.example:${admin}" does not name this admin listener; to allow it, add --admin-allowed-host evil.example:${admin}\n`,
+      `${path}: one line`,
+    )
   }
   t.equal((await asHost(admin, 'dash.example:8443')).status, 200, 'a name from the config file, on any port')
   t.equal((await asHost(admin, `localhost:${admin}`)).status, 200, 'localhost with the admin port')
@@ -184,16 +235,36 @@ t.test('a rebound Host gets 421; --admin-allowed-host names, from the file, a re
   await r.line(/reloaded/)
   t.equal((await asHost(admin, 'other.example:8443')).status, 200, 'after a reload: the new name')
   t.equal((await asHost(admin, 'dash.example:8443')).status, 421, 'and not the old one')
-  t.notOk(r.stdout.some(l => l.includes('after a restart')), 'no restart needed')
+  t.notOk(
+    r.stdout.some(l => l.includes('after a restart')),
+    'no restart needed',
+  )
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0)
 
   // Flags, repeated; the same in a cluster's primary.
   for (const workers of ['1', '2']) {
-    const f = run(['--port', '0', '--host', '127.0.0.1', '--upstream', a.spec, '--quiet', '--workers', workers, '--admin-port', '0',
-      '--admin-allowed-host', 'one.example', '--admin-allowed-host', 'two.example:9443'])
+    const f = run([
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--upstream',
+      a.spec,
+      '--quiet',
+      '--workers',
+      workers,
+      '--admin-port',
+      '0',
+      '--admin-allowed-host',
+      'one.example',
+      '--admin-allowed-host',
+      'two.example:9443',
+    ])
     const port = adminPortOf(await f.line(/^switchyard admin on /))
-    const got = await Promise.all(['one.example', 'two.example:9443', 'two.example:9444', `evil.example:${port}`].map(async h => (await asHost(port, h)).status))
+    const got = await Promise.all(
+      ['one.example', 'two.example:9443', 'two.example:9444', `evil.example:${port}`].map(async h => (await asHost(port, h)).status),
+    )
     t.same(got, [200, 200, 421, 421], `--workers ${workers}: each flag's name answered, on its port; others 421`)
     f.child.kill('SIGTERM')
     t.equal(await f.exit, 0)
@@ -204,5 +275,9 @@ t.test('--help shows --admin-allowed-host as a list that is empty by default', a
   const r = run(['--help'])
   t.equal(await r.exit, 0)
   const help = r.stdout.join(' ').replace(/\s+/g, ' ')
-  t.match(help, /--admin-allowed-host A Host name .*?NAME for any port, NAME:PORT for one; repeat for more \[default: none\]/, 'none, not off: the check itself is always on')
+  t.match(
+    help,
+    /--admin-allowed-host A Host name .*?NAME for any port, NAME:PORT for one; repeat for more \[default: none\]/,
+    'none, not off: the check itself is always on',
+  )
 })

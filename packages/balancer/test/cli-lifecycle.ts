@@ -19,7 +19,9 @@ t.test('serves, logs, and stops on SIGTERM after in-flight requests finish', asy
   t.equal((await fetchText(port)).body, 'a', 'proxies to the upstream from the flags')
   t.match(
     await r.line(/"GET \/ HTTP/),
-    new RegExp(`^127\\.0\\.0\\.1 - - \\[\\d\\d/[A-Z][a-z]{2}/\\d{4}(:\\d\\d){3} \\+0000\\] "GET / HTTP/1\\.1" 200 1 "-" "-" upstream=${a.spec} upstream_time=\\d+\\.\\d{3} request_time=\\d+\\.\\d{3} retries=0 cache=-$`),
+    new RegExp(
+      `^127\\.0\\.0\\.1 - - \\[\\d\\d/[A-Z][a-z]{2}/\\d{4}(:\\d\\d){3} \\+0000\\] "GET / HTTP/1\\.1" 200 1 "-" "-" upstream=${a.spec} upstream_time=\\d+\\.\\d{3} request_time=\\d+\\.\\d{3} retries=0 cache=-$`,
+    ),
     'one access line per request, nginx combined plus the upstream fields',
   )
   const slow = fetchText(port, { path: '/slow' })
@@ -45,7 +47,10 @@ t.test('a second stop signal after a second exits at once', async t => {
   t.equal(await r.exit, 1, 'exit 1 without waiting for the drain')
   t.ok(r.stdout.includes('switchyard: SIGINT again, exiting now'), 'says so')
   t.type(await hanging, Error, 'the unfinished request was cut')
-  t.notOk(r.stdout.some(l => l.includes('"GET /')), '--quiet: no access lines')
+  t.notOk(
+    r.stdout.some(l => l.includes('"GET /')),
+    '--quiet: no access lines',
+  )
 })
 
 t.test('stops when the launcher that started it goes away', async t => {
@@ -89,8 +94,14 @@ t.test('SIGHUP re-reads the config file; flags still win; a bad file is rejected
   t.same([...new Set(statuses)], [200], `all ${statuses.length} requests under load across the SIGHUP were 200`)
   t.equal((await fetchText(port)).body, 'hello from b\n', 'after SIGHUP, the new upstream')
   // A request that began on a before the reload may log first; wait for one served by b.
-  t.ok(await r.line(new RegExp(`"GET / HTTP/1\\.1" 200 .* upstream=${b.spec.replace(/\./g, '\\.')} `)), 'and the new file turned access lines on')
-  t.notOk(r.stdout.some(l => l.includes('after a restart')), 'the --host flag still wins over the file, so no restart is asked')
+  t.ok(
+    await r.line(new RegExp(`"GET / HTTP/1\\.1" 200 .* upstream=${b.spec.replace(/\./g, '\\.')} `)),
+    'and the new file turned access lines on',
+  )
+  t.notOk(
+    r.stdout.some(l => l.includes('after a restart')),
+    'the --host flag still wins over the file, so no restart is asked',
+  )
 
   writeFileSync(config, JSON.stringify({ upstream: [b.spec], port: 1, quiet: true }))
   r.child.kill('SIGHUP')

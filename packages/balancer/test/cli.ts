@@ -50,7 +50,11 @@ t.test('listen failures exit 1 with one line that says what to do', async t => {
   t.equal(await foreign.exit, 1, 'not a local address: exit 1')
   t.match(foreign.stderr, [/^switchyard: cannot listen on 192\.0\.2\.1:0: .*EADDRNOTAVAIL/], 'not local: one line')
   t.equal(lowCode, 1, 'port 81 without the privilege: exit 1')
-  t.match(lowErr, /^switchyard: cannot listen on 127\.0\.0\.1:81: permission denied \(EACCES\); .*setcap cap_net_bind_service/, 'EACCES says why and what to do')
+  t.match(
+    lowErr,
+    /^switchyard: cannot listen on 127\.0\.0\.1:81: permission denied \(EACCES\); .*setcap cap_net_bind_service/,
+    'EACCES says why and what to do',
+  )
   t.equal(lowErr.trim().split('\n').length, 1, 'EACCES: one line')
 })
 

@@ -29,7 +29,13 @@ async function recordingUpstream(t: Test, answer?: (p: Parsed, send: () => void)
     req.setEncoding('latin1')
     req.on('data', (d: string) => (body += d))
     req.on('end', () => {
-      const p = { method: req.method as string, url: req.url as string, headers: req.headers, body, connection: (req.socket as Socket & { n: number }).n }
+      const p = {
+        method: req.method as string,
+        url: req.url as string,
+        headers: req.headers,
+        body,
+        connection: (req.socket as Socket & { n: number }).n,
+      }
       seen.push(p)
       const send = () => res.end(`answer to ${p.method} ${p.url}\n`)
       if (answer === undefined) send()
@@ -94,8 +100,15 @@ t.test('bug 1: Connection cannot remove Content-Length, Transfer-Encoding or Hos
   // Chunked, with Connection naming the framing and the Host too.
   up.seen.length = 0
   const chunk = `${SMUGGLED.length.toString(16)}\r\n${SMUGGLED}\r\n0\r\n\r\n`
-  await rawExchange(port, `DELETE /c HTTP/1.1\r\nHost: x\r\nConnection: transfer-encoding, host, close\r\nTransfer-Encoding: chunked\r\n\r\n${chunk}`)
-  t.same(up.seen.map(p => `${p.method} ${p.url} ${p.headers.host}`), ['DELETE /c x'], 'chunked: one request, its Host kept')
+  await rawExchange(
+    port,
+    `DELETE /c HTTP/1.1\r\nHost: x\r\nConnection: transfer-encoding, host, close\r\nTransfer-Encoding: chunked\r\n\r\n${chunk}`,
+  )
+  t.same(
+    up.seen.map(p => `${p.method} ${p.url} ${p.headers.host}`),
+    ['DELETE /c x'],
+    'chunked: one request, its Host kept',
+  )
   t.equal(up.seen[0]?.headers['transfer-encoding'], 'chunked', 'chunked: sent chunked')
   t.equal(up.seen[0]?.body, SMUGGLED, 'chunked: the bytes arrived as the body')
 })
@@ -223,11 +236,17 @@ t.test('bug 3: an early answer to a body the upstream does read keeps the upstre
   t.match(c.received, /^HTTP\/1\.1 413 /, 'the client got the 413')
   const next = await fetchText(port, { path: '/after' })
   t.equal(next.status, 413, 'the next request is answered')
-  t.same(up.seen.map(p => p.url), ['/up', '/after'], 'the upstream never read the rest of the upload as a request')
+  t.same(
+    up.seen.map(p => p.url),
+    ['/up', '/after'],
+    'the upstream never read the rest of the upload as a request',
+  )
 })
 
 t.test('bug 4: a 101 to a plain request is a 502 at once, and frees its max_conns slot', async t => {
-  const switching = await startRawUpstream(t, socket => socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n'))
+  const switching = await startRawUpstream(t, socket =>
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n'),
+  )
   const { port, balancer } = await startBalancer(t, [`${switching.spec}`], {
     upstreams: [{ host: '127.0.0.1', port: Number(switching.spec.split(':')[1]), maxConns: 1 }],
     queueTimeout: 60_000,
@@ -311,12 +330,28 @@ t.test('bugs 7 and 8: transfer codings the balancer cannot pass on are refused a
   const up = await recordingUpstream(t)
   const { port } = await startBalancer(t, [up.spec])
   const cases: [string, string, RegExp][] = [
-    ['gzip, chunked', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', /^HTTP\/1\.1 501 Not Implemented\r\n/],
-    ['two Transfer-Encoding lines', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', /^HTTP\/1\.1 400 Bad Request\r\n[^]*more than one Transfer-Encoding header/],
+    [
+      'gzip, chunked',
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n',
+      /^HTTP\/1\.1 501 Not Implemented\r\n/,
+    ],
+    [
+      'two Transfer-Encoding lines',
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      /^HTTP\/1\.1 400 Bad Request\r\n[^]*more than one Transfer-Encoding header/,
+    ],
     // Node's parser refuses this one itself; the balancer gives its answer a text body.
-    ['two chunked lines', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', /^HTTP\/1\.1 400 Bad Request\r\n[^]*malformed/],
+    [
+      'two chunked lines',
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      /^HTTP\/1\.1 400 Bad Request\r\n[^]*malformed/,
+    ],
     ['GET *', 'GET * HTTP/1.1\r\nHost: x\r\n\r\n', /^HTTP\/1\.1 400 Bad Request\r\n[^]*not a path/],
-    ['HTTP/1.0 with Transfer-Encoding', 'POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', /^HTTP\/1\.1 400 Bad Request\r\n/],
+    [
+      'HTTP/1.0 with Transfer-Encoding',
+      'POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      /^HTTP\/1\.1 400 Bad Request\r\n/,
+    ],
     ['HTTP/2.0 on an HTTP/1 connection', 'GET / HTTP/2.0\r\nHost: x\r\n\r\n', /^HTTP\/1\.1 505 HTTP Version Not Supported\r\n/],
     ['HTTP/0.9', 'GET / HTTP/0.9\r\nHost: x\r\n\r\n', /^HTTP\/1\.1 400 Bad Request\r\n[^]*HTTP\/0\.9 requests are not served/],
   ]
@@ -330,8 +365,15 @@ t.test('bugs 7 and 8: transfer codings the balancer cannot pass on are refused a
   }
   t.equal(up.seen.length, 0, 'none reached the upstream')
   const huge = await rawExchange(port, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`)
-  t.match(huge, /^HTTP\/1\.1 431 [^]*\r\n\r\n431 Request Header Fields Too Large: the request headers are larger than 16 KB\n$/, "Node's own refusals get a text body too")
-  const chunked = await rawExchange(port, 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked \r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n')
+  t.match(
+    huge,
+    /^HTTP\/1\.1 431 [^]*\r\n\r\n431 Request Header Fields Too Large: the request headers are larger than 16 KB\n$/,
+    "Node's own refusals get a text body too",
+  )
+  const chunked = await rawExchange(
+    port,
+    'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked \r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n',
+  )
   t.match(chunked, /^HTTP\/1\.1 200 /, 'chunked alone, in any case, still passes')
   t.equal(up.seen[0]?.body, 'hi', 'with its body')
 })
@@ -349,7 +391,8 @@ t.test('the refusals apply to WebSocket upgrades too', async t => {
 
 // What the seeded fuzz test (fuzz.ts) found beyond the issue's eight, each pinned by a test.
 
-const WS_HEAD = 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+const WS_HEAD =
+  'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
 
 t.test('Host: missing on HTTP/1.1 or empty is 400 and closes; HTTP/1.0 may leave it out', async t => {
   const up = await recordingUpstream(t)
@@ -368,12 +411,20 @@ t.test('a request pipelined behind a refused one never reaches the upstream, eve
   const up = await recordingUpstream(t)
   const { port } = await startBalancer(t, [up.spec])
   t.equal((await fetchText(port, { path: '/warm' })).status, 200, 'a kept-alive upstream connection is ready')
-  for (const bad of ['GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n', 'GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n', 'POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n']) {
+  for (const bad of [
+    'GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n',
+    'GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n',
+    'POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n',
+  ]) {
     // One write: Node parses both before the first is answered, and hands both over.
     const reply = await rawExchange(port, `${bad}GET /after HTTP/1.1\r\nHost: x\r\n\r\n`)
     t.equal(reply.match(/^HTTP\/1\.1 /gm)?.length, 1, `${JSON.stringify(bad.slice(0, 24))}: one answer, then the close`)
   }
-  t.same(up.seen.map(p => p.url), ['/warm'], 'no /after ever reached the upstream')
+  t.same(
+    up.seen.map(p => p.url),
+    ['/warm'],
+    'no /after ever reached the upstream',
+  )
 })
 
 t.test('an upgrade or CONNECT pipelined behind an unanswered request is cut off, never answered out of order', async t => {
@@ -387,7 +438,10 @@ t.test('an upgrade or CONNECT pipelined behind an unanswered request is cut off,
   }
   release()
   // The HEADs die with their connections, before or after reaching the upstream.
-  t.ok(up.seen.every(p => p.url === '/first'), 'nothing but the HEADs reached the upstream')
+  t.ok(
+    up.seen.every(p => p.url === '/first'),
+    'nothing but the HEADs reached the upstream',
+  )
 })
 
 t.test('WebSocket: X-Forwarded-For is read when the upgrade comes, and an upgrade with a body is refused', async t => {
@@ -452,10 +506,15 @@ t.test("Node's parser refusals: no body when the request may have been a HEAD", 
   t.match(get, /\r\n\r\n400 Bad Request: the request is malformed \(HPE_\w+\)\n$/, 'GET: with the text line')
 })
 
-t.test('absolute-form targets lose only their scheme\'s default port', async t => {
+t.test("absolute-form targets lose only their scheme's default port", async t => {
   const up = await recordingUpstream(t)
   const { port } = await startBalancer(t, [up.spec])
-  for (const [target, host] of [['http://a.example:80/x', 'a.example'], ['https://b.example:443/x', 'b.example'], ['http://c.example:443/x', 'c.example:443'], ['https://d.example:8443/x', 'd.example:8443']]) {
+  for (const [target, host] of [
+    ['http://a.example:80/x', 'a.example'],
+    ['https://b.example:443/x', 'b.example'],
+    ['http://c.example:443/x', 'c.example:443'],
+    ['https://d.example:8443/x', 'd.example:8443'],
+  ]) {
     await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
     t.equal(up.seen.at(-1)?.headers.host, host, `${target}: Host ${host}`)
   }
@@ -479,11 +538,15 @@ t.test('a client that leaves while its request waits on a reused connection is n
   await new Promise(resolve => setImmediate(resolve))
   t.equal(entries[1]?.status, 499, 'logged as 499')
   t.equal(balancer.pool.upstreams[0]?.inFlight, 0, 'nothing was sent again')
-  t.same(up.seen.map(p => p.url), ['/warm', '/slow'], 'the upstream saw /slow once')
+  t.same(
+    up.seen.map(p => p.url),
+    ['/warm', '/slow'],
+    'the upstream saw /slow once',
+  )
 })
 
 t.test('peerOf: a socket that is gone has no address', async t => {
-  const { peerOf } = await import('../src/headers.js')
+  const { peerOf } = await import('../src/forward/headers.js')
   const { Socket: NetSocket } = await import('node:net')
   t.equal(peerOf(new NetSocket()), '-', 'an unconnected socket')
 })

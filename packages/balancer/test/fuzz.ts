@@ -27,12 +27,14 @@ import { startBalancer } from './fixtures/servers.js'
 function seedFrom(text: string | undefined): number {
   if (text === undefined || text === '') return 0x5eed11
   const n = Number(text)
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new Error(`FUZZ_SEED must be an integer in 0..4294967295, not ${JSON.stringify(text)}`)
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff)
+    throw new Error(`FUZZ_SEED must be an integer in 0..4294967295, not ${JSON.stringify(text)}`)
   return n
 }
 function countFrom(text: string | undefined): number {
   const n = Number(text ?? 2500)
-  if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new Error(`FUZZ_CASES must be an integer in 1..1000000, not ${JSON.stringify(text)}`)
+  if (!Number.isInteger(n) || n < 1 || n > 1_000_000)
+    throw new Error(`FUZZ_CASES must be an integer in 1..1000000, not ${JSON.stringify(text)}`)
   return n
 }
 function onlyFrom(text: string | undefined): { phase: 1 | 2; index: number } | undefined {
@@ -64,7 +66,9 @@ const CONCURRENCY = { 1: 24, 2: 128 }
 const BUDGET = { 1: 16_000, 2: 14_000 }
 const VICTIMS = 3
 
-t.comment(`fuzz seed ${SEED} (FUZZ_SEED), ${CASES[1]} + ${CASES[2]} cases (FUZZ_CASES)${ONLY ? `, only case ${ONLY.phase}:${ONLY.index}` : ''}`)
+t.comment(
+  `fuzz seed ${SEED} (FUZZ_SEED), ${CASES[1]} + ${CASES[2]} cases (FUZZ_CASES)${ONLY ? `, only case ${ONLY.phase}:${ONLY.index}` : ''}`,
+)
 
 /**
  * Runs one phase: its upstream behind a real balancer, its cases `CONCURRENCY` at a time next
@@ -89,15 +93,25 @@ async function runPhase(t: Test, number: 1 | 2, make: (report: Report, watch: Cr
   })
   await victims.stop()
   const ms = Date.now() - started
-  await watch.attribute(report, async (i, abort) => void (await phase.run(port, i, REPLAY_DEADLINE, abort)), i => phase.describe(i))
+  await watch.attribute(
+    report,
+    async (i, abort) => void (await phase.run(port, i, REPLAY_DEADLINE, abort)),
+    i => phase.describe(i),
+  )
   phase.finish(t, run.ran)
   if (ONLY !== undefined) {
-    t.comment(Object.entries(phase.describe(ONLY.index)).map(([k, v]) => `${k}: ${v}`).join('\n'))
+    t.comment(
+      Object.entries(phase.describe(ONLY.index))
+        .map(([k, v]) => `${k}: ${v}`)
+        .join('\n'),
+    )
     t.comment(phase.log.join('\n'))
   }
   report.emit(t)
   if (report.size === 0) t.pass(`phase ${number}: ${run.ran} cases, no invariant broken`)
-  t.comment(`phase ${number}: ${run.ran} cases in ${ms} ms${run.cut ? ` (stopped at the ${BUDGET[number]} ms budget)` : ''}; victims sent ${victims.sent}`)
+  t.comment(
+    `phase ${number}: ${run.ran} cases in ${ms} ms${run.cut ? ` (stopped at the ${BUDGET[number]} ms budget)` : ''}; victims sent ${victims.sent}`,
+  )
   t.ok(victims.sent > 0, 'victim requests ran alongside the cases')
 }
 

@@ -80,7 +80,12 @@ t.test('reload swaps upstreams without dropping a request, and keeps the state o
   const load = Array.from({ length: 8 }, async () => {
     while (!stop) statuses.push((await fetchText(port)).status)
   })
-  const sets = [[a.spec, b.spec, dead], [b.spec, c.spec, dead], [c.spec, dead], [a.spec, c.spec, dead]]
+  const sets = [
+    [a.spec, b.spec, dead],
+    [b.spec, c.spec, dead],
+    [c.spec, dead],
+    [a.spec, c.spec, dead],
+  ]
   for (const set of sets) {
     balancer.reload({ upstreams: set.map(spec), upstreamIdleTimeout: 1000 + set.length, log: l => logs.push(l) })
     // Each set serves 20 requests of the load before the next: a count of answers, not a time.
@@ -110,7 +115,7 @@ t.test('active health checks run while listening and restart when a reload chang
   const b = await startUpstream(t, 'b')
   const health = { path: '/healthz', interval: 50, timeout: 200, healthyThreshold: 1, unhealthyThreshold: 1, status: [200, 299] as const }
   const { balancer, port, logs } = await startBalancer(t, [a.spec, b.spec], { health })
-  t.ok(balancer.healthChecker, 'a checker exists')
+  t.ok(balancer.upstreams.checker, 'a checker exists')
   healthy = false
   while (!logs.some(l => l.includes('marked down'))) await wait(20)
   t.match(logs[0], `upstream ${a.spec} marked down: active check failed 1 time: GET /healthz -> 503`, 'the flip is logged with its reason')
@@ -118,14 +123,18 @@ t.test('active health checks run while listening and restart when a reload chang
   for (let i = 0; i < 4; i++) served.add((await fetchText(port)).headers['x-served-by'] as string)
   t.same([...served], ['b'], 'the down upstream gets no traffic')
 
-  const before = balancer.healthChecker
-  balancer.reload({ upstreams: balancer.pool.upstreams.map(u => ({ host: u.host, port: u.port })), health: { ...health, path: '/other' }, log: l => logs.push(l) })
-  t.not(balancer.healthChecker, before, 'new check settings make a new checker')
+  const before = balancer.upstreams.checker
+  balancer.reload({
+    upstreams: balancer.pool.upstreams.map(u => ({ host: u.host, port: u.port })),
+    health: { ...health, path: '/other' },
+    log: l => logs.push(l),
+  })
+  t.not(balancer.upstreams.checker, before, 'new check settings make a new checker')
   healthy = true
   while (!logs.some(l => l.includes('is up again'))) await wait(20)
   t.pass('the new checker runs at once, on the new path, and brings a back')
   balancer.reload({ upstreams: [{ host: '127.0.0.1', port: b.port }] })
-  t.equal(balancer.healthChecker, undefined, 'a reload without checks stops them')
+  t.equal(balancer.upstreams.checker, undefined, 'a reload without checks stops them')
   balancer.reload({ upstreams: [{ host: '127.0.0.1', port: b.port }], health })
-  t.ok(balancer.healthChecker, 'and one with checks starts them again; closing the balancer stops them')
+  t.ok(balancer.upstreams.checker, 'and one with checks starts them again; closing the balancer stops them')
 })

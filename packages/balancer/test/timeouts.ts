@@ -109,7 +109,10 @@ t.test('a slowloris client gets 408 at the header timeout', async t => {
   await once(socket, 'close')
   clearInterval(drip)
   t.match(received, /^HTTP\/1\.1 408 /, '408 Request Timeout')
-  t.ok(elapsed(started) >= 800 && elapsed(started) < 10_000, `at the 1 s header timeout (checked every second), not the 20 s default (${elapsed(started)} ms)`)
+  t.ok(
+    elapsed(started) >= 800 && elapsed(started) < 10_000,
+    `at the 1 s header timeout (checked every second), not the 20 s default (${elapsed(started)} ms)`,
+  )
   t.equal(a.seen.length, 0, 'nothing reached the upstream')
 })
 

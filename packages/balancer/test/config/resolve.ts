@@ -1,0 +1,192 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { parseUpstream } from '../../src/config/parse.js'
+import { resolveConfig } from '../../src/config/resolve.js'
+
+t.test('defaults are the tutorial stack', async t => {
+  t.same(
+    resolveConfig({}),
+    {
+      port: 8080,
+      host: '0.0.0.0',
+      upstreams: [
+        { host: '127.0.0.1', port: 5000 },
+        { host: '127.0.0.1', port: 5001 },
+      ],
+      drainTimeout: 30_000,
+      quiet: false,
+      accessLogTo: '-',
+      logFormat: 'combined',
+      adminPort: undefined,
+      adminHost: '127.0.0.1',
+      adminAllowedHosts: [],
+      workers: 1,
+      maxFails: 1,
+      failTimeout: 10_000,
+      connectTimeout: 5_000,
+      timeout: 60_000,
+      retryOnTimeout: false,
+      retries: undefined,
+      retryTimeout: 0,
+      clientHeaderTimeout: 20_000,
+      clientBodyTimeout: 60_000,
+      tunnelTimeout: 3_600_000,
+      keepAliveTimeout: 75_000,
+      upstreamIdleTimeout: 4_000,
+      health: undefined,
+      policy: 'round-robin',
+      hashKey: { kind: 'ip' },
+      queueSize: 1000,
+      queueTimeout: 30_000,
+      reclaimAfter: 1000,
+      sticky: undefined,
+      stickySecretGenerated: false,
+    },
+    'port 8080, the two backends, nginx timeouts and failure defaults, no active checks',
+  )
+})
+
+t.test('upstreams are parsed like nginx server lines', async t => {
+  const cases: [string, object][] = [
+    ['127.0.0.1:5000', { host: '127.0.0.1', port: 5000 }],
+    ['app.internal:80', { host: 'app.internal', port: 80 }],
+    ['[::1]:5000', { host: '::1', port: 5000 }],
+    ['  10.0.0.2:81   max_fails=3 fail_timeout=30s ', { host: '10.0.0.2', port: 81, maxFails: 3, failTimeout: 30_000 }],
+    ['h:1 max_fails=0 fail_timeout=250ms', { host: 'h', port: 1, maxFails: 0, failTimeout: 250 }],
+  ]
+  for (const [spec, want] of cases) t.same(parseUpstream(spec), want, spec)
+})
+
+t.test('bad upstreams are refused with a message naming them', async t => {
+  const cases: [unknown, RegExp][] = [
+    ['localhost', /upstream: "localhost" is not host:port/],
+    ['http://a:1', /upstream: "http:\/\/a:1" is not host:port/],
+    ['[nope]:80', /upstream: "\[nope\]:80" is not host:port/],
+    ['a:0', /upstream a:0 port: "0" is not a whole number from 1 to 65535/],
+    ['a:70000', /upstream a:70000 port: "70000" is not a whole number from 1 to 65535/],
+    ['a:1 weight', /upstream a:1: unknown parameter "weight"/],
+    ['a:1 max_fails', /upstream a:1: unknown parameter "max_fails"/],
+    ['a:1 max_fails=x', /upstream a:1 max_fails: "x" is not a whole number/],
+    ['a:1 fail_timeout=soon', /upstream a:1 fail_timeout: "soon" is not a duration/],
+    [5000, /upstream: 5000 is not a string/],
+  ]
+  for (const [spec, message] of cases) t.throws(() => parseUpstream(spec), { name: 'ConfigError', message }, String(spec))
+})
+
+t.test('flags override the file, the file overrides defaults', async t => {
+  const file = { port: 9000, host: '127.0.0.1', upstream: ['10.0.0.1:1', '10.0.0.2:2'], 'max-fails': 2, 'fail-timeout': 5, quiet: true }
+  const config = resolveConfig({ port: '9001', upstream: ['10.0.0.3:3'], timeout: '1500ms' }, file)
+  t.equal(config.port, 9001, 'flag port wins')
+  t.equal(config.host, '127.0.0.1', 'file host used')
+  t.same(config.upstreams, [{ host: '10.0.0.3', port: 3 }], 'flag upstreams replace the file list')
+  t.equal(config.maxFails, 2, 'file max-fails')
+  t.equal(config.failTimeout, 5000, 'a bare number is seconds')
+  t.equal(config.timeout, 1500, 'ms unit')
+  t.equal(config.quiet, true, 'file quiet')
+  t.same(resolveConfig({}, { upstream: '10.0.0.9:9' }).upstreams, [{ host: '10.0.0.9', port: 9 }], 'one upstream as a string')
+  t.equal(resolveConfig({ 'fail-timeout': '2m' }).failTimeout, 120_000, 'minutes')
+  t.equal(resolveConfig({ 'tunnel-timeout': '1.5h' }).tunnelTimeout, 5_400_000, 'hours')
+  t.equal(resolveConfig({ 'tunnel-timeout': '0' }).tunnelTimeout, 0, 'tunnel-timeout 0: never')
+})
+
+t.test('active health checks and retries', async t => {
+  const config = resolveConfig({ 'health-path': '/healthz', 'health-status': '200', retries: '2' }, { 'health-interval': '500ms' })
+  t.same(
+    config.health,
+    { path: '/healthz', interval: 500, timeout: 1000, healthyThreshold: 2, unhealthyThreshold: 3, status: [200, 200] },
+    'a health path turns checks on, with HAProxy-like defaults; one status is a range of one',
+  )
+  t.equal(config.retries, 2, 'retries')
+  t.same(resolveConfig({ 'health-path': '/h', 'health-status': '204-302' }).health?.status, [204, 302], 'a status range')
+})
+
+t.test('policies and sticky sessions', async t => {
+  const c = resolveConfig({ policy: 'hash', 'hash-key': 'cookie:sid', 'queue-size': '5', 'queue-timeout': '2s' })
+  t.same([c.policy, c.hashKey, c.queueSize, c.queueTimeout], ['hash', { kind: 'cookie', name: 'sid' }, 5, 2000], 'policy, key, queue')
+  const given = resolveConfig({ 'sticky-cookie': 'sy', 'sticky-secret': 's3cret' })
+  t.same([given.sticky, given.stickySecretGenerated], [{ cookie: 'sy', secret: 's3cret' }, false], 'a given secret')
+  const made = resolveConfig({ 'sticky-cookie': 'sy' })
+  t.ok(Buffer.isBuffer(made.sticky?.secret) && made.stickySecretGenerated, 'no secret: a random one, flagged for a warning')
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-secret-'))
+  writeFileSync(join(dir, 'secret'), '  from-a-file\n')
+  writeFileSync(join(dir, 'empty'), '\n')
+  t.same(
+    resolveConfig({ 'sticky-cookie': 'sy', 'sticky-secret-file': join(dir, 'secret') }).sticky,
+    { cookie: 'sy', secret: 'from-a-file' },
+    'a secret file, trimmed',
+  )
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ policy: 'fastest' }, /^policy: "fastest" is not one of round-robin, least-requests, random-two, hash, first$/],
+    [{ 'sticky-cookie': 'a b' }, /^sticky-cookie: "a b" is not a cookie name$/],
+    [{ 'sticky-cookie': 'sy', 'sticky-secret': '' }, /^sticky-secret: must be a non-empty string$/],
+    [{ 'sticky-cookie': 'sy', 'sticky-secret-file': join(dir, 'none') }, /^sticky-secret-file .*none: cannot be read \(ENOENT\)$/],
+    [{ 'sticky-cookie': 'sy', 'sticky-secret-file': join(dir, 'empty') }, /^sticky-secret-file .*empty: is empty$/],
+  ]
+  for (const [flags, message] of bad) t.throws(() => resolveConfig(flags), { name: 'ConfigError', message }, JSON.stringify(flags))
+})
+
+t.test('workers, admin listener and access log', async t => {
+  t.equal(resolveConfig({ workers: 'auto' }).workers, availableParallelism(), 'auto: one per core')
+  t.equal(resolveConfig({ workers: '3' }).workers, 3)
+  t.equal(resolveConfig({}, { workers: 2 }).workers, 2, 'a number in the file')
+  for (const bad of ['0', '65', 'many', 1.5]) {
+    t.throws(() => resolveConfig({ workers: bad }), {
+      message: `workers: ${JSON.stringify(bad)} is not a whole number from 1 to 64, or auto`,
+    })
+  }
+  const c = resolveConfig({ 'admin-port': '0', 'admin-host': '::1', 'access-log': '/var/log/sy.log', 'log-format': 'json' })
+  t.same([c.adminPort, c.adminHost, c.accessLogTo, c.logFormat], [0, '::1', '/var/log/sy.log', 'json'])
+  t.same(
+    resolveConfig({ 'admin-allowed-host': ['Dash.Example.', 'pinned.example:9443', '[FD00::1]'] }).adminAllowedHosts,
+    ['dash.example', 'pinned.example:9443', '[fd00::1]'],
+    'allowed hosts, in lower case and without the trailing dot',
+  )
+  t.same(
+    resolveConfig({}, { 'admin-allowed-host': 'dash.example' }).adminAllowedHosts,
+    ['dash.example'],
+    'one name as a string in the file',
+  )
+  t.same(
+    resolveConfig({ 'admin-allowed-host': ['a.example'] }, { 'admin-allowed-host': ['b.example'] }).adminAllowedHosts,
+    ['a.example'],
+    'flags replace the file, as for upstream',
+  )
+  t.equal(resolveConfig({ 'access-log': 'off' }).accessLogTo, undefined, 'off')
+  t.equal(resolveConfig({ quiet: true, 'access-log': '/x.log' }).accessLogTo, undefined, '--quiet wins: no access log')
+})
+
+t.test('bad settings name the bad value', async t => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ port: '80a' }, /^port: "80a" is not a whole number from 0 to 65535$/],
+    [{ port: 65536 }, /^port: 65536 is not/],
+    [{ port: 1.5 }, /^port: 1.5 is not/],
+    [{ port: '' }, /^port: "" is not/],
+    [{ host: '' }, /^host: "" is not an address/],
+    [{ host: 7 }, /^host: 7 is not an address/],
+    [{ upstream: [] }, /^upstream: at least one is needed/],
+    [{ upstream: ['a:1', 'a:1 max_fails=2'] }, /^upstream: a:1 is listed twice$/],
+    [{ 'max-fails': -1 }, /^max-fails: -1 is not a whole number/],
+    [{ 'fail-timeout': '-1s' }, /^fail-timeout: "-1s" is not a duration/],
+    [{ timeout: 'forever' }, /^timeout: "forever" is not a duration/],
+    [{ timeout: Number.NaN }, /^timeout: null is not a duration/],
+    [{ quiet: 'yes' }, /^quiet: "yes" is not true or false$/],
+    [{ 'health-path': 'healthz' }, /^health-path: "healthz" is not a path starting with \/$/],
+    [{ 'health-path': 7 }, /^health-path: 7 is not a path/],
+    [{ 'health-path': '/h', 'health-status': '399-200' }, /^health-status: "399-200" is not a status range like 200-399$/],
+    [{ 'health-path': '/h', 'health-status': 'ok' }, /^health-status: "ok" is not a status range/],
+    [{ 'health-path': '/h', 'health-status': 200 }, /^health-status: 200 is not a status range/],
+    [{ 'health-path': '/h', 'healthy-threshold': 0 }, /^healthy-threshold: 0 is not a whole number from 1/],
+    [{ retries: 'many' }, /^retries: "many" is not a whole number/],
+    [
+      { 'admin-allowed-host': ['ok.example', 'http://dash.example'] },
+      /^admin-allowed-host: "http:\/\/dash\.example" is not a host name with an optional :port, like admin\.example/,
+    ],
+    [{ 'admin-allowed-host': 'dash.example:99999' }, /^admin-allowed-host: "dash\.example:99999" is not a host name/],
+    [{ 'admin-allowed-host': [7] }, /^admin-allowed-host: 7 is not a host name/],
+  ]
+  for (const [flags, message] of cases) {
+    t.throws(() => resolveConfig(flags), { name: 'ConfigError', code: 'SWITCHYARD_CONFIG', message }, JSON.stringify(flags))
+  }
+})
