@@ -1,3 +1,4 @@
+// The admin listener's one gate for state-changing calls: a Bearer token, compared in constant time, failures logged once a minute.
 /**
  * The admin listener's one gate for calls that change state: a Bearer token (RFC 6750), read
  * from a file or the environment, compared in constant time, with failed attempts logged once per
@@ -51,7 +52,9 @@ export function loadAdminToken(file: string | undefined, env: NodeJS.ProcessEnv 
     token = value.trim()
   }
   if (token.length < MIN_TOKEN_LENGTH) {
-    throw new ConfigError(`${from}: the token has ${token.length} characters; use at least ${MIN_TOKEN_LENGTH}, e.g. from \`openssl rand -hex 32\``)
+    throw new ConfigError(
+      `${from}: the token has ${token.length} characters; use at least ${MIN_TOKEN_LENGTH}, e.g. from \`openssl rand -hex 32\``,
+    )
   }
   // A header value carries visible ASCII; anything else could never be sent back.
   if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError(`${from}: the token must be visible ASCII characters with no spaces`)
@@ -125,7 +128,12 @@ export class AdminAuth {
     }
     const m = c.authorization === undefined ? null : BEARER.exec(c.authorization)
     if (m !== null && timingSafeEqual(sha256(m[1] as string), this.#digest)) return undefined
-    const why = c.authorization === undefined ? 'no Authorization header' : m === null ? 'an Authorization header that is not "Bearer <token>"' : 'a wrong token'
+    const why =
+      c.authorization === undefined
+        ? 'no Authorization header'
+        : m === null
+          ? 'an Authorization header that is not "Bearer <token>"'
+          : 'a wrong token'
     this.#failed(c, why)
     return {
       status: 401,

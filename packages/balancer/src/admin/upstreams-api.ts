@@ -1,3 +1,4 @@
+// The admin API's upstream routes (GET/POST /upstreams, POST /upstreams/<id>/state, DELETE /upstreams/<id>), HTTP side.
 /**
  * The admin API's upstream routes: `GET /upstreams`, `POST /upstreams/<id>/state`, `POST
  * /upstreams`, `DELETE /upstreams/<id>`, HAProxy's runtime API (`set server state`, `add server`,
@@ -49,7 +50,8 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   let size = 0
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length
-    if (size > MAX_BODY) throw new BodyError(text(413, `413 Content Too Large: the body is over ${MAX_BODY} bytes`, { connection: 'close' }))
+    if (size > MAX_BODY)
+      throw new BodyError(text(413, `413 Content Too Large: the body is over ${MAX_BODY} bytes`, { connection: 'close' }))
     chunks.push(chunk)
   }
   try {
@@ -77,7 +79,12 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * A state-changing call passes `auth` before its body is read, so a caller without the token
  * cannot make the listener read anything.
  */
-export async function routeUpstreams<T>(req: IncomingMessage, path: string, control: UpstreamControl<T>, auth: AdminAuth): Promise<Answer | undefined> {
+export async function routeUpstreams<T>(
+  req: IncomingMessage,
+  path: string,
+  control: UpstreamControl<T>,
+  auth: AdminAuth,
+): Promise<Answer | undefined> {
   const m = /^\/upstreams(?:\/([^/]+)(\/state)?)?\/?$/.exec(path)
   if (m === null) return undefined
   const [, encoded, state] = m
@@ -88,7 +95,8 @@ export async function routeUpstreams<T>(req: IncomingMessage, path: string, cont
   const refused = auth.check(credentialsOf(req, `${method} ${path}`))
   if (refused !== undefined) return text(refused.status, refused.message, refused.headers)
   const id = encoded === undefined ? undefined : idOf(encoded)
-  if (encoded !== undefined && id === undefined) return text(400, `400 Bad Request: ${JSON.stringify(encoded)} is not a URL-encoded host:port`)
+  if (encoded !== undefined && id === undefined)
+    return text(400, `400 Bad Request: ${JSON.stringify(encoded)} is not a URL-encoded host:port`)
   if (method === 'DELETE') return answer(await control.remove(id as string), 202)
   let body: unknown
   try {

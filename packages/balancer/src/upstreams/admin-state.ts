@@ -1,3 +1,4 @@
+// An upstream's admin state (HAProxy's ready / drain / maint): what each lets through, and what a change means.
 /**
  * An upstream's admin state, set at run time by the operator: HAProxy's `set server <b>/<s> state
  * ready|drain|maint`. It is apart from health (which the checks and failed requests decide) and

@@ -1,3 +1,4 @@
+// DNS discovery: names looked up again at their TTL, with HAProxy's hold rules; hands on each name's addresses.
 /**
  * DNS discovery: upstream names looked up again and again (nginx `server NAME resolve`, HAProxy
  * `server-template` with a `resolvers` section), each answer handed on as the name's addresses.
@@ -40,7 +41,8 @@ interface Watch {
   live: boolean
 }
 
-const list = (found: readonly Found[]): string => (found.length === 0 ? 'none' : found.map(f => (f.address.includes(':') ? `[${f.address}]:${f.port}` : `${f.address}:${f.port}`)).join(', '))
+const list = (found: readonly Found[]): string =>
+  found.length === 0 ? 'none' : found.map(f => (f.address.includes(':') ? `[${f.address}]:${f.port}` : `${f.address}:${f.port}`)).join(', ')
 const same = (a: readonly Found[], b: readonly Found[]): boolean => JSON.stringify(a) === JSON.stringify(b)
 const keyOf = (f: Found): string => `${f.address} ${f.port}`
 /** Primaries first, then by address and port: a server that rotates its answers changes nothing. */

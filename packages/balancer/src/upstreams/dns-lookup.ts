@@ -1,3 +1,4 @@
+// One DNS lookup of an upstream name: A / AAAA, or SRV into primaries, backups and weights; empty vs failed.
 /**
  * One DNS lookup of an upstream name, as nginx's `server NAME resolve` and `service=NAME` do it:
  * A and AAAA records, or SRV records whose targets are then looked up, into addresses with ports,
@@ -45,7 +46,8 @@ export interface Found {
  * - `empty`: the name does not exist (NXDOMAIN) or has no records of the type: `why` says which;
  * - `failed`: no answer to trust (a timeout, SERVFAIL, a refused query): `why` is the code.
  */
-export type Lookup = { kind: 'answer'; found: Found[]; ttl: number | undefined } | { kind: 'empty'; why: string } | { kind: 'failed'; why: string }
+export type Lookup =
+  { kind: 'answer'; found: Found[]; ttl: number | undefined } | { kind: 'empty'; why: string } | { kind: 'failed'; why: string }
 
 /** Error codes of `dns.promises` that are an answer saying "nothing here", not a failure. */
 const NOTHING: Record<string, string> = { ENOTFOUND: 'NXDOMAIN', ENODATA: 'no records' }
@@ -71,7 +73,9 @@ export function parseResolver(value: unknown): string {
   const family = isIP(ip)
   const ok = (m?.[1] === undefined ? family !== 0 : family === 6) && (port === undefined || (Number(port) >= 1 && Number(port) <= 65535))
   if (!ok) {
-    throw new ConfigError(`resolver: ${JSON.stringify(value)} is not an IP address with an optional port, like 10.0.0.2, 10.0.0.2:5353 or [fd00::2]:53`)
+    throw new ConfigError(
+      `resolver: ${JSON.stringify(value)} is not an IP address with an optional port, like 10.0.0.2, 10.0.0.2:5353 or [fd00::2]:53`,
+    )
   }
   return text
 }
@@ -127,7 +131,11 @@ export async function lookup(resolver: DnsResolver, name: DnsName): Promise<Look
     if (name.service === undefined) {
       const found = await addresses(resolver, name.host)
       const port = name.port as number
-      return { kind: 'answer', found: found.map(a => ({ address: a.address, port, weight: undefined, backup: name.backup })), ttl: minTtl(found.map(a => a.ttl)) }
+      return {
+        kind: 'answer',
+        found: found.map(a => ({ address: a.address, port, weight: undefined, backup: name.backup })),
+        ttl: minTtl(found.map(a => a.ttl)),
+      }
     }
     const srv = srvName(name.service, name.host)
     const records = await resolver.resolveSrv(srv).catch((err: unknown) => {
@@ -137,7 +145,9 @@ export async function lookup(resolver: DnsResolver, name: DnsName): Promise<Look
     if (offered.length === 0) return { kind: 'empty', why: `SRV ${srv}: no service offered (target ".")` }
     const first = (offered[0] as { priority: number }).priority
     const used = name.backup ? offered.filter(r => r.priority === first) : offered
-    const lists = await Promise.all(used.map(r => addresses(resolver, r.name).catch((err: Nothing) => (err.kind === 'empty' ? [] : Promise.reject(err)))))
+    const lists = await Promise.all(
+      used.map(r => addresses(resolver, r.name).catch((err: Nothing) => (err.kind === 'empty' ? [] : Promise.reject(err)))),
+    )
     const found: Found[] = []
     const seen = new Set<string>()
     const ttls: (number | undefined)[] = []

@@ -1,3 +1,4 @@
+// --state-file: the admin API's runtime changes, saved atomically so that they survive a restart.
 /**
  * `--state-file FILE`: the runtime changes of the admin API, saved so that they survive a restart,
  * as HAProxy's `server-state-file` keeps the servers' admin states across a reload. HAProxy writes

@@ -108,7 +108,11 @@ t.test('every state-changing call passes the gate first', async t => {
   for (const [method, path] of calls) {
     const body = method === 'POST' ? '{"state":"drain"}' : undefined
     const none = await fetchText(port, { method, path, body })
-    t.same([none.status, none.headers['www-authenticate']], [401, 'Bearer realm="switchyard-admin"'], `${method} ${path} without a token: 401`)
+    t.same(
+      [none.status, none.headers['www-authenticate']],
+      [401, 'Bearer realm="switchyard-admin"'],
+      `${method} ${path} without a token: 401`,
+    )
     const wrong = await fetchText(port, { method, path, body, headers: { authorization: `Bearer ${TOKEN}x` } })
     t.equal(wrong.status, 401, `${method} ${path} with a wrong token: 401`)
   }
@@ -116,7 +120,11 @@ t.test('every state-changing call passes the gate first', async t => {
   t.equal(logs.length, 1, 'one log line for the address this minute')
   const off = await serve(t, null)
   const r = await fetchText(off.port, { method: 'POST', path: '/upstreams', body: '"x"', headers: bearer })
-  t.same([r.status, r.body.split(';')[0]], [403, '403 Forbidden: no admin token is set, so nothing may be changed'], 'no token configured: 403')
+  t.same(
+    [r.status, r.body.split(';')[0]],
+    [403, '403 Forbidden: no admin token is set, so nothing may be changed'],
+    'no token configured: 403',
+  )
   t.equal((await fetchText(off.port, { path: '/upstreams' })).status, 200, 'reads still work')
 })
 
@@ -124,14 +132,22 @@ t.test('bodies: the state, an upstream line or object; bad ones get 400 or 413',
   const { port, control } = await serve(t)
   const post = (path: string, body: string | Buffer) => fetchText(port, { method: 'POST', path, body, headers: bearer })
   const drained = await post('/upstreams/127.0.0.1%3A5000/state', '{"state":"drain"}')
-  t.same([drained.status, JSON.parse(drained.body)], [200, { id: '127.0.0.1:5000', adminState: 'drain' }], 'the id URL-encoded: 200 with the new object')
+  t.same(
+    [drained.status, JSON.parse(drained.body)],
+    [200, { id: '127.0.0.1:5000', adminState: 'drain' }],
+    'the id URL-encoded: 200 with the new object',
+  )
   const raw = await post('/upstreams/127.0.0.1:5000/state', '{"state":"ready"}')
   t.equal(raw.status, 200, 'the id as it is')
   t.equal((await post('/upstreams/127.0.0.1%3A5999/state', '{"state":"ready"}')).status, 404, 'an unknown id: the control says 404')
   for (const body of ['{"state":"up"}', '{}', '"drain"', '[]', 'null']) {
     const r = await post('/upstreams/127.0.0.1%3A5000/state', body)
     t.equal(r.status, 400, `${body}: 400`)
-    t.match(r.body, /^400 Bad Request: state: .* is not one of ready, drain, maint; send \{"state": "drain"\}, "maint" or "ready"\n$/, 'saying what to send')
+    t.match(
+      r.body,
+      /^400 Bad Request: state: .* is not one of ready, drain, maint; send \{"state": "drain"\}, "maint" or "ready"\n$/,
+      'saying what to send',
+    )
   }
   const notJson = await post('/upstreams', 'upstream=127.0.0.1:5001')
   t.match([notJson.status, notJson.body], [400, /^400 Bad Request: the body is not JSON \(/], 'not JSON')

@@ -20,7 +20,11 @@ t.test('what each state lets through', async t => {
     ['drain', false, true, true],
     ['maint', false, false, false],
   ]
-  t.same(ADMIN_STATES, table.map(r => r[0]), 'the three states, in order')
+  t.same(
+    ADMIN_STATES,
+    table.map(r => r[0]),
+    'the three states, in order',
+  )
   for (const [state, fresh, pinned, checked] of table) {
     t.equal(takesNewClients(state), fresh, `${state}: new clients ${fresh}`)
     t.equal(takesPinnedClients(state), pinned, `${state}: sticky clients ${pinned}`)
@@ -50,7 +54,11 @@ t.test('parsing and words', async t => {
   for (const s of ADMIN_STATES) t.equal(parseAdminState(s, 'state'), s, `${s} parses`)
   for (const bad of ['READY', 'down', '', 1, null, undefined]) {
     t.notOk(isAdminState(bad), `${JSON.stringify(bad)} is no state`)
-    t.throws(() => parseAdminState(bad, 'state'), { name: 'ConfigError', message: /^state: .* is not one of ready, drain, maint$/ }, `${JSON.stringify(bad)} is refused`)
+    t.throws(
+      () => parseAdminState(bad, 'state'),
+      { name: 'ConfigError', message: /^state: .* is not one of ready, drain, maint$/ },
+      `${JSON.stringify(bad)} is refused`,
+    )
   }
   t.match(describeAdminState('drain'), /^draining \(admin API\): no new clients/, 'drain explained')
   t.match(describeAdminState('maint'), /^in maintenance \(admin API\): no requests, no health checks$/, 'maint explained')

@@ -39,7 +39,11 @@ t.test('an address added is handed on within the TTL, one removed is taken away'
   t.equal(label, 'app.test:5000', 'the label names the line')
   t.same(discovery.found(label), [at('127.0.0.2'), at('127.0.0.3')], 'the first answer, in order, before watch() resolves')
   t.same(changes, [[label, [at('127.0.0.2'), at('127.0.0.3')]]], 'handed on once')
-  t.same(logs, ['discovery: app.test:5000 -> 127.0.0.2:5000, 127.0.0.3:5000 (added 127.0.0.2:5000, 127.0.0.3:5000; removed none)'], 'logged once')
+  t.same(
+    logs,
+    ['discovery: app.test:5000 -> 127.0.0.2:5000, 127.0.0.3:5000 (added 127.0.0.2:5000, 127.0.0.3:5000; removed none)'],
+    'logged once',
+  )
 
   // The stub rotates its answer: the same addresses are no change.
   dns.zone.set('app.test', { a: ['127.0.0.2', '127.0.0.3'], ttl: 1 })
@@ -51,7 +55,11 @@ t.test('an address added is handed on within the TTL, one removed is taken away'
   dns.zone.set('app.test', { a: ['127.0.0.4'], aaaa: ['::2'], ttl: 1 })
   const [, left] = await nextChange()
   t.same(left, [at('127.0.0.4'), at('::2')], 'the removed ones are gone; AAAA records count as much as A')
-  t.equal(logs.at(-1), 'discovery: app.test:5000 -> 127.0.0.4:5000, [::2]:5000 (added [::2]:5000; removed 127.0.0.2:5000, 127.0.0.3:5000)', 'each change logged')
+  t.equal(
+    logs.at(-1),
+    'discovery: app.test:5000 -> 127.0.0.4:5000, [::2]:5000 (added [::2]:5000; removed 127.0.0.2:5000, 127.0.0.3:5000)',
+    'each change logged',
+  )
   t.equal(await discovery.watch(name('app.test')), label, 'watching it again does nothing')
   t.same(discovery.labels, [label], 'one watch')
   t.same(discovery.found('other.test:1'), [], 'a name not watched has nothing')
@@ -70,10 +78,15 @@ t.test('a failing resolver keeps the last answer, logging one line per streak', 
   t.same(discovery.found('app.test:5000'), [at('127.0.0.2')], 'the last answer is kept')
   t.equal(changes.length, 1, 'nothing handed on')
   const failures = logs.filter(l => l.includes('lookup failed'))
-  t.same(failures, ['discovery: app.test:5000: lookup failed (A app.test: ETIMEOUT); keeping the last answer: 127.0.0.2:5000'], 'one line for the streak')
+  t.same(
+    failures,
+    ['discovery: app.test:5000: lookup failed (A app.test: ETIMEOUT); keeping the last answer: 127.0.0.2:5000'],
+    'one line for the streak',
+  )
   dns.silent = false
   dns.zone.set('app.test', { a: ['127.0.0.2'], ttl: 1 })
-  while (!logs.includes('discovery: app.test:5000 resolves again')) await within(t, 'a lookup after the outage', dns.nextQuery('A app.test'))
+  while (!logs.includes('discovery: app.test:5000 resolves again'))
+    await within(t, 'a lookup after the outage', dns.nextQuery('A app.test'))
   t.pass('the end of the streak is logged')
   dns.zone.set('app.test', { rcode: 'SERVFAIL' })
   while (logs.filter(l => l.includes('lookup failed')).length < 2) await within(t, 'a SERVFAIL', dns.nextQuery('A app.test'))
@@ -84,12 +97,16 @@ t.test('a failing resolver keeps the last answer, logging one line per streak', 
 t.test('NXDOMAIN or an empty answer drains only once it has lasted the hold', async t => {
   const dns = await startDnsStub(t)
   dns.zone.set('app.test', { a: ['127.0.0.2'], ttl: 1 })
-  const { discovery, logs, nextChange } = start(t, dns, { hold: 60_000, interval: 1 })
+  const { discovery, logs } = start(t, dns, { hold: 60_000, interval: 1 })
   await discovery.watch(name('app.test'))
   // A short gap: the name is missing for one lookup, and back.
   dns.zone.delete('app.test')
   while (!logs.some(l => l.includes('drain if this lasts 60s'))) await within(t, 'the NXDOMAIN lookup', dns.nextQuery('A app.test'))
-  t.equal(logs.at(-1), 'discovery: app.test:5000: A app.test: NXDOMAIN, AAAA app.test: NXDOMAIN; its addresses (127.0.0.2:5000) drain if this lasts 60s', 'the hold is announced')
+  t.equal(
+    logs.at(-1),
+    'discovery: app.test:5000: A app.test: NXDOMAIN, AAAA app.test: NXDOMAIN; its addresses (127.0.0.2:5000) drain if this lasts 60s',
+    'the hold is announced',
+  )
   dns.zone.set('app.test', { a: ['127.0.0.2'], ttl: 1 })
   while (!logs.includes('discovery: app.test:5000 resolves again')) await within(t, 'the name back', dns.nextQuery('A app.test'))
   t.same(discovery.found('app.test:5000'), [at('127.0.0.2')], 'a short gap costs nothing')
@@ -102,7 +119,12 @@ t.test('NXDOMAIN or an empty answer drains only once it has lasted the hold', as
   const [label, found] = await quick.nextChange()
   t.same([label, found], ['quick.test:5000', []], 'drained once the empty answer lasted the hold')
   t.match(quick.logs.at(-1), /^discovery: quick\.test:5000 -> none \(added none; removed 127\.0\.0\.5:5000\)$/, 'the change is logged')
-  t.ok(quick.logs.includes('discovery: quick.test:5000: A quick.test: no records, AAAA quick.test: no records for 0.3s; draining 127.0.0.5:5000'), 'with why')
+  t.ok(
+    quick.logs.includes(
+      'discovery: quick.test:5000: A quick.test: no records, AAAA quick.test: no records for 0.3s; draining 127.0.0.5:5000',
+    ),
+    'with why',
+  )
   // Still empty: nothing more to drain, and nothing more logged.
   const lines = quick.logs.length
   await within(t, 'a lookup after the drain', dns.nextQuery('A quick.test'))
@@ -118,7 +140,13 @@ t.test('a name with no address at the start is allowed, with a warning, and take
   const { discovery, logs, nextChange } = start(t, dns)
   const label = await discovery.watch(name('late.test'))
   t.same(discovery.found(label), [], 'nothing yet')
-  t.same(logs, ['discovery: warning: late.test:5000 has no address yet (A late.test: NXDOMAIN, AAAA late.test: NXDOMAIN); starting without it, and looking it up again'], 'a warning')
+  t.same(
+    logs,
+    [
+      'discovery: warning: late.test:5000 has no address yet (A late.test: NXDOMAIN, AAAA late.test: NXDOMAIN); starting without it, and looking it up again',
+    ],
+    'a warning',
+  )
   dns.zone.set('late.test', { a: ['127.0.0.7'], ttl: 1 })
   const [, found] = await nextChange()
   t.same(found, [at('127.0.0.7')], 'taken at a later lookup (1 s, then 2 s, ...)')
@@ -126,7 +154,11 @@ t.test('a name with no address at the start is allowed, with a warning, and take
   dns.silent = true
   const failing = start(t, dns)
   await failing.discovery.watch(name('slow.test'))
-  t.match(failing.logs[0], /^discovery: warning: slow\.test:5000 has no address yet \(A slow\.test: ETIMEOUT\)/, 'a failed first lookup warns too')
+  t.match(
+    failing.logs[0],
+    /^discovery: warning: slow\.test:5000 has no address yet \(A slow\.test: ETIMEOUT\)/,
+    'a failed first lookup warns too',
+  )
   dns.silent = false
   dns.zone.set('slow.test', { a: ['127.0.0.8'], ttl: 1 })
   await failing.nextChange()
@@ -153,7 +185,14 @@ t.test('the TTL is capped by the interval, and held to at least a second', async
     ],
   })
   const label = await discovery.watch({ host: 'srv.test', port: undefined, service: 'http', backup: false })
-  t.same(discovery.found(label), [{ address: '127.0.0.4', port: 5002, weight: 1, backup: false }, { address: '127.0.0.5', port: 5001, weight: 1, backup: true }], 'primaries first')
+  t.same(
+    discovery.found(label),
+    [
+      { address: '127.0.0.4', port: 5002, weight: 1, backup: false },
+      { address: '127.0.0.5', port: 5001, weight: 1, backup: true },
+    ],
+    'primaries first',
+  )
   await within(t, 'the SRV lookup at the interval', dns.nextQuery('SRV _http._tcp.srv.test'))
 })
 

@@ -28,15 +28,27 @@ t.test('A and AAAA records become addresses on the line port, with the smallest 
   t.same(dns.queries.slice().sort(), ['A app.test', 'AAAA app.test'], 'one query of each type')
   dns.zone.set('back.test', { a: ['127.0.0.4'] })
   const b = await lookup(resolver, plain('back.test', 6000, true))
-  t.same(b.kind === 'answer' && b.found, [{ address: '127.0.0.4', port: 6000, weight: undefined, backup: true }], 'a backup line makes backups')
+  t.same(
+    b.kind === 'answer' && b.found,
+    [{ address: '127.0.0.4', port: 6000, weight: undefined, backup: true }],
+    'a backup line makes backups',
+  )
 })
 
 t.test('NXDOMAIN and names without records are empty; SERVFAIL and silence are failures', async t => {
   const dns = await startDnsStub(t)
   const resolver = createResolver([dns.server], 100, 1)
-  t.same(await lookup(resolver, plain('missing.test')), { kind: 'empty', why: 'A missing.test: NXDOMAIN, AAAA missing.test: NXDOMAIN' }, 'NXDOMAIN')
+  t.same(
+    await lookup(resolver, plain('missing.test')),
+    { kind: 'empty', why: 'A missing.test: NXDOMAIN, AAAA missing.test: NXDOMAIN' },
+    'NXDOMAIN',
+  )
   dns.zone.set('bare.test', {})
-  t.same(await lookup(resolver, plain('bare.test')), { kind: 'empty', why: 'A bare.test: no records, AAAA bare.test: no records' }, 'no records')
+  t.same(
+    await lookup(resolver, plain('bare.test')),
+    { kind: 'empty', why: 'A bare.test: no records, AAAA bare.test: no records' },
+    'no records',
+  )
   dns.zone.set('broken.test', { rcode: 'SERVFAIL' })
   const broken = await lookup(resolver, plain('broken.test'))
   t.equal(broken.kind, 'failed', 'SERVFAIL is a failure, not an empty answer')
@@ -52,7 +64,11 @@ t.test('one family failing fails the lookup, even when the other answered', asyn
   dns.zone.set('half.test', { a: ['127.0.0.2'] })
   dns.drop.add('AAAA')
   const r = await lookup(createResolver([dns.server], 100, 1), plain('half.test'))
-  t.same(r, { kind: 'failed', why: 'AAAA half.test: ETIMEOUT' }, 'A answered, AAAA timed out: the whole lookup failed, so the caller keeps its last answer')
+  t.same(
+    r,
+    { kind: 'failed', why: 'AAAA half.test: ETIMEOUT' },
+    'A answered, AAAA timed out: the whole lookup failed, so the caller keeps its last answer',
+  )
 })
 
 t.test('SRV: the lowest priority number are primaries, the rest backups, with the records weights', async t => {
@@ -101,7 +117,11 @@ t.test('SRV: the lowest priority number are primaries, the rest backups, with th
   t.equal(ip.kind, 'empty', 'a service name with a dot is joined as it is: _x._tcp.ip.test does not exist')
   dns.zone.set('_x._tcp.ip.test', { srv: [{ target: '127.0.0.5', port: 7000, priority: 0, weight: 1 }] })
   const joined = await lookup(resolver, { ...service('ip.test', '_x._tcp') })
-  t.same(joined, { kind: 'answer', found: [{ address: '127.0.0.5', port: 7000, weight: 1, backup: false }], ttl: undefined }, 'an IP target has no TTL of its own')
+  t.same(
+    joined,
+    { kind: 'answer', found: [{ address: '127.0.0.5', port: 7000, weight: 1, backup: false }], ttl: undefined },
+    'an IP target has no TTL of its own',
+  )
 })
 
 t.test('SRV empties and failures', async t => {
@@ -109,15 +129,27 @@ t.test('SRV empties and failures', async t => {
   const resolver = createResolver([dns.server], 100, 1)
   t.same(await lookup(resolver, service('none.test', 'http')), { kind: 'empty', why: 'SRV _http._tcp.none.test: NXDOMAIN' }, 'no SRV name')
   dns.zone.set('_http._tcp.dot.test', { srv: [{ target: '.', port: 0, priority: 0, weight: 0 }] })
-  t.same(await lookup(resolver, service('dot.test', 'http')), { kind: 'empty', why: 'SRV _http._tcp.dot.test: no service offered (target ".")' }, 'target "." (RFC 2782)')
+  t.same(
+    await lookup(resolver, service('dot.test', 'http')),
+    { kind: 'empty', why: 'SRV _http._tcp.dot.test: no service offered (target ".")' },
+    'target "." (RFC 2782)',
+  )
   dns.zone.set('_http._tcp.lost.test', { srv: [{ target: 'lost.test', port: 1, priority: 0, weight: 0 }] })
-  t.same(await lookup(resolver, service('lost.test', 'http')), { kind: 'empty', why: 'SRV _http._tcp.lost.test: no target has an address' }, 'targets without addresses')
+  t.same(
+    await lookup(resolver, service('lost.test', 'http')),
+    { kind: 'empty', why: 'SRV _http._tcp.lost.test: no target has an address' },
+    'targets without addresses',
+  )
   dns.zone.set('_http._tcp.bad.test', { srv: [{ target: 'bad.test', port: 1, priority: 0, weight: 0 }] })
   dns.zone.set('bad.test', { rcode: 'SERVFAIL' })
   const bad = await lookup(resolver, service('bad.test', 'http'))
   t.equal(bad.kind, 'failed', 'a target whose lookup fails fails the whole')
   dns.zone.set('_http._tcp.srvfail.test', { rcode: 'SERVFAIL' })
-  t.same(await lookup(resolver, service('srvfail.test', 'http')), { kind: 'failed', why: 'SRV _http._tcp.srvfail.test: ESERVFAIL' }, 'SERVFAIL on the SRV name')
+  t.same(
+    await lookup(resolver, service('srvfail.test', 'http')),
+    { kind: 'failed', why: 'SRV _http._tcp.srvfail.test: ESERVFAIL' },
+    'SERVFAIL on the SRV name',
+  )
 })
 
 t.test('names, SRV names and --resolver values', async t => {
@@ -129,6 +161,10 @@ t.test('names, SRV names and --resolver values', async t => {
     t.equal(parseResolver(ok), ok.trim(), `${ok} is taken`)
   }
   for (const bad of ['dns.example', '10.0.0.2:0', '10.0.0.2:70000', '[10.0.0.2]:53', '[nope]', '', 53, 'fd00::zz']) {
-    t.throws(() => parseResolver(bad), { name: 'ConfigError', message: /^resolver: .* is not an IP address with an optional port/ }, `${JSON.stringify(bad)} is refused`)
+    t.throws(
+      () => parseResolver(bad),
+      { name: 'ConfigError', message: /^resolver: .* is not an IP address with an optional port/ },
+      `${JSON.stringify(bad)} is refused`,
+    )
   }
 })

@@ -50,7 +50,11 @@ t.test('saves run in order, each reporting its own failure', async t => {
   await t.rejects(lost.save(state), { code: 'ENOENT' }, 'a failed open is reported')
   await mkdir(join(dir, 'gone'))
   await lost.save(state)
-  t.same(readStateFile(join(dir, 'gone', 'state.json')), state, 'a failed save does not block the next: once the folder is there, saves work')
+  t.same(
+    readStateFile(join(dir, 'gone', 'state.json')),
+    state,
+    'a failed save does not block the next: once the folder is there, saves work',
+  )
 })
 
 t.test('a bad state file is refused with one line that says what to do', async t => {
@@ -65,8 +69,16 @@ t.test('a bad state file is refused with one line that says what to do', async t
     ['removed missing', '{"version":1,"added":[],"adminStates":{}}', /: "removed" is not a list of ids;/],
     ['states not an object', '{"version":1,"added":[],"removed":[],"adminStates":[]}', /: "adminStates" is not an object;/],
     ['states null', '{"version":1,"added":[],"removed":[],"adminStates":null}', /: "adminStates" is not an object;/],
-    ['a bad state', '{"version":1,"added":[],"removed":[],"adminStates":{"a:1":"up"}}', /: the admin state of a:1, "up", is not drain or maint;/],
-    ['ready saved', '{"version":1,"added":[],"removed":[],"adminStates":{"a:1":"ready"}}', /: the admin state of a:1, "ready", is not drain or maint;/],
+    [
+      'a bad state',
+      '{"version":1,"added":[],"removed":[],"adminStates":{"a:1":"up"}}',
+      /: the admin state of a:1, "up", is not drain or maint;/,
+    ],
+    [
+      'ready saved',
+      '{"version":1,"added":[],"removed":[],"adminStates":{"a:1":"ready"}}',
+      /: the admin state of a:1, "ready", is not drain or maint;/,
+    ],
     ['a folder', undefined, /^state-file .*: cannot be read \(EISDIR\)$/],
   ]
   for (const [what, text, message] of cases) {
