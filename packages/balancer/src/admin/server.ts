@@ -2,6 +2,8 @@
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Registry } from 'prom-client'
 import { AllowedHosts } from './allowed-hosts.js'
+import { AdminAuth, credentialsOf } from './auth.js'
+import { routeUpstreams, type UpstreamControl } from './upstreams-api.js'
 import { DASHBOARD_CSP, renderDashboard } from './dashboard.js'
 import { createMetrics } from '../observe/metrics.js'
 import { buildStatus, processCounts, type StatusSnapshot } from '../observe/status.js'
@@ -37,6 +39,10 @@ export interface AdminOptions {
   host?: string
   /** More names a request's Host may carry (`--admin-allowed-host`): `NAME` for any port, `NAME:PORT`. Default none. */
   allowedHosts?: readonly string[]
+  /** The gate for state-changing calls. Default: no token, so every such call gets 403. */
+  auth?: AdminAuth
+  /** What the upstream routes change (`/upstreams`). Default: none, and those paths get 404. */
+  control?: UpstreamControl<unknown>
 }
 
 const TEXT = 'text/plain; charset=utf-8'
@@ -66,6 +72,9 @@ export class AdminServer extends Server {
   /** Open `/events` streams. */
   readonly #streams = new Set<ServerResponse>()
   #timer: NodeJS.Timeout | undefined
+  /** The one gate every state-changing route passes (`auth.check`); see `authorize()`. */
+  readonly auth: AdminAuth
+  readonly #control: UpstreamControl<unknown> | undefined
 
   /** @throws ConfigError for an `allowedHosts` value that is not a host. */
   constructor(source: AdminSource, options: AdminOptions = {}) {
@@ -75,6 +84,8 @@ export class AdminServer extends Server {
     this.#interval = options.interval ?? 1000
     this.#host = options.host
     this.#hosts = new AllowedHosts(options.host, options.allowedHosts)
+    this.auth = options.auth ?? new AdminAuth(undefined)
+    this.#control = options.control
     this.on('request', (req: IncomingMessage, res: ServerResponse) => {
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value)
       this.#route(req, res).catch((err: Error) => this.#send(res, 500, TEXT, `500 Internal Server Error: ${err.message}\n`))
@@ -104,12 +115,25 @@ export class AdminServer extends Server {
       this.#send(res, 421, TEXT, `421 Misdirected Request: ${refused}\n`, req)
       return
     }
+    const path = (req.url as string).split('?')[0] as string
+    const api = this.#control === undefined ? undefined : await routeUpstreams(req, path, this.#control, this.auth)
+    if (api !== undefined) {
+      const json = typeof api.body !== 'string'
+      for (const [name, value] of Object.entries(api.headers ?? {})) res.setHeader(name, value)
+      this.#send(
+        res,
+        api.status,
+        json ? 'application/json' : TEXT,
+        json ? `${JSON.stringify(api.body, null, 2)}\n` : (api.body as string),
+        req,
+      )
+      return
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD')
       this.#send(res, 405, TEXT, '405 Method Not Allowed: the admin listener only answers GET\n')
       return
     }
-    const path = (req.url as string).split('?')[0]
     if (path === '/') {
       const html = renderDashboard(await this.#source.status())
       res.setHeader('content-security-policy', DASHBOARD_CSP)
@@ -125,6 +149,19 @@ export class AdminServer extends Server {
     } else {
       this.#send(res, 404, TEXT, '404 Not Found: try /, /status.json, /metrics or /events\n')
     }
+  }
+
+  /**
+   * The gate for a state-changing route: true when the request carries the admin token; else it
+   * has been answered (403 without a token configured, 401 with a challenge) and the route stops.
+   * Any route that changes state starts with `if (!admin.authorize(req, res)) return`.
+   */
+  authorize(req: IncomingMessage, res: ServerResponse): boolean {
+    const refused = this.auth.check(credentialsOf(req, `${req.method} ${req.url}`))
+    if (refused === undefined) return true
+    for (const [name, value] of Object.entries(refused.headers)) res.setHeader(name, value)
+    this.#send(res, refused.status, TEXT, `${refused.message}\n`, req)
+    return false
   }
 
   #send(res: ServerResponse, status: number, type: string, body: string, req?: IncomingMessage): void {

@@ -19,7 +19,7 @@ export interface UpstreamControl<T> {
   /** Sets an upstream's admin state; 404 for an unknown id. */
   setState(id: string, state: AdminState): Promise<Outcome<T>>
   /** Adds an upstream from an `--upstream` line or a config-file object; 400 for a bad one, 409 for one that exists. */
-  add(spec: unknown): Promise<Outcome<T>>
+  add(spec: unknown): Promise<Outcome<T | T[]>>
   /** Drains an upstream and removes it once its requests finish; 404 for an unknown id. */
   remove(id: string): Promise<Outcome<T>>
 }
@@ -70,7 +70,7 @@ function idOf(encoded: string): string | undefined {
   }
 }
 
-const answer = <T>(o: Outcome<T>, status: number): Answer => (o.ok ? { status, body: o.upstream } : text(o.status, o.message))
+const answer = <T>(o: Outcome<T | T[]>, status: number): Answer => (o.ok ? { status, body: o.upstream } : text(o.status, o.message))
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 

@@ -1,6 +1,7 @@
 // What a cluster's primary and its workers tell each other over node:cluster's channel, and how health news applies.
 import type { ProcessCounts } from '../observe/status.js'
 import type { UpstreamGroup } from '../upstreams/group.js'
+import type { RuntimeSnapshot } from '../upstreams/runtime.js'
 import type { HealthChange } from '../upstreams/upstream.js'
 
 /**
@@ -39,8 +40,24 @@ export interface CountsReply {
   counts: ProcessCounts
 }
 
-export type ToWorker = HealthNews | CountsAsk | Welcome
-export type ToPrimary = HealthNews | CountsReply | Hello
+/**
+ * The upstreams' runtime state (admin API changes, DNS's answers), from the primary: each worker
+ * applies it whole and acknowledges `seq`, so that the primary answers an admin call only once
+ * every worker holds the change.
+ */
+export interface RuntimeNews {
+  switchyard: 'runtime'
+  seq: number
+  snapshot: RuntimeSnapshot
+}
+
+export interface RuntimeApplied {
+  switchyard: 'applied'
+  seq: number
+}
+
+export type ToWorker = HealthNews | CountsAsk | Welcome | RuntimeNews
+export type ToPrimary = HealthNews | CountsReply | Hello | RuntimeApplied
 
 /** Our messages carry `switchyard`; prom-client's own (cluster metrics) share the channel. */
 export function isOurs<T>(m: unknown): m is T {

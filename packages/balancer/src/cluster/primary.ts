@@ -11,7 +11,7 @@ import type { CheckResult } from '../upstreams/health-check.js'
 import { UpstreamGroup } from '../upstreams/group.js'
 import type { Pool } from '../upstreams/pool.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
-import { applyNews, isOurs, newsOf, type CountsAsk, type HealthNews, type ToPrimary, type Welcome } from './messages.js'
+import { applyNews, isOurs, newsOf, type CountsAsk, type HealthNews, type RuntimeNews, type ToPrimary, type Welcome } from './messages.js'
 
 /** A primary's configuration: the workers', with the policy named (the status shows it). */
 export type PrimaryOptions = BalancerOptions & { policy: PolicyName }
@@ -44,6 +44,8 @@ export class Primary extends EventEmitter implements StateView {
   /** Requests for counts, by sequence number: each takes the replies until all came or time is up. */
   readonly #waiting = new Map<number, (counts: ProcessCounts) => void>()
   #seq = 0
+  /** Runtime snapshots sent, by sequence number: each counts the workers that applied it. */
+  readonly #applied = new Map<number, () => void>()
   #stopping = false
   #started = false
 
@@ -93,6 +95,8 @@ export class Primary extends EventEmitter implements StateView {
     cluster.on('exit', this.#onExit)
     // Active checks run here, once; their changes go to every worker.
     this.upstreams.on('health', (change: HealthChange) => this.#broadcast(newsOf(change)))
+    // So do DNS's answers and the admin API's changes.
+    this.upstreams.on('runtime', () => void this.share())
     this.upstreams.startChecks()
     for (let i = 0; i < this.#count; i++) cluster.fork(this.#env)
   }
@@ -139,6 +143,35 @@ export class Primary extends EventEmitter implements StateView {
     }
   }
 
+  /**
+   * Sends every worker the upstreams' runtime state, and resolves once each has applied it (a
+   * worker that exits meanwhile is not waited for): an admin call is answered only then.
+   */
+  share(): Promise<void> {
+    const workers = this.workers
+    const seq = ++this.#seq
+    const snapshot = this.upstreams.snapshot()
+    let left = workers.length
+    return new Promise<void>(resolve => {
+      const done = (): void => {
+        if (--left > 0) return
+        this.#applied.delete(seq)
+        cluster.off('exit', gone)
+        resolve()
+      }
+      const gone = (w: Worker): void => {
+        if (workers.includes(w)) done()
+      }
+      if (left === 0) {
+        resolve()
+        return
+      }
+      this.#applied.set(seq, done)
+      cluster.on('exit', gone)
+      for (const w of workers) w.send({ switchyard: 'runtime', seq, snapshot } satisfies RuntimeNews)
+    })
+  }
+
   #broadcast(news: HealthNews, except?: Worker): void {
     for (const w of this.workers) if (w !== except) w.send(news)
   }
@@ -150,6 +183,8 @@ export class Primary extends EventEmitter implements StateView {
       this.#broadcast(m, worker)
     } else if (m.switchyard === 'hello') {
       this.#welcome(worker)
+    } else if (m.switchyard === 'applied') {
+      this.#applied.get(m.seq)?.()
     } else {
       // A reply that comes after its request timed out has nowhere to go.
       this.#waiting.get(m.seq)?.(m.counts)
@@ -166,6 +201,7 @@ export class Primary extends EventEmitter implements StateView {
       const left = u.passiveDownFor(now)
       if (left > 0) worker.send(newsOf({ upstream: u, up: false, reason, source: 'passive' }, left))
     }
+    worker.send({ switchyard: 'runtime', seq: 0, snapshot: this.upstreams.snapshot() } satisfies RuntimeNews)
     worker.send({ switchyard: 'welcome' } satisfies Welcome)
   }
 

@@ -5,7 +5,7 @@ import { processCounts } from '../observe/status.js'
 import type { BalancerView } from '../observe/view.js'
 import type { UpstreamGroup } from '../upstreams/group.js'
 import type { HealthChange } from '../upstreams/upstream.js'
-import { applyNews, isOurs, newsOf, type CountsReply, type Hello, type ToWorker } from './messages.js'
+import { applyNews, isOurs, newsOf, type CountsReply, type Hello, type RuntimeApplied, type ToWorker } from './messages.js'
 
 /** A worker's link to its primary: `process`, in the CLI. */
 export interface Channel {
@@ -36,7 +36,10 @@ export function joinCluster(balancer: Member, channel: Channel): Promise<void> {
       if (!isOurs<ToWorker>(m)) return
       if (m.switchyard === 'health') applyNews(balancer.upstreams, m)
       else if (m.switchyard === 'welcome') welcomed()
-      else channel.send({ switchyard: 'counts', seq: m.seq, counts: processCounts(balancer) } satisfies CountsReply)
+      else if (m.switchyard === 'runtime') {
+        balancer.upstreams.restore(m.snapshot)
+        channel.send({ switchyard: 'applied', seq: m.seq } satisfies RuntimeApplied)
+      } else channel.send({ switchyard: 'counts', seq: m.seq, counts: processCounts(balancer) } satisfies CountsReply)
     })
     // Not at 'online': node:cluster says that before this code runs, and news sent then is lost.
     channel.send({ switchyard: 'hello' } satisfies Hello)

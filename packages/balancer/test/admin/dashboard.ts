@@ -16,6 +16,8 @@ function upstream(id: string, over: Partial<UpstreamStatus> = {}): UpstreamStatu
     id,
     state: 'up',
     reason: '',
+    adminState: 'ready',
+    from: null,
     weight: 1,
     effectiveWeight: 1,
     backup: false,
