@@ -126,6 +126,7 @@ t.test('one row per upstream, with a cell for each field', async t => {
     [
       'id',
       'state',
+      'admin',
       'weight',
       'inFlight',
       'requests',
@@ -354,6 +355,15 @@ class Element {
   remove(): void {
     this.parent?.children.splice(this.parent.children.indexOf(this), 1)
     this.parent = undefined
+  }
+  /** The buttons' listener: the browser test clicks them (test/browser-runtime.ts). */
+  listeners: string[] = []
+  addEventListener(type: string): void {
+    this.listeners.push(type)
+  }
+  /** The admin cell's message: markup here is a string, so there is none to find. */
+  querySelector(): null {
+    return null
   }
   field(name: string): Element {
     const td = this.children.find(c => c.dataset.field === name)
