@@ -60,7 +60,7 @@ export interface UpstreamStatus {
   /**
    * - `up`: takes traffic;
    * - `down`: skipped: marked down by passive or active health, or by the operator (`down`);
-   * - `draining`: removed by a reload, finishing the requests it has;
+   * - `draining`: removed (by a reload, the admin API or DNS), finishing the requests it has;
    * - `backup`: a backup upstream standing by while primaries are up.
    */
   state: 'up' | 'down' | 'draining' | 'backup'
@@ -159,7 +159,7 @@ const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0)
 
 /** State and reason of an upstream, as the dashboard shows them. */
 function stateOf(balancer: StateView, u: Upstream, retired: boolean, now: number): [UpstreamStatus['state'], string] {
-  if (retired) return ['draining', `removed by a reload; finishing ${u.inFlight} request(s)`]
+  if (retired) return ['draining', `removed (reload, admin API or DNS); finishing ${u.inFlight} request(s)`]
   const { pool } = balancer
   if (u.adminDown) return ['down', 'marked down in the configuration (down)']
   if (u.adminState === 'maint') return ['down', describeAdminState('maint')]
