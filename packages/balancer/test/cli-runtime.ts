@@ -262,3 +262,41 @@ t.test('reload: the config file is the truth again for the list, admin states st
   )
   t.same([after.added, after.removed, after.adminStates], [[], [], { [a.spec]: 'drain' }], 'and the state file says so')
 })
+
+t.test('drain keeps the clients a sticky cookie pins there, as HAProxy does; maint does not', async t => {
+  const { tokenFile } = folder()
+  const a = await startUpstream(t, 'a')
+  const b = await startUpstream(t, 'b')
+  const args = [
+    '--admin-token-file',
+    tokenFile,
+    '--sticky-cookie',
+    'sy',
+    '--sticky-secret',
+    'a-shared-secret',
+    '--upstream',
+    a.spec,
+    '--upstream',
+    b.spec,
+  ]
+  const { port, admin } = await start(t, args)
+  // Fresh clients alternate: one of the first two is pinned to a.
+  let cookie: string | undefined
+  while (cookie === undefined) {
+    const r = await fetchText(port)
+    if (r.headers['x-served-by'] === 'a') cookie = String(r.headers['set-cookie']?.[0]).split(';')[0]
+  }
+  t.equal((await setState(admin, a.spec, 'drain')).status, 200, 'a drained')
+  for (let i = 0; i < 3; i++) {
+    t.equal(
+      (await fetchText(port, { headers: { cookie: cookie as string } })).headers['x-served-by'],
+      'a',
+      `pinned request ${i + 1} still goes to a`,
+    )
+    t.equal((await fetchText(port)).headers['x-served-by'], 'b', `new client ${i + 1} goes to b`)
+  }
+  t.equal((await setState(admin, a.spec, 'maint')).status, 200, 'a in maint')
+  const moved = await fetchText(port, { headers: { cookie: cookie as string } })
+  t.equal(moved.headers['x-served-by'], 'b', 'in maint, the pinned client goes elsewhere')
+  t.match(moved.headers['set-cookie'], [/^sy=/], 'and is pinned anew')
+})
