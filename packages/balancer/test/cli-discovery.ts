@@ -5,7 +5,8 @@ import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { startDnsStub } from './fixtures/dns-stub.js'
-import { row, start, status, until } from './fixtures/runtime.js'
+import { bearer, folder, row, start, status, until } from './fixtures/runtime.js'
+import type { UpstreamStatus } from '../src/observe/status.js'
 import { fetchText, type Reply } from './fixtures/servers.js'
 
 interface Backend {
@@ -117,7 +118,10 @@ t.test('a resolver that times out keeps the last answer; a name with nothing at 
   const dns = await startDnsStub(t)
   const two = await backend(t, '127.0.0.2')
   dns.zone.set('app.test', { a: ['127.0.0.2'], ttl: 1 })
-  const { r, port } = await start(t, [
+  const { tokenFile } = folder()
+  const { r, port, admin } = await start(t, [
+    '--admin-token-file',
+    tokenFile,
     '--resolver',
     dns.server,
     '--upstream',
@@ -128,6 +132,19 @@ t.test('a resolver that times out keeps the last answer; a name with nothing at 
   t.ok(
     r.stdout.some(l => l.startsWith(`switchyard: discovery: warning: late.test:${two.port} has no address yet (A late.test: NXDOMAIN`)),
     'a warning for the name with no address, and the balancer started',
+  )
+  // A resolve line added through the API: looked up before the answer, which lists what it found.
+  dns.zone.set('more.test', { a: ['127.0.0.2', '127.0.0.3'], ttl: 1 })
+  const added = await fetchText(admin, {
+    method: 'POST',
+    path: '/upstreams',
+    body: JSON.stringify({ upstream: `more.test:${two.port + 1} resolve` }),
+    headers: bearer,
+  })
+  t.same(
+    [added.status, (JSON.parse(added.body) as UpstreamStatus[]).map(u => u.from)],
+    [201, [`more.test:${two.port + 1}`, `more.test:${two.port + 1}`]],
+    'a resolve line added through the API: 201 with the upstreams it found',
   )
   dns.silent = true
   await r.line(/discovery: app\.test:\d+: lookup failed \(A app\.test: ETIMEOUT\); keeping the last answer: 127\.0\.0\.2:\d+/)

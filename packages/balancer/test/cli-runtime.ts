@@ -1,6 +1,6 @@
 // The admin API end to end, on the built CLI: drain during a request loop, maint and the checks, ready with slow start,
 // adding and removing upstreams, the auth matrix, reloads and the state file.
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import t from 'tap'
@@ -261,6 +261,12 @@ t.test('reload: the config file is the truth again for the list, admin states st
     x => (x.added as unknown[]).length === 0,
   )
   t.same([after.added, after.removed, after.adminStates], [[], [], { [a.spec]: 'drain' }], 'and the state file says so')
+  // A state file that can no longer be written: the reload still applies, and says so.
+  rmSync(stateFile)
+  mkdirSync(stateFile)
+  second.r.child.kill('SIGHUP')
+  await second.r.line(/^switchyard: state file not written: EISDIR$/)
+  t.pass('a failed save after a reload is one line')
 })
 
 t.test('drain keeps the clients a sticky cookie pins there, as HAProxy does; maint does not', async t => {

@@ -1,7 +1,7 @@
 // The admin API's UpstreamControl over an upstream group: each change is applied, saved to the state file, passed to every worker, then answered.
 import type { StatusSnapshot, UpstreamStatus } from '../observe/status.js'
 import type { AdminState } from '../upstreams/admin-state.js'
-import { RuntimeError, type UpstreamGroup } from '../upstreams/group.js'
+import type { RuntimeError, UpstreamGroup } from '../upstreams/group.js'
 import type { StateFile } from '../upstreams/state-file.js'
 import type { Upstream } from '../upstreams/upstream.js'
 import type { Outcome, UpstreamControl } from './upstreams-api.js'
@@ -63,8 +63,9 @@ export class GroupControl implements UpstreamControl<UpstreamStatus> {
     try {
       changed = await apply()
     } catch (err) {
-      if (err instanceof RuntimeError) return { ok: false, status: err.status, message: err.message }
-      throw err
+      // The group refuses with RuntimeError only; anything else would be a bug, and a 500 all the same.
+      const refused = err as RuntimeError
+      return { ok: false, status: refused.status, message: refused.message }
     }
     await this.#options.propagate?.()
     try {
@@ -80,7 +81,7 @@ export class GroupControl implements UpstreamControl<UpstreamStatus> {
     const rows = await this.list()
     const byId = (u: Upstream): UpstreamStatus => rows.find(r => r.id === u.id) ?? ({ id: u.id } as UpstreamStatus)
     // A `resolve` line added through the API answers with the upstreams its name has now (a list); an address, with its object.
-    const many = adding && (changed.length !== 1 || changed[0]?.from !== undefined)
+    const many = adding && (changed.length !== 1 || (changed[0] as Upstream).from !== undefined)
     return { ok: true, upstream: (many ? changed.map(byId) : byId(changed[0] as Upstream)) as T }
   }
 }

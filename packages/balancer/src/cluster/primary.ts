@@ -44,8 +44,8 @@ export class Primary extends EventEmitter implements StateView {
   /** Requests for counts, by sequence number: each takes the replies until all came or time is up. */
   readonly #waiting = new Map<number, (counts: ProcessCounts) => void>()
   #seq = 0
-  /** Runtime snapshots sent, by sequence number: each counts the workers that applied it. */
-  readonly #applied = new Map<number, () => void>()
+  /** Runtime snapshots sent and not yet applied, by `seq worker-id`. */
+  readonly #applied = new Map<string, () => void>()
   #stopping = false
   #started = false
 
@@ -148,28 +148,24 @@ export class Primary extends EventEmitter implements StateView {
    * worker that exits meanwhile is not waited for): an admin call is answered only then.
    */
   share(): Promise<void> {
-    const workers = this.workers
     const seq = ++this.#seq
     const snapshot = this.upstreams.snapshot()
-    let left = workers.length
-    return new Promise<void>(resolve => {
-      const done = (): void => {
-        if (--left > 0) return
-        this.#applied.delete(seq)
-        cluster.off('exit', gone)
-        resolve()
-      }
-      const gone = (w: Worker): void => {
-        if (workers.includes(w)) done()
-      }
-      if (left === 0) {
-        resolve()
-        return
-      }
-      this.#applied.set(seq, done)
-      cluster.on('exit', gone)
-      for (const w of workers) w.send({ switchyard: 'runtime', seq, snapshot } satisfies RuntimeNews)
-    })
+    const applied = this.workers.map(
+      w =>
+        new Promise<void>(resolve => {
+          const key = `${seq} ${w.id}`
+          // Acknowledged, or the worker is gone (its replacement gets the state in its welcome).
+          const done = (): void => {
+            w.off('exit', done)
+            this.#applied.delete(key)
+            resolve()
+          }
+          this.#applied.set(key, done)
+          w.once('exit', done)
+          w.send({ switchyard: 'runtime', seq, snapshot } satisfies RuntimeNews)
+        }),
+    )
+    return Promise.all(applied).then(() => undefined)
   }
 
   #broadcast(news: HealthNews, except?: Worker): void {
@@ -184,7 +180,7 @@ export class Primary extends EventEmitter implements StateView {
     } else if (m.switchyard === 'hello') {
       this.#welcome(worker)
     } else if (m.switchyard === 'applied') {
-      this.#applied.get(m.seq)?.()
+      this.#applied.get(`${m.seq} ${worker.id}`)?.()
     } else {
       // A reply that comes after its request timed out has nowhere to go.
       this.#waiting.get(m.seq)?.(m.counts)

@@ -561,3 +561,14 @@ t.test('the page script follows /events, and comes back after the balancer went 
   t.equal(ids.conn.hidden, true, 'the banner hides')
   t.same(order(), ['new:9000', 'app-1.internal:8080'], 'the rows are as they were')
 })
+
+t.test('the admin cell: the state, its buttons, and the DNS name an address came from', async t => {
+  const html = renderDashboard({ ...snapshot(), upstreams: [upstream('10.0.0.7:80', { adminState: 'drain', from: 'app.test:80' })] })
+  const admin = cell(html, '10.0.0.7:80', 'admin')
+  t.equal(admin.title, 'found in DNS under app.test:80', 'the tooltip names the line')
+  t.match(
+    admin.html,
+    /^<span class="badge admin-drain">drain<\/span> <button type="button" data-set="drain" disabled>Drain<\/button><button type="button" data-set="maint">Maint/,
+    'the badge, and the button of the state it is in disabled',
+  )
+})

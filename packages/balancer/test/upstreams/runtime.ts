@@ -104,6 +104,18 @@ t.test('admin states, additions and removals; a reload makes the list the truth 
   worker.restore({ ...g.snapshot(), added: ['127.0.0.1:7'], found: { 'x.test:1': [] } })
   t.same(ids(worker), ['127.0.0.1:1', '127.0.0.1:7'], 'a snapshot applied whole')
   t.equal(worker.find('127.0.0.1:1')?.adminState, 'drain', 'with its admin states')
+  worker.restore({ ...g.snapshot(), adminStates: {}, found: {} })
+  t.equal(worker.find('127.0.0.1:1')?.adminState, 'ready', 'and a state no longer in the snapshot is ready again')
+  t.same(
+    desiredSpecs(
+      [{ host: 'srv.test', port: 0, resolve: true, service: 'http', backup: true }],
+      [],
+      [],
+      new Map([['srv.test service=http', [{ address: '10.0.0.3', port: 8080, weight: 4, backup: true }]]]),
+    ).map(s => [s.host, s.port, s.weight, s.backup]),
+    [['10.0.0.3', 8080, 4, true]],
+    'a service line stands for its SRV answer',
+  )
 })
 
 t.test('resolve lines: watched, added and removed at run time; an address DNS found cannot be removed by id', async t => {
@@ -156,6 +168,9 @@ t.test('the control: a change that cannot be saved is a 500 that says it holds',
   )
   t.equal(g.find('127.0.0.1:1')?.adminState, 'drain', 'and the change holds')
   const plain = new GroupControl(g, { status })
+  const one = await plain.add('127.0.0.1:5')
+  t.same(one.ok && one.upstream, { id: '127.0.0.1:5', adminState: 'ready' }, 'an address added answers with its object')
+  t.same(await plain.add('127.0.0.1:5'), { ok: false, status: 409, message: '409 Conflict: upstream 127.0.0.1:5 exists' }, 'twice: 409')
   t.same(
     await plain.setState('127.0.0.1:9', 'drain'),
     { ok: false, status: 404, message: '404 Not Found: no upstream 127.0.0.1:9' },
