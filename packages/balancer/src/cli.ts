@@ -4,6 +4,8 @@ import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
+import { AdminAuth } from './admin/auth.js'
+import { GroupControl } from './admin/control.js'
 import { AdminServer, localSource, type AdminSource } from './admin/server.js'
 import { createBalancer, type Balancer } from './balancer.js'
 import { Primary, type PrimaryOptions } from './cluster/primary.js'
@@ -14,7 +16,11 @@ import { CONFIG_KEYS, SETTINGS, type SettingKey } from './config/settings.js'
 import { ConfigError, errorCode } from './errors.js'
 import { createAccessLog, type AccessLog } from './observe/access-log.js'
 import { CertificateStore } from './server/certificate-store.js'
+import { createResolver } from './upstreams/dns-lookup.js'
+import { Discovery } from './upstreams/discovery.js'
+import type { UpstreamGroup } from './upstreams/group.js'
 import type { Pool } from './upstreams/pool.js'
+import { StateFile, readStateFile } from './upstreams/state-file.js'
 
 /** What SIGHUP reloads: a balancer, or a cluster's primary. */
 interface Reloadable {
@@ -32,6 +38,8 @@ function parseArgs(argv: string[]): Record<string, unknown> {
     .scriptName('switchyard')
     .usage('$0 [options]\n\nSpreads HTTP requests over upstreams, with failover.')
     .option('config', { type: 'string', requiresArg: true, describe: 'JSON file with these settings by long name; flags override it' })
+    // Taken only to be refused with a reason: a token on the command line shows in `ps`.
+    .option('admin-token', { type: 'string', hidden: true })
   for (const key of CONFIG_KEYS) {
     const s: { describe: string; default: unknown; boolean?: true; array?: true } = SETTINGS[key]
     const shown = s.default === undefined ? (s.array ? 'none' : 'off') : Array.isArray(s.default) ? s.default.join(' ') : String(s.default)
@@ -82,10 +90,16 @@ function exit(code: number): never {
  * Starts the admin listener when `--admin-port` is set. A taken admin port is not worth
  * stopping the traffic for: it is reported, and the balancer goes on without it.
  */
-function startAdmin(config: ResolvedConfig, source: AdminSource): AdminServer | undefined {
+function startAdmin(config: ResolvedConfig, source: AdminSource, runtime: Runtime): AdminServer | undefined {
   const { adminPort: port, adminHost: host } = config
   if (port === undefined) return undefined
-  const admin = new AdminServer(source, { host, allowedHosts: config.adminAllowedHosts })
+  const control = new GroupControl(runtime.group, {
+    status: () => source.status(),
+    propagate: runtime.propagate,
+    stateFile: runtime.stateFile,
+  })
+  const auth = new AdminAuth(config.adminToken, line => print(`switchyard: ${line}`))
+  const admin = new AdminServer(source, { host, allowedHosts: config.adminAllowedHosts, auth, control })
   admin.once('error', err =>
     print(`switchyard: admin listener off, still serving traffic: ${listenError(err, host, port, '--admin-port')}`),
   )
@@ -95,6 +109,38 @@ function startAdmin(config: ResolvedConfig, source: AdminSource): AdminServer | 
     print(`switchyard admin on http://${shown}:${bound}/ (dashboard; also /status.json, /metrics, /events)`)
   })
   return admin
+}
+
+/** What holds the upstreams' runtime state in this process: the group, its state file, and how a change reaches the workers. */
+interface Runtime {
+  group: UpstreamGroup
+  stateFile: StateFile | undefined
+  propagate?: () => Promise<void>
+}
+
+/**
+ * Brings the runtime state back (`--state-file`) and starts DNS discovery for the `resolve` lines,
+ * in the process that owns the upstreams' state (the only one, or a cluster's primary). Resolves
+ * once every name had its first lookup, so that the balancer starts with the addresses it has.
+ */
+async function startRuntime(config: ResolvedConfig, group: UpstreamGroup): Promise<Runtime> {
+  const stateFile = config.stateFile === undefined ? undefined : new StateFile(config.stateFile)
+  const saved = stateFile === undefined ? undefined : readStateFile(stateFile.path)
+  // Added `resolve` lines are watched too: restored before the names are looked up, and again after, for the states of what DNS found.
+  if (saved !== undefined) group.restore(saved)
+  if (config.upstreams.some(u => u.resolve === true) || group.runtime.added.length > 0) {
+    const resolver = createResolver(config.resolver === undefined ? [] : [config.resolver])
+    await group.discover(new Discovery({ resolver, interval: config.resolveInterval, log: line => print(`switchyard: ${line}`) }))
+  }
+  if (saved !== undefined) group.restore(saved)
+  return { group, stateFile }
+}
+
+/** Saves the runtime state after a reload, which cleared what the admin API added and removed. */
+function saveAfterReload(runtime: Runtime | undefined): void {
+  runtime?.stateFile
+    ?.save(runtime.group.runtime)
+    .catch((err: NodeJS.ErrnoException) => print(`switchyard: state file not written: ${err.code}`))
 }
 
 /** The sticky secret a cluster's primary made up, handed to its workers so that they agree. */
@@ -203,17 +249,18 @@ function loadCertificates(config: ResolvedConfig): CertificateStore | undefined 
  * runs the active checks, keeps the one view of health, and serves the admin listener with
  * every worker's counts added up.
  */
-function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void {
+async function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): Promise<void> {
   const env: Record<string, string> = config.stickySecretGenerated ? { [WORKER_SECRET]: (config.sticky as { secret: string }).secret } : {}
   // Checked here, before any worker starts: each worker reads them again for its own listener.
   loadCertificates(config)
   const primary = new Primary({ ...config, log: print, accessLog: undefined }, config.workers, env)
+  const runtime = { ...(await startRuntime(config, primary.upstreams)), propagate: () => primary.share() }
   let admin: AdminServer | undefined
   primary.on('listening', (address: AddressInfo) => {
     // The workers' first listener is the HTTPS one, when there is one (startListeners).
     const ports = config.https === undefined ? { http: address.port } : { http: config.port, https: address.port }
     print(`${describe(config, primary.pool, ports)} (${config.workers} workers)`)
-    admin = startAdmin(config, primary.source())
+    admin = startAdmin(config, primary.source(), runtime)
   })
   primary.on('worker', (line: string) => print(`switchyard: ${line}`))
   primary.on('failed', (line: string) => {
@@ -232,7 +279,10 @@ function runPrimary(args: Record<string, unknown>, config: ResolvedConfig): void
   )
   // The primary reads the config (its upstreams and checks); each worker does the whole contract.
   process.on('SIGHUP', () => {
-    reload(primary, args, config, admin, false)
+    if (reload(primary, args, config, admin, false)) {
+      saveAfterReload(runtime)
+      void primary.share()
+    }
     primary.signal('SIGHUP')
   })
 }
@@ -250,10 +300,10 @@ function reload(
   running: ResolvedConfig,
   admin: AdminServer | undefined,
   logs = true,
-): void {
+): boolean {
   if (typeof args.config !== 'string') {
     print('switchyard: SIGHUP: no --config file, so the configuration stays as started')
-    return
+    return false
   }
   let next: ResolvedConfig
   const before = access
@@ -262,7 +312,7 @@ function reload(
     if (logs && (next.accessLogTo !== running.accessLogTo || next.logFormat !== running.logFormat)) access = accessLogOf(next)
   } catch (err) {
     print(`switchyard: reload rejected, still running the old configuration: ${(err as Error).message}`)
-    return
+    return false
   }
   if (
     next.port !== running.port ||
@@ -288,6 +338,7 @@ function reload(
   // Already validated by load(): this cannot throw.
   admin?.allowHosts(next.adminAllowedHosts)
   print(`switchyard: reloaded ${args.config}: upstreams ${balancer.pool.upstreams.map(u => u.id).join(', ')}`)
+  return true
 }
 
 /** SIGHUP's first part: the access log's file opened again (logrotate), in one line. */
@@ -306,11 +357,13 @@ function reloadCertificates(balancer: Balancer): void {
 }
 
 /** One balancer process: the only one, or a worker of `--workers N`. */
-function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): void {
+async function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): Promise<void> {
   const certificates = loadCertificates(config)
   access = accessLogOf(config)
   const balancer = createBalancer({ ...config, log: print, accessLog: access })
   let admin: AdminServer | undefined
+  // A worker's runtime state comes from its primary.
+  const runtime = cluster.isWorker ? undefined : await startRuntime(config, balancer.upstreams)
 
   const failed = (err: Error): void => {
     console.error(`switchyard: ${err.message}`)
@@ -327,7 +380,7 @@ function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): voi
   } else {
     startListeners(balancer, config, certificates).then(ports => {
       print(describe(config, balancer.pool, ports))
-      admin = startAdmin(config, localSource(balancer))
+      admin = startAdmin(config, localSource(balancer), runtime as Runtime)
     }, failed)
   }
   if (config.stickySecretGenerated) print(STICKY_WARNING)
@@ -341,22 +394,25 @@ function runBalancer(args: Record<string, unknown>, config: ResolvedConfig): voi
   process.on('SIGHUP', () => {
     reopenLog()
     reloadCertificates(balancer)
-    reload(balancer, args, config, admin)
+    if (reload(balancer, args, config, admin)) saveAfterReload(runtime)
   })
   // Started by a launcher (or a cluster primary) with an IPC channel: if it dies, stop too.
   if (process.channel !== undefined) process.on('disconnect', () => stop('launcher gone'))
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const args = parseArgs(hideBin(process.argv))
+  if (args['admin-token'] !== undefined) {
+    throw new ConfigError(
+      'admin-token: a token on the command line shows in ps and in shell history; put it in a file for --admin-token-file, or in SWITCHYARD_ADMIN_TOKEN',
+    )
+  }
   const config = load(args)
-  if (cluster.isPrimary && config.workers > 1) runPrimary(args, config)
-  else runBalancer(args, config)
+  if (cluster.isPrimary && config.workers > 1) await runPrimary(args, config)
+  else await runBalancer(args, config)
 }
 
-try {
-  main()
-} catch (err) {
-  console.error(`switchyard: ${(err as Error).message}`)
+main().catch((err: Error) => {
+  console.error(`switchyard: ${err.message}`)
   process.exit(1)
-}
+})

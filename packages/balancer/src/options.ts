@@ -15,8 +15,17 @@ export type HashKey = { kind: 'ip' } | { kind: 'path' } | { kind: 'header' | 'co
 export interface UpstreamSpec {
   /** Host name or IP address (IPv6 without brackets). */
   host: string
-  /** TCP port, 1–65535. */
+  /** TCP port, 1–65535; 0 with `service`, whose SRV records give the ports. */
   port: number
+  /**
+   * Look `host` up in DNS again and again (nginx `resolve`): each address becomes an upstream of
+   * its own, with these settings. Default false: the host is used as it is.
+   */
+  resolve?: boolean
+  /** With `resolve`: take addresses and ports from the SRV records of this service (nginx `service=`). */
+  service?: string
+  /** For an upstream DNS found: the name of its line, `app.internal:5000`. Set by the balancer. */
+  from?: string
   /**
    * Failures within `failTimeout` that mark the upstream down; 0 never marks it down.
    * Default: the pool's `maxFails` (1), as nginx `max_fails`.

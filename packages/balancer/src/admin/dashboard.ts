@@ -7,6 +7,7 @@ import { SHARED, cachePanel, cells, chart, esc, title, totals } from './markup.j
 const COLUMNS = [
   ['id', 'Upstream', ''],
   ['state', 'State', ''],
+  ['admin', 'Admin', 'admin state: drain takes no new clients, maint no requests and no checks'],
   ['weight', 'Weight', ''],
   ['inFlight', 'In flight', ''],
   ['requests', 'Requests', ''],
@@ -58,9 +59,44 @@ function update(s) {
       if (td.switchyardHtml !== c[1]) { td.innerHTML = c[1]; td.switchyardHtml = c[1] }
       if (td.title !== c[2]) td.title = c[2]
     })
+    const msg = tr.querySelector('.msg')
+    if (msg) msg.textContent = messages.get(u.id) || ''
     if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null)
   })
+  last = s
 }
+// The admin token is asked for once and kept for this tab only (sessionStorage), never in the page.
+const TOKEN_KEY = 'switchyard-admin-token'
+const messages = new Map()
+let last
+tbody.addEventListener('click', async e => {
+  const button = e.target.closest('button[data-set]')
+  if (!button) return
+  const id = button.closest('tr').dataset.upstream
+  let token = sessionStorage.getItem(TOKEN_KEY)
+  if (!token) {
+    token = (prompt('Admin token (from --admin-token-file or SWITCHYARD_ADMIN_TOKEN)') || '').trim()
+    if (!token) return
+    sessionStorage.setItem(TOKEN_KEY, token)
+  }
+  let text
+  let ok = false
+  try {
+    const r = await fetch('upstreams/' + encodeURIComponent(id) + '/state', {
+      method: 'POST',
+      headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' },
+      body: JSON.stringify({ state: button.dataset.set }),
+    })
+    ok = r.ok
+    text = ok ? '' : (await r.text()).trim()
+    if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY)
+  } catch (err) {
+    text = 'the balancer did not answer: ' + err.message
+  }
+  if (ok) messages.delete(id)
+  else messages.set(id, text)
+  if (last) update(last)
+})
 function live(ok) {
   document.body.dataset.live = ok ? 'live' : 'lost'
   $('conn').hidden = ok
@@ -89,6 +125,9 @@ dd{margin:0;font-weight:600}small{color:var(--mute);font-weight:400}
 .badge{--c:var(--backup);display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;color:var(--c);background:color-mix(in srgb,var(--c) 14%,transparent);border:1px solid color-mix(in srgb,var(--c) 40%,transparent)}
 .state-up,.check-ok{--c:var(--up)}.state-down,.check-fail{--c:var(--down)}.state-draining,.draining{--c:var(--drain)}
 .bad{color:var(--down)}
+.admin-drain{--c:var(--drain)}.admin-maint{--c:var(--down)}.admin-ready{--c:var(--up)}
+button{font:inherit;font-size:12px;margin-left:4px;padding:1px 7px;border-radius:5px;border:1px solid var(--line);background:var(--card);color:var(--fg);cursor:pointer}
+button:disabled{opacity:.45;cursor:default}.msg{display:block;white-space:normal;max-width:32ch;color:var(--down)}
 #conn{position:sticky;top:0;z-index:2;margin:-16px -16px 16px;padding:8px 16px;background:var(--down);color:#fff;font-weight:600}
 body[data-live=lost] main{opacity:.55}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;margin-bottom:16px}
@@ -102,7 +141,7 @@ polyline{fill:none;stroke-width:1.75;stroke-linejoin:round;vector-effect:non-sca
 th,td{padding:6px;text-align:right;border-bottom:1px solid var(--line);vertical-align:top}td{font-size:13px}
 tbody tr:last-child td{border-bottom:0}th{white-space:normal;vertical-align:bottom}th:first-child,td:first-child{padding-left:12px}
 th:first-child,td:first-child{text-align:left;position:sticky;left:0;background:var(--card);font-weight:600}
-[data-field=state],[data-field=lastCheck]{text-align:left}
+[data-field=state],[data-field=admin],[data-field=lastCheck]{text-align:left}
 .why{display:block;white-space:normal;min-width:14ch;max-width:28ch;font-size:12px}
 tr[data-state=down] td{background:color-mix(in srgb,var(--down) 7%,var(--card))}
 tr[data-state=draining] td,tr[data-state=backup] td{color:var(--mute)}

@@ -71,6 +71,36 @@ function bad(n: number): string {
   return n > 0 ? '<b class="bad">' + num(n) + '</b>' : '0'
 }
 
+/**
+ * The admin state and the buttons that change it (the page's script sends them, with the token it
+ * keeps for the tab); `.msg` shows what a failed call answered.
+ */
+function admin(u: UpstreamStatus): string {
+  const buttons = [
+    ['drain', 'Drain'],
+    ['maint', 'Maint'],
+    ['ready', 'Ready'],
+  ].map(
+    b =>
+      '<button type="button" data-set="' +
+      b[0] +
+      '"' +
+      (u.adminState === b[0] || u.state === 'draining' ? ' disabled' : '') +
+      '>' +
+      b[1] +
+      '</button>',
+  )
+  return (
+    '<span class="badge admin-' +
+    esc(u.adminState) +
+    '">' +
+    esc(u.adminState) +
+    '</span> ' +
+    buttons.join('') +
+    '<small class="msg" role="status"></small>'
+  )
+}
+
 /** One upstream's cells, in column order. */
 export function cells(u: UpstreamStatus, now: number): Cell[] {
   const r = u.responses
@@ -98,6 +128,7 @@ export function cells(u: UpstreamStatus, now: number): Cell[] {
         (u.reason ? ' <small class="why">' + esc(u.reason) + '</small>' : ''),
       u.reason,
     ],
+    ['admin', admin(u), u.from ? 'found in DNS under ' + u.from : ''],
     [
       'weight',
       num(u.weight) + (u.effectiveWeight === u.weight ? '' : ' <small>→ ' + num(u.effectiveWeight) + '</small>'),
@@ -268,4 +299,4 @@ export function title(s: StatusSnapshot): string {
 }
 
 /** Every helper, in an order where each comes after those it calls: the page gets their source. */
-export const SHARED = [esc, num, dur, bytes, ms, color, bad, cells, totals, chart, title, cachePanel]
+export const SHARED = [esc, num, dur, bytes, ms, color, bad, admin, cells, totals, chart, title, cachePanel]

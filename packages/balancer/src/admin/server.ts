@@ -2,6 +2,8 @@
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Registry } from 'prom-client'
 import { AllowedHosts } from './allowed-hosts.js'
+import { AdminAuth, credentialsOf } from './auth.js'
+import { routeUpstreams, type UpstreamControl } from './upstreams-api.js'
 import { DASHBOARD_CSP, renderDashboard } from './dashboard.js'
 import { createMetrics } from '../observe/metrics.js'
 import { buildStatus, processCounts, type StatusSnapshot } from '../observe/status.js'
@@ -45,6 +47,10 @@ export interface AdminOptions {
   host?: string
   /** More names a request's Host may carry (`--admin-allowed-host`): `NAME` for any port, `NAME:PORT`. Default none. */
   allowedHosts?: readonly string[]
+  /** The gate for state-changing calls. Default: no token, so every such call gets 403. */
+  auth?: AdminAuth
+  /** What the upstream routes change (`/upstreams`). Default: none, and those paths get 404. */
+  control?: UpstreamControl<unknown>
 }
 
 const TEXT = 'text/plain; charset=utf-8'
@@ -74,6 +80,9 @@ export class AdminServer extends Server {
   /** Open `/events` streams. */
   readonly #streams = new Set<ServerResponse>()
   #timer: NodeJS.Timeout | undefined
+  /** The one gate every state-changing route passes (`auth.check`); see `authorize()`. */
+  readonly auth: AdminAuth
+  readonly #control: UpstreamControl<unknown> | undefined
 
   /** @throws ConfigError for an `allowedHosts` value that is not a host. */
   constructor(source: AdminSource, options: AdminOptions = {}) {
@@ -83,6 +92,8 @@ export class AdminServer extends Server {
     this.#interval = options.interval ?? 1000
     this.#host = options.host
     this.#hosts = new AllowedHosts(options.host, options.allowedHosts)
+    this.auth = options.auth ?? new AdminAuth(undefined)
+    this.#control = options.control
     this.on('request', (req: IncomingMessage, res: ServerResponse) => {
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value)
       this.#route(req, res).catch((err: Error) => this.#send(res, 500, TEXT, `500 Internal Server Error: ${err.message}\n`))
@@ -118,11 +129,23 @@ export class AdminServer extends Server {
     // All after the first `?`: an unencoded `url=/page?id=1` keeps its own query.
     const search = q < 0 ? '' : url.slice(q + 1)
     if (path === '/cache') {
-      if (req.method === 'DELETE') await this.#changeState(req, res, () => this.#purge(res, search))
-      else {
+      if (req.method !== 'DELETE') {
         res.setHeader('Allow', 'DELETE')
         this.#send(res, 405, TEXT, '405 Method Not Allowed: /cache answers DELETE (a purge)\n', req)
-      }
+      } else if (this.authorize(req, res)) await this.#purge(res, search)
+      return
+    }
+    const api = this.#control === undefined ? undefined : await routeUpstreams(req, path, this.#control, this.auth)
+    if (api !== undefined) {
+      const json = typeof api.body !== 'string'
+      for (const [name, value] of Object.entries(api.headers ?? {})) res.setHeader(name, value)
+      this.#send(
+        res,
+        api.status,
+        json ? 'application/json' : TEXT,
+        json ? `${JSON.stringify(api.body, null, 2)}\n` : (api.body as string),
+        req,
+      )
       return
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -148,13 +171,16 @@ export class AdminServer extends Server {
   }
 
   /**
-   * The one door of every call that changes state (today the cache purge): where the admin token
-   * of the runtime-control issue (17) is to be checked, once, for all of them. Until then it lets
-   * every call through. A browser page on another origin cannot send these: a DELETE needs a CORS
-   * preflight, which this listener never grants.
+   * The gate for a state-changing route: true when the request carries the admin token; else it
+   * has been answered (403 without a token configured, 401 with a challenge) and the route stops.
+   * Any route that changes state starts with `if (!admin.authorize(req, res)) return`.
    */
-  async #changeState(_req: IncomingMessage, _res: ServerResponse, change: () => Promise<void>): Promise<void> {
-    await change()
+  authorize(req: IncomingMessage, res: ServerResponse): boolean {
+    const refused = this.auth.check(credentialsOf(req, `${req.method} ${req.url}`))
+    if (refused === undefined) return true
+    for (const [name, value] of Object.entries(refused.headers)) res.setHeader(name, value)
+    this.#send(res, refused.status, TEXT, `${refused.message}\n`, req)
+    return false
   }
 
   /** `DELETE /cache[?url=…|?prefix=…]`: 200 with the count removed, once every worker has purged. */

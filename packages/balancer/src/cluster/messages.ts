@@ -2,6 +2,7 @@
 import type { PurgeTarget } from '../cache/edge-cache.js'
 import type { ProcessCounts } from '../observe/status.js'
 import type { UpstreamGroup } from '../upstreams/group.js'
+import type { RuntimeSnapshot } from '../upstreams/runtime.js'
 import type { HealthChange } from '../upstreams/upstream.js'
 
 /**
@@ -54,8 +55,24 @@ export interface PurgeReply {
   purged: number | null
 }
 
-export type ToWorker = HealthNews | CountsAsk | Welcome | PurgeAsk
-export type ToPrimary = HealthNews | CountsReply | Hello | PurgeReply
+/**
+ * The upstreams' runtime state (admin API changes, DNS's answers), from the primary: each worker
+ * applies it whole and acknowledges `seq`, so that the primary answers an admin call only once
+ * every worker holds the change.
+ */
+export interface RuntimeNews {
+  switchyard: 'runtime'
+  seq: number
+  snapshot: RuntimeSnapshot
+}
+
+export interface RuntimeApplied {
+  switchyard: 'applied'
+  seq: number
+}
+
+export type ToWorker = HealthNews | CountsAsk | Welcome | PurgeAsk | RuntimeNews
+export type ToPrimary = HealthNews | CountsReply | Hello | PurgeReply | RuntimeApplied
 
 /** Our messages carry `switchyard`; prom-client's own (cluster metrics) share the channel. */
 export function isOurs<T>(m: unknown): m is T {

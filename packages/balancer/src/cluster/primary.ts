@@ -12,7 +12,17 @@ import type { CheckResult } from '../upstreams/health-check.js'
 import { UpstreamGroup } from '../upstreams/group.js'
 import type { Pool } from '../upstreams/pool.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
-import { applyNews, isOurs, newsOf, type CountsAsk, type HealthNews, type PurgeAsk, type ToPrimary, type Welcome } from './messages.js'
+import {
+  applyNews,
+  isOurs,
+  newsOf,
+  type CountsAsk,
+  type HealthNews,
+  type PurgeAsk,
+  type RuntimeNews,
+  type ToPrimary,
+  type Welcome,
+} from './messages.js'
 
 /** A primary's configuration: the workers', with the policy named (the status shows it). */
 export type PrimaryOptions = BalancerOptions & { policy: PolicyName }
@@ -49,6 +59,8 @@ export class Primary extends EventEmitter implements StateView {
   /** Purges under way, by sequence number: each takes the replies until all came or time is up. */
   readonly #purging = new Map<number, (purged: number | null) => void>()
   #seq = 0
+  /** Runtime snapshots sent and not yet applied, by `seq worker-id`. */
+  readonly #applied = new Map<string, () => void>()
   #stopping = false
   #started = false
 
@@ -98,6 +110,8 @@ export class Primary extends EventEmitter implements StateView {
     cluster.on('exit', this.#onExit)
     // Active checks run here, once; their changes go to every worker.
     this.upstreams.on('health', (change: HealthChange) => this.#broadcast(newsOf(change)))
+    // So do DNS's answers and the admin API's changes.
+    this.upstreams.on('runtime', () => void this.share())
     this.upstreams.startChecks()
     for (let i = 0; i < this.#count; i++) cluster.fork(this.#env)
   }
@@ -168,6 +182,31 @@ export class Primary extends EventEmitter implements StateView {
     }
   }
 
+  /**
+   * Sends every worker the upstreams' runtime state, and resolves once each has applied it (a
+   * worker that exits meanwhile is not waited for): an admin call is answered only then.
+   */
+  share(): Promise<void> {
+    const seq = ++this.#seq
+    const snapshot = this.upstreams.snapshot()
+    const applied = this.workers.map(
+      w =>
+        new Promise<void>(resolve => {
+          const key = `${seq} ${w.id}`
+          // Acknowledged, or the worker is gone (its replacement gets the state in its welcome).
+          const done = (): void => {
+            w.off('exit', done)
+            this.#applied.delete(key)
+            resolve()
+          }
+          this.#applied.set(key, done)
+          w.once('exit', done)
+          w.send({ switchyard: 'runtime', seq, snapshot } satisfies RuntimeNews)
+        }),
+    )
+    return Promise.all(applied).then(() => undefined)
+  }
+
   #broadcast(news: HealthNews, except?: Worker): void {
     for (const w of this.workers) if (w !== except) w.send(news)
   }
@@ -181,6 +220,8 @@ export class Primary extends EventEmitter implements StateView {
       this.#welcome(worker)
     } else if (m.switchyard === 'purged') {
       this.#purging.get(m.seq)?.(m.purged)
+    } else if (m.switchyard === 'applied') {
+      this.#applied.get(`${m.seq} ${worker.id}`)?.()
     } else {
       // A reply that comes after its request timed out has nowhere to go.
       this.#waiting.get(m.seq)?.(m.counts)
@@ -197,6 +238,7 @@ export class Primary extends EventEmitter implements StateView {
       const left = u.passiveDownFor(now)
       if (left > 0) worker.send(newsOf({ upstream: u, up: false, reason, source: 'passive' }, left))
     }
+    worker.send({ switchyard: 'runtime', seq: 0, snapshot: this.upstreams.snapshot() } satisfies RuntimeNews)
     worker.send({ switchyard: 'welcome' } satisfies Welcome)
   }
 

@@ -5,7 +5,7 @@ import { processCounts } from '../observe/status.js'
 import type { BalancerView, CacheControl } from '../observe/view.js'
 import type { UpstreamGroup } from '../upstreams/group.js'
 import type { HealthChange } from '../upstreams/upstream.js'
-import { applyNews, isOurs, newsOf, type CountsReply, type Hello, type PurgeReply, type ToWorker } from './messages.js'
+import { applyNews, isOurs, newsOf, type CountsReply, type Hello, type PurgeReply, type RuntimeApplied, type ToWorker } from './messages.js'
 
 /** A worker's link to its primary: `process`, in the CLI. */
 export interface Channel {
@@ -38,7 +38,10 @@ export function joinCluster(balancer: Member, channel: Channel): Promise<void> {
       else if (m.switchyard === 'welcome') welcomed()
       else if (m.switchyard === 'purge?')
         channel.send({ switchyard: 'purged', seq: m.seq, purged: balancer.purgeCache(m.target) ?? null } satisfies PurgeReply)
-      else channel.send({ switchyard: 'counts', seq: m.seq, counts: processCounts(balancer) } satisfies CountsReply)
+      else if (m.switchyard === 'runtime') {
+        balancer.upstreams.restore(m.snapshot)
+        channel.send({ switchyard: 'applied', seq: m.seq } satisfies RuntimeApplied)
+      } else channel.send({ switchyard: 'counts', seq: m.seq, counts: processCounts(balancer) } satisfies CountsReply)
     })
     // Not at 'online': node:cluster says that before this code runs, and news sent then is lost.
     channel.send({ switchyard: 'hello' } satisfies Hello)

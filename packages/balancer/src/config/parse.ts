@@ -32,7 +32,8 @@ export function parseBoolean(value: unknown, what: string): boolean {
   return value
 }
 
-const PARAMS = 'weight=N, max_fails=N, fail_timeout=T, max_conns=N, slow_start=T, backup, down, tls, tls_servername=NAME'
+const PARAMS =
+  'weight=N, max_fails=N, fail_timeout=T, max_conns=N, slow_start=T, backup, down, tls, tls_servername=NAME, resolve, service=NAME'
 const OBJECT_KEYS = new Set([
   'address',
   'weight',
@@ -44,6 +45,8 @@ const OBJECT_KEYS = new Set([
   'down',
   'tls',
   'tls_servername',
+  'resolve',
+  'service',
 ])
 
 /** A config-file upstream object, `{"address": "h:p", "weight": 3, "backup": true}`, as a server line. */
@@ -74,17 +77,25 @@ export function parseUpstream(spec: unknown): UpstreamSpec {
   }
   const params = line.trim().split(/\s+/)
   const address = params.shift() as string
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+)):(\d+)$/.exec(address)
-  if (m === null || (m[1] !== undefined && isIP(m[1]) !== 6)) {
-    throw new ConfigError(`upstream: ${JSON.stringify(line)} is not host:port (e.g. 127.0.0.1:5000 or [::1]:5000)`)
+  // nginx `service=` takes a bare name: the SRV records give the ports.
+  const service = params.find(p => p.startsWith('service='))
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+))(?::(\d+))?$/.exec(address)
+  if (m === null || (m[1] !== undefined && isIP(m[1]) !== 6) || (m[3] === undefined) !== (service !== undefined)) {
+    const form =
+      service === undefined
+        ? 'host:port (e.g. 127.0.0.1:5000 or [::1]:5000)'
+        : 'a host name without a port, as service= takes the ports from SRV records'
+    throw new ConfigError(`upstream: ${JSON.stringify(line)} is not ${form}`)
   }
   const host = m[1] ?? (m[2] as string)
-  const out: UpstreamSpec = { host, port: parseInteger(m[3], `upstream ${address} port`, 1, 65535) }
+  const out: UpstreamSpec = { host, port: service === undefined ? parseInteger(m[3], `upstream ${address} port`, 1, 65535) : 0 }
   for (const param of params) {
     const [key, value] = param.split('=', 2)
     const what = `upstream ${address} ${key}`
     if (value === undefined && key === 'backup') out.backup = true
     else if (value === undefined && key === 'down') out.down = true
+    else if (value === undefined && key === 'resolve') out.resolve = true
+    else if (value !== undefined && key === 'service' && /^[A-Za-z0-9_.-]+$/.test(value)) out.service = value
     else if (value !== undefined && key === 'weight') out.weight = parseInteger(value, what, 1, 1_000_000)
     else if (value !== undefined && key === 'max_fails') out.maxFails = parseInteger(value, what, 0, 1_000_000)
     else if (value !== undefined && key === 'max_conns') out.maxConns = parseInteger(value, what, 0, 1_000_000)
@@ -94,6 +105,8 @@ export function parseUpstream(spec: unknown): UpstreamSpec {
     else if (value !== undefined && key === 'tls_servername') out.tls = { ...out.tls, servername: parseServername(value, what) }
     else throw new ConfigError(`upstream ${address}: unknown parameter ${JSON.stringify(param)} (allowed: ${PARAMS})`)
   }
+  if (out.resolve === true && isIP(host) !== 0) throw new ConfigError(`upstream ${address}: resolve needs a host name, not an IP address`)
+  if (out.service !== undefined && out.resolve !== true) throw new ConfigError(`upstream ${address}: service= needs resolve, as in nginx`)
   return out
 }
 

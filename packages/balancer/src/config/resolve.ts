@@ -1,4 +1,6 @@
 // The configuration in force: flags over the file over the defaults, each value checked, as one ResolvedConfig.
+import { loadAdminToken } from '../admin/auth.js'
+import { parseResolver } from '../upstreams/dns-lookup.js'
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { parseAllowedHost, shownHost } from '../admin/allowed-hosts.js'
@@ -40,6 +42,21 @@ export interface ResolvedConfig
   adminAllowedHosts: string[]
   /** Whether the sticky secret was made up at start, because none was configured. */
   stickySecretGenerated: boolean
+  /** The admin token, from `--admin-token-file` or SWITCHYARD_ADMIN_TOKEN; undefined: none. */
+  adminToken: string | undefined
+  /** `--state-file`: where the runtime state is saved; undefined: nowhere. */
+  stateFile: string | undefined
+  /** The cap on the time between two lookups of a `resolve` line, in ms. */
+  resolveInterval: number
+  /** `--resolver IP[:port]`; undefined: the system's. */
+  resolver: string | undefined
+}
+
+/** A file name, or undefined when the setting is off. */
+function optionalString(value: unknown, what: string): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value === '') throw new ConfigError(`${what}: ${JSON.stringify(value)} is not a file name`)
+  return value
 }
 
 /** The HTTPS listener's settings. */
@@ -173,6 +190,10 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
     adminPort: adminPort === undefined ? undefined : parseInteger(adminPort, 'admin-port', 0, 65535),
     adminHost,
     adminAllowedHosts: parseAllowedHosts(pick('admin-allowed-host')),
+    adminToken: loadAdminToken(optionalString(pick('admin-token-file'), 'admin-token-file')),
+    stateFile: optionalString(pick('state-file'), 'state-file'),
+    resolveInterval: duration('resolve-interval'),
+    resolver: pick('resolver') === undefined ? undefined : parseResolver(pick('resolver')),
     workers: parseWorkers(workers),
     upstreams: parseUpstreams(pick('upstream')),
     maxFails: count('max-fails'),

@@ -90,6 +90,21 @@ export const SETTINGS = {
     default: undefined,
     array: true,
   },
+  'admin-token-file': {
+    describe:
+      'File holding the Bearer token that state-changing admin calls need (or set SWITCHYARD_ADMIN_TOKEN); without one they get 403',
+    default: undefined,
+  },
+  'state-file': {
+    describe:
+      'File where runtime changes (admin states, added and removed upstreams) are saved, to survive a restart (HAProxy server-state-file)',
+    default: undefined,
+  },
+  'resolve-interval': {
+    describe: 'Longest time between two DNS lookups of an upstream line with resolve; the TTL decides below it',
+    default: '30s',
+  },
+  resolver: { describe: 'DNS server for resolve lines, IP[:port]; default: the system resolver', default: undefined },
   'access-log': { describe: 'Where access lines go: a file to append to, - for stdout, or off', default: '-' },
   'log-format': {
     describe: `Access-log format: ${LOG_FORMATS.join(', ')} (nginx combined plus upstream fields, or JSON lines)`,

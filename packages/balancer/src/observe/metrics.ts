@@ -3,6 +3,7 @@ import { CACHE_STATUSES } from '../cache/types.js'
 import type { CacheCounts } from '../cache/counters.js'
 import { performance } from 'node:perf_hooks'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { ADMIN_STATES } from '../upstreams/admin-state.js'
 import { CLASSES, FAILURE_KINDS } from './stats.js'
 import type { BalancerView } from './view.js'
 
@@ -102,6 +103,19 @@ export function createMetrics(balancer: BalancerView): Registry {
       this.reset()
       const t = now()
       for (const u of balancer.pool.upstreams) this.set({ upstream: u.id }, balancer.pool.isAvailable(u, t) ? 1 : 0)
+    },
+  })
+  new Gauge({
+    name: 'switchyard_upstream_admin_state',
+    help: 'The admin state set through the admin API (HAProxy ready / drain / maint): 1 for the state an upstream is in, 0 for the others.',
+    labelNames: ['upstream', 'state'],
+    registers,
+    // Every worker applies a change before it is answered: the states agree.
+    aggregator: 'max',
+    collect() {
+      this.reset()
+      for (const u of balancer.pool.upstreams)
+        for (const state of ADMIN_STATES) this.set({ upstream: u.id, state }, u.adminState === state ? 1 : 0)
     },
   })
   new Gauge({

@@ -2,6 +2,7 @@
 import { performance } from 'node:perf_hooks'
 import { hitRatio, mergeCacheCounts, type CacheCounts } from '../cache/counters.js'
 import { RATE_SECONDS, classTotals, mergeStats, perSecond, quantile, type StatsData } from './stats.js'
+import { describeAdminState, type AdminState } from '../upstreams/admin-state.js'
 import type { Upstream } from '../upstreams/upstream.js'
 import type { BalancerView, ListenerConnections, StateView } from './view.js'
 
@@ -70,12 +71,19 @@ export interface UpstreamStatus {
   /**
    * - `up`: takes traffic;
    * - `down`: skipped: marked down by passive or active health, or by the operator (`down`);
-   * - `draining`: removed by a reload, finishing the requests it has;
+   * - `draining`: removed (by a reload, the admin API or DNS), finishing the requests it has;
    * - `backup`: a backup upstream standing by while primaries are up.
    */
   state: 'up' | 'down' | 'draining' | 'backup'
   /** Why it is in that state, in words, e.g. `active check failed 3 times: GET /healthz -> ECONNREFUSED`. */
   reason: string
+  /**
+   * Set through the admin API (HAProxy's states): `ready`; `drain`, no new clients, sticky ones
+   * still; `maint`, no requests and no health checks (its `state` is then `down`).
+   */
+  adminState: AdminState
+  /** The DNS name this address was found under (`app.internal:5000`); null for an upstream given by address. */
+  from: string | null
   /** Configured weight. */
   weight: number
   /** Weight in force now: below `weight` during slow start. */
@@ -182,9 +190,11 @@ const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0)
 
 /** State and reason of an upstream, as the dashboard shows them. */
 function stateOf(balancer: StateView, u: Upstream, retired: boolean, now: number): [UpstreamStatus['state'], string] {
-  if (retired) return ['draining', `removed by a reload; finishing ${u.inFlight} request(s)`]
+  if (retired) return ['draining', `removed (reload, admin API or DNS); finishing ${u.inFlight} request(s)`]
   const { pool } = balancer
   if (u.adminDown) return ['down', 'marked down in the configuration (down)']
+  if (u.adminState === 'maint') return ['down', describeAdminState('maint')]
+  if (u.adminState === 'drain' && pool.isHealthy(u, now)) return ['up', describeAdminState('drain')]
   // Down by health always has the change that took it down.
   if (!pool.isAvailable(u, now)) return ['down', (u.lastChange as { reason: string }).reason]
   if (u.backup && pool.upstreams.some(p => !p.backup && pool.isAvailable(p, now))) return ['backup', 'standing by while primaries are up']
@@ -214,6 +224,8 @@ export function buildStatus(balancer: StateView, counts: ProcessCounts, workers 
       id: u.id,
       state,
       reason,
+      adminState: u.adminState,
+      from: u.from ?? null,
       weight: u.weight,
       effectiveWeight: u.weightAt(perf),
       backup: u.backup,

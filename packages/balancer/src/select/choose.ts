@@ -59,9 +59,9 @@ export function choose(settings: Choosing, tries: Tries, canWait: boolean, now: 
   return upstream
 }
 
-/** The upstream the sticky cookie names, while it is available and not yet tried (and not full, for a caller that cannot wait). */
+/** The upstream the sticky cookie names, while it takes pinned clients (ready, or draining) and is not yet tried (and not full, for a caller that cannot wait). */
 function pinned(pool: Pool, tries: Tries, canWait: boolean, now: number): Upstream | undefined {
   if (tries.pinnedId === undefined) return undefined
   const u = pool.upstreams.find(x => x.id === tries.pinnedId)
-  return u !== undefined && (canWait || !u.full) && !tries.tried.has(u) && pool.isAvailable(u, now) ? u : undefined
+  return u !== undefined && (canWait || !u.full) && !tries.tried.has(u) && pool.takesPinned(u, now) ? u : undefined
 }

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks'
 import { ConfigError, errorCode } from '../errors.js'
 import type { HealthCheckOptions } from '../options.js'
 import type { Pool } from './pool.js'
+import { isChecked } from './admin-state.js'
 import { describeTlsFailure } from './tls.js'
 import type { HealthChange, Upstream } from './upstream.js'
 
@@ -28,6 +29,8 @@ interface Probe {
   cancel: (() => void) | undefined
   /** The last check that reached a verdict. */
   last: CheckResult | undefined
+  /** Whether checks were stopped for maint: they start again from fresh counts. */
+  paused: boolean
 }
 
 /**
@@ -139,8 +142,20 @@ export class HealthChecker {
     for (const upstream of upstreams) {
       let probe = this.#probes.get(upstream)
       if (probe === undefined) {
-        probe = { passes: 0, fails: 0, cancel: undefined, last: undefined }
+        probe = { passes: 0, fails: 0, cancel: undefined, last: undefined, paused: false }
         this.#probes.set(upstream, probe)
+      }
+      if (!isChecked(upstream.adminState)) {
+        // HAProxy stops checking a server in maintenance; a check out when it began counts neither way.
+        probe.cancel?.()
+        probe.paused = true
+        continue
+      }
+      if (probe.paused) {
+        // Out of maint: the counts start afresh, as HAProxy checks a server leaving maintenance anew.
+        probe.paused = false
+        probe.passes = 0
+        probe.fails = 0
       }
       if (probe.cancel === undefined) this.#check(upstream, probe)
     }

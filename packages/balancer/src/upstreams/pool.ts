@@ -15,11 +15,25 @@ export class Pool {
   }
 
   /**
-   * Whether `u` may be chosen now: not marked down by the operator, its active checks pass,
+   * Whether `u` may be chosen now: ready (not drained nor in maint through the admin API), not
+   * marked down in the configuration, its active checks pass,
    * and passive health lets it. As in nginx, passive health never marks down the only
    * upstream of a pool, backups included: there is nowhere else to send the request.
    */
   isAvailable(u: Upstream, now: number): boolean {
+    return u.adminState === 'ready' && this.isHealthy(u, now)
+  }
+
+  /**
+   * Whether `u` may take a client a sticky cookie pins to it: as `isAvailable`, but in drain too,
+   * since HAProxy keeps persistent sessions on a draining server.
+   */
+  takesPinned(u: Upstream, now: number): boolean {
+    return u.adminState !== 'maint' && this.isHealthy(u, now)
+  }
+
+  /** Whether health and the configuration's `down` allow `u`, whatever its admin state. */
+  isHealthy(u: Upstream, now: number): boolean {
     return !u.adminDown && u.healthy && (this.upstreams.length === 1 || u.passiveUp(now))
   }
 

@@ -2,6 +2,7 @@
 import { performance } from 'node:perf_hooks'
 import { Stats } from '../observe/stats.js'
 import { DEFAULTS, type UpstreamSpec } from '../options.js'
+import { transition, type AdminState } from './admin-state.js'
 import { tlsAgents, type TlsAgents } from './tls.js'
 
 /** What an upstream takes from the balancer's options besides its own line. */
@@ -56,8 +57,12 @@ export class Upstream {
   failTimeout = 10_000
   weight = 1
   backup = false
-  /** Marked down by the operator. */
+  /** Marked down in the configuration (nginx `down`). */
   adminDown = false
+  /** Set at run time through the admin API (HAProxy `set server state`): ready, drain or maint. */
+  adminState: AdminState = 'ready'
+  /** The DNS name (`app.internal:5000`) this address was found under, for an upstream line with `resolve`. */
+  from: string | undefined
   maxConns = 0
   slowStart = 0
   /** When the upstream last came back up (ms, monotonic), for slow start; -Infinity: never down. */
@@ -115,6 +120,18 @@ export class Upstream {
     this.adminDown = spec.down ?? false
     this.maxConns = spec.maxConns ?? 0
     this.slowStart = spec.slowStart ?? 0
+    this.from = spec.from
+  }
+
+  /**
+   * Sets the admin state. Back to ready, the weight ramps up over `slowStart` again, as HAProxy's
+   * `slowstart` applies when a server leaves maintenance or drain. Returns what the change means.
+   */
+  setAdminState(state: AdminState, now: number = performance.now()): ReturnType<typeof transition> {
+    const change = transition(this.adminState, state)
+    this.adminState = state
+    if (change.slowStart) this.upSince = now
+    return change
   }
 
   /** Whether `maxConns` requests are in flight: skipped, but not down. */

@@ -27,6 +27,8 @@ function upstream(id: string, over: Partial<UpstreamStatus> = {}): UpstreamStatu
     id,
     state: 'up',
     reason: '',
+    adminState: 'ready',
+    from: null,
     weight: 1,
     effectiveWeight: 1,
     backup: false,
@@ -136,6 +138,7 @@ t.test('one row per upstream, with a cell for each field', async t => {
     [
       'id',
       'state',
+      'admin',
       'weight',
       'inFlight',
       'requests',
@@ -380,6 +383,15 @@ class Element {
     this.parent?.children.splice(this.parent.children.indexOf(this), 1)
     this.parent = undefined
   }
+  /** The buttons' listener: the browser test clicks them (test/browser-runtime.ts). */
+  listeners: string[] = []
+  addEventListener(type: string): void {
+    this.listeners.push(type)
+  }
+  /** The admin cell's message: markup here is a string, so there is none to find. */
+  querySelector(): null {
+    return null
+  }
   field(name: string): Element {
     const td = this.children.find(c => c.dataset.field === name)
     if (!td) throw new Error(`no ${name} cell`)
@@ -610,3 +622,14 @@ t.test(
     t.match(renderDashboard(snapshot({ cache: { ...CACHE, hitRatio: null } })), '<dd>– <small>of 100</small></dd>', 'no lookups: a dash')
   },
 )
+
+t.test('the admin cell: the state, its buttons, and the DNS name an address came from', async t => {
+  const html = renderDashboard({ ...snapshot(), upstreams: [upstream('10.0.0.7:80', { adminState: 'drain', from: 'app.test:80' })] })
+  const admin = cell(html, '10.0.0.7:80', 'admin')
+  t.equal(admin.title, 'found in DNS under app.test:80', 'the tooltip names the line')
+  t.match(
+    admin.html,
+    /^<span class="badge admin-drain">drain<\/span> <button type="button" data-set="drain" disabled>Drain<\/button><button type="button" data-set="maint">Maint/,
+    'the badge, and the button of the state it is in disabled',
+  )
+})

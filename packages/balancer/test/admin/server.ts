@@ -266,7 +266,7 @@ t.test('states: backup, down by the operator, slow start, draining after a reloa
   balancer.reload({ upstreams: [spec(a.spec), spec(c.spec)], policy: 'first' })
   s = await status(admin)
   t.equal(row(s, held.spec).state, 'draining', 'removed with a request in flight: draining')
-  t.equal(row(s, held.spec).reason, 'removed by a reload; finishing 1 request(s)')
+  t.equal(row(s, held.spec).reason, 'removed (reload, admin API or DNS); finishing 1 request(s)')
   t.equal(s.upstreams.at(-1)?.id, held.spec, 'listed after the configured ones')
   const m = await metrics(admin)
   t.equal(valueOf(m, 'switchyard_upstream_in_flight', { upstream: held.spec }), 1, 'its in-flight gauge is still there')

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import t from 'tap'
 import { Socket } from 'node:net'
+import { AdminAuth } from '../../src/admin/auth.js'
 import { createAdmin } from '../../src/admin/server.js'
 import { formatCombined, type AccessEntry } from '../../src/observe/access-log.js'
 import { startBalancer, startUpstream } from '../fixtures/servers.js'
@@ -156,13 +157,24 @@ t.test('writes, Range, Authorization and a 20 MB stream through the balancer', a
   t.equal((await fetch(sy.port, '/big')).cache, 'MISS', 'and not stored')
 })
 
-t.test('DELETE /cache on the admin listener: a URL, a prefix, everything; 404 with the cache off', async t => {
+t.test('DELETE /cache on the admin listener: the admin token, a URL, a prefix, everything; 404 with the cache off', async t => {
   const up = await startUpstream(t, 'a', answering({ 'cache-control': 'max-age=60' }))
   const sy = await startBalancer(t, [up.spec], cache())
-  const admin = createAdmin(sy.balancer)
-  const adminPort = await serve(t, admin)
+  const token = 'purge-token-0123456789'
+  const adminPort = await serve(t, createAdmin(sy.balancer, { auth: new AdminAuth(token) }))
   for (const p of ['/a?x=1', '/img/1', '/img/2', '/b']) await fetch(sy.port, p)
-  const del = (q: string) => fetch(adminPort, `/cache${q}`, { method: 'DELETE' })
+  const authorization = `Bearer ${token}`
+  const del = (q: string) => fetch(adminPort, `/cache${q}`, { method: 'DELETE', headers: { authorization } })
+  // A purge changes state: the admin API's one gate (admin/auth.ts) guards it.
+  t.equal((await fetch(adminPort, '/cache', { method: 'DELETE' })).status, 401, 'no token: 401')
+  t.equal(
+    (await fetch(adminPort, '/cache', { method: 'DELETE', headers: { authorization: 'Bearer wrong-token-0123456789' } })).status,
+    401,
+    'a wrong token: 401',
+  )
+  const ungated = await serve(t, createAdmin(sy.balancer))
+  t.equal((await fetch(ungated, '/cache', { method: 'DELETE' })).status, 403, 'no token configured: 403')
+  t.equal(sy.balancer.cacheCounts()?.entries, 4, 'and nothing was purged by them')
   const one = await del('?url=%2Fa%3Fx%3D1')
   t.same([one.status, JSON.parse(one.body.toString())], [200, { purged: 1 }], 'one URL')
   t.same(JSON.parse((await del('?prefix=/img/')).body.toString()), { purged: 2 }, 'a prefix')
@@ -171,8 +183,8 @@ t.test('DELETE /cache on the admin listener: a URL, a prefix, everything; 404 wi
   t.equal((await fetch(adminPort, '/cache')).status, 405, 'GET /cache: 405')
   t.equal((await fetch(sy.port, '/b')).cache, 'MISS', 'purged')
   const plain = await startBalancer(t, [up.spec])
-  const offPort = await serve(t, createAdmin(plain.balancer))
-  t.equal((await fetch(offPort, '/cache', { method: 'DELETE' })).status, 404, 'cache off: 404')
+  const offPort = await serve(t, createAdmin(plain.balancer, { auth: new AdminAuth(token) }))
+  t.equal((await fetch(offPort, '/cache', { method: 'DELETE', headers: { authorization } })).status, 404, 'cache off: 404')
   t.equal(sy.balancer.cacheCounts()?.entries, 1, 'only what was asked since')
 })
 

@@ -38,6 +38,10 @@ t.test('--workers 2 --cache: each worker has its own cache; a purge reaches both
   // The config file's keys, the flags' names.
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-cache-'))
   const config = join(dir, 'switchyard.json')
+  // A purge changes state: it needs the admin token.
+  const tokenFile = join(dir, 'admin-token')
+  writeFileSync(tokenFile, 'cache-cli-token-0123456789\n')
+  const authorization = 'Bearer cache-cli-token-0123456789'
   writeFileSync(
     config,
     JSON.stringify({
@@ -62,6 +66,8 @@ t.test('--workers 2 --cache: each worker has its own cache; a purge reaches both
     '2',
     '--admin-port',
     '0',
+    '--admin-token-file',
+    tokenFile,
   ])
   const port = portOf(await r.line(/listening/))
   const admin = adminPortOf(await r.line(/^switchyard admin on /))
@@ -76,19 +82,37 @@ t.test('--workers 2 --cache: each worker has its own cache; a purge reaches both
   t.equal(status.cache.entries, 2, '/status.json adds the workers up: two entries')
   t.equal(status.cache.maxBytes, 8 * 1024 * 1024, 'and two budgets')
   t.equal(status.cache.requests.MISS, 2, 'two MISSes')
-  const purge = await fetch(admin, '/cache?url=/page', { method: 'DELETE' })
+  const purge = await fetch(admin, '/cache?url=/page', { method: 'DELETE', headers: { authorization } })
   t.same([purge.status, JSON.parse(purge.body.toString())], [200, { purged: 2 }], 'the purge reached both workers before it answered')
   const after = JSON.parse((await fetch(admin, '/status.json')).body.toString())
   t.equal(after.cache.entries, 0, 'both empty')
   const metrics = (await fetch(admin, '/metrics')).body.toString()
   t.match(metrics, /^switchyard_cache_entries 0$/m, 'the metrics agree')
   t.match(metrics, /^switchyard_cache_requests_total\{status="MISS"\} 2$/m, 'MISSes summed across workers')
-  t.equal(JSON.parse((await fetch(admin, '/cache', { method: 'DELETE' })).body.toString()).purged, 0, 'purging everything: 0 left')
+  t.equal(
+    JSON.parse((await fetch(admin, '/cache', { method: 'DELETE', headers: { authorization } })).body.toString()).purged,
+    0,
+    'purging everything: 0 left',
+  )
   r.child.kill('SIGTERM')
   t.equal(await r.exit, 0, 'stops cleanly')
-  const off = run(['--port', '0', '--host', '127.0.0.1', '--upstream', up.spec, '--quiet', '--workers', '2', '--admin-port', '0'])
+  const off = run([
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--upstream',
+    up.spec,
+    '--quiet',
+    '--workers',
+    '2',
+    '--admin-port',
+    '0',
+    '--admin-token-file',
+    tokenFile,
+  ])
   const offAdmin = adminPortOf(await off.line(/^switchyard admin on /))
-  t.equal((await fetch(offAdmin, '/cache', { method: 'DELETE' })).status, 404, 'no cache in any worker: 404')
+  t.equal((await fetch(offAdmin, '/cache', { method: 'DELETE', headers: { authorization } })).status, 404, 'no cache in any worker: 404')
   t.equal(JSON.parse((await fetch(offAdmin, '/status.json')).body.toString()).cache, null, 'and the status says null')
   off.child.kill('SIGTERM')
   await off.exit

@@ -21,7 +21,10 @@ t.test('server-line parameters and config-file objects', async t => {
 t.test('bad parameters are named', async t => {
   const cases: [unknown, RegExp][] = [
     ['a:1 weight=0', /^upstream a:1 weight: "0" is not a whole number from 1/],
-    ['a:1 backup=yes', /^upstream a:1: unknown parameter "backup=yes" \(allowed: weight=N, .*backup, down, tls, tls_servername=NAME\)$/],
+    [
+      'a:1 backup=yes',
+      /^upstream a:1: unknown parameter "backup=yes" \(allowed: weight=N, .*backup, down, tls, tls_servername=NAME, resolve, service=NAME\)$/,
+    ],
     ['a:1 slow_start=soon', /^upstream a:1 slow_start: "soon" is not a duration/],
     ['a:1 max_conns=-1', /^upstream a:1 max_conns: "-1" is not a whole number/],
     [{ weight: 3 }, /^upstream: \{"weight":3\} has no "address"/],
@@ -104,4 +107,26 @@ t.test('tls and tls_servername on an upstream line', async t => {
       JSON.stringify(bad),
     )
   }
+})
+
+t.test('resolve and service= lines, as nginx writes them', async t => {
+  t.same(parseUpstream('app.internal:5000 resolve weight=2'), { host: 'app.internal', port: 5000, resolve: true, weight: 2 }, 'resolve')
+  t.same(
+    parseUpstream('app.internal service=http resolve backup'),
+    { host: 'app.internal', port: 0, service: 'http', resolve: true, backup: true },
+    'service= takes no port',
+  )
+  t.same(
+    parseUpstream({ address: 'app.internal', service: '_h._udp', resolve: true }),
+    { host: 'app.internal', port: 0, service: '_h._udp', resolve: true },
+    'as an object',
+  )
+  const bad: [unknown, RegExp][] = [
+    ['app.internal service=http', /^upstream app\.internal: service= needs resolve, as in nginx$/],
+    ['app.internal:80 service=http resolve', /is not a host name without a port, as service= takes the ports from SRV records$/],
+    ['app.internal resolve', /is not host:port/],
+    ['127.0.0.1:80 resolve', /^upstream 127\.0\.0\.1:80: resolve needs a host name, not an IP address$/],
+    ['app.internal service=a/b resolve', /unknown parameter "service=a\/b"/],
+  ]
+  for (const [spec, message] of bad) t.throws(() => parseUpstream(spec), { name: 'ConfigError', message }, String(spec))
 })

@@ -48,6 +48,10 @@ t.test('defaults are the tutorial stack', async t => {
       reclaimAfter: 1000,
       sticky: undefined,
       stickySecretGenerated: false,
+      adminToken: undefined,
+      stateFile: undefined,
+      resolveInterval: 30_000,
+      resolver: undefined,
     },
     'port 8080, the two backends, nginx timeouts and failure defaults, no active checks',
   )
@@ -255,4 +259,28 @@ t.test('bad HTTPS settings name the flag', async t => {
     [{ 'upstream-ca': '/nonexistent/ca.pem' }, /^upstream-ca \/nonexistent\/ca\.pem: cannot be read \(ENOENT\)$/],
   ]
   for (const [flags, message] of cases) t.throws(() => resolveConfig(flags), { name: 'ConfigError', message }, JSON.stringify(flags))
+})
+
+t.test('the runtime settings: admin token file, state file, resolve interval, resolver', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-config-'))
+  const token = join(dir, 'token')
+  writeFileSync(token, 'abcdefghijklmnop0123\n')
+  const c = resolveConfig({
+    'admin-token-file': token,
+    'state-file': join(dir, 'state.json'),
+    'resolve-interval': '5s',
+    resolver: '127.0.0.1:5353',
+  })
+  t.same(
+    [c.adminToken, c.stateFile, c.resolveInterval, c.resolver],
+    ['abcdefghijklmnop0123', join(dir, 'state.json'), 5000, '127.0.0.1:5353'],
+    'each read',
+  )
+  t.throws(() => resolveConfig({ 'state-file': '' }), { message: 'state-file: "" is not a file name' }, 'an empty file name')
+  t.throws(() => resolveConfig({}, { 'admin-token-file': 7 }), { message: 'admin-token-file: 7 is not a file name' }, 'not a string')
+  t.throws(
+    () => resolveConfig({ resolver: 'dns.example' }),
+    { message: /^resolver: "dns\.example" is not an IP address/ },
+    'a resolver by name',
+  )
 })
