@@ -177,6 +177,9 @@ t.test('--redis: bad input exits 1 with one line', async t => {
   const bad = run(t, ['--redis', 'http://user:s3cret@host:6379'], ports.env)
   t.equal((await bad.exited()).code, 1, 'a URL that is not redis:// exits 1')
   t.same(bad.lines, ['[launcher] --redis: "http://user:***@host:6379" is not a redis:// or rediss:// URL'], 'one line, the password masked')
+  const garbled = run(t, ['--redis', 'not a url'], ports.env)
+  t.equal((await garbled.exited()).code, 1, 'a value that is no URL at all exits 1')
+  t.same(garbled.lines, ['[launcher] --redis: "not a url" is not a redis:// or rediss:// URL'], 'the same one line')
   // A PATH with nothing on it: no redis-server to start (the launcher runs node by its full path).
   const missing = run(t, ['--redis'], { ...ports.env, PATH: t.testdir() })
   t.equal((await missing.exited()).code, 1, 'no redis-server: exit 1')

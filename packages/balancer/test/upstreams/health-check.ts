@@ -476,3 +476,23 @@ t.test('a passing check lifts a passive mark-down at once, if it started after t
   t.same(servedBy, ['hello from a\n', 'hello from b\n'], 'a takes traffic again')
   t.equal(logs.length, 2, 'and nothing else was logged')
 })
+
+t.test('maint stops the checks: one out when it began is cancelled and counts neither way; none start while it lasts', async t => {
+  const silent = await startRawUpstream(t, () => {})
+  const idle = await startRawUpstream(t, () => {})
+  const out = upstream(silent.spec)
+  const never = upstream(idle.spec)
+  never.adminState = 'maint'
+  const f = flips()
+  const c = checker(t, new Pool([out, never]), { interval: 50, timeout: 60_000 }, f.report)
+  const connection = once(silent.server, 'connection') as Promise<[Socket]>
+  c.start()
+  const [socket] = await connection
+  out.adminState = 'maint'
+  // The next round sees maint and cancels the check out: its connection closes.
+  await once(socket, 'close')
+  t.pass('the check out when maint began was cancelled')
+  t.equal(silent.connections, 1, 'and no other started')
+  t.equal(idle.connections, 0, 'an upstream in maint from the start is never checked')
+  t.equal(f.all.length, 0, 'no flip either way')
+})
