@@ -2,16 +2,13 @@
 import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
+import { VERSION, unknownFlag } from './cli-flags.js'
 import { onStop } from './cli-stop.js'
 import { CLI_KEYS, resolveCliConfig } from './config.js'
 import { ConfigError } from './errors.js'
 import { createBackend, listeningUrl } from './server.js'
 
 const NAME = 'switchyard-backend'
-const FLAGS =
-  '--port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --max-body-bytes-total, ' +
-  '--redis, --redis-prefix, --jobs-concurrency, --session-ttl, --worker, --lock-duration, --quiet, --expose-stats, --help'
-
 /** One line a person can act on, by the error `listen` failed with. */
 const LISTEN_HINTS = new Map([
   ['EADDRINUSE', 'the port is in use (EADDRINUSE); stop what holds it or choose another --port'],
@@ -68,13 +65,14 @@ function parseArgs(argv: string[]): Record<string, unknown> {
       describe: "Seconds before a job whose worker died runs again (BullMQ's lock) [default: 30]",
     })
     .option('quiet', { type: 'boolean', describe: 'No per-request log lines' })
+    .option('log-health-checks', { type: 'boolean', describe: 'Log GET /healthz requests too (off: they would drown the others)' })
     .option('expose-stats', { type: 'boolean', describe: 'Serve GET /stats (request counts per path: for tests only)' })
     .strict()
-    .fail((msg: string) => {
-      throw new ConfigError(`${msg.replace(/\s*\n\s*/g, ' ')} (options: ${FLAGS})`)
+    .fail((msg: string, _err, y) => {
+      throw new ConfigError(unknownFlag(msg, y, NAME) ?? msg.replace(/\s*\n\s*/g, ' '))
     })
     .help()
-    .version(false)
+    .version('version', 'Show the version and exit', `${NAME} ${VERSION}`)
     .parseSync()
 }
 
@@ -99,6 +97,7 @@ function main(): void {
     worker: config.worker,
     lockDuration: config.lockDuration,
     accessLog: config.quiet ? undefined : print,
+    logHealthChecks: config.logHealthChecks,
     log: print,
   })
 

@@ -45,6 +45,11 @@ export interface BackendOptions {
   /** Receives one access-log line per request. Default: none. */
   accessLog?: (line: string) => void
   /**
+   * Log `GET /healthz` too. Default false: a balancer checks every few seconds, and those lines
+   * would drown the others (nginx users write `access_log off` in the health location).
+   */
+  logHealthChecks?: boolean
+  /**
    * Receives operational lines: Redis down and answering again (one each per outage), and one
    * per job a worker inside this backend completes or fails. Default: none.
    */
@@ -95,6 +100,7 @@ export interface ResolvedOptions {
   wsMaxMessage: number
   clock: () => number
   accessLog: ((line: string) => void) | undefined
+  logHealthChecks: boolean
   log: (line: string) => void
   redis: RedisTarget | undefined
   redisPrefix: string
@@ -124,6 +130,8 @@ export interface CliConfig {
   shutdownTimeout: number
   /** No per-request log lines. Default false. */
   quiet: boolean
+  /** Log health-check requests too. Default false. */
+  logHealthChecks: boolean
   /** Serve `GET /stats`. Default false. */
   exposeStats: boolean
   /** Largest WebSocket message, in bytes. Default 1 MiB. */
@@ -153,6 +161,7 @@ export const CLI_KEYS = [
   'cache-max-bytes',
   'shutdown-timeout',
   'quiet',
+  'log-health-checks',
   'expose-stats',
   'ws-max-message',
   'max-body-bytes-total',
@@ -264,6 +273,7 @@ export function resolveOptions(options: BackendOptions): ResolvedOptions {
     wsMaxMessage: parseSize(options.wsMaxMessage ?? MIB, 'wsMaxMessage'),
     clock: options.clock ?? (() => performance.now()),
     accessLog: options.accessLog,
+    logHealthChecks: options.logHealthChecks === true,
   }
 }
 
@@ -304,6 +314,7 @@ export function resolveCliConfig(flags: Partial<Record<CliKey, unknown>>, env: {
     cacheMaxBytes: parseSize(flags['cache-max-bytes'] ?? '64mb', '--cache-max-bytes'),
     shutdownTimeout: parseWholeNumber(flags['shutdown-timeout'] ?? 10, '--shutdown-timeout', 0, MAX_SHUTDOWN_SECONDS),
     quiet: flags.quiet === true,
+    logHealthChecks: flags['log-health-checks'] === true,
     exposeStats: flags['expose-stats'] === true,
     wsMaxMessage: parseSize(flags['ws-max-message'] ?? '1mb', '--ws-max-message'),
     maxBodyBytesTotal: parseSize(flags['max-body-bytes-total'] ?? '64mb', '--max-body-bytes-total'),

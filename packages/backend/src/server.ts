@@ -137,9 +137,16 @@ export class Backend extends Server {
     // For HEAD, Node sends the headers (Content-Length included) and leaves out the body.
     res.writeHead(response.status, headers)
     res.end(response.body)
+    const { accessLog, logHealthChecks } = this.#options
+    if (accessLog === undefined || (!logHealthChecks && isHealthCheck(req.url as string))) return
     const ms = (this.#options.clock() - start).toFixed(1)
-    this.#options.accessLog?.(`${req.method} ${req.url} ${response.status} ${response.headers['x-cache'] ?? '-'} ${ms}ms`)
+    accessLog(`${req.method} ${req.url} ${response.status} ${response.headers['x-cache'] ?? '-'} ${ms}ms`)
   }
+}
+
+/** Whether a request is for the health route, with or without a query. */
+function isHealthCheck(url: string): boolean {
+  return url === '/healthz' || url.startsWith('/healthz?')
 }
 
 /** Creates a backend, not listening yet. Throws `ConfigError` for a bad option. */

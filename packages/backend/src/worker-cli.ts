@@ -1,14 +1,13 @@
 #!/usr/bin/env node
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
+import { VERSION, unknownFlag } from './cli-flags.js'
 import { onStop } from './cli-stop.js'
 import { parseId, parseWholeNumber, resolveJobSettings } from './config.js'
 import { ConfigError } from './errors.js'
 import { createWorker } from './worker.js'
 
 const NAME = 'switchyard-worker'
-const FLAGS = '--redis, --redis-prefix, --jobs-concurrency, --lock-duration, --id, --shutdown-timeout, --quiet, --help'
-
 function parseArgs(argv: string[]): Record<string, unknown> {
   return yargs(argv)
     .scriptName(NAME)
@@ -41,11 +40,11 @@ function parseArgs(argv: string[]): Record<string, unknown> {
     })
     .option('quiet', { type: 'boolean', describe: 'No line per job' })
     .strict()
-    .fail((msg: string) => {
-      throw new ConfigError(`${msg.replace(/\s*\n\s*/g, ' ')} (options: ${FLAGS})`)
+    .fail((msg: string, _err, y) => {
+      throw new ConfigError(unknownFlag(msg, y, NAME) ?? msg.replace(/\s*\n\s*/g, ' '))
     })
     .help()
-    .version(false)
+    .version('version', 'Show the version and exit', `${NAME} ${VERSION}`)
     .parseSync()
 }
 

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -81,11 +82,13 @@ function cutOff(url: string): Promise<unknown> {
 }
 
 const badInput: Array<[string, string[], RegExp]> = [
+  ['an unknown flag', ['--bogus', '1'], /^switchyard-backend: unknown flag --bogus \(switchyard-backend --help lists them\)$/],
   [
-    'an unknown flag',
-    ['--bogus', '1'],
-    /^switchyard-backend: Unknown argument: bogus \(options: --port, --host, --id, --cache-ttl, --cache-max-bytes, --shutdown-timeout, --ws-max-message, --max-body-bytes-total, --redis, --redis-prefix, --jobs-concurrency, --session-ttl, --worker, --lock-duration, --quiet, --expose-stats, --help\)$/,
+    'a typo of a flag',
+    ['--cache-tl', '5'],
+    /^switchyard-backend: unknown flag --cache-tl; did you mean --cache-ttl\? \(switchyard-backend --help lists them\)$/,
   ],
+  ['a short flag it does not have', ['-z'], /^switchyard-backend: unknown flag -z \(switchyard-backend --help lists them\)$/],
   ['a port out of range', ['--port', '65536'], /^switchyard-backend: --port: "65536" is not a whole number from 0 to 65535$/],
   [
     'a bound on all request bodies of 0',
@@ -117,6 +120,14 @@ t.test('listens on port 0, logs requests, and drains an in-flight request on SIG
   const hello = await fetch(`${base}/`)
   t.equal(await hello.text(), `Hello, World! from backend-${port}`, 'the id defaults to backend-<port>')
   t.match(await r.line(/^GET \/ /), /^GET \/ 200 MISS \d+\.\dms$/, 'one access-log line per request')
+  // A health check, then a request after it: its line comes, the check's never does.
+  t.equal((await fetch(`${base}/healthz`)).status, 200, 'a health check answered')
+  await fetch(`${base}/after-healthz`)
+  await r.line(/^GET \/after-healthz /)
+  t.notOk(
+    r.stdout().some(l => l.startsWith('GET /healthz')),
+    'no line for the health check by default',
+  )
   const slow = fetch(`${base}/slow?ms=400`)
   await reached(base, 'GET /slow', 1)
   r.child.kill('SIGTERM')
@@ -155,6 +166,22 @@ t.test('SIGINT and SIGTERM together count as one stop; a stop signal a second la
   const lines = r.stdout().slice(1)
   t.match(lines[0], /^blue: SIG(INT|TERM), finishing in-flight requests$/, 'one stop line for the pair')
   t.same(lines.slice(1), ['blue: SIGINT again, exiting now'], 'one for the late signal, and no access log (--quiet)')
+})
+
+t.test('--version, and --log-health-checks logs the checks too', async t => {
+  const version = run(t, ['--version'])
+  t.equal((await version.exited).code, 0, '--version exits 0')
+  t.same(
+    version.stdout(),
+    [`switchyard-backend ${JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version}`],
+    'name and version',
+  )
+  const r = run(t, ['--port', '0', '--host', '127.0.0.1', '--log-health-checks'])
+  const { base } = await listening(r)
+  await fetch(`${base}/healthz?full=1`)
+  t.match(await r.line(/^GET \/healthz/), /^GET \/healthz\?full=1 200 - \d+\.\dms$/, 'the check has its line')
+  r.child.kill('SIGTERM')
+  await r.exited
 })
 
 t.test('a port in use: one line saying so, exit 1', async t => {

@@ -40,7 +40,8 @@ t.test('bad input: exit 1 with one line naming the value, no stack trace', async
       { REDIS_URL: 'redis://:hunter2@h/cache' },
       /^switchyard-worker: REDIS_URL: "redis:\/\/:\*\*\*@h\/cache" has a path that is not a database number/,
     ],
-    [['--port', '1'], {}, /^switchyard-worker: Unknown argument: port \(options: /],
+    [['--port', '1'], {}, /^switchyard-worker: unknown flag --port \(switchyard-worker --help lists them\)\n$/],
+    [['--redis-prefx', 'a'], {}, /^switchyard-worker: unknown flag --redis-prefx; did you mean --redis-prefix\? /],
     [[], { REDIS_URL: '' }, /^switchyard-worker: --redis \(or REDIS_URL\) is required/],
   ]
   await Promise.all(

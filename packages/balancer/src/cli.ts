@@ -4,6 +4,7 @@ import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
+import { VERSION, unknownFlag } from './cli-flags.js'
 import { AdminAuth } from './admin/auth.js'
 import { GroupControl } from './admin/control.js'
 import { AdminServer, localSource, type AdminSource } from './admin/server.js'
@@ -41,8 +42,9 @@ function parseArgs(argv: string[]): Record<string, unknown> {
     // Taken only to be refused with a reason: a token on the command line shows in `ps`.
     .option('admin-token', { type: 'string', hidden: true })
   for (const key of CONFIG_KEYS) {
-    const s: { describe: string; default: unknown; boolean?: true; array?: true } = SETTINGS[key]
-    const shown = s.default === undefined ? (s.array ? 'none' : 'off') : Array.isArray(s.default) ? s.default.join(' ') : String(s.default)
+    const s: { describe: string; default: unknown; shown?: string; boolean?: true; array?: true } = SETTINGS[key]
+    const shown =
+      s.shown ?? (s.default === undefined ? (s.array ? 'none' : 'off') : Array.isArray(s.default) ? s.default.join(' ') : String(s.default))
     y = y.option(key, {
       type: s.boolean ? 'boolean' : 'string',
       array: s.array,
@@ -52,11 +54,11 @@ function parseArgs(argv: string[]): Record<string, unknown> {
   }
   return y
     .strict()
-    .fail((msg: string) => {
-      throw new ConfigError(msg)
+    .fail((msg: string, _err, y) => {
+      throw new ConfigError(unknownFlag(msg, y, 'switchyard') ?? msg)
     })
     .help()
-    .version(false)
+    .version('version', 'Show the version and exit', `switchyard ${VERSION}`)
     .parseSync()
 }
 

@@ -281,3 +281,36 @@ t.test('--help shows --admin-allowed-host as a list that is empty by default', a
     'none, not off: the check itself is always on',
   )
 })
+
+t.test('SIGHUP reopens the access log without --config and with it; no line is lost across the rename', async t => {
+  const a = await startUpstream(t, 'a')
+  for (const how of ['flags only', 'a --config file'] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-rotate-'))
+    const log = join(dir, 'access.log')
+    const settings = { upstream: [a.spec], port: 0, host: '127.0.0.1', 'access-log': log }
+    const config = join(dir, 'switchyard.json')
+    writeFileSync(config, JSON.stringify(settings))
+    const r =
+      how === 'flags only'
+        ? run(['--upstream', a.spec, '--port', '0', '--host', '127.0.0.1', '--access-log', log])
+        : run(['--config', config])
+    const port = portOf(await r.line(/listening/))
+    await fetchText(port, { path: '/before' })
+    await lines(log, 1)
+    renameSync(log, `${log}.1`)
+    // Requests all through the rotation: each is written once, to the old file or the new one.
+    const during = Array.from({ length: 40 }, (_, i) => fetchText(port, { path: `/during-${i}` }))
+    r.child.kill('SIGHUP')
+    t.match(await r.line(/access log reopened/), /^switchyard: SIGHUP: access log reopened$/, `${how}: one line says so`)
+    await Promise.all(during)
+    await fetchText(port, { path: '/after' })
+    r.child.kill('SIGTERM')
+    t.equal(await r.exit, 0, `${how}: exit 0`)
+    const rotated = readFileSync(`${log}.1`, 'utf8').split('\n').filter(Boolean)
+    const fresh = readFileSync(log, 'utf8').split('\n').filter(Boolean)
+    const paths = [...rotated, ...fresh].map(l => /"GET (\S+) HTTP/.exec(l)?.[1]).sort()
+    t.same(paths, ['/after', '/before', ...Array.from({ length: 40 }, (_, i) => `/during-${i}`)].sort(), `${how}: every line once`)
+    t.match(rotated[0], /"GET \/before /, `${how}: the rotated file starts with the line before`)
+    t.match(fresh.at(-1), /"GET \/after /, `${how}: the new file ends with the line after`)
+  }
+})

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,7 +12,10 @@ t.test('bad input exits 1 with one line naming the bad value', async t => {
   const badJson = join(dir, 'bad.json')
   writeFileSync(badJson, '{"port": }')
   const cases: [string[], RegExp][] = [
-    [['--bogus'], /^switchyard: Unknown argument: bogus$/],
+    [['--bogus'], /^switchyard: unknown flag --bogus \(switchyard --help lists them\)$/],
+    // The issue's own example: a close match is named.
+    [['--polcy', 'hash'], /^switchyard: unknown flag --polcy; did you mean --policy\? \(switchyard --help lists them\)$/],
+    [['--health-status', '600-700'], /^switchyard: health-status: "600-700" is not a status range like 200-399$/],
     [['--upstream', 'nope'], /^switchyard: upstream: "nope" is not host:port/],
     [['--port', '99999'], /^switchyard: port: "99999" is not a whole number from 0 to 65535$/],
     [['--port'], /^switchyard: Not enough arguments following: port$/],
@@ -65,4 +68,16 @@ t.test('--help lists every setting with its default', async t => {
   t.match(help, /--upstream An upstream.*?repeat for more \[default: 127\.0\.0\.1:5000 127\.0\.0\.1:5001\]/, 'upstream default')
   t.match(help, /--health-path [^[]*\[default: off\]/, 'a setting that is off by default')
   t.match(help, /--connect-timeout [^[]*\[default: 5s\]/, 'a duration default')
+  // What happens without a value, said once: no "default: …" in the text contradicting "[default: off]".
+  t.match(help, /--retries Most further tries after the first \[default: each upstream once\]/, 'retries: what happens by default')
+  t.match(help, /--sticky-secret [^[]*\[default: a random one per start, with a warning\]/, 'a sticky secret is made when none is given')
+  t.notMatch(help, /default: [^\]]*\[default:/, 'no setting states two defaults')
+  t.match(help, /--version Show the version and exit/, '--version is listed')
+})
+
+t.test('--version prints the name and the version', async t => {
+  const r = run(['--version'])
+  t.equal(await r.exit, 0, 'exit 0')
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  t.same(r.stdout, [`switchyard ${version}`], 'one line')
 })

@@ -182,11 +182,7 @@ t.test('502, 503 and 504 over h2 are the same short text answers', async t => {
   const client = h2(t, s)
   const bad = await h2request(client)
   t.equal(bad.status, 502, '502 when every try failed')
-  t.match(
-    bad.body.toString(),
-    /^502 Bad Gateway: every upstream that was tried failed \(last: 127\.0\.0\.1:\d+ ECONNREFUSED\)\n$/,
-    'with a line naming it',
-  )
+  t.match(bad.body.toString(), /^502 Bad Gateway: upstream 127\.0\.0\.1:\d+ refused the connection\n$/, 'with a line naming it')
   const down = await startHttps(t, [{ ...spec(dead), down: true }])
   const none = await h2request(h2(t, down))
   t.equal(none.status, 503, '503 with no upstream to try')
@@ -285,7 +281,11 @@ t.test('TLS to an upstream: trusted works, untrusted and another host are 502 wi
   const untrusted = await startHttps(t, [{ host: '127.0.0.1', port: good, tls: {} }])
   const refused = await h2request(h2(t, untrusted))
   t.equal(refused.status, 502, 'untrusted: 502')
-  t.match(refused.body.toString(), /UNABLE_TO_VERIFY_LEAF_SIGNATURE/, 'naming the code')
+  t.match(
+    refused.body.toString(),
+    /^502 Bad Gateway: upstream 127\.0\.0\.1:\d+ could not be reached over TLS: its certificate or handshake failed\n$/,
+    'the client is told in words; the code is for the log',
+  )
   t.match(
     untrusted.logs,
     [

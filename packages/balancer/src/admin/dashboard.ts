@@ -22,8 +22,8 @@ const COLUMNS = [
   ['p50', 'p50 ms', 'response time over the last minute'],
   ['p95', 'p95 ms', ''],
   ['p99', 'p99 ms', ''],
-  ['bytesIn', 'In', 'response body bytes from the upstream'],
-  ['bytesOut', 'Out', 'request body bytes to the upstream'],
+  ['requestBodyBytes', 'Request bodies', 'request body bytes sent to the upstream (uploads)'],
+  ['responseBodyBytes', 'Response bodies', 'response body bytes received from the upstream (downloads)'],
 ]
 
 /*

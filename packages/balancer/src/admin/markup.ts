@@ -151,8 +151,8 @@ export function cells(u: UpstreamStatus, now: number): Cell[] {
     ['p50', ms(l ? l.p50 : null), ''],
     ['p95', ms(l ? l.p95 : null), ''],
     ['p99', ms(l ? l.p99 : null), ''],
-    ['bytesIn', bytes(u.bytesIn), num(u.bytesIn) + ' bytes'],
-    ['bytesOut', bytes(u.bytesOut), num(u.bytesOut) + ' bytes'],
+    ['requestBodyBytes', bytes(u.requestBodyBytes), num(u.requestBodyBytes) + ' bytes'],
+    ['responseBodyBytes', bytes(u.responseBodyBytes), num(u.responseBodyBytes) + ' bytes'],
   ]
 }
 

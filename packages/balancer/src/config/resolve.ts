@@ -129,6 +129,8 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
   if (healthPath !== undefined && (typeof healthPath !== 'string' || !healthPath.startsWith('/'))) {
     throw new ConfigError(`health-path: ${JSON.stringify(healthPath)} is not a path starting with /`)
   }
+  // Checked even while the checks are off, so that a typo does not wait for --health-path to show.
+  const healthStatus = parseStatusRange(pick('health-status'), 'health-status')
   const health =
     healthPath === undefined
       ? undefined
@@ -138,7 +140,7 @@ export function resolveConfig(flags: Partial<Record<SettingKey, unknown>>, file:
           timeout: duration('health-timeout'),
           healthyThreshold: count('healthy-threshold', 1),
           unhealthyThreshold: count('unhealthy-threshold', 1),
-          status: parseStatusRange(pick('health-status'), 'health-status'),
+          status: healthStatus,
         }
   const retries = pick('retries')
   const policy = pick('policy')

@@ -7,8 +7,10 @@ import { TLS_VERSIONS } from '../server/certificates.js'
 /** One setting, as a CLI flag and a config-file key of the same name. */
 interface Setting {
   describe: string
-  /** Shown in --help; `undefined` means off. */
+  /** Shown in --help; `undefined` means off, unless `shown` says what happens instead. */
   default: string | number | boolean | string[] | undefined
+  /** What --help shows as the default when there is no value but something happens all the same. */
+  shown?: string
   boolean?: true
   array?: true
 }
@@ -40,17 +42,21 @@ export const SETTINGS = {
     boolean: true,
   },
   hsts: { describe: 'Send Strict-Transport-Security: max-age=T on HTTPS answers, e.g. 365d', default: undefined },
-  'upstream-ca': { describe: "PEM CA certificates that tls upstreams must chain to (default: Node's own roots)", default: undefined },
+  'upstream-ca': { describe: 'PEM CA certificates that tls upstreams must chain to', default: undefined, shown: "Node's own roots" },
   upstream: {
     describe:
-      'An upstream as an nginx server line, "host:port [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [slow_start=T] [backup] [down] [tls] [tls_servername=NAME]"; repeat for more',
+      'An upstream as an nginx server line, "host:port [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [slow_start=T] [backup] [down] [tls] [tls_servername=NAME] [resolve]", or "host service=NAME resolve" for SRV records; repeat for more',
     default: ['127.0.0.1:5000', '127.0.0.1:5001'],
     array: true,
   },
   policy: { describe: `How to choose an upstream: ${POLICY_NAMES.join(', ')}`, default: 'round-robin' },
   'hash-key': { describe: 'What the hash policy hashes: ip, path, header:NAME, cookie:NAME, query:NAME', default: 'ip' },
   'sticky-cookie': { describe: 'Pin each client to an upstream with a signed cookie of this name', default: undefined },
-  'sticky-secret': { describe: 'HMAC key for the sticky cookie; share it between instances', default: undefined },
+  'sticky-secret': {
+    describe: 'HMAC key for the sticky cookie; share it between instances (it shows in ps: prefer --sticky-secret-file)',
+    default: undefined,
+    shown: 'a random one per start, with a warning',
+  },
   'sticky-secret-file': { describe: 'File holding the HMAC key for the sticky cookie', default: undefined },
   'queue-size': { describe: 'Requests that may wait when every upstream is at max_conns', default: 1000 },
   'queue-timeout': { describe: 'Longest wait for a free upstream, then 503', default: '30s' },
@@ -63,7 +69,7 @@ export const SETTINGS = {
   'connect-timeout': { describe: 'Wait for an upstream connection; then try the next (nginx proxy_connect_timeout)', default: '5s' },
   timeout: { describe: 'Wait for response headers, and for each read after them (nginx proxy_read_timeout)', default: '60s' },
   'retry-on-timeout': { describe: 'Try the next upstream after a response timeout too', default: false, boolean: true },
-  retries: { describe: 'Most further tries after the first; default: each upstream once', default: undefined },
+  retries: { describe: 'Most further tries after the first', default: undefined, shown: 'each upstream once' },
   'retry-timeout': { describe: 'Stop trying new upstreams this long after the request came; 0: no cap', default: 0 },
   'client-header-timeout': { describe: 'Time for a client to send the whole header block; then 408', default: '20s' },
   'client-body-timeout': { describe: 'Time between two reads of a request body (nginx client_body_timeout)', default: '60s' },
@@ -73,7 +79,7 @@ export const SETTINGS = {
   },
   'keepalive-timeout': { describe: 'How long an idle client connection is kept (nginx keepalive_timeout)', default: '75s' },
   'upstream-idle-timeout': { describe: "How long an idle upstream connection is kept; below the backends' keep-alive", default: '4s' },
-  'health-path': { describe: 'Path to check actively, e.g. /healthz; off unless set', default: undefined },
+  'health-path': { describe: 'Path to check actively, e.g. /healthz; the other health-* flags apply once it is set', default: undefined },
   'health-interval': { describe: 'Time between two checks of an upstream', default: '2s' },
   'health-timeout': { describe: 'Time a check may take', default: '1s' },
   'healthy-threshold': { describe: 'Consecutive passes that bring an upstream up', default: 2 },
@@ -104,7 +110,7 @@ export const SETTINGS = {
     describe: 'Longest time between two DNS lookups of an upstream line with resolve; the TTL decides below it',
     default: '30s',
   },
-  resolver: { describe: 'DNS server for resolve lines, IP[:port]; default: the system resolver', default: undefined },
+  resolver: { describe: 'DNS server for resolve lines, IP[:port]', default: undefined, shown: 'the system resolver' },
   'access-log': { describe: 'Where access lines go: a file to append to, - for stdout, or off', default: '-' },
   'log-format': {
     describe: `Access-log format: ${LOG_FORMATS.join(', ')} (nginx combined plus upstream fields, or JSON lines)`,

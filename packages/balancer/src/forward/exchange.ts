@@ -214,7 +214,7 @@ export class Exchange implements AttemptOwner, Tries {
 
   /** Answers 503 when no upstream could be tried, or 502 / 504 when every try failed. */
   giveUp(): void {
-    const { status, message } = giveUpAnswer(this.lastError, this.upstream)
+    const { status, message } = giveUpAnswer(this.lastError, this.upstream, { tries: this.retries + 1, timeouts: this.forwarder.settings })
     this.#fail(status, message)
   }
 

@@ -1,5 +1,6 @@
 // Which failed tries may go again, and what a request is answered when no try is left (Caddy's tryAgain and statusError).
-import { NoUpstreamError, UpstreamConnectTimeoutError, UpstreamFailedError, UpstreamTimeoutError, errorCode } from '../errors.js'
+import { InvalidResponseError, NoUpstreamError, UpstreamConnectTimeoutError, UpstreamTimeoutError, errorCode } from '../errors.js'
+import { describeTlsFailure } from '../upstreams/tls.js'
 import type { Upstream } from '../upstreams/upstream.js'
 
 /**
@@ -55,16 +56,50 @@ export interface GiveUp {
   message: string
 }
 
+/** The timeouts a give-up answer names. */
+export interface Timeouts {
+  connectTimeout: number
+  timeout: number
+}
+
+/** A duration as the flags write it: `500ms`, `5s`, `1.5s`. */
+function shown(ms: number): string {
+  return ms < 1000 ? `${ms}ms` : `${ms / 1000}s`
+}
+
+/**
+ * What happened to a try, in words a client may read: nginx's error pages say no more than the
+ * status, and the codes (ECONNREFUSED, SWITCHYARD_UPSTREAM_TIMEOUT) stay in the log line and the
+ * metrics, where an operator looks.
+ */
+export function whatHappened(err: Error, timeouts: Timeouts): string {
+  if (err instanceof UpstreamTimeoutError) return `did not answer within ${shown(timeouts.timeout)}`
+  if (err instanceof UpstreamConnectTimeoutError) return `could not be connected to within ${shown(timeouts.connectTimeout)}`
+  const code = errorCode(err)
+  if (err instanceof InvalidResponseError || code.startsWith('HPE_')) return 'sent a response that is not valid HTTP'
+  if (code === 'ECONNREFUSED') return 'refused the connection'
+  if (code === 'ECONNRESET' || code === 'EPIPE') return 'closed the connection without a complete answer'
+  if (describeTlsFailure(err) !== undefined) return 'could not be reached over TLS: its certificate or handshake failed'
+  return 'could not be reached'
+}
+
 /**
  * The answer when no try is left: 503 when no upstream could be tried (every one down or, with
- * `full`, every one at max_conns), else 502 or 504 for the last try's error on `last`.
+ * `full`, every one at max_conns), else 502 or 504 for the last try's error on `last`, saying in
+ * words what happened and how many upstreams were tried.
  */
-export function giveUpAnswer(lastError: Error | undefined, last: Upstream | undefined, full = false): GiveUp {
+export function giveUpAnswer(
+  lastError: Error | undefined,
+  last: Upstream | undefined,
+  { full = false, tries = 1, timeouts }: { full?: boolean; tries?: number; timeouts: Timeouts },
+): GiveUp {
   if (lastError === undefined) {
     const why = full ? 'every upstream is at max_conns' : new NoUpstreamError().message
     return { status: 503, message: `503 Service Unavailable: ${why}` }
   }
   const status = statusForUpstreamError(lastError)
   const what = status === 504 ? '504 Gateway Timeout' : '502 Bad Gateway'
-  return { status, message: `${what}: ${new UpstreamFailedError().message} (last: ${last?.id} ${errorCode(lastError)})` }
+  const happened = whatHappened(lastError, timeouts)
+  const which = tries > 1 ? `${tries} upstreams were tried; the last, ${last?.id},` : `upstream ${last?.id}`
+  return { status, message: `${what}: ${which} ${happened}` }
 }

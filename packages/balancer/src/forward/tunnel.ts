@@ -229,7 +229,11 @@ export class Tunnel implements UpgradeSink, Tries {
    */
   #giveUp(full: boolean): void {
     this.#release()
-    const { status, message } = giveUpAnswer(this.lastError, this.upstream, full)
+    const { status, message } = giveUpAnswer(this.lastError, this.upstream, {
+      full,
+      tries: this.retries + 1,
+      timeouts: this.forwarder.settings,
+    })
     this.status = status
     answerRaw(this.client, `${status} ${STATUS_CODES[status]}`, message)
   }

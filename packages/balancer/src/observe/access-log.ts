@@ -2,6 +2,7 @@
 import { closeSync, openSync } from 'node:fs'
 import pino from 'pino'
 import { ConfigError, errorCode } from '../errors.js'
+import { toMicros } from './stats.js'
 
 /** One request, as the access log records it once its response is over. */
 export interface AccessEntry {
@@ -146,7 +147,13 @@ export function createAccessLog(format: LogFormat, to: string, onError: (message
     // `type` takes the level's place, telling a shipper access lines from others; it must not
     // be empty (pino 10 then writes `{,`).
     const logger = pino({ base: undefined, timestamp: false, formatters: { level: () => ({ type: 'access' }) } }, batch)
-    write = e => logger.info({ ...e, time: new Date(e.time).toISOString() })
+    write = e =>
+      logger.info({
+        ...e,
+        time: new Date(e.time).toISOString(),
+        upstreamMs: e.upstreamMs === undefined ? undefined : toMicros(e.upstreamMs),
+        totalMs: toMicros(e.totalMs),
+      })
   } else {
     write = e => batch.write(`${formatCombined(e)}\n`)
   }

@@ -197,7 +197,13 @@ export function classTotals(data: StatsData): number[] {
   return out
 }
 
+/** Milliseconds rounded to the microsecond, as /status.json and JSON log lines show them. */
+export function toMicros(ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}
+
 /** The `q` quantile (0..1) of bucketed latencies, as its bucket's upper bound in ms; undefined when empty. */
+
 export function quantile(latency: readonly number[], q: number): number | undefined {
   const total = latency.reduce((a, b) => a + b, 0)
   if (total === 0) return undefined

@@ -1,7 +1,7 @@
 // The shape of /status.json, and how it is built from a balancer's state and counts that add up across workers.
 import { performance } from 'node:perf_hooks'
 import { hitRatio, mergeCacheCounts, type CacheCounts } from '../cache/counters.js'
-import { RATE_SECONDS, classTotals, mergeStats, perSecond, quantile, type StatsData } from './stats.js'
+import { RATE_SECONDS, classTotals, mergeStats, perSecond, quantile, toMicros, type StatsData } from './stats.js'
 import { describeAdminState, type AdminState } from '../upstreams/admin-state.js'
 import type { Upstream } from '../upstreams/upstream.js'
 import type { BalancerView, ListenerConnections, StateView } from './view.js'
@@ -106,9 +106,13 @@ export interface UpstreamStatus {
   lastCheck: { ok: boolean; detail: string; at: number } | null
   /** Upstream response time (request sent to response end) over the last minute; null when there were no requests. */
   latencyMs: { p50: number; p95: number; p99: number } | null
-  /** Request body bytes sent to the upstream. */
+  /** Request body bytes sent to the upstream (the clients' uploads). */
+  requestBodyBytes: number
+  /** Response body bytes received from the upstream (what clients downloaded). */
+  responseBodyBytes: number
+  /** The same as `requestBodyBytes`, named from the balancer's side; kept, as the schema only grows. */
   bytesOut: number
-  /** Response body bytes received from the upstream. */
+  /** The same as `responseBodyBytes`, named from the balancer's side; kept, as the schema only grows. */
   bytesIn: number
   /** Requests per second over the last 10 whole seconds. */
   perSecond: number
@@ -219,7 +223,7 @@ export function buildStatus(balancer: StateView, counts: ProcessCounts, workers 
     const data = counts.upstreams[u.id] ?? { ...mergeStats([]), inFlight: 0 }
     const requests = sum(classTotals(data))
     const [state, reason] = stateOf(balancer, u, retired.has(u), perf)
-    const p = (q: number) => quantile(data.latency, q) as number
+    const p = (q: number) => toMicros(quantile(data.latency, q) as number)
     return {
       id: u.id,
       state,
@@ -239,6 +243,8 @@ export function buildStatus(balancer: StateView, counts: ProcessCounts, workers 
       retries: data.retries,
       lastCheck: balancer.lastCheck(u.id) ?? null,
       latencyMs: sum(data.latency) === 0 ? null : { p50: p(0.5), p95: p(0.95), p99: p(0.99) },
+      requestBodyBytes: data.bytesOut,
+      responseBodyBytes: data.bytesIn,
       bytesOut: data.bytesOut,
       bytesIn: data.bytesIn,
       perSecond: perSecond(data.rate),

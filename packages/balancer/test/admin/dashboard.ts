@@ -42,6 +42,8 @@ function upstream(id: string, over: Partial<UpstreamStatus> = {}): UpstreamStatu
     retries: 0,
     lastCheck: { ok: true, detail: '200 in 3 ms', at: NOW - 4000 },
     latencyMs: { p50: 4.25, p95: 18.7, p99: 1234.5 },
+    requestBodyBytes: 23_456_789,
+    responseBodyBytes: 1_234_567,
     bytesIn: 1_234_567,
     bytesOut: 23_456_789,
     perSecond: 20,
@@ -83,6 +85,8 @@ function snapshot(over: Partial<StatusSnapshot> = {}): StatusSnapshot {
         retries: 14,
         lastCheck: { ok: false, detail: 'connect ECONNREFUSED <1>', at: NOW - 125_000 },
         latencyMs: null,
+        requestBodyBytes: 5e15,
+        responseBodyBytes: 532,
         bytesIn: 532,
         bytesOut: 5e15,
         perSecond: 0,
@@ -153,8 +157,8 @@ t.test('one row per upstream, with a cell for each field', async t => {
       'p50',
       'p95',
       'p99',
-      'bytesIn',
-      'bytesOut',
+      'requestBodyBytes',
+      'responseBodyBytes',
     ],
     'the columns',
   )
@@ -197,11 +201,16 @@ t.test('one row per upstream, with a cell for each field', async t => {
   t.same([up('p50'), up('p95'), up('p99')], ['4.3', '19', '1,235'], 'latency: one decimal below 10 ms, whole ms above')
   t.same([down('p50'), down('p95'), down('p99')], ['–', '–', '–'], 'no latency without requests: a dash')
   t.same(
-    [up('bytesIn'), up('bytesOut'), down('bytesIn'), down('bytesOut')],
-    ['1.2 MB', '23 MB', '532 B', '5000 TB'],
-    'bytes in human units',
+    [up('requestBodyBytes'), up('responseBodyBytes'), down('requestBodyBytes'), down('responseBodyBytes')],
+    ['23 MB', '1.2 MB', '5000 TB', '532 B'],
+    'bytes in human units, uploads then downloads',
   )
-  t.equal(cell(html, 'app-1.internal:8080', 'bytesIn').title, '1,234,567 bytes', 'exact bytes on hover')
+  t.equal(cell(html, 'app-1.internal:8080', 'responseBodyBytes').title, '1,234,567 bytes', 'exact bytes on hover')
+  t.match(
+    html,
+    /<th[^>]*title="request body bytes sent to the upstream \(uploads\)"[^>]*>Request bodies<\/th>/,
+    'the column says what it counts',
+  )
   t.equal(cell(html, 'app-1.internal:8080', 'id').title, undefined, 'a primary has no id tooltip')
 })
 
@@ -209,7 +218,7 @@ t.test('the other states and missing data', async t => {
   const html = renderDashboard(
     snapshot({
       upstreams: [
-        upstream('b:1', { state: 'backup', backup: true, lastCheck: null, bytesIn: 0 }),
+        upstream('b:1', { state: 'backup', backup: true, lastCheck: null, responseBodyBytes: 0 }),
         upstream('d:1', { state: 'draining', reason: 'removed by a reload' }),
       ],
     }),
@@ -218,7 +227,7 @@ t.test('the other states and missing data', async t => {
   t.equal(cell(html, 'b:1', 'id').title, 'backup upstream', 'a backup says so on hover')
   t.equal(cell(html, 'b:1', 'lastCheck').html, '–', 'no check yet: a dash')
   t.equal(cell(html, 'b:1', 'lastCheck').title, 'no active check has finished', 'and why')
-  t.equal(cell(html, 'b:1', 'bytesIn').html, '0 B', 'zero bytes')
+  t.equal(cell(html, 'b:1', 'responseBodyBytes').html, '0 B', 'zero bytes')
   t.equal(text(cell(html, 'd:1', 'state').html), 'draining removed by a reload', 'draining badge and reason')
 })
 

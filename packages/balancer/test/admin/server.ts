@@ -83,6 +83,12 @@ t.test('after requests of known outcome, /status.json and /metrics report exactl
     t.equal(r.reason, 'no failures seen')
     t.equal(r.bytesOut, 5, 'the one POST body sent to it')
     t.equal(r.bytesIn, 5 * 'ok a'.length + 2 * 'no'.length + 'boom'.length, 'the response bodies it sent')
+    t.same([r.requestBodyBytes, r.responseBodyBytes], [r.bytesOut, r.bytesIn], 'the fields named by what they count agree')
+    const decimals = Object.values(r.latencyMs ?? { none: 0.1234 }).map(v => String(v).split('.')[1]?.length ?? 0)
+    t.ok(
+      decimals.every(d => d <= 3),
+      `${u.spec}: latencyMs to the microsecond (${JSON.stringify(r.latencyMs)})`,
+    )
     t.equal(r.lastCheck, null, 'no active checks')
     const lat = r.latencyMs as NonNullable<UpstreamStatus['latencyMs']>
     t.ok(lat.p50 > 0 && lat.p50 <= lat.p95 && lat.p95 <= lat.p99, `${u.spec}: p50 ${lat.p50} <= p95 ${lat.p95} <= p99 ${lat.p99}`)

@@ -11,7 +11,7 @@ t.test('an upstream that never answers gets a 504, and the request is not retrie
   const reply = await fetchText(port)
   const took = Date.now() - started
   t.equal(reply.status, 504, '504')
-  t.match(reply.body, /^504 Gateway Timeout: .*SWITCHYARD_UPSTREAM_TIMEOUT/, 'with a body')
+  t.match(reply.body, /^504 Gateway Timeout: upstream 127\.0\.0\.1:\d+ did not answer within [\d.]+m?s\n$/, 'with a body in words, no code')
   // Timers never fire early; late, by as much as the machine is loaded. The bound tells the
   // 1 s timeout from the 60 s default, which is what a failure here would be.
   t.ok(took >= 950 && took < 10_000, `at the 1 s timeout, not the 60 s default (${took} ms)`)

@@ -22,7 +22,11 @@ t.test('a POST that reached an upstream which reset is answered 502 and not sent
   const reply = await fetchText(port, { method: 'POST', path: '/pay', body: 'amount=10' })
   t.equal(reply.status, 502, '502')
   t.match(reply.headers['content-type'], /^text\/plain/, 'text/plain')
-  t.match(reply.body, /502 Bad Gateway: .*ECONNRESET/, 'the body says what failed')
+  t.match(
+    reply.body,
+    /^502 Bad Gateway: upstream 127\.0\.0\.1:\d+ closed the connection without a complete answer\n$/,
+    'the body says what failed',
+  )
   t.equal(reset.connections, 1, 'the POST reached the first upstream once')
   t.equal(b.seen.length, 0, 'and was not sent to the second')
 })
@@ -32,7 +36,11 @@ t.test('a request refused everywhere is 502; once all are down, 503', async t =>
   const { port, access } = await startBalancer(t, [x, y])
   const first = await fetchText(port, { method: 'POST', body: 'data' })
   t.equal(first.status, 502, 'tried both, both failed: 502')
-  t.match(first.body, /^502 Bad Gateway: every upstream that was tried failed/, 'with a body')
+  t.match(
+    first.body,
+    /^502 Bad Gateway: 2 upstreams were tried; the last, 127\.0\.0\.1:\d+, refused the connection\n$/,
+    'with a body that says what happened, in words',
+  )
   const second = await fetchText(port)
   t.equal(second.status, 503, 'nothing left to try: 503')
   t.match(second.body, /^503 Service Unavailable: no upstream available/, 'with a body')
@@ -68,25 +76,57 @@ t.test('which failed tries may go again, as nginx proxy_next_upstream decides', 
   t.notOk(mayResend('GET', streamed), 'nor a request whose body is not held')
 })
 
-t.test('what a request is answered when no try is left', async t => {
+t.test('what a request is answered when no try is left: the status, and in words what happened, with no code', async t => {
   const a = new Upstream({ host: '127.0.0.1', port: 5000 }, { maxFails: 1, failTimeout: 1000 })
-  const refused = Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })
+  const timeouts = { connectTimeout: 500, timeout: 60_000 }
+  const coded = (code: string) => Object.assign(new Error(code), { code })
   t.same(
-    giveUpAnswer(undefined, undefined),
+    giveUpAnswer(undefined, undefined, { timeouts }),
     { status: 503, message: '503 Service Unavailable: no upstream available: every upstream is marked down' },
     'nothing tried: 503',
   )
   t.same(
-    giveUpAnswer(undefined, undefined, true),
+    giveUpAnswer(undefined, undefined, { full: true, timeouts }),
     { status: 503, message: '503 Service Unavailable: every upstream is at max_conns' },
     'every one full: 503 that says so',
   )
+  const table: [string, Error, number, string][] = [
+    ['refused', coded('ECONNREFUSED'), 502, '502 Bad Gateway: upstream 127.0.0.1:5000 refused the connection'],
+    ['reset', coded('ECONNRESET'), 502, '502 Bad Gateway: upstream 127.0.0.1:5000 closed the connection without a complete answer'],
+    ['a broken pipe', coded('EPIPE'), 502, '502 Bad Gateway: upstream 127.0.0.1:5000 closed the connection without a complete answer'],
+    ['a response timeout', new UpstreamTimeoutError(), 504, '504 Gateway Timeout: upstream 127.0.0.1:5000 did not answer within 60s'],
+    [
+      'a connect timeout',
+      new UpstreamConnectTimeoutError(),
+      504,
+      '504 Gateway Timeout: upstream 127.0.0.1:5000 could not be connected to within 500ms',
+    ],
+    [
+      'an invalid status',
+      new InvalidResponseError('bad'),
+      502,
+      '502 Bad Gateway: upstream 127.0.0.1:5000 sent a response that is not valid HTTP',
+    ],
+    [
+      "Node's parser",
+      coded('HPE_INVALID_CONSTANT'),
+      502,
+      '502 Bad Gateway: upstream 127.0.0.1:5000 sent a response that is not valid HTTP',
+    ],
+    [
+      'an untrusted certificate',
+      coded('DEPTH_ZERO_SELF_SIGNED_CERT'),
+      502,
+      '502 Bad Gateway: upstream 127.0.0.1:5000 could not be reached over TLS: its certificate or handshake failed',
+    ],
+    ['anything else', coded('EHOSTUNREACH'), 502, '502 Bad Gateway: upstream 127.0.0.1:5000 could not be reached'],
+  ]
+  for (const [name, err, status, message] of table) t.same(giveUpAnswer(err, a, { timeouts }), { status, message }, name)
   t.same(
-    giveUpAnswer(refused, a),
-    { status: 502, message: '502 Bad Gateway: every upstream that was tried failed (last: 127.0.0.1:5000 ECONNREFUSED)' },
-    'a failed try: 502 naming it',
+    giveUpAnswer(new UpstreamTimeoutError(), a, { full: true, tries: 3, timeouts: { connectTimeout: 5000, timeout: 1500 } }),
+    { status: 504, message: '504 Gateway Timeout: 3 upstreams were tried; the last, 127.0.0.1:5000, did not answer within 1.5s' },
+    'after retries: how many, and the last',
   )
-  t.same(giveUpAnswer(new UpstreamTimeoutError(), a, true).status, 504, 'a response timeout: 504, full or not')
   t.equal(statusForUpstreamError(new UpstreamConnectTimeoutError()), 504, 'a connect timeout: 504')
   t.equal(statusForUpstreamError(new InvalidResponseError('bad')), 502, 'an invalid response: 502')
 })

@@ -114,7 +114,7 @@ t.test('all refused: 502 on the raw socket, and the balancer stays up', bounded,
   t.match(reply, /^HTTP\/1\.1 502 Bad Gateway\r\n/, 'the status line is 502')
   t.match(reply, /\r\nContent-Type: text\/plain; charset=utf-8\r\n/, 'with a text/plain body')
   t.match(reply, /\r\nConnection: close\r\n/, 'and Connection: close')
-  t.match(reply, /every upstream that was tried failed \(last: 127\.0\.0\.1:\d+ ECONNREFUSED\)\n$/, 'the body says why')
+  t.match(reply, /2 upstreams were tried; the last, 127\.0\.0\.1:\d+, refused the connection\n$/, 'the body says why')
   t.equal((await fetchText(port)).status, 503, 'the balancer still answers: both are now marked down')
   t.match(access[0], /^GET \/ws 502 /, 'the 502 is logged')
 })
@@ -157,7 +157,11 @@ t.test('an upstream that fails after it got the handshake: 502 or 504, not retri
   const a = await startBackend(t)
   const resets = await startRawUpstream(t, socket => socket.resetAndDestroy())
   const { port, logs } = await balance(t, [resets.spec, a.spec])
-  t.match(await rawExchange(port, handshake()), /^HTTP\/1\.1 502 .*\r\n[^]*ECONNRESET\)\n$/, 'a reset before the answer: 502')
+  t.match(
+    await rawExchange(port, handshake()),
+    /^HTTP\/1\.1 502 .*\r\n[^]*closed the connection without a complete answer\n$/,
+    'a reset before the answer: 502',
+  )
   t.equal(a.backend.websockets.clients.size, 0, 'not tried on the next upstream')
   t.match(logs[0], /marked down: .*ECONNRESET/, 'counted against the upstream')
   const silent = await startRawUpstream(t, () => {})

@@ -181,9 +181,11 @@ t.test('json lines parse, carry every field with time as ISO, and no level, pid 
   const log = createAccessLog('json', file)
   log.write(FULL)
   log.write(BARE)
-  const text = await until(file, s => s.split('\n').length > 2, 'two lines')
-  const [full = '', bare = '', after] = text.split('\n')
-  t.equal(after, '', 'two lines, each ended by a newline')
+  log.write({ ...FULL, upstreamMs: 31.41862600000013, totalMs: 3.469446951953614 })
+  const text = await until(file, s => s.split('\n').length > 3, 'three lines')
+  const [full = '', bare = '', long = '', after] = text.split('\n')
+  t.equal(after, '', 'three lines, each ended by a newline')
+  t.match(long, /"upstreamMs":31\.419,"totalMs":3\.469,/, 'times rounded to the microsecond')
   const parse = (line: string): unknown => {
     try {
       return JSON.parse(line)
