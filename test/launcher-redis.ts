@@ -191,3 +191,17 @@ t.test('--redis: bad input exits 1 with one line', async t => {
     'one line saying what to do',
   )
 })
+
+t.test('--redis URL with no password is shown as given; a Redis that is not there does not stop the stack', async t => {
+  const ports = await stackEnv()
+  // ports.redis is free: nothing answers there.
+  const launcher = run(t, ['--redis', `redis://127.0.0.1:${ports.redis}/2`], ports.env)
+  t.equal(
+    await launcher.line(/^\[launcher\] --redis: using /),
+    `[launcher] --redis: using redis://127.0.0.1:${ports.redis}/2`,
+    'the URL as given: there is nothing to mask',
+  )
+  await launcher.line(/^\[balancer\] switchyard listening on /)
+  launcher.proc.kill('SIGTERM')
+  t.equal((await launcher.exited()).code, 0, 'the stack came up without its Redis and stops cleanly')
+})

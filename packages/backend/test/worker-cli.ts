@@ -43,6 +43,8 @@ t.test('bad input: exit 1 with one line naming the value, no stack trace', async
     [['--port', '1'], {}, /^switchyard-worker: unknown flag --port \(switchyard-worker --help lists them\)\n$/],
     [['--redis-prefx', 'a'], {}, /^switchyard-worker: unknown flag --redis-prefx; did you mean --redis-prefix\? /],
     [[], { REDIS_URL: '' }, /^switchyard-worker: --redis \(or REDIS_URL\) is required/],
+    // Not an unknown flag: yargs' own words, on one line.
+    [['--redis'], {}, /^switchyard-worker: Not enough arguments following: redis\n$/],
   ]
   await Promise.all(
     cases.map(async ([args, env, line]) => {
@@ -59,7 +61,10 @@ t.test('bad input: exit 1 with one line naming the value, no stack trace', async
 t.test('SIGKILL a worker mid-job, start another: the job completes, once, on the second', needsRedis, async t => {
   const redis = await startRedis(t)
   const { q, client } = await queue(t, redis)
-  const a = run(t, WORKER_CLI, ['--redis', redis.url, '--id', 'worker-a', '--lock-duration', '1'])
+  // BullMQ's locks are timed: a lock lapses when its worker's event loop stalls for longer than
+  // half of it, and a second stall fails the job. worker-a's lock is short so that its death is
+  // seen soon; worker-b's is longer so that a busy machine cannot make it lose the job it runs.
+  const a = run(t, WORKER_CLI, ['--redis', redis.url, '--id', 'worker-a', '--lock-duration', '2'])
   await a.out.waitFor(/^worker-a ready: jobs from redis:\/\/127\.0\.0\.1:\d+, 2 at once$/, STARTUP_MS)
   const { id } = await q.add('report', { ms: 1500 })
   await until(
@@ -71,7 +76,7 @@ t.test('SIGKILL a worker mid-job, start another: the job completes, once, on the
   a.child.kill('SIGKILL')
   await a.exited
   // No --id: it names itself worker-<pid>.
-  const b = run(t, WORKER_CLI, ['--redis', redis.url, '--lock-duration', '1'])
+  const b = run(t, WORKER_CLI, ['--redis', redis.url, '--lock-duration', '3'])
   const named = `worker-${b.child.pid}`
   const job = (await until(
     () => q.get(id),

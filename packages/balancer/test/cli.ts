@@ -15,6 +15,7 @@ t.test('bad input exits 1 with one line naming the bad value', async t => {
     [['--bogus'], /^switchyard: unknown flag --bogus \(switchyard --help lists them\)$/],
     // The issue's own example: a close match is named.
     [['--polcy', 'hash'], /^switchyard: unknown flag --polcy; did you mean --policy\? \(switchyard --help lists them\)$/],
+    [['-z'], /^switchyard: unknown flag -z \(switchyard --help lists them\)$/],
     [['--health-status', '600-700'], /^switchyard: health-status: "600-700" is not a status range like 200-399$/],
     [['--upstream', 'nope'], /^switchyard: upstream: "nope" is not host:port/],
     [['--port', '99999'], /^switchyard: port: "99999" is not a whole number from 0 to 65535$/],
