@@ -342,7 +342,10 @@ function onClose(p, code, signal) {
   p.child = undefined
   const died = `${p.name} exited with ${how(code, signal)}`
   if (stopping !== 0) {
-    if (code !== 0) {
+    // A child still loading when our SIGTERM came has no handler yet and dies of it: that is the
+    // stop we asked for, not a failure (systemd counts a SIGTERM death as a clean stop too).
+    if (signal === 'SIGTERM') log(`${p.name} stopped while it was still starting`)
+    else if (code !== 0) {
       failed = true
       log(died)
     }

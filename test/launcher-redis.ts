@@ -203,5 +203,6 @@ t.test('--redis URL with no password is shown as given; a Redis that is not ther
   )
   await launcher.line(/^\[balancer\] switchyard listening on /)
   launcher.proc.kill('SIGTERM')
-  t.equal((await launcher.exited()).code, 0, 'the stack came up without its Redis and stops cleanly')
+  const { code } = await launcher.exited()
+  t.equal(code, 0, 'the stack came up without its Redis and stops cleanly', { lines: launcher.lines })
 })

@@ -316,3 +316,27 @@ t.test('--https where no certificate can be made: one line, exit 1, nothing star
   t.match(await r.line(/https:/), /^\[launcher\] https: cannot make \S+ for the local certificate \(ENOTDIR\)$/, 'the reason in one line')
   t.equal((await r.exited()).code, 1, 'exit 1')
 })
+
+t.test('SIGTERM while the children are still loading: they die of it, and that is a clean stop', async t => {
+  const ports = await stackOnFreePorts()
+  const launcher = run(t, [], ports.env)
+  // As soon as all three are node processes of their own (exec'd, not forks of the launcher), and
+  // long before one could have loaded its modules and its signal handlers.
+  const clis = ['packages/backend/dist/cli.js', 'packages/balancer/dist/cli.js'].map(cli => join(root, cli))
+  const deadline = Date.now() + WAIT_MS
+  while (childrenOf(launcher.proc.pid!).filter(c => clis.includes(c.argv[1] ?? '')).length < 3 && Date.now() < deadline) {
+    await new Promise(resolve => setTimeout(resolve, 2))
+  }
+  launcher.proc.kill('SIGTERM')
+  const { code } = await launcher.exited()
+  t.equal(code, 0, 'exit 0: the stop that was asked for happened')
+  t.ok(
+    launcher.lines.some(l => /^\[launcher\] (backend-\d+|balancer) stopped while it was still starting$/.test(l)),
+    'the launcher says which child was stopped before it had started',
+  )
+  t.notOk(
+    launcher.lines.some(l => /exited with/.test(l)),
+    'no child is reported as failed',
+  )
+  for (const port of [ports.a, ports.b, ports.balancer, ports.admin]) t.ok(await isFree(port), `port ${port} is free`)
+})
