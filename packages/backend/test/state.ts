@@ -50,6 +50,8 @@ t.test(
     const redis = await startRedis(t)
     t.teardown(() => redis.resume())
     const { base, lines } = await start(t, { redis: redis.url })
+    // Until the client is connected the cache bypasses Redis, as it does while Redis is down.
+    await lines.waitFor(/redis connected/)
     t.match(await get(base, '/slow?ms=0'), { xCache: 'MISS' }, 'a MISS while Redis answers')
     redis.pause()
     const answers = [

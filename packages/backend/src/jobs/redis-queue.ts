@@ -53,6 +53,14 @@ export interface RedisJobQueueOptions {
  * after an hour (completed) or a day (failed). Job ids are random UUIDs, not BullMQ's counter,
  * so one client cannot read another's jobs by counting.
  */
+/**
+ * BullMQ, loaded once, on first use, before a command's deadline starts: loading a module tree
+ * that size takes more than the Redis timeout on a busy machine, and that is not Redis being slow
+ * (it marked Redis down, and the first POST /jobs answered 503).
+ */
+let bullmq: Promise<typeof import('bullmq')> | undefined
+const loadBullmq = (): Promise<typeof import('bullmq')> => (bullmq ??= import('bullmq'))
+
 export class RedisJobQueue implements JobQueue {
   readonly #link: RedisLink
   readonly #prefix: string
@@ -68,7 +76,8 @@ export class RedisJobQueue implements JobQueue {
     this.#backoff = options.backoff
   }
 
-  add(type: string, data: JobData): Promise<JobView> {
+  async add(type: string, data: JobData): Promise<JobView> {
+    await loadBullmq()
     return this.#link.run(async () => {
       const queue = await this.#ready()
       const job = await queue.add(type, data, {
@@ -82,7 +91,8 @@ export class RedisJobQueue implements JobQueue {
     })
   }
 
-  get(id: string): Promise<JobView | undefined> {
+  async get(id: string): Promise<JobView | undefined> {
+    await loadBullmq()
     return this.#link.run(async () => {
       const queue = await this.#ready()
       const job = (await queue.getJob(id)) as Job<JobData> | undefined
@@ -103,7 +113,7 @@ export class RedisJobQueue implements JobQueue {
    * every command after it; so a failed queue is dropped, and the next request makes another.
    */
   #ready(): Promise<Queue<JobData, unknown>> {
-    this.#queue ??= Promise.all([import('bullmq'), this.#link.client()]).then(async ([{ Queue }, connection]) => {
+    this.#queue ??= Promise.all([loadBullmq(), this.#link.client()]).then(async ([{ Queue }, connection]) => {
       const queue = new Queue<JobData, unknown>(QUEUE, { connection, prefix: bullPrefix(this.#prefix) })
       // BullMQ passes on the client's connection errors; the link has already counted them.
       queue.on('error', () => {})
