@@ -14,10 +14,12 @@
 //   node_modules/.bin, and a path of the repository (`docs/…`, `packages/…`, `scripts/…`) is made
 //   absolute, since the shell's working folder is not the repository.
 // - A block with no `$ ` line right under `<!-- doc-test: output -->` is what the running stack
-//   prints meanwhile: each of its lines must appear in the stack's output since the block before.
+//   prints meanwhile: each of its lines must appear in the output of the process started last,
+//   since the block before.
 // - The ports the docs name (8080, 8081, 5000-5003, 9090, 8443, 6379) are moved to free ports of
 //   the same number of digits (so that lengths, like Content-Length, stay true) in commands and
-//   output alike, and a relative path after a `--…-file` flag of a start command is the shell's.
+//   output alike, and a relative path after a file flag of a start command (`--…-file`,
+//   `--access-log`, `--config`, `--tls-cert`, `--tls-key`) is the shell's.
 // - Each file gets a fresh temporary folder as the shell's working folder, and its own stack.
 //   Variables a command exports are kept for the next commands of the same file.
 // - Blocks that can't run here are in SKIP, each with its reason.
@@ -81,6 +83,8 @@ interface Session {
   ports: Map<number, number>
   stack: Run | undefined
   others: Run[]
+  /** The process a start command started last: what an output block reads. */
+  last: Run | undefined
   /** Where the last block began in the stack's output, for the output blocks after it. */
   mark: number
 }
@@ -106,11 +110,15 @@ function bash(s: Session, script: string): Promise<string> {
   })
 }
 
-/** A start command's arguments as bash splits them; relative `--…-file` paths made the shell's. */
+/** Flags whose value is a file: a relative one is the shell's, as it is the reader's folder. */
+const FILE_FLAG = /^--(?:[a-z-]+-file|access-log|config|tls-cert|tls-key)$/
+
+/** A start command's arguments as bash splits them; relative file paths made the shell's. */
 async function words(s: Session, args: string): Promise<string[]> {
   const out = await bash(s, `set -- ${args}\n[ $# -eq 0 ] || printf '%s\\0' "$@"`)
   const split = out.split('\0').slice(0, -1)
-  return split.map((w, i) => (i > 0 && split[i - 1]?.endsWith('-file') && !isAbsolute(w) ? join(s.dir, w) : w))
+  const fileFlag = (flag: string | undefined): boolean => flag !== undefined && FILE_FLAG.test(flag)
+  return split.map((w, i) => (fileFlag(split[i - 1]) && !isAbsolute(w) && w !== '-' && w !== 'off' ? join(s.dir, w) : w))
 }
 
 const START = /^npm (start|run start:(balancer|backend))\b(?:\s+--)?(.*)$/s
@@ -131,7 +139,6 @@ async function start(t: Test, s: Session, m: RegExpExecArray, step: Step): Promi
   if (only === undefined) {
     if (s.stack !== undefined) await stop(s.stack)
     proc = s.stack = run(t, args, env)
-    s.mark = 0
     await proc.line(/^\[balancer\] switchyard admin on /)
     const count = Number(args[args.indexOf('--backends') + 1] ?? 2)
     for (let i = 0; i < (args.includes('--backends') ? count : 2); i++) {
@@ -144,6 +151,8 @@ async function start(t: Test, s: Session, m: RegExpExecArray, step: Step): Promi
     s.others.push(proc)
     await proc.line(/ listening on http:\/\//)
   }
+  s.last = proc
+  s.mark = proc.lines.length
   for (const line of step.expected) if (line.trim() !== '...') await proc.line(linePattern(line))
 }
 
@@ -155,8 +164,8 @@ async function stop(proc: Run): Promise<void> {
 async function runBlock(t: Test, s: Session, block: Block): Promise<void> {
   if (block.steps.length === 0) {
     if (block.marker !== 'doc-test: output') return
-    const stack = s.stack
-    t.ok(stack, `${block.file}:${block.line}: an output block needs a stack started above it`)
+    const stack = s.last
+    t.ok(stack, `${block.file}:${block.line}: an output block needs a process started above it`)
     if (stack === undefined) return
     for (const line of block.lines.map(l => shift(l, s.ports))) {
       if (line.trim() === '...' || line.trim() === '') continue
@@ -168,7 +177,7 @@ async function runBlock(t: Test, s: Session, block: Block): Promise<void> {
     }
     return
   }
-  s.mark = s.stack?.lines.length ?? 0
+  s.mark = s.last?.lines.length ?? 0
   for (const step of block.steps) {
     const command = shift(step.command, s.ports)
     const expected = step.expected.map(l => shift(l, s.ports))
@@ -206,7 +215,7 @@ for (const file of files) {
   if (blocks.length === 0) continue
   t.test(file, async t => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-docs-'))
-    const s: Session = { dir, ports: await shiftedPorts(), stack: undefined, others: [], mark: 0 }
+    const s: Session = { dir, ports: await shiftedPorts(), stack: undefined, others: [], last: undefined, mark: 0 }
     t.teardown(() => rmSync(dir, { recursive: true, force: true }))
     for (const block of blocks) await runBlock(t, s, block)
     for (const proc of [...s.others, ...(s.stack === undefined ? [] : [s.stack])]) await stop(proc)
