@@ -15,6 +15,17 @@ export function bullPrefix(prefix: string): string {
   return `${prefix}bull`
 }
 
+/**
+ * BullMQ, loaded once, on first use: a backend without --redis never loads it. Loading it takes
+ * hundreds of milliseconds on a cold start, which is not Redis being slow, so it happens before a
+ * command's deadline starts, as the link does for node-redis. Inside the deadline, a backend's
+ * first POST /jobs answered 503 and marked Redis down although the job was queued.
+ */
+let loaded: Promise<typeof import('bullmq')> | undefined
+function bullmq(): Promise<typeof import('bullmq')> {
+  return (loaded ??= import('bullmq'))
+}
+
 /** BullMQ's states that `JobState` names as they are; the others (delayed, prioritized, …) are waiting. */
 const STATES: Readonly<Record<string, JobState>> = { active: 'active', completed: 'completed', failed: 'failed' }
 
@@ -68,9 +79,10 @@ export class RedisJobQueue implements JobQueue {
     this.#backoff = options.backoff
   }
 
-  add(type: string, data: JobData): Promise<JobView> {
+  async add(type: string, data: JobData): Promise<JobView> {
+    const { Queue: QueueClass } = await bullmq()
     return this.#link.run(async () => {
-      const queue = await this.#ready()
+      const queue = await this.#ready(QueueClass)
       const job = await queue.add(type, data, {
         jobId: randomUUID(),
         attempts: MAX_ATTEMPTS,
@@ -82,9 +94,10 @@ export class RedisJobQueue implements JobQueue {
     })
   }
 
-  get(id: string): Promise<JobView | undefined> {
+  async get(id: string): Promise<JobView | undefined> {
+    const { Queue: QueueClass } = await bullmq()
     return this.#link.run(async () => {
-      const queue = await this.#ready()
+      const queue = await this.#ready(QueueClass)
       const job = (await queue.getJob(id)) as Job<JobData> | undefined
       if (job === undefined) return undefined
       const [state, { logs }] = await Promise.all([job.getState(), queue.getJobLogs(id)])
@@ -102,9 +115,9 @@ export class RedisJobQueue implements JobQueue {
    * that check once, and a queue whose check failed (Redis died in the middle of it) fails
    * every command after it; so a failed queue is dropped, and the next request makes another.
    */
-  #ready(): Promise<Queue<JobData, unknown>> {
-    this.#queue ??= Promise.all([import('bullmq'), this.#link.client()]).then(async ([{ Queue }, connection]) => {
-      const queue = new Queue<JobData, unknown>(QUEUE, { connection, prefix: bullPrefix(this.#prefix) })
+  #ready(QueueClass: typeof import('bullmq').Queue): Promise<Queue<JobData, unknown>> {
+    this.#queue ??= this.#link.client().then(async connection => {
+      const queue = new QueueClass<JobData, unknown>(QUEUE, { connection, prefix: bullPrefix(this.#prefix) })
       // BullMQ passes on the client's connection errors; the link has already counted them.
       queue.on('error', () => {})
       try {
