@@ -43,7 +43,7 @@ try {
   ;({ values } = parseArgs({
     options: {
       requests: { type: 'string', default: '2000' },
-      // What the figures in the README took: with 8,000 and 3, counts still fell between repeats.
+      // What the figures in docs/performance.md took: with 8,000 and 3, counts still fell between repeats.
       warmup: { type: 'string', default: '20000' },
       repeats: { type: 'string', default: '5' },
       also: { type: 'string', multiple: true, default: [] },

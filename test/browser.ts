@@ -1,6 +1,6 @@
 // The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core, looks
 // at the admin page of a real balancer in front of two real backends while the test sends
-// traffic, kills a backend, then kills the balancer. It also saves the screenshots the README
+// traffic, kills a backend, then kills the balancer. It also saves the screenshots docs/observability.md
 // shows (docs/dashboard.png). Page state is read through the page's own hooks (data-upstream,
 // data-state, data-field, data-live), and every wait is bounded.
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs'

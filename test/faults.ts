@@ -1,5 +1,5 @@
 // The fault suite: real backend and balancer processes on 127.0.0.1, real kills, real
-// streams. It proves what the README promises: a killed backend costs no GET, and a large
+// streams. It proves what docs/failure-handling.md promises: a killed backend costs no GET, and a large
 // body streams through without piling up in the balancer's memory.
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'

@@ -1,4 +1,4 @@
-// The README's setup from a fresh clone: after `npm ci` alone, `npx switchyard`, `npx switchyard-backend` and
+// The README's setup (its two commands) from a fresh clone: after `npm ci` alone, `npx switchyard`, `npx switchyard-backend` and
 // `npx switchyard-worker` run from the root (issue 18). The clone is of the last commit: work not yet committed is not in it.
 import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'

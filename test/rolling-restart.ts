@@ -1,4 +1,4 @@
-// The README's "Deploying behind Switchyard" rolling restart, run as written: its shell block, with curl, against a real
+// The rolling restart of docs/deploying.md ("Deploying behind Switchyard"), run as written: its shell block, with curl, against a real
 // balancer in front of two real switchyard-backend processes that restart_backend kills and starts again, while a client
 // loop sends requests the whole time. No request may fail.
 import { execFile } from 'node:child_process'
@@ -14,11 +14,11 @@ import { BACKEND, BALANCER, LISTENING, startCli, type Proc } from './fixtures/pr
 const ADMIN = /^switchyard admin on http:\/\/[^:]+:(\d+)\//
 const TOKEN = 'rolling-restart-token-0123456789abcdef'
 
-/** The README's block, between its markers. */
+/** The block of docs/deploying.md, between its markers. */
 function readmeBlock(): string {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const readme = readFileSync(new URL('../docs/deploying.md', import.meta.url), 'utf8')
   const m = /<!-- rolling-restart:begin -->\n```sh\n([\s\S]*?)```\n<!-- rolling-restart:end -->/.exec(readme)
-  if (m === null) throw new Error('README.md has no rolling-restart block')
+  if (m === null) throw new Error('docs/deploying.md has no rolling-restart block')
   return m[1] as string
 }
 
@@ -35,7 +35,7 @@ function get(port: number): Promise<string> {
   })
 }
 
-t.test("the README's rolling restart loses no request", async t => {
+t.test('the rolling restart of docs/deploying.md loses no request', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-rolling-'))
   const tokenFile = join(dir, 'admin-token')
   writeFileSync(tokenFile, `${TOKEN}\n`)
@@ -112,7 +112,7 @@ t.test("the README's rolling restart loses no request", async t => {
   })
   done = true
   await loop
-  t.same(ran.code, 0, `the README block ran to the end ${ran.stderr}`)
+  t.same(ran.code, 0, `the docs/deploying.md block ran to the end ${ran.stderr}`)
   t.same(restarted, ids, 'both backends were restarted, one after the other')
   t.same([...outcomes.keys()], ['200'], `every request got 200 (${[...outcomes].map(([k, n]) => `${k}: ${n}`).join(', ')})`)
   t.ok((outcomes.get('200') ?? 0) >= 20, 'and the loop ran throughout')

@@ -6,7 +6,7 @@ import { fetchText, startBalancer, startUpstream } from '../fixtures/servers.js'
 
 const specOf = (s: string) => ({ host: '127.0.0.1', port: Number(s.split(':')[1]) })
 
-t.test('every metric the README names, and an upstream a reload adds gets its latency histogram', async t => {
+t.test('every metric docs/observability.md names, and an upstream a reload adds gets its latency histogram', async t => {
   const a = await startUpstream(t, 'a')
   const b = await startUpstream(t, 'b')
   const { balancer, port } = await startBalancer(t, [a.spec])
