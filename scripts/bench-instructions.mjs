@@ -8,6 +8,7 @@
 //   npm run bench:instructions -- --requests 2000 --warmup 20000 --also old=/path/to/other/switchyard/cli.js
 //   npm run bench:instructions -- --only switchyard,switchyard-least      (also: -no-passive, -hash, -features)
 //   npm run bench:instructions -- --only switchyard,switchyard-cache-hit,switchyard-cache-miss,memory-hit   (the edge cache)
+//   npm run bench:instructions -- --only switchyard-h2,h2-floor,switchyard-https,https-floor   (TLS, with openssl)
 //
 // Each proxy runs under `valgrind --tool=callgrind` in front of the bench's two upstreams (not
 // under valgrind). After `--warmup` requests (10 at a time, keep-alive) for the JIT to settle, the
@@ -18,6 +19,8 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { Agent, request } from 'node:http'
+import { connect } from 'node:http2'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -96,17 +99,23 @@ const missPath = () => `/miss/${++missed}`
 
 /**
  * `count` GETs to `port` (of `path()`, `/` unless a row says otherwise), CONCURRENCY at a time over
- * keep-alive connections; rejects on any non-200.
+ * keep-alive connections; rejects on any non-200. `scheme`: `http`, `https` (TLS 1.3, HTTP/1.1;
+ * the certificate is the run's own, not checked) or `h2` (CONCURRENCY streams on one connection).
  */
-function load(port, count, path = () => '/') {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
+function load(port, count, path = () => '/', scheme = 'http') {
+  if (scheme === 'h2') return loadH2(port, count, path)
+  const tls = scheme === 'https'
+  const agent = tls
+    ? new HttpsAgent({ keepAlive: true, maxSockets: CONCURRENCY, rejectUnauthorized: false })
+    : new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
+  const send = tls ? httpsRequest : request
   let sent = 0
   let done = 0
   return new Promise((resolve, reject) => {
     const one = () => {
       if (sent >= count) return
       sent++
-      request({ host: '127.0.0.1', port, path: path(), agent }, res => {
+      send({ host: '127.0.0.1', port, path: path(), agent }, res => {
         if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`))
         res.resume()
         res.on('end', () => {
@@ -123,11 +132,75 @@ function load(port, count, path = () => '/') {
   })
 }
 
-async function ready(port) {
+/** `load` over HTTP/2: CONCURRENCY streams at a time on one connection, as a browser multiplexes. */
+function loadH2(port, count, path) {
+  const session = connect(`https://127.0.0.1:${port}`, { rejectUnauthorized: false })
+  let sent = 0
+  let done = 0
+  return new Promise((resolve, reject) => {
+    const fail = err => {
+      session.destroy()
+      reject(err)
+    }
+    session.on('error', fail)
+    const one = () => {
+      if (sent >= count) return
+      sent++
+      const stream = session.request({ ':path': path() })
+      stream.on('response', headers => {
+        if (headers[':status'] !== 200) fail(new Error(`status ${headers[':status']}`))
+      })
+      stream.on('error', fail)
+      stream.resume()
+      stream.on('end', () => {
+        if (++done === count) {
+          session.close()
+          resolve()
+        } else one()
+      })
+      stream.end()
+    }
+    for (let i = 0; i < Math.min(CONCURRENCY, count); i++) one()
+  })
+}
+
+/** A certificate for 127.0.0.1 made for the TLS rows, with openssl: an ECDSA P-256 key, as `npm run bench` uses. */
+let certificate
+function tlsFiles() {
+  if (certificate !== undefined) return certificate
+  certificate = { cert: join(tmp, 'cert.pem'), key: join(tmp, 'key.pem') }
+  const made = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      certificate.key,
+      '-out',
+      certificate.cert,
+    ],
+    { encoding: 'utf8', timeout: 60_000 },
+  )
+  if (made.status !== 0) die(`openssl could not make the TLS rows' certificate: ${(made.stderr || made.error?.message || '').trim()}`)
+  return certificate
+}
+
+async function ready(port, scheme) {
   const start = Date.now()
   while (Date.now() - start < START_TIMEOUT_MS) {
     try {
-      await load(port, 1)
+      await load(port, 1, undefined, scheme)
       return
     } catch {
       await sleep(250)
@@ -151,8 +224,11 @@ function lastDump(prefix) {
   return Number(/^summary: (\d+)/m.exec(text)?.[1] ?? /^totals: (\d+)/m.exec(text)?.[1])
 }
 
-async function measure({ label, args, path }) {
+async function measure({ label, args, path, scheme = 'http' }) {
   const port = await freePort()
+  // The TLS rows' own port: Switchyard keeps its plain listener too; a floor listens on this one only.
+  const tlsPort = scheme === 'http' ? undefined : await freePort()
+  const loadPort = tlsPort ?? port
   const out = join(tmp, label)
   // --single-threaded: V8 compiles and collects on the main thread, when the code asks for it
   // rather than when a helper thread gets to it, so the JIT settles after as many requests
@@ -160,7 +236,7 @@ async function measure({ label, args, path }) {
   // three repeats after 8,000 warm-up requests).
   const child = spawn(
     'valgrind',
-    ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--single-threaded', ...args(port)],
+    ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--single-threaded', ...args(port, tlsPort)],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
     },
@@ -170,13 +246,13 @@ async function measure({ label, args, path }) {
   child.stderr.on('data', d => (log = (log + d).slice(-2000)))
   try {
     say(`${label}: starting under callgrind (pid ${child.pid})`)
-    await ready(port)
+    await ready(loadPort, scheme)
     say(`${label}: ${warmup} warm-up requests`)
-    await load(port, warmup, path)
+    await load(loadPort, warmup, path, scheme)
     const perRequest = []
     for (let i = 0; i < repeats; i++) {
       control(child.pid, '-z')
-      await load(port, requests, path)
+      await load(loadPort, requests, path, scheme)
       control(child.pid, '-d')
       await sleep(200)
       perRequest.push(lastDump(out) / requests)
@@ -195,6 +271,14 @@ const CLI = join(root, 'packages/balancer/dist/cli.js')
 const switchyard =
   (cli, more = ['--quiet']) =>
   port => [cli, '--port', String(port), '--host', '127.0.0.1', ...targets.flatMap(t => ['--upstream', t]), ...more]
+const switchyardTls = (port, tlsPort) => {
+  const { cert, key } = tlsFiles()
+  return switchyard(CLI, ['--quiet', '--https-port', String(tlsPort), '--tls-cert', cert, '--tls-key', key])(port)
+}
+const tlsFloor = mode => (_port, tlsPort) => {
+  const { cert, key } = tlsFiles()
+  return [join(root, 'scripts/bench/tls-pipe-peer.mjs'), mode, String(tlsPort), cert, key, ...targets.map(t => `http://${t}`)]
+}
 const proxies = [
   {
     label: 'http-proxy',
@@ -213,6 +297,13 @@ const proxies = [
     args: port => [join(root, 'scripts/bench/memory-hit-peer.mjs'), String(port), `http://${targets[0]}`],
     path: () => '/cacheable',
   },
+  // TLS (issue 15), only with --only: Switchyard's HTTPS listener over HTTP/1.1 and over h2, each
+  // beside Node's bare https / http2 server piped to the same upstreams (scripts/bench/tls-pipe-peer.mjs).
+  // Crypto runs in-process and is counted: the same work in a row and its floor.
+  { label: 'switchyard-https', feature: true, scheme: 'https', args: switchyardTls },
+  { label: 'https-floor', feature: true, scheme: 'https', args: tlsFloor('https') },
+  { label: 'switchyard-h2', feature: true, scheme: 'h2', args: switchyardTls },
+  { label: 'h2-floor', feature: true, scheme: 'h2', args: tlsFloor('h2') },
   // Asked for by name: measured whatever --only says.
   ...extra.map(({ label, cli }) => ({ label, also: true, args: switchyard(cli) })),
   // One feature each, only with --only: what it adds to the switchyard row.
