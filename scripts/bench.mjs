@@ -221,7 +221,10 @@ for (const p of all) {
 }
 if (live.length === 0) die('no proxy started; nothing to measure')
 const baseline = live.find(p => p.id === 'nginx') ?? live.find(p => p.id === 'http-proxy') ?? live[0]
-if (nginx !== undefined && baseline.id !== 'nginx') progress(`nginx is installed but did not start: ratios are against ${baseline.label}`)
+if (nginx !== undefined && baseline.id !== 'nginx') {
+  const why = all.some(p => p.id === 'nginx') ? 'is installed but did not start' : 'is left out by --only'
+  progress(`nginx ${why}: ratios are against ${baseline.label}`)
+}
 
 const perRun = opts.seconds + C1_SECONDS + 0.5
 progress(

@@ -95,9 +95,14 @@ export class RedisJobQueue implements JobQueue {
     await loadBullmq()
     return this.#link.run(async () => {
       const queue = await this.#ready()
+      // The state first, then the job and its log: BullMQ writes a finished job's state, reason
+      // and counts in one script, so a finished state read first guarantees a final job read
+      // after it. Read the other way round (or side by side), a job read during its last run
+      // could pair that run's predecessor's reason with the state 'failed' (seen under load).
+      const state = await queue.getJobState(id)
       const job = (await queue.getJob(id)) as Job<JobData> | undefined
-      if (job === undefined) return undefined
-      const [state, { logs }] = await Promise.all([job.getState(), queue.getJobLogs(id)])
+      if (job === undefined || state === 'unknown') return undefined
+      const { logs } = await queue.getJobLogs(id)
       return jobView(job, state, logs)
     })
   }
