@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { request, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
+import { Worker } from 'node:worker_threads'
 import t from 'tap'
 import { blackhole, closedPort, fetchText, rawExchange, startBalancer, startRawUpstream, startUpstream } from './fixtures/servers.js'
 
@@ -55,6 +56,56 @@ t.test('an upstream that stalls mid-body is cut after the timeout and counted', 
   t.match(reply, /\r\n\r\npart$/, 'the client got what there was, then the connection closed')
   t.ok(elapsed(started) >= 250 && elapsed(started) < 10_000, `at the 300 ms timeout, not the 60 s default (${elapsed(started)} ms)`)
   t.match(logs[0], 'last: response timeout', 'counted as a response timeout')
+})
+
+// An upstream in a thread of its own, which the test's stalled event loop does not stall: it
+// answers `first` at once, then `-last` when flags[0] is set, and sets flags[1] once that is
+// written. Plain JavaScript: a worker runs what it is given without tap's TypeScript loader.
+const STALL_UPSTREAM = `
+const { parentPort, workerData } = require('node:worker_threads')
+const { createServer } = require('node:http')
+const flags = new Int32Array(workerData.shared)
+const server = createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 10 })
+  res.write('first', () => {
+    Atomics.wait(flags, 0, 0)
+    res.end('-last', () => {
+      Atomics.store(flags, 1, 1)
+      Atomics.notify(flags, 1)
+    })
+  })
+})
+server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port))
+`
+
+t.test('a read timer that runs out while the event loop is stalled, with the bytes already in, is no timeout', async t => {
+  const shared = new SharedArrayBuffer(12)
+  const flags = new Int32Array(shared)
+  const worker = new Worker(STALL_UPSTREAM, { eval: true, workerData: { shared } })
+  t.teardown(() => worker.terminate())
+  const [upstreamPort] = (await once(worker, 'message')) as [number]
+  const { port, logs } = await startBalancer(t, [`127.0.0.1:${upstreamPort}`], { timeout: 300 })
+  const req = request({ host: '127.0.0.1', port, agent: false })
+  req.end()
+  const [res] = (await once(req, 'response')) as [IncomingMessage]
+  res.setEncoding('utf8')
+  let body = ''
+  res.on('data', (chunk: string) => (body += chunk))
+  // `first` came through: the balancer armed its 300 ms read timer before it passed it on.
+  while (body === '') await once(res, 'data')
+  const armedBy = performance.now()
+  // The upstream sends the rest; this thread waits until it is written (10 s: only a real
+  // failure waits that long), then blocks past the timer, as a stalled event loop would.
+  Atomics.store(flags, 0, 1)
+  Atomics.notify(flags, 0)
+  t.equal(Atomics.wait(flags, 1, 0, 10_000), 'ok', 'the upstream wrote the rest while this thread was blocked')
+  const left = 300 + 100 - (performance.now() - armedBy)
+  if (left > 0) Atomics.wait(flags, 2, 0, left)
+  // Back in the event loop: the timer is due, and the bytes are in the socket.
+  await once(res, 'close')
+  t.ok(res.complete, 'the response came whole, not cut at the timer')
+  t.equal(body, 'first-last', 'every byte')
+  t.same(logs, [], 'no timeout counted against the upstream')
 })
 
 t.test('a slow client is not an upstream timeout', async t => {

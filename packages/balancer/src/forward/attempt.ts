@@ -71,6 +71,11 @@ export class Attempt implements RequestSink {
   connectTimer: NodeJS.Timeout | undefined
   /** Response-header and read timer, re-armed with refresh(). */
   readTimer: NodeJS.Timeout | undefined
+  /**
+   * Moves on at each sign of life (connected, a read, the end): a timeout that finds it moved
+   * between its timer and its verdict was overtaken by the event it waited for (onTimeout).
+   */
+  progress = 0
   /** When the try started (`performance.now()`). */
   readonly startedAt = performance.now()
   /** Response body bytes received. */
@@ -121,19 +126,22 @@ export class Attempt implements RequestSink {
   connect(): void {
     clearTimeout(this.connectTimer)
     this.connected = true
+    this.progress++
     const body = this.owner.body
     if (body === undefined) this.armRead()
     else if (!body.started) body.sendTo(this.out as ClientRequest)
   }
 
   armRead(): void {
-    if (this.readTimer === undefined) this.readTimer = setTimeout(onReadTimeout, this.owner.timeout, this)
+    this.progress++
+    if (this.readTimer === undefined) this.readTimer = setTimeout(onTimeout, this.owner.timeout, this, 'read')
     else this.readTimer.refresh()
   }
 
   #finish(): boolean {
     if (this.done) return false
     this.done = true
+    this.progress++
     clearTimeout(this.connectTimer)
     clearTimeout(this.readTimer)
     this.upstream.inFlight--
@@ -286,19 +294,31 @@ function onSocket(this: Tagged<ClientRequest>, socket: Socket): void {
   // A new connection, so not once per request: a closure is fine here. A TLS upstream is
   // connected once its handshake is done (nginx's proxy_connect_timeout covers it too): a
   // certificate it fails on was sent nothing, so any request may go on to the next upstream.
-  attempt.connectTimer = setTimeout(onConnectTimeout, attempt.owner.connectTimeout, attempt)
+  attempt.connectTimer = setTimeout(onTimeout, attempt.owner.connectTimeout, attempt, 'connect')
   socket.once('encrypted' in socket ? 'secureConnect' : 'connect', () => attempt.connect())
 }
 
-function onConnectTimeout(attempt: Attempt): void {
-  ;(attempt.out as ClientRequest).destroy(new UpstreamConnectTimeoutError())
+/**
+ * A connect or read timer ran out. Node runs the timers that are due before it polls for I/O,
+ * so after the event loop stalled (a long collection, a starved process on a busy machine) a
+ * timer can run out while the upstream's connect or bytes already wait in the kernel, and a
+ * healthy upstream would be cut and counted as timed out. nginx handles I/O events before it
+ * expires timers (ngx_process_events_and_timers); the same here: the verdict waits until this
+ * turn's poll is done (setImmediate runs right after it), and an event in that poll re-armed
+ * the timer instead, or ended the try.
+ */
+function onTimeout(attempt: Attempt, kind: 'connect' | 'read'): void {
+  setImmediate(confirmTimeout, attempt, kind, attempt.progress)
 }
 
-function onReadTimeout(attempt: Attempt): void {
+function confirmTimeout(attempt: Attempt, kind: 'connect' | 'read', seen: number): void {
+  if (attempt.progress !== seen) return
+  if (kind === 'connect') (attempt.out as ClientRequest).destroy(new UpstreamConnectTimeoutError())
   // Waiting on a slow client is not the upstream's fault: 'drain' re-arms the timer.
-  if (attempt.owner.res.writableNeedDrain) return
-  attempt.cutReason = 'response timeout'
-  ;(attempt.out as ClientRequest).destroy(new UpstreamTimeoutError())
+  else if (!attempt.owner.res.writableNeedDrain) {
+    attempt.cutReason = 'response timeout'
+    ;(attempt.out as ClientRequest).destroy(new UpstreamTimeoutError())
+  }
 }
 
 function onUpstreamData(this: Tagged<IncomingMessage>, chunk: Buffer): void {
