@@ -149,6 +149,7 @@ async function start(t: Test, s: Session, m: RegExpExecArray, step: Step): Promi
         new RegExp(`^\\[backend-\\d+\\] backend-\\d+ listening on http://127\\.0\\.0\\.1:${(s.ports.get(5000) as number) + i}$`),
       )
     }
+    await everyUpstreamUp(s.ports.get(9090) as number)
   } else {
     proc = run(t, ['--only', only, ...args], env)
     s.others.push(proc)
@@ -157,6 +158,26 @@ async function start(t: Test, s: Session, m: RegExpExecArray, step: Step): Promi
   s.last = proc
   s.mark = proc.lines.length
   for (const line of step.expected) if (line.trim() !== '...') await proc.line(linePattern(line))
+}
+
+/**
+ * Waits until the balancer has every upstream up, as a reader would see it a moment after the
+ * stack printed its lines. On a loaded machine a backend's first answers can be slow enough for a
+ * check or a first request to fail while it starts, and the mark-down lasts until the next
+ * passing check (2 s). An admin that answers anything but 200 (a token, say) is not waited on.
+ */
+async function everyUpstreamUp(adminPort: number): Promise<void> {
+  const deadline = Date.now() + WAIT_MS
+  let states = ''
+  while (Date.now() < deadline) {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/status.json`).catch(() => undefined)
+    if (res !== undefined && res.status !== 200) return void (await res.body?.cancel())
+    const upstreams = res === undefined ? undefined : ((await res.json()) as { upstreams: { state: string }[] }).upstreams
+    if (upstreams !== undefined && upstreams.every(u => u.state === 'up')) return
+    states = JSON.stringify(upstreams?.map(u => u.state))
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new Error(`the stack's upstreams were not all up within ${WAIT_MS} ms: ${states}`)
 }
 
 async function stop(proc: Run): Promise<void> {
