@@ -166,11 +166,18 @@ export class RedisLink {
     this.#log(`${this.#name()}: redis answering again after ${seconds}s`)
   }
 
-  /** `pending`, or a rejection once the timeout passes without an answer. */
+  /**
+   * `pending`, or a rejection once the timeout passes without an answer. Node runs due timers
+   * before it polls for I/O: after a stalled event loop the timer would win over an answer
+   * already in the socket, and mark a healthy Redis down. The verdict waits for that turn's poll
+   * (setImmediate runs right after it), where the answer settles `pending` first, as the
+   * balancer's upstream timeouts do (and as nginx handles events before it expires timers).
+   */
   #answer<T>(pending: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined
     const late = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${this.#timeout} ms`)), this.#timeout)
+      const fail = (): void => reject(new Error(`no answer within ${this.#timeout} ms`))
+      timer = setTimeout(() => setImmediate(fail), this.#timeout)
     })
     return Promise.race([pending, late]).finally(() => clearTimeout(timer))
   }

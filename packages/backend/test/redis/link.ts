@@ -30,6 +30,25 @@ t.test('commands answer, and the first connection is logged once with the URL', 
   t.equal(await l.client(), await l.client(), 'one client, the same each time')
 })
 
+t.test('an answer that came while the event loop was stalled past the timeout is an answer, not a timeout', needsRedis, async t => {
+  const redis = await startRedis(t)
+  const lines = new Lines()
+  const l = link(t, redis.url, lines, { timeout: 300 })
+  await l.run(c => c.ping())
+  const answer = l.run(c => c.set('stalled', 'yes'))
+  // One turn of the event loop: the command is written (node-redis writes it on the next tick).
+  await new Promise(resolve => setImmediate(resolve))
+  // This thread blocks for 2 s, well past the 300 ms deadline, while redis-server (a process of
+  // its own) answers: when the event loop runs again, the timer is due and the answer is in.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2000)
+  t.equal(await answer, 'OK', 'the answer, not a timeout')
+  t.equal(l.up, true, 'Redis is still up')
+  t.notOk(
+    lines.all.some(line => /redis down/.test(line)),
+    'and was never marked down',
+  )
+})
+
 t.test('SIGSTOP: a command unanswered within the timeout fails, once logged; SIGCONT: it comes back', needsRedis, async t => {
   const redis = await startRedis(t)
   const lines = new Lines()
