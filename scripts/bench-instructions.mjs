@@ -103,6 +103,8 @@ const missPath = () => `/miss/${++missed}`
  * the certificate is the run's own, not checked) or `h2` (CONCURRENCY streams on one connection).
  */
 function load(port, count, path = () => '/', scheme = 'http') {
+  // Nothing to send (--warmup 0): nothing would ever resolve the promises below.
+  if (count === 0) return Promise.resolve()
   if (scheme === 'h2') return loadH2(port, count, path)
   const tls = scheme === 'https'
   const agent = tls
