@@ -222,9 +222,13 @@ export class SharedResponseCache implements CacheLayer {
   /** The entry of `key` in Redis with its time left, and whether its fill lock is held: one round trip. */
   async #look(key: string): Promise<Found> {
     const ttlMs = this.ttl * 1000
-    // node-redis pipelines commands sent in one tick: the three go out in one write.
-    const [value, pttl, locked] = await this.#link.run((_c, b) =>
-      Promise.all([b.get(this.#entryKey(key)), b.pTTL(this.#entryKey(key)), b.exists(this.#lockKey(key))]),
+    // node-redis pipelines commands sent in one tick: the three go out in one write, in this
+    // order, but another machine's commands may run between them. The lock is read first: a
+    // fill that lands (its entry stored and its lock deleted in one MULTI) after the EXISTS is
+    // seen by the GET. Read after the GET, a fill landing between them read as "no entry and no
+    // lock", and the waiting machine ran the handler a second time (seen in a test run).
+    const [locked, value, pttl] = await this.#link.run((_c, b) =>
+      Promise.all([b.exists(this.#lockKey(key)), b.get(this.#entryKey(key)), b.pTTL(this.#entryKey(key))]),
     )
     const response = value === null ? undefined : decodeEntry(value)
     // PTTL is -2 when the entry expired between the GET and it; count it as just expiring.
