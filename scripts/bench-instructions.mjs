@@ -166,35 +166,16 @@ function loadH2(port, count, path) {
   })
 }
 
-/** A certificate for 127.0.0.1 made for the TLS rows, with openssl: an ECDSA P-256 key, as `npm run bench` uses. */
+/** The TLS rows' certificate, made as `npm start -- --https` and `npm run bench` make theirs (server/self-signed.ts). */
 let certificate
-function tlsFiles() {
+async function tlsFiles() {
   if (certificate !== undefined) return certificate
-  certificate = { cert: join(tmp, 'cert.pem'), key: join(tmp, 'key.pem') }
-  const made = spawnSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      certificate.key,
-      '-out',
-      certificate.cert,
-    ],
-    { encoding: 'utf8', timeout: 60_000 },
-  )
-  if (made.status !== 0) die(`openssl could not make the TLS rows' certificate: ${(made.stderr || made.error?.message || '').trim()}`)
+  try {
+    const { localCertificate } = await import(join(root, 'packages/balancer/dist/server/self-signed.js'))
+    certificate = localCertificate(join(tmp, 'tls'))
+  } catch (err) {
+    die(`no certificate for the TLS rows: ${err.message}`)
+  }
   return certificate
 }
 
@@ -238,7 +219,13 @@ async function measure({ label, args, path, scheme = 'http' }) {
   // three repeats after 8,000 warm-up requests).
   const child = spawn(
     'valgrind',
-    ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--single-threaded', ...args(port, tlsPort)],
+    [
+      '--tool=callgrind',
+      `--callgrind-out-file=${out}`,
+      process.execPath,
+      '--single-threaded',
+      ...args(port, tlsPort, tlsPort === undefined ? {} : await tlsFiles()),
+    ],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
     },
@@ -273,14 +260,14 @@ const CLI = join(root, 'packages/balancer/dist/cli.js')
 const switchyard =
   (cli, more = ['--quiet']) =>
   port => [cli, '--port', String(port), '--host', '127.0.0.1', ...targets.flatMap(t => ['--upstream', t]), ...more]
-const switchyardTls = (port, tlsPort) => {
-  const { cert, key } = tlsFiles()
+const switchyardTls = (port, tlsPort, { cert, key }) => {
   return switchyard(CLI, ['--quiet', '--https-port', String(tlsPort), '--tls-cert', cert, '--tls-key', key])(port)
 }
-const tlsFloor = mode => (_port, tlsPort) => {
-  const { cert, key } = tlsFiles()
-  return [join(root, 'scripts/bench/tls-pipe-peer.mjs'), mode, String(tlsPort), cert, key, ...targets.map(t => `http://${t}`)]
-}
+const tlsFloor =
+  mode =>
+  (_port, tlsPort, { cert, key }) => {
+    return [join(root, 'scripts/bench/tls-pipe-peer.mjs'), mode, String(tlsPort), cert, key, ...targets.map(t => `http://${t}`)]
+  }
 const proxies = [
   {
     label: 'http-proxy',
