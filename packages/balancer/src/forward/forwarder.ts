@@ -9,6 +9,7 @@ import { WaitQueue } from '../select/queue.js'
 import { Sticky } from '../select/sticky.js'
 import type { Pool } from '../upstreams/pool.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
+import { KeepAliveAgent } from '../upstreams/keep-alive.js'
 import type { ForwardContext, ForwardSettings } from './context.js'
 import { hstsValue } from '../server/https-redirect.js'
 import { createEngine } from './engine.js'
@@ -76,7 +77,7 @@ export class Forwarder implements ForwardContext, CacheUpstreams {
     const idle = options.upstreamIdleTimeout ?? DEFAULTS.upstreamIdleTimeout
     let agent = previous?.agent
     if (agent === undefined || idle !== this.#idle) {
-      agent = new Agent({ keepAlive: true, scheduling: 'lifo', timeout: idle })
+      agent = new KeepAliveAgent(idle)
       this.#idle = idle
     }
     return {

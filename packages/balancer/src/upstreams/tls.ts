@@ -1,6 +1,7 @@
 // TLS to an upstream (nginx `proxy_pass https://` with `proxy_ssl_verify on`): the CA it is checked against, the agents that carry it, what its failures mean.
 import { readFileSync } from 'node:fs'
 import { Agent } from 'node:https'
+import { TlsKeepAliveAgent } from './keep-alive.js'
 import { isIP } from 'node:net'
 import { ConfigError, errorCode } from '../errors.js'
 
@@ -52,7 +53,7 @@ export function tlsAgents(host: string, tls: UpstreamTls, ca: Buffer | undefined
   const servername = tls.servername ?? (isIP(host) === 0 ? host : '')
   const common = { ca, servername, rejectUnauthorized: true as const }
   return {
-    agent: new Agent({ ...common, keepAlive: true, scheduling: 'lifo', timeout: idle }),
+    agent: new TlsKeepAliveAgent(idle, common),
     fresh: new Agent(common),
     // A WebSocket handshake is HTTP/1.1: an upstream that offers h2 must not pick it.
     options: { ...common, ALPNProtocols: ['http/1.1'] },
