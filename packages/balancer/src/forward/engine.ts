@@ -160,6 +160,9 @@ class HttpProxyEngine implements Engine {
       // The handoff sets the path as the client sent it; http-proxy would join and re-parse it.
       ignorePath: true,
       prependPath: false,
+      // setupOutgoing would url.parse() the client's URL for every request before ignorePath
+      // drops it; with toProxy it takes the string as it is (its only use in the web pass).
+      toProxy: true,
     }
     // http-proxy copies `req.headers` into the upstream request: hand it `headers` for that
     // moment only, and the client's stay as they came (hash keys, access log). Errors reach the

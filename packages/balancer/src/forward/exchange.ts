@@ -60,7 +60,7 @@ export class Exchange implements AttemptOwner, Tries {
     this.pinnedId = settings.sticky?.idFrom(req)
     this.peer = peerOf(req.socket)
     this.tlsVersion = tlsVersionOf(req.socket)
-    this.headers = forwardedHeaders(req, this.chunked, this.peer)
+    this.headers = forwardedHeaders(req, this.chunked, this.peer, this.tlsVersion !== undefined)
     // The edge cache's own validators in place of the client's conditionals (cache/taps.ts).
     const replace = tap?.requestHeaders
     if (replace !== undefined) {
@@ -94,7 +94,7 @@ export class Exchange implements AttemptOwner, Tries {
 
   /** Whether the request came over TLS (HTTPS, HTTP/2 included). */
   get tls(): boolean {
-    return 'encrypted' in this.req.socket
+    return this.tlsVersion !== undefined
   }
 
   /**

@@ -56,15 +56,30 @@ function connectionTokens(value: string | undefined): ReadonlySet<string> {
  * client that sends an upgrade and leaves at once), and X-Forwarded-For and the access log
  * would read `undefined`.
  */
-/**
- * The TLS version of a client's connection (`TLSv1.3`), read while it is open, as peerOf reads
- * the address; undefined over plain HTTP. An HTTP/2 stream's proxy socket answers for its connection.
- */
-export function tlsVersionOf(socket: object): string | undefined {
-  // A request comes after the handshake: its connection has a protocol.
-  return 'encrypted' in socket ? ((socket as TLSSocket).getProtocol() as string) : undefined
+/** The TLS version a listener noted on a connection after its handshake (noteTlsVersion). */
+const kTlsVersion = Symbol('switchyard.tlsVersion')
+type Noted = object & { [kTlsVersion]?: string }
+
+/** Notes a client connection's TLS version once, after its handshake, for every request on it. */
+export function noteTlsVersion(socket: TLSSocket): void {
+  ;(socket as Noted)[kTlsVersion] = socket.getProtocol() as string
 }
 
+/**
+ * The TLS version of a client's connection (`TLSv1.3`) as its listener noted it; undefined over
+ * plain HTTP. An HTTP/2 stream's proxy socket answers for its connection: one property read
+ * through it, where `getProtocol()` per request cost three (the check, the method, a bound
+ * copy of it) and a call into OpenSSL.
+ */
+export function tlsVersionOf(socket: object): string | undefined {
+  return (socket as Noted)[kTlsVersion]
+}
+
+/**
+ * The client's address, read while its socket is open: once the socket closes it has none (a
+ * client that sends an upgrade and leaves at once), and X-Forwarded-For and the access log
+ * would read `undefined`.
+ */
 export function peerOf(socket: { remoteAddress?: string | undefined }): string {
   return socket.remoteAddress ?? '-'
 }
@@ -84,11 +99,13 @@ export type Headers = Record<string, string | string[]>
  *   kept-alive upstream connection;
  * - the peer appended to `X-Forwarded-For`, and `X-Forwarded-Proto` and `X-Forwarded-Host`
  *   set, overwriting the client's (http-proxy's `xfwd` keeps theirs).
+ * `tls`: whether the request came over TLS (a TLS socket, or an HTTP/2 stream's proxy socket,
+ * which answers for its connection, has `encrypted`); the exchange knows it already.
  * The client's `Host` passes unchanged. With no `Connection` header, Node's keep-alive agent
  * sends `Connection: keep-alive` itself. `req.headers` is left as the client sent it, for the
  * hash policy and the access log.
  */
-export function forwardedHeaders(req: IncomingMessage, chunked: boolean, peer: string): Headers {
+export function forwardedHeaders(req: IncomingMessage, chunked: boolean, peer: string, tls = 'encrypted' in req.socket): Headers {
   const from = req.headers
   const named = connectionTokens(from.connection)
   const headers: Headers = {}
@@ -102,8 +119,7 @@ export function forwardedHeaders(req: IncomingMessage, chunked: boolean, peer: s
   }
   const prior = from['x-forwarded-for']
   headers['x-forwarded-for'] = prior === undefined || prior === '' ? peer : `${prior}, ${peer}`
-  // A TLS socket (HTTPS, or an HTTP/2 stream's, whose proxy socket answers for its connection) says so.
-  headers['x-forwarded-proto'] = 'encrypted' in req.socket ? 'https' : 'http'
+  headers['x-forwarded-proto'] = tls ? 'https' : 'http'
   if (from.host === undefined) delete headers['x-forwarded-host']
   else headers['x-forwarded-host'] = from.host
   return headers

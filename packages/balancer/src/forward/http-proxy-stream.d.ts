@@ -13,6 +13,8 @@ declare module 'http-proxy/lib/http-proxy/passes/web-incoming.js' {
     selfHandleResponse: boolean
     ignorePath: boolean
     prependPath: boolean
+    /** Take `req.url` as it is rather than `url.parse()` it (it is then dropped anyway: `ignorePath`). */
+    toProxy: boolean
   }
 
   const passes: {

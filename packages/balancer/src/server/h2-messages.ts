@@ -121,17 +121,19 @@ export type ResponseHeaders = OutgoingHttpHeaders | readonly string[]
  */
 export function responseHeadersForH2(given: ResponseHeaders | undefined): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {}
-  const add = (name: string, value: OutgoingHttpHeaders[string]): void => {
-    const lower = name.toLowerCase()
-    if (CONNECTION_SPECIFIC.has(lower) || value === undefined) return
-    const prior = out[lower]
-    if (prior === undefined) out[lower] = value
-    else out[lower] = [...(Array.isArray(prior) ? prior : [String(prior)]), ...(Array.isArray(value) ? value : [String(value)])]
-  }
   if (given === undefined) return out
-  if (isList(given)) for (let i = 0; i < given.length; i += 2) add(given[i] as string, given[i + 1] as string)
-  else for (const name in given) add(name, given[name])
+  if (isList(given)) for (let i = 0; i < given.length; i += 2) addH2Header(out, given[i] as string, given[i + 1] as string)
+  else for (const name in given) addH2Header(out, name, given[name])
   return out
+}
+
+/** One field into `out` (responseHeadersForH2): a function of its own rather than a closure made per response. */
+function addH2Header(out: OutgoingHttpHeaders, name: string, value: OutgoingHttpHeaders[string]): void {
+  const lower = name.toLowerCase()
+  if (CONNECTION_SPECIFIC.has(lower) || value === undefined) return
+  const prior = out[lower]
+  if (prior === undefined) out[lower] = value
+  else out[lower] = [...(Array.isArray(prior) ? prior : [String(prior)]), ...(Array.isArray(value) ? value : [String(value)])]
 }
 
 function isList(headers: ResponseHeaders): headers is readonly string[] {

@@ -37,34 +37,68 @@ const RESET_REFILL_PER_S = 0.1
  *   long it takes: its own body and response timeouts are the forward path's, per stream.
  */
 export function watchSession(session: ServerHttp2Session, limits: H2SessionLimits, onAbuse: (abuse: SessionAbuse) => void): void {
-  const burst = RESET_BURST * limits.maxStreams
-  const refill = RESET_REFILL_PER_S * limits.maxStreams
-  // Read now: a closed socket has no address left to report.
-  const address = String(session.socket.remoteAddress)
-  let tokens = burst
-  let at = performance.now()
-  let resets = 0
-  let open = 0
-  let idle: NodeJS.Timeout | undefined = setTimeout(close, limits.firstRequestTimeout, session)
-  session.on('stream', (stream: ServerHttp2Stream) => {
-    open++
-    clearTimeout(idle)
-    idle = undefined
-    stream.once('close', () => {
-      if (--open === 0 && !session.closed) idle = setTimeout(close, limits.idleTimeout, session)
-      if (stream.rstCode === constants.NGHTTP2_NO_ERROR || session.destroyed) return
-      resets++
-      const now = performance.now()
-      tokens = Math.min(burst, tokens + ((now - at) / 1000) * refill) - 1
-      at = now
-      if (tokens >= 0) return
-      onAbuse({ kind: 'rapid-reset', resets, address })
-      // GOAWAY first: destroy(undefined, code) alone closes the socket before its GOAWAY is out.
-      session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM)
-      session.destroy()
-    })
-  })
-  session.once('close', () => clearTimeout(idle))
+  const watch = new SessionWatch(session, limits, onAbuse)
+  session.on('stream', (stream: Watched) => watch.opened(stream))
+  session.once('close', () => clearTimeout(watch.idle))
+}
+
+/** The watch of the connection a stream belongs to, for the shared 'close' listener below. */
+const kWatch = Symbol('switchyard.sessionWatch')
+type Watched = ServerHttp2Stream & { [kWatch]?: SessionWatch }
+
+/** One connection's reset bucket and idle timer (watchSession). */
+class SessionWatch {
+  readonly #session: ServerHttp2Session
+  readonly #limits: H2SessionLimits
+  readonly #onAbuse: (abuse: SessionAbuse) => void
+  readonly #burst: number
+  readonly #refill: number
+  /** Read at the start: a closed socket has no address left to report. */
+  readonly #address: string
+  #tokens: number
+  #at = performance.now()
+  #resets = 0
+  #open = 0
+  idle: NodeJS.Timeout | undefined
+
+  constructor(session: ServerHttp2Session, limits: H2SessionLimits, onAbuse: (abuse: SessionAbuse) => void) {
+    this.#session = session
+    this.#limits = limits
+    this.#onAbuse = onAbuse
+    this.#burst = RESET_BURST * limits.maxStreams
+    this.#refill = RESET_REFILL_PER_S * limits.maxStreams
+    this.#tokens = this.#burst
+    this.#address = String(session.socket.remoteAddress)
+    this.idle = setTimeout(close, limits.firstRequestTimeout, session)
+  }
+
+  opened(stream: Watched): void {
+    this.#open++
+    clearTimeout(this.idle)
+    this.idle = undefined
+    // A shared listener, not a closure per stream: it finds this watch on the stream.
+    stream[kWatch] = this
+    stream.on('close', onStreamClose)
+  }
+
+  closed(stream: ServerHttp2Stream): void {
+    const session = this.#session
+    if (--this.#open === 0 && !session.closed) this.idle = setTimeout(close, this.#limits.idleTimeout, session)
+    if (stream.rstCode === constants.NGHTTP2_NO_ERROR || session.destroyed) return
+    this.#resets++
+    const now = performance.now()
+    this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#at) / 1000) * this.#refill) - 1
+    this.#at = now
+    if (this.#tokens >= 0) return
+    this.#onAbuse({ kind: 'rapid-reset', resets: this.#resets, address: this.#address })
+    // GOAWAY first: destroy(undefined, code) alone closes the socket before its GOAWAY is out.
+    session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM)
+    session.destroy()
+  }
+}
+
+function onStreamClose(this: Watched): void {
+  ;(this[kWatch] as SessionWatch).closed(this)
 }
 
 /** GOAWAY, then close once the streams in flight (none: it is idle) are done. */

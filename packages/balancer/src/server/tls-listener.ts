@@ -9,6 +9,7 @@ import type { TlsVersion } from './certificates.js'
 import { H2Request, H2Response, h2Refusal } from './h2-messages.js'
 import { watchSession, type H2SessionLimits, type SessionAbuse } from './h2-session.js'
 import { SERVER_OPTIONS } from './listener.js'
+import { noteTlsVersion } from '../forward/headers.js'
 
 /** The protocols a TLS connection may speak, as ALPN names them and the metrics label them. */
 export type TlsProtocol = 'h2' | 'http/1.1'
@@ -106,6 +107,7 @@ export class TlsListener extends EventEmitter {
     this.https.removeAllListeners('secureConnection')
     this.https.on('secureConnection', (socket: TLSSocket) => {
       const protocol: TlsProtocol = socket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1'
+      noteTlsVersion(socket)
       this.open[protocol]++
       this.total[protocol]++
       this.#sockets.add(socket)
