@@ -51,11 +51,6 @@ function connectionTokens(value: string | undefined): ReadonlySet<string> {
   return tokens
 }
 
-/**
- * The client's address, read while its socket is open: once the socket closes it has none (a
- * client that sends an upgrade and leaves at once), and X-Forwarded-For and the access log
- * would read `undefined`.
- */
 /** The TLS version a listener noted on a connection after its handshake (noteTlsVersion). */
 const kTlsVersion = Symbol('switchyard.tlsVersion')
 type Noted = object & { [kTlsVersion]?: string }

@@ -39,11 +39,12 @@ function intervalFor(limit: number): number {
  * Node's own `timeout` agent option does the same with a timer on every socket, re-armed as the
  * socket goes back to the pool after each request, plus a 'timeout' listener added to and taken
  * off the socket for every request: a few µs per request on the balancer's hot path (its CPU
- * profile, issue 15). Here a request costs one clock read when its connection goes idle, and one
- * sweep every eighth of the shortest limit (at most every second) walks the idle connections. A connection is
- * closed by the sweep before the one that would find it past its limit, so it is never kept
- * longer than the limit (it may go up to one sweep interval sooner): the point of the limit is to
- * close before the upstream does, or the next request would race the upstream's close.
+ * profile, issue 15). Here a request costs one clock read when its connection goes idle, and
+ * one sweep every eighth of the shortest limit (at most every second) walks the idle
+ * connections. A connection is closed by the sweep before the one that would find it past its
+ * limit, so it is never kept longer than the limit (it may go up to one sweep interval sooner):
+ * the point of the limit is to close before the upstream does, or the next request would race
+ * the upstream's close.
  *
  * The sweep runs only while the agent has idle connections, so an agent that is dropped (a new
  * idle time on reload, a removed upstream) holds no timer and is collected.
@@ -106,7 +107,11 @@ class IdleSweep {
   }
 }
 
-/** A keep-alive agent for plain upstreams: LIFO (the warmest connection is reused, the others idle out), idle ones closed after `idle` ms. */
+/**
+ * A keep-alive agent for plain upstreams: LIFO (the warmest connection is reused, the others
+ * idle out), idle ones closed after `idle` ms. The TLS one below is the same over https.Agent,
+ * which http-proxy needs for an `https:` target.
+ */
 export class KeepAliveAgent extends HttpAgent {
   readonly #sweep: IdleSweep
   constructor(idle: number, options: AgentOptions = {}) {
