@@ -55,6 +55,10 @@ interface Found {
   locked: boolean
 }
 
+/** SET NX PX of the fill lock (KEYS[1]), then GET and PTTL of the entry (KEYS[2]), as one step (SharedResponseCache's #lock). */
+const LOCK_AND_LOOK = `local took = redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1])
+return {took and 1 or 0, redis.call('GET', KEYS[2]), redis.call('PTTL', KEYS[2])}`
+
 /**
  * Entry bytes in Redis: a 4-byte length, that many bytes of JSON `{status, headers}`, then the
  * body as it is. One string value, so one GET reads it and one SET with `PX` writes it.
@@ -182,10 +186,11 @@ export class SharedResponseCache implements CacheLayer {
       if (context.refresh !== true) {
         const found = await this.#look(key)
         if (found.entry !== undefined) return found
-        const taken = (await this.#link.run(c => c.set(this.#lockKey(key), '1', { NX: true, PX: this.#lockTtl }))) === null
+        const { taken, landed } = await this.#lock(key)
+        if (landed.entry !== undefined) return landed
         if (taken) {
-          const landed = await this.#wait(key)
-          if (landed?.entry !== undefined) return landed
+          const waited = await this.#wait(key)
+          if (waited?.entry !== undefined) return waited
         }
       }
       const response = await context.handler()
@@ -208,6 +213,29 @@ export class SharedResponseCache implements CacheLayer {
     }
   }
 
+  /**
+   * Takes the fill lock of `key` and looks for its entry again, in one script. Another machine's
+   * fill can land (its entry stored and its lock deleted, in one MULTI) between this machine's
+   * look and its `SET NX`: the lock is then free again, and taking it alone would run the
+   * handler a second time for an entry that is already there. Seen in test runs: ten concurrent
+   * misses over two machines ran the handler twice. A script runs alone, so no fill lands
+   * between its SET and its GET. (A script rather than a MULTI: node-redis reads a MULTI's
+   * replies without the binary client's type mapping, and the entry would come back as a
+   * string.) A lock taken for an entry that turned out to be there is given back at once.
+   * `taken`: another machine holds the lock.
+   */
+  async #lock(key: string): Promise<{ taken: boolean; landed: Found }> {
+    const lockKey = this.#lockKey(key)
+    const reply = await this.#link.run((_c, b) =>
+      b.eval(LOCK_AND_LOOK, { keys: [lockKey, this.#entryKey(key)], arguments: [String(this.#lockTtl)] }),
+    )
+    // The script's own reply: [1 if it took the lock else 0, the entry or null, its PTTL].
+    const [took, value, pttl] = reply as unknown as [0 | 1, Buffer | null, number]
+    const landed = this.#found(value, pttl, took === 0)
+    if (landed.entry !== undefined && took === 1) await this.#link.run(c => c.del(lockKey))
+    return { taken: took === 0, landed }
+  }
+
   /** Waits for another machine's fill: until the entry lands, the lock goes, or `lockTtl` passes. */
   async #wait(key: string): Promise<Found | undefined> {
     const deadline = performance.now() + this.#lockTtl
@@ -221,7 +249,6 @@ export class SharedResponseCache implements CacheLayer {
 
   /** The entry of `key` in Redis with its time left, and whether its fill lock is held: one round trip. */
   async #look(key: string): Promise<Found> {
-    const ttlMs = this.ttl * 1000
     // node-redis pipelines commands sent in one tick: the three go out in one write, in this
     // order, but another machine's commands may run between them. The lock is read first: a
     // fill that lands (its entry stored and its lock deleted in one MULTI) after the EXISTS is
@@ -230,11 +257,17 @@ export class SharedResponseCache implements CacheLayer {
     const [locked, value, pttl] = await this.#link.run((_c, b) =>
       Promise.all([b.exists(this.#lockKey(key)), b.get(this.#entryKey(key)), b.pTTL(this.#entryKey(key))]),
     )
+    return this.#found(value, pttl, locked === 1)
+  }
+
+  /** What a GET and a PTTL of an entry read: the entry with its age, if it is one. */
+  #found(value: Buffer | null, pttl: number, locked: boolean): Found {
+    const ttlMs = this.ttl * 1000
     const response = value === null ? undefined : decodeEntry(value)
     // PTTL is -2 when the entry expired between the GET and it; count it as just expiring.
     const remaining = Math.min(Math.max(pttl, 1), ttlMs)
     const entry = response === undefined ? undefined : { ...response, storedAt: this.#clock() - (ttlMs - remaining) }
-    return { entry, remaining, locked: locked === 1 }
+    return { entry, remaining, locked }
   }
 
   #entryKey(key: string): string {

@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import { createServer, type IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { decodeEntry, encodeEntry, SharedResponseCache, type SharedResponseCacheOptions } from '../../src/cache/shared-cache.js'
 import { RedisLink } from '../../src/redis/link.js'
@@ -160,6 +160,85 @@ t.test('ten concurrent misses spread over two machines run the handler once: 1 M
     results.every(r => r.body === 'response 1'),
     'all ten got the one response',
   )
+})
+
+/**
+ * A TCP relay to `port` that can hold a machine's request to take a fill lock: armed, it keeps
+ * back the first write that names `lockKey` other than the look (which reads it with EXISTS),
+ * and every write after it on that connection, until released, so that another machine's whole
+ * fill can land in between, in a fixed order rather than by luck.
+ */
+async function lockHoldingRelay(t: Test, port: number, lockKey: string) {
+  let armed = false
+  let onHeld: () => void = () => {}
+  const held = new Promise<void>(resolve => (onHeld = resolve))
+  const release: (() => void)[] = []
+  const sockets: Socket[] = []
+  const server = createNetServer(client => {
+    const upstream = connect(port, '127.0.0.1')
+    sockets.push(client, upstream)
+    upstream.pipe(client)
+    let holding: Buffer[] | undefined
+    client.on('data', (chunk: Buffer) => {
+      if (holding !== undefined) return void holding.push(chunk)
+      if (armed && chunk.includes(lockKey) && !chunk.includes('EXISTS')) {
+        armed = false
+        holding = [chunk]
+        release.push(() => {
+          for (const c of holding as Buffer[]) upstream.write(c)
+          holding = undefined
+        })
+        onHeld()
+        return
+      }
+      upstream.write(chunk)
+    })
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
+  return {
+    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    arm: () => void (armed = true),
+    held,
+    release: () => release.splice(0).forEach(go => go()),
+  }
+}
+
+/** `promise`, or a rejection naming `what` after 30 s: a deadline only a failure reaches. */
+async function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not within 30 s: ${what}`)), 30_000)))
+  try {
+    return await Promise.race([promise, deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+t.test("a fill that lands between a machine's look and its lock is found there, not run again", needsRedis, async t => {
+  const redis = await startRedis(t)
+  const relay = await lockHoldingRelay(t, redis.port, 'test:lock:/between')
+  const runs = { count: 0 }
+  const a = await machine(t, redis, runs, numbered)
+  // A deadline past anything the hold can take: a timed-out lock would run the handler too.
+  const b = await machine(t, { ...redis, url: relay.url }, runs, numbered, { timeout: 60_000 })
+  relay.arm()
+  const fromB = get(b.base, '/between')
+  await within(relay.held, 'B asked for the lock')
+  t.equal(runs.count, 0, 'B found no entry, and its lock request is held')
+  const fromA = await get(a.base, '/between')
+  t.match(fromA, { xCache: 'MISS', body: 'response 1' }, 'A filled the entry meanwhile, and gave its lock back')
+  relay.release()
+  t.match(await fromB, { xCache: 'HIT', body: 'response 1' }, 'B took the free lock, and found the entry with it')
+  t.equal(runs.count, 1, 'the handler ran once')
+  const client = await raw(t, redis)
+  t.equal(await client.exists('test:lock:/between'), 0, 'B gave the lock back: nothing waits on it')
 })
 
 t.test('concurrent misses that waited on a response that may not be stored run the handler themselves', needsRedis, async t => {
