@@ -1,3 +1,5 @@
+import { once } from 'node:events'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { RedisUnavailableError } from '../../src/errors.js'
 import { RedisLink, type RedisLinkOptions } from '../../src/redis/link.js'
@@ -30,18 +32,60 @@ t.test('commands answer, and the first connection is logged once with the URL', 
   t.equal(await l.client(), await l.client(), 'one client, the same each time')
 })
 
+/**
+ * A TCP relay to Redis on `port`, in this process, that can hold Redis's next answer: armed, it
+ * keeps back what Redis sends until `release()`, which writes it to the link's socket at once.
+ */
+async function answerHoldingRelay(t: Test, port: number) {
+  let armed = false
+  let onHeld: () => void = () => {}
+  const held = new Promise<void>(resolve => (onHeld = resolve))
+  let release = (): void => {}
+  const sockets: Socket[] = []
+  const server = createServer(client => {
+    const upstream = connect(port, '127.0.0.1')
+    sockets.push(client, upstream)
+    client.pipe(upstream)
+    upstream.on('data', (chunk: Buffer) => {
+      if (!armed) return void client.write(chunk)
+      armed = false
+      release = () => void client.write(chunk)
+      onHeld()
+    })
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
+  return {
+    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    arm: () => void (armed = true),
+    held,
+    release: () => release(),
+  }
+}
+
 t.test('an answer that came while the event loop was stalled past the timeout is an answer, not a timeout', needsRedis, async t => {
   const redis = await startRedis(t)
+  const relay = await answerHoldingRelay(t, redis.port)
   const lines = new Lines()
-  const l = link(t, redis.url, lines, { timeout: 1000 })
+  const l = link(t, relay.url, lines, { timeout: 1000 })
   // Connected first, with no deadline on that: only the answer below is timed.
   await l.client()
   await lines.waitFor(/connected/)
+  relay.arm()
   const answer = l.run(c => c.set('stalled', 'yes'))
-  // One turn of the event loop: the command is written (node-redis writes it on the next tick).
-  await new Promise(resolve => setImmediate(resolve))
-  // This thread blocks for 3 s, well past the 1 s deadline, while redis-server (a process of
-  // its own) answers: when the event loop runs again, the timer is due and the answer is in.
+  // Redis has answered; the relay holds the answer. Then, in one go: the answer is written to
+  // the link's socket, and this thread blocks for 3 s, well past the 1 s deadline. When the
+  // event loop runs again, the timer is due and the answer is in the socket, unread. (Waiting
+  // for a turn of the loop instead raced node-redis, which writes a command from setImmediate:
+  // in a loaded run the command went out after the stall, and the answer came too late.)
+  await relay.held
+  relay.release()
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000)
   t.equal(await answer, 'OK', 'the answer, not a timeout')
   t.equal(l.up, true, 'Redis is still up')
