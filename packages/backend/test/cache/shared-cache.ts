@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import { createServer, type IncomingMessage } from 'node:http'
-import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { decodeEntry, encodeEntry, SharedResponseCache, type SharedResponseCacheOptions } from '../../src/cache/shared-cache.js'
 import { RedisLink } from '../../src/redis/link.js'
@@ -8,6 +8,7 @@ import { parseRedisUrl } from '../../src/redis/url.js'
 import { text, type BufferedResponse } from '../../src/response.js'
 import { Lines } from '../fixtures/log.js'
 import { needsRedis, startRedis, type RedisServer } from '../fixtures/redis-server.js'
+import { redisRelay } from '../fixtures/relay.js'
 
 type Respond = (req: IncomingMessage, call: number) => BufferedResponse | Promise<BufferedResponse>
 
@@ -173,41 +174,23 @@ async function lockHoldingRelay(t: Test, port: number, lockKey: string) {
   let onHeld: () => void = () => {}
   const held = new Promise<void>(resolve => (onHeld = resolve))
   const release: (() => void)[] = []
-  const sockets: Socket[] = []
-  const server = createNetServer(client => {
-    const upstream = connect(port, '127.0.0.1')
-    sockets.push(client, upstream)
-    upstream.pipe(client)
+  const url = await redisRelay(t, port, () => {
     let holding: Buffer[] | undefined
-    client.on('data', (chunk: Buffer) => {
-      if (holding !== undefined) return void holding.push(chunk)
-      if (armed && chunk.includes(lockKey) && !chunk.includes('EXISTS')) {
+    return {
+      toRedis: (chunk, forward) => {
+        if (holding !== undefined) return void holding.push(chunk)
+        if (!armed || !chunk.includes(lockKey) || chunk.includes('EXISTS')) return forward(chunk)
         armed = false
         holding = [chunk]
         release.push(() => {
-          for (const c of holding as Buffer[]) upstream.write(c)
+          for (const c of holding as Buffer[]) forward(c)
           holding = undefined
         })
         onHeld()
-        return
-      }
-      upstream.write(chunk)
-    })
-    client.on('error', () => upstream.destroy())
-    upstream.on('error', () => client.destroy())
+      },
+    }
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    server.close()
-  })
-  return {
-    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    arm: () => void (armed = true),
-    held,
-    release: () => release.splice(0).forEach(go => go()),
-  }
+  return { url, arm: () => void (armed = true), held, release: () => release.splice(0).forEach(go => go()) }
 }
 
 /** `promise`, or a rejection naming `what` after 30 s: a deadline only a failure reaches. */

@@ -1,11 +1,10 @@
-import { once } from 'node:events'
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { RedisUnavailableError } from '../../src/errors.js'
 import { RedisLink, type RedisLinkOptions } from '../../src/redis/link.js'
 import { parseRedisUrl } from '../../src/redis/url.js'
 import { Lines } from '../fixtures/log.js'
 import { needsRedis, startRedis } from '../fixtures/redis-server.js'
+import { redisRelay } from '../fixtures/relay.js'
 
 /** A link to `url` that logs into `lines`, closed at teardown. */
 function link(t: Test, url: string, lines: Lines, options: Partial<RedisLinkOptions> = {}): RedisLink {
@@ -41,32 +40,15 @@ async function answerHoldingRelay(t: Test, port: number) {
   let onHeld: () => void = () => {}
   const held = new Promise<void>(resolve => (onHeld = resolve))
   let release = (): void => {}
-  const sockets: Socket[] = []
-  const server = createServer(client => {
-    const upstream = connect(port, '127.0.0.1')
-    sockets.push(client, upstream)
-    client.pipe(upstream)
-    upstream.on('data', (chunk: Buffer) => {
-      if (!armed) return void client.write(chunk)
+  const url = await redisRelay(t, port, () => ({
+    toClient: (chunk, forward) => {
+      if (!armed) return forward(chunk)
       armed = false
-      release = () => void client.write(chunk)
+      release = () => forward(chunk)
       onHeld()
-    })
-    client.on('error', () => upstream.destroy())
-    upstream.on('error', () => client.destroy())
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    server.close()
-  })
-  return {
-    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    arm: () => void (armed = true),
-    held,
-    release: () => release(),
-  }
+    },
+  }))
+  return { url, arm: () => void (armed = true), held, release: () => release() }
 }
 
 t.test('an answer that came while the event loop was stalled past the timeout is an answer, not a timeout', needsRedis, async t => {
