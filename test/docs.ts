@@ -49,9 +49,16 @@ const DOC_PORTS = [5000, 5001, 5002, 5003, 8080, 8081, 9090, 8443, 6379]
 /** Ports some file's run holds, or the docs name: files run side by side, never on the same ports. */
 const reserved = new Set(DOC_PORTS)
 
-/** Reserves `ports` if they are all four-digit, unreserved and free now. */
+/**
+ * The four-digit ports of the Fetch standard's "bad port" list: fetch (undici) refuses them with
+ * `bad port` before it connects, and so do browsers. CI run 21 handed troubleshooting.md one of
+ * them as its admin port, and the wait for the stack failed for 60 s with nothing listening wrong.
+ */
+const FETCH_BAD_PORTS = new Set([2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697])
+
+/** Reserves `ports` if they are all four-digit, fetchable, unreserved and free now. */
 async function claim(ports: number[]): Promise<boolean> {
-  if (ports.some(p => p > 9999 || reserved.has(p))) return false
+  if (ports.some(p => p > 9999 || reserved.has(p) || FETCH_BAD_PORTS.has(p))) return false
   ports.forEach(p => reserved.add(p))
   if ((await Promise.all(ports.map(isFree))).every(Boolean)) return true
   ports.forEach(p => reserved.delete(p))
@@ -176,14 +183,17 @@ async function everyUpstreamUp(adminPort: number): Promise<void> {
   const deadline = Date.now() + WAIT_MS
   let states = ''
   while (Date.now() < deadline) {
-    const res = await fetch(`http://127.0.0.1:${adminPort}/status.json`).catch(() => undefined)
+    const res = await fetch(`http://127.0.0.1:${adminPort}/status.json`).catch((err: Error) => {
+      states = `${err.message}: ${String(err.cause)}`
+      return undefined
+    })
     if (res !== undefined && res.status !== 200) return void (await res.body?.cancel())
     const upstreams =
       res === undefined
         ? undefined
         : ((await res.json()) as { upstreams: { state: string; lastCheck: { ok: boolean } | null }[] }).upstreams
     if (upstreams !== undefined && upstreams.every(u => u.state === 'up' && u.lastCheck?.ok === true)) return
-    states = JSON.stringify(upstreams?.map(u => [u.state, u.lastCheck?.ok]))
+    if (upstreams !== undefined) states = JSON.stringify(upstreams.map(u => [u.state, u.lastCheck?.ok]))
     await new Promise(resolve => setTimeout(resolve, 100))
   }
   throw new Error(`the stack's upstreams were not all up within ${WAIT_MS} ms: ${states}`)
