@@ -51,8 +51,8 @@ const reserved = new Set(DOC_PORTS)
 
 /**
  * The four-digit ports of the Fetch standard's "bad port" list: fetch (undici) refuses them with
- * `bad port` before it connects, and so do browsers. CI run 21 handed troubleshooting.md one of
- * them as its admin port, and the wait for the stack failed for 60 s with nothing listening wrong.
+ * `bad port` before it connects, and so do browsers. The CI run of stop 21 gave troubleshooting.md one
+ * as its admin port, and the wait for the stack failed after 60 s though the stack was up.
  */
 const FETCH_BAD_PORTS = new Set([2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697])
 
