@@ -15,6 +15,8 @@ declare module 'http-proxy/lib/http-proxy/passes/web-incoming.js' {
     prependPath: boolean
     /** Take `req.url` as it is rather than `url.parse()` it (it is then dropped anyway: `ignorePath`). */
     toProxy: boolean
+    /** The object `setupOutgoing` fills in and hands to `http.request` (a new `{}` without it). */
+    ssl?: object
   }
 
   const passes: {

@@ -66,6 +66,50 @@ t.test('send: the sink gets the request at once; the upstream gets the path byte
   t.match(seen.headersAfter, /"x-from-client":"1"/, 'its own headers, as the client sent them')
 })
 
+t.test('send: the options Node copies per request carry no key left undefined', async t => {
+  const upstream = await startRawUpstream(t, (socket, received) => {
+    if (received.includes('\r\n\r\n')) socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok')
+  })
+  const engine = createEngine()
+  const given: Record<string, unknown>[] = []
+  /** An agent that notes the options the upstream request hands it. */
+  class Noting extends Agent {
+    addRequest(req: ClientRequest, options: Record<string, unknown>): void {
+      given.push({ ...options })
+      ;(Agent.prototype as unknown as { addRequest: (req: ClientRequest, options: object) => void }).addRequest.call(this, req, options)
+    }
+  }
+  const agent = new Noting()
+  t.teardown(() => agent.destroy())
+  const port = await serve(
+    t,
+    createServer((req, res) => {
+      engine.send(
+        req,
+        res,
+        targetOf(upstream.spec),
+        agent,
+        { host: 'upstream.example' },
+        {
+          requestBuilt(out: ClientRequest) {
+            out.on('response', (r: IncomingMessage) => r.pipe(res.writeHead(r.statusCode as number)))
+            out.end()
+          },
+        },
+      )
+    }),
+  )
+  const reply = await exchange(port, 'GET /a HTTP/1.1\r\nHost: client.example\r\nConnection: close\r\n\r\n')
+  t.match(reply, /^HTTP\/1\.1 200 OK\r\n[^]*\r\nok/, 'the request went through')
+  const options = given[0] ?? {}
+  t.same(
+    Object.keys(options).filter(key => options[key] === undefined),
+    [],
+    'http-proxy assigns nine settings as undefined on every request; none reaches Node as a key',
+  )
+  t.match(options, { host: upstream.spec.split(':')[0], port: Number(upstream.spec.split(':')[1]), method: 'GET' }, 'what is set is there')
+})
+
 t.test('send: what the upstream received', async t => {
   let received = ''
   const upstream = await startRawUpstream(t, (socket, data) => {
