@@ -150,6 +150,11 @@ for (const key of UNSET_KEYS) {
   })
 }
 
+/** A new, empty options object for one upstream request, on SPARSE_OPTIONS. */
+export function outgoingOptions(): Record<string, unknown> {
+  return Object.create(SPARSE_OPTIONS) as Record<string, unknown>
+}
+
 /** The engine on http-proxy: its web pass for requests, its ws pass for WebSocket handshakes. */
 class HttpProxyEngine implements Engine {
   /**
@@ -190,7 +195,7 @@ class HttpProxyEngine implements Engine {
       // setupOutgoing would url.parse() the client's URL for every request before ignorePath
       // drops it; with toProxy it takes the string as it is (its only use in the web pass).
       toProxy: true,
-      ssl: Object.create(SPARSE_OPTIONS) as object,
+      ssl: outgoingOptions(),
     }
     // http-proxy copies `req.headers` into the upstream request: hand it `headers` for that
     // moment only, and the client's stay as they came (hash keys, access log). Errors reach the

@@ -4,7 +4,7 @@ import { Agent, createServer, type ClientRequest, type IncomingMessage } from 'n
 import { connect, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { WebSocket } from 'ws'
-import { createEngine, type Target, type UpgradeSink } from '../../src/forward/engine.js'
+import { createEngine, outgoingOptions, type Target, type UpgradeSink } from '../../src/forward/engine.js'
 import { serve, startRawUpstream } from '../fixtures/servers.js'
 import { handshake, startWsUpstream } from '../fixtures/websockets.js'
 
@@ -108,6 +108,18 @@ t.test('send: the options Node copies per request carry no key left undefined', 
     'http-proxy assigns nine settings as undefined on every request; none reaches Node as a key',
   )
   t.match(options, { host: upstream.spec.split(':')[0], port: Number(upstream.spec.split(':')[1]), method: 'GET' }, 'what is set is there')
+})
+
+t.test('the upstream request options: a setting given a value is a key as usual; one left undefined is none', async t => {
+  const options = outgoingOptions()
+  options.key = undefined
+  options.ca = 'a CA'
+  options.port = 8443
+  t.same(Object.keys(options), ['ca', 'port'], 'only the settings with a value are keys')
+  t.equal(options.ca, 'a CA', 'and read back as given')
+  t.equal(options.key, undefined, 'an unset one reads undefined')
+  options.ca = 'another CA'
+  t.equal(options.ca, 'another CA', 'and may be set again')
 })
 
 t.test('send: what the upstream received', async t => {
