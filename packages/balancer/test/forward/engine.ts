@@ -1,10 +1,11 @@
 // The engine seam on its own: what send() and upgrade() promise their sinks, with real servers on both sides.
 import { once } from 'node:events'
-import { Agent, createServer, type ClientRequest, type IncomingMessage } from 'node:http'
+import { Agent, createServer, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { WebSocket } from 'ws'
 import { createEngine, outgoingOptions, type Target, type UpgradeSink } from '../../src/forward/engine.js'
+import type { Headers } from '../../src/forward/headers.js'
 import { serve, startRawUpstream } from '../fixtures/servers.js'
 import { handshake, startWsUpstream } from '../fixtures/websockets.js'
 
@@ -24,6 +25,31 @@ function exchange(port: number, data: string): Promise<string> {
     socket.on('close', () => resolve(received))
     socket.write(data)
   })
+}
+
+/**
+ * A server that sends each request it gets to `spec` through `engine`, with `headers`: the sink
+ * ends the upstream request at once, and `answer` answers the client from the upstream's response.
+ */
+function sendingServer(
+  t: Test,
+  spec: string,
+  agent: Agent,
+  headers: Headers,
+  answer: (upstreamRes: IncomingMessage, res: ServerResponse) => void,
+): Promise<number> {
+  const engine = createEngine()
+  return serve(
+    t,
+    createServer((req, res) => {
+      engine.send(req, res, targetOf(spec), agent, headers, {
+        requestBuilt(out: ClientRequest) {
+          out.on('response', (r: IncomingMessage) => answer(r, res))
+          out.end()
+        },
+      })
+    }),
+  )
 }
 
 t.test('send: the sink gets the request at once; the upstream gets the path byte for byte and the given headers only', async t => {
@@ -70,7 +96,6 @@ t.test('send: the options Node copies per request carry no key left undefined', 
   const upstream = await startRawUpstream(t, (socket, received) => {
     if (received.includes('\r\n\r\n')) socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok')
   })
-  const engine = createEngine()
   const given: Record<string, unknown>[] = []
   /** An agent that notes the options the upstream request hands it. */
   class Noting extends Agent {
@@ -81,23 +106,8 @@ t.test('send: the options Node copies per request carry no key left undefined', 
   }
   const agent = new Noting()
   t.teardown(() => agent.destroy())
-  const port = await serve(
-    t,
-    createServer((req, res) => {
-      engine.send(
-        req,
-        res,
-        targetOf(upstream.spec),
-        agent,
-        { host: 'upstream.example' },
-        {
-          requestBuilt(out: ClientRequest) {
-            out.on('response', (r: IncomingMessage) => r.pipe(res.writeHead(r.statusCode as number)))
-            out.end()
-          },
-        },
-      )
-    }),
+  const port = await sendingServer(t, upstream.spec, agent, { host: 'upstream.example' }, (r, res) =>
+    r.pipe(res.writeHead(r.statusCode as number)),
   )
   const reply = await exchange(port, 'GET /a HTTP/1.1\r\nHost: client.example\r\nConnection: close\r\n\r\n')
   t.match(reply, /^HTTP\/1\.1 200 OK\r\n[^]*\r\nok/, 'the request went through')
@@ -128,27 +138,9 @@ t.test('send: what the upstream received', async t => {
     received = data
     if (data.includes('\r\n\r\n')) socket.end('HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n')
   })
-  const engine = createEngine()
   const agent = new Agent()
   t.teardown(() => agent.destroy())
-  const port = await serve(
-    t,
-    createServer((req, res) => {
-      engine.send(
-        req,
-        res,
-        targetOf(upstream.spec),
-        agent,
-        { host: 'upstream.example', 'x-for-upstream': '1' },
-        {
-          requestBuilt(out: ClientRequest) {
-            out.on('response', () => res.end())
-            out.end()
-          },
-        },
-      )
-    }),
-  )
+  const port = await sendingServer(t, upstream.spec, agent, { host: 'upstream.example', 'x-for-upstream': '1' }, (_r, res) => res.end())
   await exchange(port, 'GET //a//b?x=1 HTTP/1.1\r\nHost: client.example\r\nX-From-Client: 1\r\nConnection: close\r\n\r\n')
   t.match(received, /^GET \/\/a\/\/b\?x=1 HTTP\/1\.1\r\n/, 'the path and query byte for byte, // included')
   t.match(received, /\r\nhost: upstream\.example\r\n/i, 'the Host given')
