@@ -28,7 +28,7 @@ function exchange(port: number, data: string): Promise<string> {
 }
 
 /**
- * A server that sends each request it gets to `spec` through `engine`, with `headers`: the sink
+ * A server that sends each request it gets to `spec` through an engine of its own, with `headers`: the sink
  * ends the upstream request at once, and `answer` answers the client from the upstream's response.
  */
 function sendingServer(
@@ -117,7 +117,8 @@ t.test('send: the options Node copies per request carry no key left undefined', 
     [],
     'http-proxy assigns nine settings as undefined on every request; none reaches Node as a key',
   )
-  t.match(options, { host: upstream.spec.split(':')[0], port: Number(upstream.spec.split(':')[1]), method: 'GET' }, 'what is set is there')
+  const { host, port: upstreamPort } = targetOf(upstream.spec)
+  t.match(options, { host, port: upstreamPort, method: 'GET' }, 'what is set is there')
 })
 
 t.test('the upstream request options: a setting given a value is a key as usual; one left undefined is none', async t => {
