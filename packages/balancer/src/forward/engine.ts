@@ -125,34 +125,42 @@ const NO_HEAD = Buffer.alloc(0)
 
 /**
  * Keys http-proxy's `setupOutgoing` assigns on every request whatever their value: eight TLS and
- * socket settings copied from the target (which holds none of them: an upstream's TLS settings
- * live in its agent) and `localAddress`. Each lands in the upstream request's options as an own
- * key set to undefined, and Node's http client copies every own key twice per request, into
- * null-prototype objects (ClientRequest's options, then Agent.addRequest's), where each key
- * costs a dictionary insert: 16 keys where a bare `http.request` hands over 6.
+ * socket settings copied from the target and `localAddress` from the options. Here all nine are
+ * always undefined: a Target has none of them (an upstream's TLS settings live in its agent, see
+ * upstreams/tls.ts) and the engine passes no localAddress. Left as plain keys, each would land
+ * in the upstream request's options as an own key set to undefined, and Node's http client
+ * copies every own key twice per request, into null-prototype objects (ClientRequest's options,
+ * then Agent.addRequest's), where each key costs a dictionary insert: 16 keys where a bare
+ * `http.request` hands over 7.
  */
 const UNSET_KEYS = ['socketPath', 'pfx', 'key', 'passphrase', 'cert', 'ca', 'ciphers', 'secureProtocol', 'localAddress'] as const
 
 /**
- * The prototype of the options object http-proxy fills in (its `ssl` option is that object): an
- * accessor per key above, whose setter makes an own key only of a value that is set. What
- * http-proxy assigns otherwise, and every read, is unchanged; the options Node copies have 7
- * keys instead of 16. `http.request` in a pinned micro-benchmark on this kind of machine:
- * about 1 µs less per request (see docs/performance.md).
+ * The object http-proxy fills in for each upstream request (its `ssl` option), one per target
+ * protocol, made once and reused. Reuse is safe: `setupOutgoing` assigns every key it fills in
+ * on every request of one protocol (host, hostname, port, method, headers, agent, path, and
+ * rejectUnauthorized for https), and `http.request` copies the object before it returns, within
+ * the same synchronous call; nothing keeps it.
+ *
+ * The nine keys above are its own properties from the start, writable but not enumerable: the
+ * assignment of each is a store to a field the object already has, and Node's copies (which
+ * take enumerable keys only) leave them out. The earlier way, a prototype with a setter per
+ * key on a new object per request, kept them out too, but every one of the nine stores then
+ * called a setter through http-proxy's one keyed store site: `setupOutgoing` took 2.0-3.7 µs
+ * where it takes 1.1 µs on a plain object, more than the copies saved (pinned micro-benchmark,
+ * docs/performance.md). A value other than undefined in one of them would not reach Node: the
+ * Target type carries none, and outgoingOptions' test checks that none is ever set.
  */
-const SPARSE_OPTIONS: object = {}
-for (const key of UNSET_KEYS) {
-  Object.defineProperty(SPARSE_OPTIONS, key, {
-    get: () => undefined,
-    set(this: object, value: unknown) {
-      if (value !== undefined) Object.defineProperty(this, key, { value, writable: true, enumerable: true, configurable: true })
-    },
-  })
+function reusedOptions(): Record<string, unknown> {
+  const options: Record<string, unknown> = {}
+  for (const key of UNSET_KEYS) Object.defineProperty(options, key, { value: undefined, writable: true, enumerable: false })
+  return options
 }
+const OUTGOING = { 'http:': reusedOptions(), 'https:': reusedOptions() }
 
-/** A new, empty options object for one upstream request, on SPARSE_OPTIONS. */
-export function outgoingOptions(): Record<string, unknown> {
-  return Object.create(SPARSE_OPTIONS) as Record<string, unknown>
+/** The options object http-proxy fills in for a request to an upstream over `protocol` (see reusedOptions). */
+export function outgoingOptions(protocol: Target['protocol']): Record<string, unknown> {
+  return OUTGOING[protocol]
 }
 
 /** The engine on http-proxy: its web pass for requests, its ws pass for WebSocket handshakes. */
@@ -195,7 +203,7 @@ class HttpProxyEngine implements Engine {
       // setupOutgoing would url.parse() the client's URL for every request before ignorePath
       // drops it; with toProxy it takes the string as it is (its only use in the web pass).
       toProxy: true,
-      ssl: outgoingOptions(),
+      ssl: outgoingOptions(target.protocol),
     }
     // http-proxy copies `req.headers` into the upstream request: hand it `headers` for that
     // moment only, and the client's stay as they came (hash keys, access log). Errors reach the

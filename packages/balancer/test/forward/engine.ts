@@ -121,16 +121,23 @@ t.test('send: the options Node copies per request carry no key left undefined', 
   t.match(options, { host, port: upstreamPort, method: 'GET' }, 'what is set is there')
 })
 
-t.test('the upstream request options: a setting given a value is a key as usual; one left undefined is none', async t => {
-  const options = outgoingOptions()
-  options.key = undefined
-  options.ca = 'a CA'
-  options.port = 8443
-  t.same(Object.keys(options), ['ca', 'port'], 'only the settings with a value are keys')
-  t.equal(options.ca, 'a CA', 'and read back as given')
-  t.equal(options.key, undefined, 'an unset one reads undefined')
-  options.ca = 'another CA'
-  t.equal(options.ca, 'another CA', 'and may be set again')
+t.test('the upstream request options: one object per protocol, made once; the nine settings left undefined are never keys', async t => {
+  const nine = ['socketPath', 'pfx', 'key', 'passphrase', 'cert', 'ca', 'ciphers', 'secureProtocol', 'localAddress']
+  const options = outgoingOptions('http:')
+  t.equal(outgoingOptions('http:'), options, 'every request over http fills in the same object')
+  t.not(outgoingOptions('https:'), options, 'and every request over https another')
+  for (const protocol of ['http:', 'https:'] as const) {
+    const o = outgoingOptions(protocol)
+    // As http-proxy's setupOutgoing assigns them, on every request.
+    for (const key of nine) o[key] = undefined
+    o.host = 'upstream.example'
+    t.same(
+      Object.keys({ ...o }).filter(key => nine.includes(key)),
+      [],
+      `${protocol} assigned undefined, none is a key that a copy takes`,
+    )
+    t.equal({ ...o }.host, 'upstream.example', `${protocol} what is assigned otherwise is copied as usual`)
+  }
 })
 
 t.test('send: what the upstream received', async t => {
