@@ -20,10 +20,24 @@ type Pooled = Socket & {
  * first (HTTP_AGENT_KEEP_ALIVE_TIMEOUT_BUFFER in lib/_http_agent.js).
  */
 const HINT_MARGIN_MS = 1000
+/**
+ * `Keep-Alive` values seen, and the limit each gives. An upstream sends the same value on every
+ * response (Node's `timeout=5`), so the regular expression runs once per distinct value rather
+ * than once per response; the bound keeps an upstream that sends a new value each time from
+ * growing it (as the Connection tokens in forward/headers.ts).
+ */
+const HINTS = new Map<string, number>()
+const HINTS_MAX = 64
+
 /** The idle time a server's `Keep-Alive: timeout=N` allows, less Node's margin; NaN when it gives none. */
-function hintedLimit(value: string): number {
-  const seconds = /^timeout=(\d+)/.exec(value)?.[1]
-  return seconds === undefined ? NaN : Math.max(0, Number(seconds) * 1000 - HINT_MARGIN_MS)
+export function hintedLimit(value: string): number {
+  let limit = HINTS.get(value)
+  if (limit === undefined) {
+    const seconds = /^timeout=(\d+)/.exec(value)?.[1]
+    limit = seconds === undefined ? NaN : Math.max(0, Number(seconds) * 1000 - HINT_MARGIN_MS)
+    if (HINTS.size < HINTS_MAX) HINTS.set(value, limit)
+  }
+  return limit
 }
 
 /** How often idle connections are looked at, for a limit of `limit` ms: an eighth of it, from 10 ms to 1 s. */

@@ -3,7 +3,7 @@ import { createServer, request, type Server } from 'node:http'
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import t, { type Test } from 'tap'
-import { KeepAliveAgent } from '../../src/upstreams/keep-alive.js'
+import { KeepAliveAgent, hintedLimit } from '../../src/upstreams/keep-alive.js'
 
 /** A deadline only a connection that is never closed reaches. */
 const DEADLINE_MS = 30_000
@@ -141,4 +141,17 @@ t.test('a Keep-Alive without a timeout, or none at all: the agent’s own limit 
     t.ok(ms >= 200 - 25, `${JSON.stringify(keepAlive)}: closed ${ms.toFixed(0)} ms after the request, at least 175`)
     t.equal(first.socket, second.socket)
   }
+})
+
+t.test('hintedLimit: a Keep-Alive timeout less Node’s second, the same for a value seen before and past the memo’s bound', async t => {
+  t.equal(hintedLimit('timeout=5'), 4000, 'timeout=5: 4 s')
+  t.equal(hintedLimit('timeout=5'), 4000, 'and again, from the memo')
+  t.equal(hintedLimit('timeout=5, max=100'), 4000, 'with max after it')
+  t.equal(hintedLimit('timeout=1'), 0, 'timeout=1: nothing left, not kept')
+  t.ok(Number.isNaN(hintedLimit('max=100')), 'no timeout: no limit')
+  // More distinct values than the memo keeps: each is still read right.
+  const wrong: string[] = []
+  for (let s = 2; s < 200; s++) if (hintedLimit(`timeout=${s}`) !== s * 1000 - 1000) wrong.push(`timeout=${s}`)
+  for (let s = 2; s < 200; s++) if (hintedLimit(`timeout=${s}`) !== s * 1000 - 1000) wrong.push(`timeout=${s} again`)
+  t.same(wrong, [], '198 distinct values, twice each')
 })
