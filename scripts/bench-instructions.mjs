@@ -9,6 +9,7 @@
 //   npm run bench:instructions -- --only switchyard,switchyard-least      (also: -no-passive, -hash, -features)
 //   npm run bench:instructions -- --only switchyard,switchyard-cache-hit,switchyard-cache-miss,memory-hit   (the edge cache)
 //   npm run bench:instructions -- --only switchyard-h2,h2-floor,switchyard-https,https-floor   (TLS, with openssl)
+//   npm run bench:instructions -- --only switchyard-h2 --also old-h2=/path/to/other/switchyard/cli.js   (a label ending -h2 or -https: over that)
 //
 // Each proxy runs under `valgrind --tool=callgrind` in front of the bench's two upstreams (not
 // under valgrind). After `--warmup` requests (10 at a time, keep-alive) for the JIT to settle, the
@@ -260,9 +261,13 @@ const CLI = join(root, 'packages/balancer/dist/cli.js')
 const switchyard =
   (cli, more = ['--quiet']) =>
   port => [cli, '--port', String(port), '--host', '127.0.0.1', ...targets.flatMap(t => ['--upstream', t]), ...more]
-const switchyardTls = (port, tlsPort, { cert, key }) => {
-  return switchyard(CLI, ['--quiet', '--https-port', String(tlsPort), '--tls-cert', cert, '--tls-key', key])(port)
-}
+const switchyardTls =
+  (cli = CLI) =>
+  (port, tlsPort, { cert, key }) => {
+    return switchyard(cli, ['--quiet', '--https-port', String(tlsPort), '--tls-cert', cert, '--tls-key', key])(port)
+  }
+/** An `--also` label ending in `-h2` or `-https` is measured over that, as the switchyard-h2 and switchyard-https rows are. */
+const schemeOf = label => /-(h2|https)$/.exec(label)?.[1]
 const tlsFloor =
   mode =>
   (_port, tlsPort, { cert, key }) => {
@@ -289,12 +294,15 @@ const proxies = [
   // TLS (issue 15), only with --only: Switchyard's HTTPS listener over HTTP/1.1 and over h2, each
   // beside Node's bare https / http2 server piped to the same upstreams (scripts/bench/tls-pipe-peer.mjs).
   // Crypto runs in-process and is counted: the same work in a row and its floor.
-  { label: 'switchyard-https', feature: true, scheme: 'https', args: switchyardTls },
+  { label: 'switchyard-https', feature: true, scheme: 'https', args: switchyardTls() },
   { label: 'https-floor', feature: true, scheme: 'https', args: tlsFloor('https') },
-  { label: 'switchyard-h2', feature: true, scheme: 'h2', args: switchyardTls },
+  { label: 'switchyard-h2', feature: true, scheme: 'h2', args: switchyardTls() },
   { label: 'h2-floor', feature: true, scheme: 'h2', args: tlsFloor('h2') },
   // Asked for by name: measured whatever --only says.
-  ...extra.map(({ label, cli }) => ({ label, also: true, args: switchyard(cli) })),
+  ...extra.map(({ label, cli }) => {
+    const scheme = schemeOf(label)
+    return { label, also: true, scheme, args: scheme === undefined ? switchyard(cli) : switchyardTls(cli) }
+  }),
   // One feature each, only with --only: what it adds to the switchyard row.
   { label: 'switchyard-no-passive', feature: true, args: switchyard(CLI, ['--quiet', '--max-fails', '0']) },
   { label: 'switchyard-least', feature: true, args: switchyard(CLI, ['--quiet', '--policy', 'least-requests']) },

@@ -149,6 +149,9 @@ t.test('h2 by ALPN: no pseudo-header reaches the upstream, Host is set, connecti
   t.equal(seen.headers['x-forwarded-proto'], 'https', 'X-Forwarded-Proto https')
   t.equal(seen.headers['x-client'], 'c', 'client headers pass')
   t.match(s.access.entries[0], { httpVersion: '2.0', tls: 'TLSv1.3' }, 'logged as HTTP/2.0 over TLSv1.3')
+  // Read once per connection (the listener's note on the session), not through the stream's socket.
+  t.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For is the client address')
+  t.match(s.access.entries[0], { client: '127.0.0.1' }, 'as the log has it')
 
   const viaCurl = existsSync('/usr/bin/curl')
     ? await new Promise<string>((resolve, reject) =>

@@ -9,7 +9,7 @@ import type { Waiter } from '../select/queue.js'
 import type { HealthChange, Upstream } from '../upstreams/upstream.js'
 import { Attempt, type AttemptOwner } from './attempt.js'
 import type { ForwardContext } from './context.js'
-import { forwardedHeaders, peerOf, tlsVersionOf, type Headers } from './headers.js'
+import { clientNoteOf, forwardedHeaders, peerOf, tlsVersionOf, type Headers } from './headers.js'
 import { ReplayBody } from './replay-body.js'
 import { giveUpAnswer, mayResend, mayRetry } from './retry.js'
 
@@ -58,8 +58,9 @@ export class Exchange implements AttemptOwner, Tries {
     const settings = forwarder.settings
     this.body = hasBody(req) ? new ReplayBody(req, settings.clientBodyTimeout, () => this.#bodyTimedOut()) : undefined
     this.pinnedId = settings.sticky?.idFrom(req)
-    this.peer = peerOf(req.socket)
-    this.tlsVersion = tlsVersionOf(req.socket)
+    const note = clientNoteOf(req)
+    this.peer = note === undefined ? peerOf(req.socket) : note.peer
+    this.tlsVersion = note === undefined ? tlsVersionOf(req.socket) : note.tlsVersion
     this.headers = forwardedHeaders(req, this.chunked, this.peer, this.tlsVersion !== undefined)
     // The edge cache's own validators in place of the client's conditionals (cache/taps.ts).
     const replace = tap?.requestHeaders

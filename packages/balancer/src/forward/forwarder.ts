@@ -14,7 +14,7 @@ import type { ForwardContext, ForwardSettings } from './context.js'
 import { hstsValue } from '../server/https-redirect.js'
 import { createEngine } from './engine.js'
 import { Exchange } from './exchange.js'
-import { peerOf } from './headers.js'
+import { clientNoteOf, peerOf } from './headers.js'
 
 /**
  * Sends requests to upstreams, one `Exchange` per client request, through the engine. The
@@ -127,7 +127,7 @@ export class Forwarder implements ForwardContext, CacheUpstreams {
   answered(req: IncomingMessage, res: ServerResponse, status: CacheStatus, bytes: number): void {
     // A hit is answered within the turn its request came in: now is when it came.
     this.#recorder.record(req, res.headersSent ? res.statusCode : 499, undefined, {
-      client: peerOf(req.socket),
+      client: clientNoteOf(req)?.peer ?? peerOf(req.socket),
       time: Date.now(),
       start: performance.now(),
       upstreamMs: undefined,

@@ -70,6 +70,34 @@ export function tlsVersionOf(socket: object): string | undefined {
   return (socket as Noted)[kTlsVersion]
 }
 
+/** What a listener noted of a client's connection once, for every request on it (noteClient). */
+export interface ClientNote {
+  /** The client's address (peerOf). */
+  readonly peer: string
+  /** The connection's TLS version (tlsVersionOf). */
+  readonly tlsVersion: string | undefined
+}
+
+/** Where a request, or what it reads it from, holds its ClientNote. */
+export const kClientNote = Symbol('switchyard.clientNote')
+type Holder = object & { [kClientNote]?: ClientNote }
+
+/**
+ * Notes on `holder` (an HTTP/2 session) its client's address and TLS version, read once from
+ * `socket`, for every request that finds the note there (clientNoteOf). An HTTP/2 request's
+ * `socket` is a Proxy that Node makes per stream, and each read through it is a trap call that
+ * reads the session's socket in turn: two per request for what is the same for the whole
+ * connection.
+ */
+export function noteClient(holder: object, socket: { remoteAddress?: string | undefined }): void {
+  ;(holder as Holder)[kClientNote] = { peer: peerOf(socket), tlsVersion: tlsVersionOf(socket) }
+}
+
+/** The note of the connection `req` came on, when its listener made one (an HTTP/2 request's); undefined otherwise: read its socket. */
+export function clientNoteOf(req: object): ClientNote | undefined {
+  return (req as Holder)[kClientNote]
+}
+
 /**
  * The client's address, read while its socket is open: once the socket closes it has none (a
  * client that sends an upgrade and leaves at once), and X-Forwarded-For and the access log

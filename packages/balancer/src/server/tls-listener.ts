@@ -9,7 +9,7 @@ import type { TlsVersion } from './certificates.js'
 import { H2Request, H2Response, h2Refusal } from './h2-messages.js'
 import { watchSession, type H2SessionLimits, type SessionAbuse } from './h2-session.js'
 import { SERVER_OPTIONS } from './listener.js'
-import { noteTlsVersion } from '../forward/headers.js'
+import { noteClient, noteTlsVersion } from '../forward/headers.js'
 
 /** The protocols a TLS connection may speak, as ALPN names them and the metrics label them. */
 export type TlsProtocol = 'h2' | 'http/1.1'
@@ -165,6 +165,9 @@ export class TlsListener extends EventEmitter {
   }
 
   #onSession(session: ServerHttp2Session, limits: H2SessionLimits): void {
+    // Its TLS version was noted on the socket at 'secureConnection', just before: read through
+    // the session's socket proxy once here, rather than through a stream's on every request.
+    noteClient(session, session.socket)
     this.#sessions.add(session)
     session.once('close', () => this.#sessions.delete(session))
     watchSession(session, limits, this.#onAbuse)

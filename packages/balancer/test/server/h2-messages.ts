@@ -13,6 +13,7 @@ import httpProxy from 'http-proxy'
 import t, { type Test } from 'tap'
 import { H2Request, H2Response, h2Refusal, requestHeadersFromH2, responseHeadersForH2 } from '../../src/server/h2-messages.js'
 import { issue, makeCa, type TestCa } from '../fixtures/certs.js'
+import { clientNoteOf, noteClient } from '../../src/forward/headers.js'
 
 /** What a handler saw of one HTTP/2 request. */
 interface Seen {
@@ -279,4 +280,29 @@ t.test('writableNeedDrain follows the stream, so a slow client is not taken for 
   stream.resume()
   await once(stream, 'end')
   t.same(states, [false, true, false], 'false before, true when blocked, false once drained')
+})
+
+t.test('a client note made on the session is found through each request while its stream is open', async t => {
+  const seen: unknown[] = []
+  const { client } = await h2Pair(t, (req, res) => {
+    const session = req.stream.session as NonNullable<typeof req.stream.session>
+    if (req.url === '/first') noteClient(session, session.socket)
+    seen.push(clientNoteOf(req))
+    if (req.url === '/gone') {
+      // A stream reset before the forward path reads the note: its session is gone from it.
+      req.stream.destroy()
+      seen.push(clientNoteOf(req))
+      return
+    }
+    res.end('ok')
+  })
+  await exchange(client, { ':path': '/first' })
+  await exchange(client, { ':path': '/second' })
+  const gone = client.request({ ':path': '/gone' })
+  gone.on('error', () => {})
+  await once(gone, 'close')
+  t.same(seen[0], { peer: '127.0.0.1', tlsVersion: undefined }, 'the address; no TLS version, which only the balancer’s listener notes')
+  t.equal(seen[1], seen[0], 'the same note for the next request on the connection')
+  t.equal(seen[2], seen[0], 'and while a stream is open')
+  t.equal(seen[3], undefined, 'none once the stream is gone: the forward path reads its socket instead')
 })
