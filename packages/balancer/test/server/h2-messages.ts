@@ -199,9 +199,23 @@ t.test('responseHeadersForH2 and requestHeadersFromH2 on their own', async t => 
   )
   t.same(responseHeadersForH2({ a: '1', A: ['2', '3'] }), { a: ['1', '2', '3'] }, 'a string then an array')
   t.same(
-    requestHeadersFromH2({ ':method': 'GET', ':path': '/', host: 'h.test' }, false),
+    requestHeadersFromH2({ ':method': 'GET', ':path': '/', host: 'h.test' }, [':method', 'GET', ':path', '/', 'host', 'h.test'], false),
     { host: 'h.test' },
     'a Host without :authority is kept',
+  )
+  // As Node hands them over: the object folds repeats, the flat list has each field as it came.
+  const h2 = { __proto__: null, ':method': 'GET', ':authority': 'a.test', cookie: 'a=1; b=2', constructor: 'x', accept: 'a, b' }
+  const raw = [':method', 'GET', ':authority', 'a.test', 'cookie', 'a=1', 'accept', 'a', 'cookie', 'b=2', 'constructor', 'x', 'accept', 'b']
+  const h1 = requestHeadersFromH2(h2 as unknown as IncomingHttpHeaders, raw, false)
+  t.same(
+    Object.entries(h1),
+    [
+      ['cookie', 'a=1; b=2'],
+      ['accept', 'a, b'],
+      ['constructor', 'x'],
+      ['host', 'a.test'],
+    ],
+    'each field once, folded, in the order it first came; a name Object.prototype has too is kept',
   )
 })
 
