@@ -1,6 +1,7 @@
 // The headers a request carries upstream and a response carries back: hop-by-hop removed, X-Forwarded-* set.
 import type { TLSSocket } from 'node:tls'
 import { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http'
+import { memoized } from '../util/memo.js'
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1), the list Go's httputil and so Caddy use. They
@@ -32,23 +33,18 @@ const FRAMING = new Set(['content-length', 'host'])
 const NONE: ReadonlySet<string> = new Set()
 
 /**
- * `Connection` values seen, and the names each lists. Almost every message says `keep-alive`
- * or `close`, so the split is done once per distinct value rather than once per message; the
- * bound keeps a client that sends a new value each time from growing it.
+ * The header names a `Connection` value lists, lower-cased: they are hop-by-hop too. Almost
+ * every message says `keep-alive` or `close`, so the split is done once per distinct value
+ * rather than once per message (memoized, bounded to 64 values).
  */
-const TOKENS = new Map<string, ReadonlySet<string>>()
-const TOKENS_MAX = 64
+const splitConnection = memoized(
+  // Node joins repeated Connection headers with ', ', so one string holds them all.
+  (value: string): ReadonlySet<string> => new Set(value.split(',').map(t => t.trim().toLowerCase())),
+  64,
+)
 
-/** The header names a `Connection` value lists, lower-cased: they are hop-by-hop too. */
 function connectionTokens(value: string | undefined): ReadonlySet<string> {
-  if (value === undefined) return NONE
-  let tokens = TOKENS.get(value)
-  if (tokens === undefined) {
-    // Node joins repeated Connection headers with ', ', so one string holds them all.
-    tokens = new Set(value.split(',').map(t => t.trim().toLowerCase()))
-    if (TOKENS.size < TOKENS_MAX) TOKENS.set(value, tokens)
-  }
-  return tokens
+  return value === undefined ? NONE : splitConnection(value)
 }
 
 /** The TLS version a listener noted on a connection after its handshake (noteTlsVersion). */

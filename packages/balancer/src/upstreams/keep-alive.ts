@@ -4,6 +4,7 @@ import { Agent as HttpsAgent, type AgentOptions as HttpsAgentOptions } from 'nod
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
+import { memoized } from '../util/memo.js'
 
 /** When a pooled connection last went idle (`performance.now()`), and how long it may stay so. */
 const kIdleSince = Symbol('switchyard.idleSince')
@@ -21,24 +22,15 @@ type Pooled = Socket & {
  */
 const HINT_MARGIN_MS = 1000
 /**
- * `Keep-Alive` values seen, and the limit each gives. An upstream sends the same value on every
- * response (Node's `timeout=5`), so the regular expression runs once per distinct value rather
- * than once per response; the bound keeps an upstream that sends a new value each time from
- * growing it (as the Connection tokens in forward/headers.ts).
+ * The idle time a server's `Keep-Alive: timeout=N` allows, less Node's margin; NaN when it gives
+ * none. An upstream sends the same value on every response (Node's `timeout=5`), so the regular
+ * expression runs once per distinct value rather than once per response (memoized, bounded to
+ * 64 values).
  */
-const HINTS = new Map<string, number>()
-const HINTS_MAX = 64
-
-/** The idle time a server's `Keep-Alive: timeout=N` allows, less Node's margin; NaN when it gives none. */
-export function hintedLimit(value: string): number {
-  let limit = HINTS.get(value)
-  if (limit === undefined) {
-    const seconds = /^timeout=(\d+)/.exec(value)?.[1]
-    limit = seconds === undefined ? NaN : Math.max(0, Number(seconds) * 1000 - HINT_MARGIN_MS)
-    if (HINTS.size < HINTS_MAX) HINTS.set(value, limit)
-  }
-  return limit
-}
+export const hintedLimit = memoized((value: string): number => {
+  const seconds = /^timeout=(\d+)/.exec(value)?.[1]
+  return seconds === undefined ? NaN : Math.max(0, Number(seconds) * 1000 - HINT_MARGIN_MS)
+}, 64)
 
 /** How often idle connections are looked at, for a limit of `limit` ms: an eighth of it, from 10 ms to 1 s. */
 function intervalFor(limit: number): number {
