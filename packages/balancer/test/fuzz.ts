@@ -53,7 +53,10 @@ const ONLY = onlyFrom(process.env.FUZZ_CASE)
  * upstream is ever marked down, so one bad response cannot turn the rest into 503s.
  */
 const OPTIONS = { maxFails: 0, connectTimeout: 1000, timeout: 2000, clientHeaderTimeout: 1000, clientBodyTimeout: 1000, queueTimeout: 1000 }
-/** Past every timeout above with room to spare: only a connection the balancer forgot reaches it. */
+/**
+ * Silence on a client connection past every timeout above, with room to spare: only a connection
+ * the balancer forgot reaches it (clients.ts `talk` counts it from the last byte received).
+ */
 const DEADLINE = 6000
 /** A replay only looks for an exception, which comes within milliseconds of its bytes. */
 const REPLAY_DEADLINE = 2500
