@@ -1,7 +1,7 @@
 // HTTP/2 requests and responses shaped as the HTTP/1.1 messages http-proxy and the forward path know: no pseudo-headers in, no connection headers out.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
-import { kClientNote, type ClientNote } from '../forward/headers.js'
+import { clientNoteOf, kClientNote, type ClientNote } from '../forward/headers.js'
 
 /**
  * Header fields HTTP/2 forbids in a message (RFC 9113 §8.2.2): they describe one HTTP/1.1
@@ -103,7 +103,8 @@ export class H2Request extends Http2ServerRequest {
    * on its session; undefined once the stream is gone, and the forward path reads the socket.
    */
   get [kClientNote](): ClientNote | undefined {
-    return (this.stream.session as (object & { [kClientNote]?: ClientNote }) | undefined)?.[kClientNote]
+    const session = this.stream.session
+    return session === undefined ? undefined : clientNoteOf(session)
   }
 
   static {

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks'
 import t from 'tap'
 import { closedPort, fetchText, startBalancer, startRawUpstream, startUpstream } from '../fixtures/servers.js'
 import type { Upstream } from '../../src/upstreams/upstream.js'
+import { until } from '../fixtures/runtime.js'
 
 t.test('with one upstream refusing, 20 GETs are all 200 and it is marked down once', async t => {
   const a = await startUpstream(t, 'a')
@@ -67,8 +68,11 @@ t.test('after fail_timeout, one more failure marks the upstream down again at on
   await fetchText(port)
   t.equal(logs.length, 1, 'the second does')
   t.ok(deadUpstream.passiveDownFor(performance.now()) > 0, 'and it is skipped for fail_timeout')
-  const deadline = Date.now() + 30_000
-  while (deadUpstream.passiveDownFor(performance.now()) > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 25))
+  await until(
+    'the down time to end',
+    async () => deadUpstream.passiveDownFor(performance.now()),
+    ms => ms === 0,
+  )
   await fetchText(port)
   await fetchText(port)
   t.equal(a.seen.length, 5, 'every request was answered by the live upstream')
