@@ -367,6 +367,10 @@ const comparisons = [
   ['switchyard-h2', 'nginx-h2', 'Switchyard h2 vs nginx h2'],
   ['node-h2-pipe', 'nginx-h2', "Node's http2 floor vs nginx h2"],
   ['switchyard-h2', 'node-h2-pipe', "Switchyard h2 vs Node's http2 floor"],
+  // The same floor over Node's core HTTP/2 API, without the compat request and response objects.
+  ['node-h2-stream-pipe', 'nginx-h2', "Node's http2 core-API floor vs nginx h2"],
+  ['node-h2-stream-pipe', 'node-h2-pipe', "Node's http2 core-API floor vs its compat-layer floor"],
+  ['switchyard-h2', 'node-h2-stream-pipe', "Switchyard h2 vs Node's http2 core-API floor"],
   // The edge cache's targets (issue 14): a hit ≤ 1.3× the bare memory hit and ≤ 0.35× a forwarded
   // request; a miss ≤ 1.15× a forwarded request with the cache off; and nginx's cached hit for scale.
   ['switchyard-cache', 'memory-hit', 'cache hit vs the bare node:http memory hit (target ≤ 1.30×)'],

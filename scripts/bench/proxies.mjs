@@ -333,6 +333,7 @@ function tlsProxies(ctx, { nginx, startNginx, switchyard }) {
     if (nginx !== undefined)
       list.push({ id: 'nginx-h2', label: 'nginx h2', ...h2, start: startNginx('nginx-h2', { cert, key, http2: true }) })
     list.push({ id: 'node-h2-pipe', label: 'node:http2 pipe (no library)', ...h2, start: pipe('h2') })
+    list.push({ id: 'node-h2-stream-pipe', label: 'node:http2 stream pipe (core API)', ...h2, start: pipe('h2-stream') })
     list.push({ id: 'switchyard-h2', label: 'Switchyard h2', ...h2, start: startSwitchyard('switchyard-h2') })
   }
   return list
