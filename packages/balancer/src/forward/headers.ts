@@ -53,7 +53,12 @@ type Noted = object & { [kTlsVersion]?: string }
 
 /** Notes a client connection's TLS version once, after its handshake, for every request on it. */
 export function noteTlsVersion(socket: TLSSocket): void {
-  ;(socket as Noted)[kTlsVersion] = socket.getProtocol() as string
+  setTlsVersion(socket, socket.getProtocol() as string)
+}
+
+/** Notes `version` on what stands for a client connection (an HTTP/2 request's socket), for tlsVersionOf. */
+export function setTlsVersion(holder: object, version: string | undefined): void {
+  ;(holder as Noted)[kTlsVersion] = version
 }
 
 /**

@@ -1,12 +1,18 @@
 // The HTTPS listener: TLS with SNI, then HTTP/2 or HTTP/1.1 by ALPN, each handed to the balancer's handlers.
 import { EventEmitter, once } from 'node:events'
-import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2'
+import {
+  createServer as createH2Server,
+  type Http2Server,
+  type IncomingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import type { CertificateStore, CertificateReload } from './certificate-store.js'
 import type { TlsVersion } from './certificates.js'
-import { H2Request, H2Response, h2Refusal } from './h2-messages.js'
+import { h2Messages, h2Refusal, type H2Request, type H2Response } from './h2-messages.js'
 import { watchSession, type H2SessionLimits, type SessionAbuse } from './h2-session.js'
 import { SERVER_OPTIONS } from './listener.js'
 import { noteClient, noteTlsVersion } from '../forward/headers.js'
@@ -24,8 +30,8 @@ export interface TlsListenerHandlers {
   setupHttp1(server: HttpsServer): void
   /** An HTTP/2 request, shaped as HTTP/1.1 (h2-messages.ts), to forward. */
   request(req: H2Request, res: H2Response): void
-  /** An HTTP/2 request the balancer answers itself with a short text (405 CONNECT, 400 Host). */
-  refuse(req: H2Request, res: H2Response, status: 400 | 405, message: string): void
+  /** An HTTP/2 request the balancer answers itself with a short text (405 CONNECT, 400 Host, 417 Expect). */
+  refuse(req: H2Request, res: H2Response, status: 400 | 405 | 417, message: string): void
   /** One line per connection closed for abuse. */
   log(line: string): void
 }
@@ -48,6 +54,7 @@ export interface TlsListenerOptions {
 }
 
 const CONNECT_REFUSAL = '405 Method Not Allowed: CONNECT is not supported: this is a reverse proxy, not a forward proxy'
+const EXPECTATION_REFUSAL = '417 Expectation Failed: only 100-continue is understood'
 
 /**
  * An HTTPS listener. One TLS server does the handshake (SNI from the CertificateStore, ALPN);
@@ -94,12 +101,11 @@ export class TlsListener extends EventEmitter {
     handlers.setupHttp1(this.https)
     this.h2 = createH2Server({
       settings: { maxConcurrentStreams: options.h2.maxStreams, maxHeaderListSize: options.maxHeaderListSize },
-      Http2ServerRequest: H2Request,
-      Http2ServerResponse: H2Response,
     })
-    this.h2.on('request', this.#onH2Request)
-    // Node sends CONNECT to 'connect', and answers 405 with no body when nothing listens.
-    this.h2.on('connect', (req, res) => handlers.refuse(req as H2Request, res as H2Response, 405, CONNECT_REFUSAL))
+    // Node's core API, the stream itself, not its compat layer's request and response objects
+    // (h2-messages.ts says why). No 'request' listener may be added to this server: the first
+    // one makes Node build those objects for every stream as well.
+    this.h2.on('stream', this.#onStream)
     this.h2.on('session', session => this.#onSession(session, options.h2))
     // The https.Server's own listener runs its HTTP/1.1 code on every connection: it is kept, and
     // called only for those that did not choose h2.
@@ -179,7 +185,17 @@ export class TlsListener extends EventEmitter {
     )
   }
 
-  #onH2Request = (req: H2Request, res: H2Response): void => {
+  #onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]): void => {
+    const [req, res] = h2Messages(stream, headers, rawHeaders)
+    // What Node's compat layer would do before its 'request': CONNECT (a tunnel, which nghttp2
+    // lets through with only :authority) is refused; `Expect: 100-continue` is answered at once,
+    // as the HTTP/1.1 listener answers it, and any other expectation is refused (RFC 9110 §10.1.1).
+    if (req.method === 'CONNECT') return this.#handlers.refuse(req, res, 405, CONNECT_REFUSAL)
+    const expect = headers.expect
+    if (expect !== undefined) {
+      if (expect.toLowerCase() !== '100-continue') return this.#handlers.refuse(req, res, 417, EXPECTATION_REFUSAL)
+      stream.additionalHeaders({ ':status': 100 })
+    }
     const refused = h2Refusal(req)
     if (refused === undefined) this.#handlers.request(req, res)
     else this.#handlers.refuse(req, res, 400, refused)

@@ -7,13 +7,22 @@ import {
   type ClientHttp2Session,
   type IncomingHttpHeaders as H2Headers,
   type OutgoingHttpHeaders,
+  type ServerHttp2Stream,
 } from 'node:http2'
 import type { AddressInfo } from 'node:net'
+import { Writable } from 'node:stream'
 import httpProxy from 'http-proxy'
 import t, { type Test } from 'tap'
-import { H2Request, H2Response, h2Refusal, requestHeadersFromH2, responseHeadersForH2 } from '../../src/server/h2-messages.js'
+import {
+  h2Messages,
+  h2Refusal,
+  type H2Request,
+  type H2Response,
+  requestHeadersFromH2,
+  responseHeadersForH2,
+} from '../../src/server/h2-messages.js'
 import { issue, makeCa, type TestCa } from '../fixtures/certs.js'
-import { clientNoteOf, noteClient } from '../../src/forward/headers.js'
+import { clientNoteOf, noteClient, tlsVersionOf } from '../../src/forward/headers.js'
 
 /** What a handler saw of one HTTP/2 request. */
 interface Seen {
@@ -29,8 +38,11 @@ interface Seen {
 async function h2Pair(t: Test, handler: (req: H2Request, res: H2Response) => void): Promise<{ client: ClientHttp2Session; ca: TestCa }> {
   const ca = makeCa(t)
   const leaf = issue(ca, { names: ['localhost', '127.0.0.1'] })
-  const server = createSecureServer({ ...leaf.pem, Http2ServerRequest: H2Request, Http2ServerResponse: H2Response })
-  server.on('request', (req, res) => handler(req as H2Request, res as H2Response))
+  const server = createSecureServer(leaf.pem)
+  // Node passes the raw header list as a fourth argument, which its types leave out.
+  server.on('stream', (stream: ServerHttp2Stream, headers: H2Headers, _flags: number, rawHeaders: string[]) =>
+    handler(...h2Messages(stream, headers, rawHeaders)),
+  )
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const client = connect(`https://localhost:${(server.address() as AddressInfo).port}`, { ca: ca.pem })
@@ -319,4 +331,119 @@ t.test('a client note made on the session is found through each request while it
   t.equal(seen[1], seen[0], 'the same note for the next request on the connection')
   t.equal(seen[2], seen[0], 'and while a stream is open')
   t.equal(seen[3], undefined, 'none once the stream is gone: the forward path reads its socket instead')
+})
+
+t.test('the request: its version, socket and completeness, and its body piped and unpiped', async t => {
+  const seen: Record<string, unknown> = {}
+  let firstChunk = (): void => {}
+  const gotFirst = new Promise<void>(resolve => (firstChunk = resolve))
+  const { client } = await h2Pair(t, (req, res) => {
+    const session = req.stream.session as NonNullable<typeof req.stream.session>
+    noteClient(session, session.socket)
+    seen.version = [req.httpVersion, req.httpVersionMajor, req.httpVersionMinor]
+    seen.socket = [req.socket.encrypted, req.socket.remoteAddress, req.socket.destroyed, tlsVersionOf(req.socket)]
+    seen.sameSocket = req.socket === req.socket
+    seen.completeBefore = req.complete
+    const piped: Buffer[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        piped.push(chunk)
+        // Unpiped after the first chunk: what the client sends next does not reach it.
+        req.unpipe(sink)
+        firstChunk()
+        done()
+      },
+    })
+    req.pipe(sink)
+    req.once('end', () => {
+      seen.piped = Buffer.concat(piped).toString()
+      seen.completeAfter = req.complete
+      res.end('done')
+    })
+    // Nothing reads the rest once unpiped: resume() reads and drops it, as dropBody() does.
+    void gotFirst.then(() => req.resume())
+  })
+  const stream = client.request({ ':method': 'POST', ':path': '/body' })
+  stream.write('first')
+  await gotFirst
+  stream.end('second')
+  const [head] = (await once(stream, 'response')) as [H2Headers]
+  stream.resume()
+  await once(stream, 'end')
+  t.equal(head[':status'], 200, 'answered')
+  t.same(seen.version, ['2.0', 2, 0], 'version 2.0')
+  t.same(
+    seen.socket,
+    [true, '127.0.0.1', false, undefined],
+    "the socket: encrypted, the noted address, not destroyed, no TLS version (only the balancer's listener notes one)",
+  )
+  t.equal(seen.sameSocket, true, 'one socket view per request')
+  t.equal(seen.completeBefore, false, 'not complete before the body is read')
+  t.equal(seen.piped, 'first', 'the unpiped sink got only the first chunk')
+  t.equal(seen.completeAfter, true, 'complete once it ended')
+})
+
+t.test('the response: an implicit head, setHeader, encodings, and nothing thrown past the end or the client', async t => {
+  const results: Record<string, unknown> = {}
+  let gone = (): void => {}
+  const wentAway = new Promise<void>(resolve => (gone = resolve))
+  const { client } = await h2Pair(t, (req, res) => {
+    switch (req.url) {
+      case '/implicit':
+        res.statusCode = 203
+        res.setHeader('X-Set', 'by setHeader')
+        res.setHeader('x-both', 'by setHeader')
+        // The head goes out with the first write, with what setHeader set.
+        results.firstWrite = res.write('caf\xe9 ', 'latin1')
+        res.end('d\xe9j\xe0', 'latin1')
+        results.afterEnd = [res.write('late'), res.end('later') === res]
+        return
+      case '/both':
+        res.setHeader('x-both', 'by setHeader')
+        res.writeHead(200, { 'x-both': 'by writeHead' })
+        res.end()
+        return
+      case '/head':
+        res.writeHead(200, { 'content-length': '5' })
+        // HEAD has no body: respond() ended the stream, and what is written is dropped.
+        results.headWrite = res.write('hello')
+        res.end('hello')
+        return
+      case '/no-content':
+        res.writeHead(204)
+        results.noContentWrite = res.write('x')
+        res.end()
+        return
+      default:
+        // The client resets the stream; then everything is a no-op, and nothing throws.
+        res.once('close', () => {
+          res.writeHead(200, { 'x-late': 'yes' })
+          results.gone = [res.write('x'), res.destroyed, res.headersSent, res.writableFinished]
+          res.end('x')
+          res.destroy()
+          gone()
+        })
+    }
+  })
+  const implicit = client.request({ ':path': '/implicit' }, { endStream: true })
+  const [head] = (await once(implicit, 'response')) as [H2Headers]
+  const chunks: Buffer[] = []
+  for await (const chunk of implicit) chunks.push(chunk as Buffer)
+  t.equal(head[':status'], 203, 'the status set before the first write')
+  t.equal(head['x-set'], 'by setHeader', 'a header set before it')
+  t.equal(Buffer.concat(chunks).toString('latin1'), 'caf\xe9 d\xe9j\xe0', 'both writes in their encoding')
+  t.equal(results.firstWrite, true, 'the first write was taken')
+  t.same(results.afterEnd, [false, true], 'a write after the end is refused, a second end does nothing')
+  t.equal((await exchange(client, { ':path': '/both' })).headers['x-both'], 'by writeHead', "writeHead's own header wins")
+  const head2 = await exchange(client, { ':method': 'HEAD', ':path': '/head' })
+  t.same([head2.headers[':status'], head2.headers['content-length'], head2.body], [200, '5', ''], 'HEAD: the head, no body')
+  t.equal(results.headWrite, true, 'its body bytes dropped, not refused')
+  const noContent = await exchange(client, { ':path': '/no-content' })
+  t.same([noContent.headers[':status'], noContent.body], [204, ''], '204: no body')
+  t.equal(results.noContentWrite, true, 'its body bytes dropped')
+  const reset = client.request({ ':path': '/reset' }, { endStream: true })
+  reset.on('error', () => {})
+  reset.close(constants.NGHTTP2_CANCEL)
+  await wentAway
+  t.same(results.gone, [false, true, false, false], 'after a reset: a write refused, destroyed, no head sent, not finished')
 })

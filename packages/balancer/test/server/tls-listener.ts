@@ -207,6 +207,29 @@ t.test('the balancer answers h2 CONNECT (405) and a Host that is not the :author
   t.same(s.seen, [], 'neither to the forward path')
 })
 
+t.test('h2 Expect: 100-continue is answered before the handler sees the request; any other expectation gets 417', async t => {
+  const s = await start(t)
+  const client = h2(t, s)
+  const stream = client.request({ ':method': 'POST', ':path': '/expect', expect: '100-continue' }, { endStream: false })
+  // The client holds its body until the 100 (Node's client emits 'continue' for it).
+  await once(stream, 'continue')
+  stream.end('the body')
+  const [head] = (await once(stream, 'response')) as [IncomingHttpHeaders]
+  stream.resume()
+  await once(stream, 'end')
+  t.equal(head[':status'], 200, 'then the answer')
+  t.match(s.seen, [/^h2 POST \/expect /], 'the handler got it')
+  const other = await h2get(client, { ':path': '/other', expect: 'something-else' })
+  t.equal(other.status, 417, 'another expectation: 417')
+  t.match(other.body, /^417 Expectation Failed/, 'with a text body')
+  t.same(
+    s.refused.map(r => r.slice(0, 3)),
+    ['417'],
+    'through refuse()',
+  )
+  t.equal(s.seen.length, 1, 'not to the forward path')
+})
+
 t.test('SNI picks between two certificates by name', async t => {
   const s = await start(t)
   const other = issue(s.ca, { names: ['other.test'] })
