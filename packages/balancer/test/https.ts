@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import { connect as h2connect, constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
@@ -30,7 +30,7 @@ interface Started {
 async function startHttps(
   t: Test,
   upstreams: BalancerOptions['upstreams'],
-  options: Partial<BalancerOptions> & { plain?: boolean; redirect?: boolean; http2?: boolean } = {},
+  options: Partial<BalancerOptions> & { plain?: boolean; redirect?: boolean; http2?: boolean; maxStreams?: number } = {},
 ): Promise<Started> {
   const ca = makeCa(t)
   const leaf = issue(ca, { names: ['localhost', '127.0.0.1'] })
@@ -39,7 +39,12 @@ async function startHttps(
   const balancer = createBalancer({ upstreams, log: line => logs.push(line), accessLog: access.log, ...options })
   t.teardown(() => balancer.close())
   const certificates = new CertificateStore([leaf], 'TLSv1.2')
-  const { port } = await balancer.listenHttps(0, '127.0.0.1', { certificates, http2: options.http2 ?? true, minVersion: 'TLSv1.2' })
+  const { port } = await balancer.listenHttps(0, '127.0.0.1', {
+    certificates,
+    http2: options.http2 ?? true,
+    minVersion: 'TLSv1.2',
+    maxStreams: options.maxStreams,
+  })
   const plain = options.plain
     ? (await balancer.listen(0, '127.0.0.1', { redirectHttpsTo: options.redirect ? port : undefined })).port
     : undefined
@@ -222,6 +227,43 @@ t.test("a client's stream reset aborts the upstream request", async t => {
   while (s.access.entries.length === 0) await new Promise(resolve => setImmediate(resolve))
   t.equal(s.access.entries[0]?.status, 499, `logged as 499, the client gone (${JSON.stringify(s.access.entries[0])})`)
 })
+
+t.test(
+  'a response the upstream cuts short is a reset stream over h2, not a whole one, and costs the client no reset allowance',
+  async t => {
+    // Promises 100 bytes, sends 10, and closes the connection.
+    const up = await startUpstream(t, 'cut', (req, res) => {
+      if (req.url === '/after') return void res.end('whole')
+      res.writeHead(200, { 'content-length': '100' })
+      res.write('0123456789', () => res.socket?.destroy())
+    })
+    // Four streams at once: the reset allowance is eight, refilled at 0.4 a second.
+    const s = await startHttps(t, [spec(up.spec)], { maxStreams: 4 })
+    const client = h2(t, s)
+    for (let i = 0; i < 20; i++) {
+      const stream = client.request({ ':path': `/cut/${i}` }, { endStream: true })
+      const chunks: Buffer[] = []
+      stream.on('data', (c: Buffer) => chunks.push(c))
+      // Whichever comes first: a truncated body that ends cleanly is the failure this is about.
+      const ended = await Promise.race([
+        once(stream, 'error').then(([err]) => (err as NodeJS.ErrnoException).code),
+        once(stream, 'end').then(() => `a clean end after ${Buffer.concat(chunks).length} bytes`),
+      ])
+      if (i > 0 && ended === 'ERR_HTTP2_STREAM_ERROR') continue
+      t.equal(ended, 'ERR_HTTP2_STREAM_ERROR', 'the client sees a stream error, not the end of a body')
+      t.equal(stream.rstCode, constants.NGHTTP2_INTERNAL_ERROR, 'RST_STREAM INTERNAL_ERROR, as nginx sends')
+      t.ok(Buffer.concat(chunks).length <= 10, 'after at most the bytes that came')
+    }
+    t.notOk(client.destroyed || client.closed, 'twenty such resets in a row: the connection is not taken for an attacker')
+    const ok = await h2request(client, { ':path': '/after' })
+    t.same([ok.status, ok.body.toString()], [200, 'whole'], 'and it serves on')
+    t.same(
+      s.logs.filter(l => l.includes('rapid reset')),
+      [],
+      'nothing logged as abuse',
+    )
+  },
+)
 
 t.test('--redirect-https: the plain port answers 308 with the HTTPS Location; ACME challenges are forwarded', async t => {
   const a = await startUpstream(t, 'a')

@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { ServerHttp2Stream } from 'node:http2'
 import { ignoreError } from '../errors.js'
 import { clientNoteOf, kClientNote, setTlsVersion, type ClientNote } from '../forward/headers.js'
+import { resetStream } from './h2-session.js'
 
 /**
  * Header fields HTTP/2 forbids in a message (RFC 9113 §8.2.2): they describe one HTTP/1.1
@@ -332,9 +333,9 @@ export class H2Response extends EventEmitter {
     return this
   }
 
-  /** Ends the stream at once, as Node's compat response's destroy() does. */
+  /** Resets the stream (resetStream): a response cut short reaches the client as one. */
   destroy(): this {
-    this.stream.destroy()
+    resetStream(this.stream)
     return this
   }
 }

@@ -30,7 +30,8 @@ const RESET_REFILL_PER_S = 0.1
  *   a token from a bucket of 2 × maxStreams, refilled at maxStreams / 10 per second; an empty
  *   bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM. nghttp2 1.57+ limits RST_STREAM
  *   frames the client sends (1000, then 33/s); this is lower, and counts the resets nghttp2
- *   sends too. A stream the balancer ends itself closes with NO_ERROR and costs nothing.
+ *   sends too. A stream the balancer ends itself closes with NO_ERROR and costs nothing, nor does
+ *   one it resets itself (resetStream).
  * - **Idle**: a connection with no stream in flight closes after `idleTimeout` (GOAWAY, then
  *   close), and one whose first request does not come within `firstRequestTimeout` too, as an
  *   HTTP/1.1 connection that sends no header block. A stream in flight keeps it open however
@@ -44,7 +45,22 @@ export function watchSession(session: ServerHttp2Session, limits: H2SessionLimit
 
 /** The watch of the connection a stream belongs to, for the shared 'close' listener below. */
 const kWatch = Symbol('switchyard.sessionWatch')
-type Watched = ServerHttp2Stream & { [kWatch]?: SessionWatch }
+/** Marks a stream the balancer reset itself (resetStream). */
+const kOwnReset = Symbol('switchyard.ownReset')
+type Watched = ServerHttp2Stream & { [kWatch]?: SessionWatch; [kOwnReset]?: true }
+
+/**
+ * Resets `stream` with INTERNAL_ERROR: a response the balancer cannot finish (its upstream cut it
+ * short) must not reach the client as a whole one. nginx does the same (ngx_http_v2_close_stream
+ * sends RST_STREAM INTERNAL_ERROR for a stream whose output is not closed). Node's
+ * `stream.destroy()` with no error would send END_STREAM, and the client would read a truncated
+ * body as complete. The reset is the balancer's doing, not the client's: it costs the client
+ * nothing of its reset allowance.
+ */
+export function resetStream(stream: ServerHttp2Stream): void {
+  ;(stream as Watched)[kOwnReset] = true
+  stream.destroy(new Error('reset by the balancer: the response could not be finished'))
+}
 
 /** One connection's reset bucket and idle timer (watchSession). */
 class SessionWatch {
@@ -84,7 +100,7 @@ class SessionWatch {
   closed(stream: ServerHttp2Stream): void {
     const session = this.#session
     if (--this.#open === 0 && !session.closed) this.idle = setTimeout(close, this.#limits.idleTimeout, session)
-    if (stream.rstCode === constants.NGHTTP2_NO_ERROR || session.destroyed) return
+    if (stream.rstCode === constants.NGHTTP2_NO_ERROR || session.destroyed || (stream as Watched)[kOwnReset] === true) return
     this.#resets++
     const now = performance.now()
     this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#at) / 1000) * this.#refill) - 1
