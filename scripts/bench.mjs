@@ -5,6 +5,7 @@
 //   npm run bench -- --rounds 2 --duration 4 --connections 100 --out /tmp/results --no-memory
 //   npm run bench -- --only nginx,node-pipe,switchyard                  some of the proxies, by id
 //   npm run bench -- --only switchyard --also before=/path/to/other/cli.js   another Switchyard build, interleaved
+//     (a label ending in -h2 or -https measures that build over h2 or HTTPS, beside switchyard-h2 or -https)
 //
 // Two upstreams (scripts/bench/backends.mjs, a process of their own) answer GET / with a fixed body.
 // With two or more cores and taskset, each proxy runs pinned to the last core and wrk and the
@@ -378,7 +379,10 @@ const comparisons = [
   ['switchyard-cache-miss', 'switchyard', 'cache miss vs a forwarded request with the cache off (target ≤ 1.15×)'],
   ['switchyard-cache', 'nginx-cache', "cache hit vs nginx proxy_cache's hit"],
   ['memory-hit', 'nginx-cache', "the bare node:http memory hit vs nginx proxy_cache's hit"],
-  ...opts.also.map(({ label }) => [label, 'switchyard', `Switchyard (${label}) vs this build`]),
+  ...opts.also.map(({ label }) => {
+    const base = label.endsWith('-h2') ? 'switchyard-h2' : label.endsWith('-https') ? 'switchyard-https' : 'switchyard'
+    return [label, base, `Switchyard (${label}) vs this build`]
+  }),
 ].flatMap(([a, b, what]) => {
   const v = versus(a, b)
   return v === undefined ? [] : [`- ${what}: ${v}`]

@@ -236,8 +236,9 @@ export function proxies(ctx, { nginx, haproxy, workers, also = [] }) {
       return startWith(ctx, 'switchyard-cache-miss', process.execPath, switchyard(['--quiet', '--cache', '64mb']))
     },
   })
-  // Other builds of Switchyard (--also label=cli.js), right after this one and run the same way.
-  for (const { label, cli } of also) {
+  // Other builds of Switchyard (--also label=cli.js), right after this one and run the same way. A
+  // label ending in -h2 or -https is measured over that protocol, beside the TLS rows (tlsProxies).
+  for (const { label, cli } of also.filter(a => !/-(h2|https)$/.test(a.label))) {
     list.push({
       id: label,
       label: `Switchyard (${label})`,
@@ -283,7 +284,7 @@ export function proxies(ctx, { nginx, haproxy, workers, also = [] }) {
       start: () => startWith(ctx, 'switchyard-workers', process.execPath, switchyard(['--quiet', '--workers', '2']), { pinned: false }),
     })
   }
-  if (ctx.tls !== undefined) list.push(...tlsProxies(ctx, { nginx, startNginx, switchyard }))
+  if (ctx.tls !== undefined) list.push(...tlsProxies(ctx, { nginx, startNginx, switchyard, also }))
   return list
 }
 
@@ -292,7 +293,7 @@ export function proxies(ctx, { nginx, haproxy, workers, also = [] }) {
  * HTTPS (HTTP/1.1) measured with wrk, h2 with h2load (`tool`), against nginx doing the same, and
  * the floor Node itself sets (tls-pipe-peer.mjs). `scheme` makes the URL https.
  */
-function tlsProxies(ctx, { nginx, startNginx, switchyard }) {
+function tlsProxies(ctx, { nginx, startNginx, switchyard, also }) {
   const { cert, key } = ctx.tls
   const targets = ctx.backends.map(p => `http://127.0.0.1:${p}`)
   const list = []
@@ -312,29 +313,35 @@ function tlsProxies(ctx, { nginx, startNginx, switchyard }) {
   list.push({ id: 'node-https-pipe', label: 'node:https pipe (no library)', ...https, start: pipe('https') })
   // Switchyard keeps its plain port beside the HTTPS one (unless --port off); the rows measure
   // the HTTPS one, with h2 offered as a user would run it.
-  const startSwitchyard = id => async () => {
-    const port = await freePort()
-    const started = await startWith(
-      ctx,
-      id,
-      process.execPath,
-      switchyard(['--quiet', '--https-port', String(port), '--tls-cert', cert, '--tls-key', key]),
-    )
-    try {
-      await waitReady(started.child, port, BODY, 10_000, true)
-    } catch (err) {
-      started.child.kill('SIGKILL')
-      throw err
+  const startSwitchyard =
+    (id, cli = ctx.cli) =>
+    async () => {
+      const port = await freePort()
+      const started = await startWith(
+        ctx,
+        id,
+        process.execPath,
+        switchyard(['--quiet', '--https-port', String(port), '--tls-cert', cert, '--tls-key', key], cli),
+      )
+      try {
+        await waitReady(started.child, port, BODY, 10_000, true)
+      } catch (err) {
+        started.child.kill('SIGKILL')
+        throw err
+      }
+      return { ...started, port }
     }
-    return { ...started, port }
-  }
   list.push({ id: 'switchyard-https', label: 'Switchyard HTTPS (HTTP/1.1)', ...https, start: startSwitchyard('switchyard-https') })
+  for (const { label, cli } of also.filter(a => a.label.endsWith('-https')))
+    list.push({ id: label, label: `Switchyard HTTPS (${label})`, also: true, ...https, start: startSwitchyard(label, cli) })
   if (ctx.h2load) {
     if (nginx !== undefined)
       list.push({ id: 'nginx-h2', label: 'nginx h2', ...h2, start: startNginx('nginx-h2', { cert, key, http2: true }) })
     list.push({ id: 'node-h2-pipe', label: 'node:http2 pipe (no library)', ...h2, start: pipe('h2') })
     list.push({ id: 'node-h2-stream-pipe', label: 'node:http2 stream pipe (core API)', ...h2, start: pipe('h2-stream') })
     list.push({ id: 'switchyard-h2', label: 'Switchyard h2', ...h2, start: startSwitchyard('switchyard-h2') })
+    for (const { label, cli } of also.filter(a => a.label.endsWith('-h2')))
+      list.push({ id: label, label: `Switchyard h2 (${label})`, also: true, ...h2, start: startSwitchyard(label, cli) })
   }
   return list
 }
