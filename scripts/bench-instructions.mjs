@@ -8,7 +8,7 @@
 //   npm run bench:instructions -- --requests 2000 --warmup 20000 --also old=/path/to/other/switchyard/cli.js
 //   npm run bench:instructions -- --only switchyard,switchyard-least      (also: -no-passive, -hash, -features)
 //   npm run bench:instructions -- --only switchyard,switchyard-cache-hit,switchyard-cache-miss,memory-hit   (the edge cache)
-//   npm run bench:instructions -- --only switchyard-h2,h2-floor,switchyard-https,https-floor   (TLS, with openssl)
+//   npm run bench:instructions -- --only switchyard-h2,h2-floor,h2-stream-floor,switchyard-https,https-floor   (TLS, with openssl)
 //   npm run bench:instructions -- --only switchyard-h2 --also old-h2=/path/to/other/switchyard/cli.js   (a label ending -h2 or -https: over that)
 //
 // Each proxy runs under `valgrind --tool=callgrind` in front of the bench's two upstreams (not
@@ -298,6 +298,8 @@ const proxies = [
   { label: 'https-floor', feature: true, scheme: 'https', args: tlsFloor('https') },
   { label: 'switchyard-h2', feature: true, scheme: 'h2', args: switchyardTls() },
   { label: 'h2-floor', feature: true, scheme: 'h2', args: tlsFloor('h2') },
+  // The same over Node's core HTTP/2 API, the stream alone, with no compat request and response.
+  { label: 'h2-stream-floor', feature: true, scheme: 'h2', args: tlsFloor('h2-stream') },
   // Asked for by name: measured whatever --only says.
   ...extra.map(({ label, cli }) => {
     const scheme = schemeOf(label)
