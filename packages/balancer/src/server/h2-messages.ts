@@ -110,11 +110,11 @@ class StreamSocket {
  * body is its stream's readable side: `on`, `pipe` and the rest are the stream's.
  *
  * Why not Node's compat `Http2ServerRequest` (with its `Http2ServerResponse`): it is a Readable
- * of its own, fed from the stream, with seven listeners on the stream, a closure for its timeout
- * and a Proxy for a socket, per request, and its response as many again. In the bench, Node's
- * bare http2 pipe cost 85 µs per request over the compat API and 71 µs over the stream alone
- * (medians of five rounds, 2026-12-02): about a sixth of the floor. This class holds the stream
- * and reads what is asked of it.
+ * of its own, fed from the stream, with seven listeners on the stream, two on itself, a closure
+ * for its timeout and a Proxy for a socket, per request, and its response five listeners and a
+ * closure more. Node's bare http2 pipe runs 326k instructions per request over the compat API
+ * and 266k over the stream alone; Switchyard's h2 path went from 375k to 310k with this class
+ * (callgrind, docs/performance.md). It holds the stream and reads what is asked of it.
  */
 export class H2Request {
   readonly stream: ServerHttp2Stream
