@@ -278,6 +278,8 @@ t.test('--https: a local certificate made once, HTTPS and h2 on the HTTPS port b
     new RegExp(`and https://0\\.0\\.0\\.0:${httpsPort} \\(h2, http/1\\.1\\)`),
     'the balancer serves HTTPS too',
   )
+  // The backends start beside the balancer: a request sent before they listen is refused (502).
+  await Promise.all([first.line(new RegExp(`backend-${stack.a} listening`)), first.line(new RegExp(`backend-${stack.b} listening`))])
   const ca = readFileSync(join(tlsDir, 'tls', 'localhost.crt'))
   const body = await new Promise<string>((resolve, reject) => {
     const client = h2connect(`https://localhost:${httpsPort}`, { ca })
@@ -292,7 +294,6 @@ t.test('--https: a local certificate made once, HTTPS and h2 on the HTTPS port b
     })
   })
   t.match(body, /^Hello, World! from backend-\d+$/, 'a backend answers over h2, the certificate trusted as itself')
-  await Promise.all([first.line(new RegExp(`backend-${stack.a} listening`)), first.line(new RegExp(`backend-${stack.b} listening`))])
   first.proc.kill('SIGTERM')
   t.equal((await first.exited()).code, 0, 'stops cleanly')
   const again = run(t, ['--https'], env)
