@@ -1,8 +1,7 @@
 // The dashboard's Drain / Maint / Ready buttons in the real browser (Debian's headless Chromium, playwright-core): the
 // page asks for the token once, keeps it in sessionStorage, shows a failed call's message on the row, and a drain from
 // the page stops traffic to that upstream while a client loop runs. Every wait is bounded.
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { chromium, type Page } from 'playwright-core'
 import t, { type Test } from 'tap'
@@ -10,6 +9,7 @@ import { BALANCER, LISTENING, startCli } from './fixtures/processes.js'
 import { createServer } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import { tempDir } from '../packages/balancer/test/fixtures/temp.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const MISSING = `${CHROMIUM} not found: the browser test needs Debian's chromium (apt-get install -y chromium)`
@@ -50,7 +50,7 @@ if (!existsSync(CHROMIUM)) {
   else t.plan(0, MISSING)
 } else {
   t.test('drain from the page: the token asked once, a failed call shown on the row, traffic leaves the upstream', async t => {
-    const dir = mkdtempSync(join(tmpdir(), 'switchyard-browser-'))
+    const dir = tempDir(t, 'browser')
     writeFileSync(join(dir, 'token'), TOKEN)
     const a = await backend(t, 'a')
     const b = await backend(t, 'b')

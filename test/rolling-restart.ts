@@ -3,13 +3,13 @@
 // loop sends requests the whole time. No request may fail.
 import { execFile } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, request } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { BACKEND, BALANCER, LISTENING, startCli, type Proc } from './fixtures/processes.js'
+import { tempDir } from '../packages/balancer/test/fixtures/temp.js'
 
 const ADMIN = /^switchyard admin on http:\/\/[^:]+:(\d+)\//
 const TOKEN = 'rolling-restart-token-0123456789abcdef'
@@ -36,7 +36,7 @@ function get(port: number): Promise<string> {
 }
 
 t.test('the rolling restart of docs/deploying.md loses no request', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-rolling-'))
+  const dir = tempDir(t, 'rolling')
   const tokenFile = join(dir, 'admin-token')
   writeFileSync(tokenFile, `${TOKEN}\n`)
   const backends = new Map<string, Proc>()

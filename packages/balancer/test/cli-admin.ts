@@ -1,12 +1,12 @@
 // The CLI's admin listener and access log, run as the real built program.
 import { once } from 'node:events'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { portOf, run } from './fixtures/cli.js'
 import { fetchText, startUpstream } from './fixtures/servers.js'
+import { tempDir } from './fixtures/temp.js'
 
 const adminPortOf = (line: string): number => Number(/^switchyard admin on http:\/\/[^ ]+:(\d+)\//.exec(line)?.[1])
 
@@ -23,7 +23,7 @@ async function lines(file: string, n: number): Promise<string[]> {
 
 t.test('--admin-port 0, --access-log FILE --log-format json, a SIGHUP for logrotate and one for a new format', async t => {
   const a = await startUpstream(t, 'a')
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-admin-'))
+  const dir = tempDir(t, 'admin')
   const log = join(dir, 'access.log')
   const config = join(dir, 'switchyard.json')
   const settings = { upstream: [a.spec], port: 0, host: '127.0.0.1', 'admin-port': 0, 'access-log': log, 'log-format': 'json' }
@@ -129,7 +129,7 @@ t.test('an IPv6 admin host is shown in brackets, and combined lines go to stdout
 })
 
 t.test('bad admin and log settings exit 1 with one line', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-badlog-'))
+  const dir = tempDir(t, 'badlog')
   const badHosts = join(dir, 'hosts.json')
   writeFileSync(badHosts, JSON.stringify({ 'admin-allowed-host': ['dash.example', '*.example'] }))
   const cases: [string[], RegExp][] = [
@@ -163,7 +163,7 @@ t.test('bad admin and log settings exit 1 with one line', async t => {
 
 t.test('--access-log off: no lines; a reload to a file that cannot be opened is rejected', async t => {
   const a = await startUpstream(t, 'a')
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-off-'))
+  const dir = tempDir(t, 'off')
   const config = join(dir, 'switchyard.json')
   writeFileSync(config, JSON.stringify({ upstream: [a.spec], port: 0, host: '127.0.0.1', 'access-log': 'off' }))
   const r = run(['--config', config])
@@ -187,7 +187,7 @@ t.test('--access-log off: no lines; a reload to a file that cannot be opened is 
 
 t.test('a SIGHUP whose access log cannot be opened again is reported, and the old file is kept', async t => {
   const a = await startUpstream(t, 'a')
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-reopen-'))
+  const dir = tempDir(t, 'reopen')
   const logs = join(dir, 'logs')
   mkdirSync(logs)
   const config = join(dir, 'switchyard.json')
@@ -211,7 +211,7 @@ const asHost = (admin: number, host: string, path = '/status.json') => fetchText
 
 t.test('a rebound Host gets 421; --admin-allowed-host names, from the file, a reload and the flags', async t => {
   const a = await startUpstream(t, 'a')
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-hosts-'))
+  const dir = tempDir(t, 'hosts')
   const config = join(dir, 'switchyard.json')
   const settings = { upstream: [a.spec], port: 0, host: '127.0.0.1', 'admin-port': 0, quiet: true }
   writeFileSync(config, JSON.stringify({ ...settings, 'admin-allowed-host': ['Dash.Example'] }))
@@ -285,7 +285,7 @@ t.test('--help shows --admin-allowed-host as a list that is empty by default', a
 t.test('SIGHUP reopens the access log without --config and with it; no line is lost across the rename', async t => {
   const a = await startUpstream(t, 'a')
   for (const how of ['flags only', 'a --config file'] as const) {
-    const dir = mkdtempSync(join(tmpdir(), 'switchyard-rotate-'))
+    const dir = tempDir(t, 'rotate')
     const log = join(dir, 'access.log')
     const settings = { upstream: [a.spec], port: 0, host: '127.0.0.1', 'access-log': log }
     const config = join(dir, 'switchyard.json')

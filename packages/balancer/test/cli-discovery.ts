@@ -118,7 +118,7 @@ t.test('a resolver that times out keeps the last answer; a name with nothing at 
   const dns = await startDnsStub(t)
   const two = await backend(t, '127.0.0.2')
   dns.zone.set('app.test', { a: ['127.0.0.2'], ttl: 1 })
-  const { tokenFile } = folder()
+  const { tokenFile } = folder(t)
   const { r, port, admin } = await start(t, [
     '--admin-token-file',
     tokenFile,

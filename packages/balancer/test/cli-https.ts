@@ -5,9 +5,10 @@ import { request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import t from 'tap'
-import { issue, makeCa, tempDir, type Issued, type TestCa } from './fixtures/certs.js'
+import { issue, makeCa, type Issued, type TestCa } from './fixtures/certs.js'
 import { run } from './fixtures/cli.js'
 import { fetchText, startUpstream } from './fixtures/servers.js'
+import { tempDir } from './fixtures/temp.js'
 
 /** `https://127.0.0.1:PORT` from the listening line. */
 const httpsPortOf = (line: string): number => Number(/https:\/\/127\.0\.0\.1:(\d+)/.exec(line)?.[1])
@@ -43,7 +44,7 @@ t.test('bad certificate files: one line naming the file, exit 1; an expired one 
   const ca = makeCa(t)
   const a = issue(ca, { names: ['localhost'] })
   const b = issue(ca, { names: ['other.test'] })
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   writeFileSync(join(dir, 'not.pem'), 'not pem\n')
   const cases: [string[], RegExp][] = [
     [['--tls-cert', a.cert, '--tls-key', b.key], new RegExp(`^switchyard: tls-key ${b.key}: does not match the certificate in ${a.cert}$`)],
@@ -98,7 +99,7 @@ t.test('SIGHUP: the access log reopened, the certificate swapped for new handsha
     void held.then(() => res.end('held'))
   })
   const ca = makeCa(t)
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   const first = issue(ca, { names: ['localhost', '127.0.0.1'] })
   const files = install(first, dir)
   const log = join(dir, 'access.log')
@@ -178,7 +179,7 @@ t.test('SIGHUP: the access log reopened, the certificate swapped for new handsha
 t.test('--workers 2 serve HTTPS, and SIGHUP reaches every worker', async t => {
   const up = await startUpstream(t, 'up')
   const ca = makeCa(t)
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   const files = install(issue(ca, { names: ['localhost', '127.0.0.1'] }), dir)
   const r = run([
     '--port',

@@ -1,16 +1,16 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { portOf, run } from './fixtures/cli.js'
 import { closedPort, fetchText, startUpstream } from './fixtures/servers.js'
+import { tempDir } from './fixtures/temp.js'
 
 t.test('serves, logs, and stops on SIGTERM after in-flight requests finish', async t => {
   const a = await startUpstream(t, 'a', (req, res) => {
     if (req.url === '/slow') setTimeout(() => res.end('done'), 1500)
     else res.end('a')
   })
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-'))
+  const dir = tempDir(t, 'cli')
   const config = join(dir, 'switchyard.json')
   writeFileSync(config, JSON.stringify({ port: 1, upstream: [await closedPort()] }))
   // Flags override the file: port 0 and the live upstream.
@@ -66,7 +66,7 @@ t.test('stops when the launcher that started it goes away', async t => {
 t.test('SIGHUP re-reads the config file; flags still win; a bad file is rejected', async t => {
   const a = await startUpstream(t, 'a')
   const b = await startUpstream(t, 'b')
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-reload-'))
+  const dir = tempDir(t, 'reload')
   const config = join(dir, 'switchyard.json')
   writeFileSync(config, JSON.stringify({ upstream: [a.spec], port: 0, quiet: true }))
   const r = run(['--config', config, '--host', '127.0.0.1'])

@@ -4,7 +4,7 @@ import { bearer, enc, folder, row, setState, start, status, until } from './fixt
 import { fetchText, startUpstream } from './fixtures/servers.js'
 
 t.test('--workers 2: one drain call takes the upstream out of both workers; an added one reaches both', async t => {
-  const { tokenFile } = folder()
+  const { tokenFile } = folder(t)
   const a = await startUpstream(t, 'a')
   const b = await startUpstream(t, 'b')
   const c = await startUpstream(t, 'c')

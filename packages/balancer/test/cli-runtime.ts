@@ -10,7 +10,7 @@ import { TOKEN, bearer, enc, folder, row, setState, slowUpstream, start, status,
 import { fetchText, startUpstream, type Reply } from './fixtures/servers.js'
 
 t.test('drain while a 200-request loop runs: no request fails, none reaches it after the answer, its slow request completes', async t => {
-  const { tokenFile } = folder()
+  const { tokenFile } = folder(t)
   const a = await slowUpstream(t, 'a')
   const b = await slowUpstream(t, 'b')
   const { port, admin } = await start(t, ['--admin-token-file', tokenFile, '--upstream', a.spec, '--upstream', b.spec])
@@ -60,7 +60,7 @@ t.test('drain while a 200-request loop runs: no request fails, none reaches it a
 })
 
 t.test('maint stops the health checks; ready starts them again, with slow start', async t => {
-  const { tokenFile } = folder()
+  const { tokenFile } = folder(t)
   const checks = { a: 0, b: 0 }
   const counting = (name: 'a' | 'b') => (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === '/healthz') checks[name]++
@@ -120,7 +120,7 @@ t.test('maint stops the health checks; ready starts them again, with slow start'
 })
 
 t.test('add and remove through the API: traffic follows, a removed upstream finishes its request', async t => {
-  const { tokenFile } = folder()
+  const { tokenFile } = folder(t)
   const a = await startUpstream(t, 'a')
   const c = await slowUpstream(t, 'c')
   const { port, admin } = await start(t, ['--admin-token-file', tokenFile, '--upstream', a.spec])
@@ -179,7 +179,7 @@ t.test('auth: no token 403, a wrong one 401, the right one 200; a token on the c
   t.match(none.body, /--admin-token-file FILE or the SWITCHYARD_ADMIN_TOKEN environment variable/, 'saying how to set one')
   t.equal((await fetchText(open.admin, { path: '/upstreams' })).status, 200, 'reads stay open')
 
-  const { tokenFile } = folder()
+  const { tokenFile } = folder(t)
   const closed = await start(t, ['--admin-token-file', tokenFile, '--upstream', a.spec])
   const wrong = await setState(closed.admin, a.spec, 'drain', { authorization: 'Bearer not-the-token-at-all-000' })
   t.same([wrong.status, wrong.headers['www-authenticate']], [401, 'Bearer realm="switchyard-admin"'], 'a wrong token: 401')
@@ -205,7 +205,7 @@ t.test('auth: no token 403, a wrong one 401, the right one 200; a token on the c
 })
 
 t.test('reload: the config file is the truth again for the list, admin states stay; the state file survives a restart', async t => {
-  const { dir, tokenFile } = folder()
+  const { dir, tokenFile } = folder(t)
   const a = await startUpstream(t, 'a')
   const b = await startUpstream(t, 'b')
   const c = await startUpstream(t, 'c')
@@ -270,7 +270,7 @@ t.test('reload: the config file is the truth again for the list, admin states st
 })
 
 t.test('drain keeps the clients a sticky cookie pins there, as HAProxy does; maint does not', async t => {
-  const { tokenFile } = folder()
+  const { tokenFile } = folder(t)
   const a = await startUpstream(t, 'a')
   const b = await startUpstream(t, 'b')
   const args = [

@@ -1,14 +1,14 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { CLI, run } from './fixtures/cli.js'
+import { tempDir } from './fixtures/temp.js'
 
 t.test('bad input exits 1 with one line naming the bad value', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-'))
+  const dir = tempDir(t, 'cli')
   const badJson = join(dir, 'bad.json')
   writeFileSync(badJson, '{"port": }')
   const cases: [string[], RegExp][] = [

@@ -1,11 +1,11 @@
 // The edge cache from the built CLI: its flags and config keys, bad values, and a purge that reaches every worker of --workers 2.
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { portOf, run } from '../fixtures/cli.js'
 import { startUpstream } from '../fixtures/servers.js'
 import { fetch } from './fixtures/front.js'
+import { tempDir } from '../fixtures/temp.js'
 
 const adminPortOf = (line: string): number => Number(/:(\d+)\//.exec(line)?.[1])
 
@@ -36,7 +36,7 @@ t.test('--workers 2 --cache: each worker has its own cache; a purge reaches both
     res.end('page\n')
   })
   // The config file's keys, the flags' names.
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-cache-'))
+  const dir = tempDir(t, 'cache')
   const config = join(dir, 'switchyard.json')
   // A purge changes state: it needs the admin token.
   const tokenFile = join(dir, 'admin-token')

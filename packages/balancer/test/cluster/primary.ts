@@ -1,12 +1,12 @@
 // The cluster's primary, with real worker processes sharing one port: the built CLI with --workers 2.
-import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import type { StatusSnapshot } from '../../src/index.js'
 import { portOf, run, type Run } from '../fixtures/cli.js'
 import { parseExposition } from '../fixtures/prometheus.js'
 import { closedPort, fetchText, startUpstream } from '../fixtures/servers.js'
+import { tempDir } from '../fixtures/temp.js'
 
 const adminPortOf = (line: string): number => Number(/^switchyard admin on http:\/\/[^ ]+:(\d+)\//.exec(line)?.[1])
 
@@ -136,7 +136,7 @@ t.test('active checks run once, in the primary, for every worker; SIGHUP reaches
   const dead = await closedPort()
   const good = await startUpstream(t, 'good')
   const other = await startUpstream(t, 'other')
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-workers-'))
+  const dir = tempDir(t, 'workers')
   const config = join(dir, 'switchyard.json')
   const settings = { upstream: [dead, good.spec], 'health-path': '/', 'health-interval': '100ms', 'unhealthy-threshold': 1 }
   writeFileSync(config, JSON.stringify(settings))
@@ -223,7 +223,7 @@ t.test("the primary's check lifts a passive mark-down a worker made, for every w
 
 t.test('on SIGHUP only the workers open a new access log; the primary, which serves nothing, does not', async t => {
   const good = await startUpstream(t, 'good')
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-workers-'))
+  const dir = tempDir(t, 'workers')
   const config = join(dir, 'switchyard.json')
   const log = join(dir, 'access.log')
   writeFileSync(config, JSON.stringify({ upstream: [good.spec], 'access-log': 'off' }))

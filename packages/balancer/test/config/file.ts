@@ -1,12 +1,12 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { readConfigFile } from '../../src/config/file.js'
 import { ConfigError } from '../../src/errors.js'
+import { tempDir } from '../fixtures/temp.js'
 
 t.test('config files', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-config-'))
+  const dir = tempDir(t, 'config')
   const write = (name: string, text: string): string => {
     const path = join(dir, name)
     writeFileSync(path, text)

@@ -1,10 +1,11 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { availableParallelism, tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { parseUpstream } from '../../src/config/parse.js'
 import { resolveConfig } from '../../src/config/resolve.js'
 import { makeCa } from '../fixtures/certs.js'
+import { tempDir } from '../fixtures/temp.js'
 
 t.test('defaults are the tutorial stack', async t => {
   t.same(
@@ -118,7 +119,7 @@ t.test('policies and sticky sessions', async t => {
   t.same([given.sticky, given.stickySecretGenerated], [{ cookie: 'sy', secret: 's3cret' }, false], 'a given secret')
   const made = resolveConfig({ 'sticky-cookie': 'sy' })
   t.ok(Buffer.isBuffer(made.sticky?.secret) && made.stickySecretGenerated, 'no secret: a random one, flagged for a warning')
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-secret-'))
+  const dir = tempDir(t, 'secret')
   writeFileSync(join(dir, 'secret'), '  from-a-file\n')
   writeFileSync(join(dir, 'empty'), '\n')
   t.same(
@@ -262,7 +263,7 @@ t.test('bad HTTPS settings name the flag', async t => {
 })
 
 t.test('the runtime settings: admin token file, state file, resolve interval, resolver', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-config-'))
+  const dir = tempDir(t, 'config')
   const token = join(dir, 'token')
   writeFileSync(token, 'abcdefghijklmnop0123\n')
   const c = resolveConfig({

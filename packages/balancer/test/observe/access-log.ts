@@ -1,11 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { createAccessLog, formatCombined, timeLocal, type AccessEntry } from '../../src/observe/access-log.js'
 import { ConfigError } from '../../src/errors.js'
+import { tempDir } from '../fixtures/temp.js'
 
 /** The built module, for child processes (c8 maps their coverage back to src through the source maps). */
 const BUILT = pathToFileURL(fileURLToPath(new URL('../../dist/observe/access-log.js', import.meta.url))).href
@@ -50,12 +50,6 @@ const BARE: AccessEntry = {
 
 const entry = (path: string): AccessEntry => ({ ...FULL, path })
 const lineOf = (path: string): string => formatCombined(entry(path))
-
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-access-log-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 const read = (file: string): string => (existsSync(file) ? readFileSync(file, 'utf8') : '')
 
@@ -159,7 +153,7 @@ t.test('formatCombined escapes quoted fields as nginx does', async t => {
 })
 
 t.test('combined lines are appended to the file, existing lines kept', async t => {
-  const file = join(tempDir(t), 'access.log')
+  const file = join(tempDir(t, 'access-log'), 'access.log')
   writeFileSync(file, 'an older line\n')
   const log = createAccessLog('combined', file)
   log.write(FULL)
@@ -169,7 +163,7 @@ t.test('combined lines are appended to the file, existing lines kept', async t =
 })
 
 t.test('a file that does not exist yet is created at once', async t => {
-  const file = join(tempDir(t), 'new.log')
+  const file = join(tempDir(t, 'access-log'), 'new.log')
   const log = createAccessLog('combined', file)
   t.ok(existsSync(file), 'created before createAccessLog returns: the start-up check opens it for appending')
   log.write(FULL)
@@ -177,7 +171,7 @@ t.test('a file that does not exist yet is created at once', async t => {
 })
 
 t.test('json lines parse, carry every field with time as ISO, and no level, pid or hostname', async t => {
-  const file = join(tempDir(t), 'access.json')
+  const file = join(tempDir(t, 'access-log'), 'access.json')
   const log = createAccessLog('json', file)
   log.write(FULL)
   log.write(BARE)
@@ -215,7 +209,7 @@ t.test('json lines parse, carry every field with time as ISO, and no level, pid 
 })
 
 t.test('flush() right after creation, before the file is open, does not throw', async t => {
-  const file = join(tempDir(t), 'access.log')
+  const file = join(tempDir(t, 'access-log'), 'access.log')
   const log = createAccessLog('combined', file)
   t.doesNotThrow(() => log.flush(), 'flush with nothing written and the file not open yet')
   log.write(FULL)
@@ -224,7 +218,7 @@ t.test('flush() right after creation, before the file is open, does not throw', 
 })
 
 t.test('flush() right after creation writes what was written before the file opened', async t => {
-  const file = join(tempDir(t), 'access.log')
+  const file = join(tempDir(t, 'access-log'), 'access.log')
   const log = createAccessLog('combined', file)
   log.write(FULL)
   log.flush()
@@ -233,7 +227,7 @@ t.test('flush() right after creation writes what was written before the file ope
 })
 
 t.test('flush() writes buffered lines synchronously', async t => {
-  const file = join(tempDir(t), 'access.log')
+  const file = join(tempDir(t, 'access-log'), 'access.log')
   const log = createAccessLog('combined', file)
   log.write(entry('/open'))
   await until(file, s => s.includes('/open '), 'the file to be open')
@@ -251,7 +245,7 @@ t.test('flush() writes buffered lines synchronously', async t => {
 })
 
 t.test('reopen() after logrotate renamed the file writes to a new file at the path', async t => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'access-log')
   const file = join(dir, 'access.log')
   const rotated = join(dir, 'access.log.1')
   const log = createAccessLog('combined', file)
@@ -271,7 +265,7 @@ t.test('reopen() after logrotate renamed the file writes to a new file at the pa
 })
 
 t.test('a file that cannot be opened for appending is a ConfigError naming it', async t => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'access-log')
   const plain = join(dir, 'plain')
   writeFileSync(plain, '')
   const cases: [string, string, string][] = [
@@ -322,7 +316,7 @@ t.test('on stdout, flush() before process.exit gets every line out, and reopen()
 })
 
 t.test('on stdout, flush() before process.exit keeps the lines in order when the thread pool is busy', async t => {
-  const fifo = join(tempDir(t), 'fifo')
+  const fifo = join(tempDir(t, 'access-log'), 'fifo')
   const made = spawnSync('mkfifo', [fifo])
   t.equal(made.status, 0, 'mkfifo')
   const r = await child(
@@ -352,7 +346,7 @@ t.test('on stdout, flush() before process.exit keeps the lines in order when the
 })
 
 t.test('a reopen() that fails does not kill the process', async t => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'access-log')
   const file = join(dir, 'logs', 'access.log')
   const r = await child(
     `

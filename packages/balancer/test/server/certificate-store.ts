@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { connect, createServer, type TLSSocket } from 'node:tls'
 import t, { type Test } from 'tap'
 import { CertificateStore } from '../../src/server/certificate-store.js'
-import { issue, makeCa, tempDir, type Issued, type TestCa } from '../fixtures/certs.js'
+import { issue, makeCa, type Issued, type TestCa } from '../fixtures/certs.js'
+import { tempDir } from '../fixtures/temp.js'
 
 /** Copies an issued pair to fixed file names, as a renewal overwrites the files in place. */
 function install(pair: Issued, dir: string, name: string): { cert: string; key: string } {
@@ -87,7 +88,7 @@ t.test('an expired certificate is served, with a warning', async t => {
 
 t.test('reload swaps renewed files in for new handshakes; a bad file keeps the old certificate', async t => {
   const ca = makeCa(t)
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   const one = install(issue(ca, { names: ['one.test'] }), dir, 'one')
   const twoFirst = issue(ca, { names: ['two.test'] })
   const two = install(twoFirst, dir, 'two')

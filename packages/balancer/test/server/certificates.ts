@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { connect, createServer, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { altNames, loadCertificate, validityWarning } from '../../src/server/certificates.js'
-import { encryptKey, issue, makeCa, tempDir } from '../fixtures/certs.js'
+import { encryptKey, issue, makeCa } from '../fixtures/certs.js'
+import { tempDir } from '../fixtures/temp.js'
 
 const DAY = 86_400_000
 
@@ -36,7 +37,7 @@ t.test('a good pair: names, addresses, fingerprint and dates, and a context a re
 t.test("a chain file: the names are the leaf's, the intermediates ride along", async t => {
   const ca = makeCa(t)
   const leaf = issue(ca, { names: ['chain.test'] })
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   const chain = join(dir, 'chain.pem')
   writeFileSync(chain, Buffer.concat([leaf.pem.cert, ca.pem]))
   const c = loadCertificate({ cert: chain, key: leaf.key }, 'TLSv1.3')
@@ -74,7 +75,7 @@ t.test('each bad file is one line that names it', async t => {
   const ca = makeCa(t)
   const a = issue(ca, { names: ['a.test'] })
   const b = issue(ca, { names: ['b.test'] })
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   const file = (name: string, text: string): string => {
     writeFileSync(join(dir, name), text)
     return join(dir, name)

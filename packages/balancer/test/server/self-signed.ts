@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { LOCAL_DAYS, localCertificate, trustAdvice } from '../../src/server/self-signed.js'
-import { tempDir } from '../fixtures/certs.js'
+import { tempDir } from '../fixtures/temp.js'
 
 const DAY = 86_400_000
 
@@ -21,7 +21,7 @@ async function fetchTrusting(port: number, host: string, ca: Buffer | undefined)
 }
 
 t.test('made once for localhost, 127.0.0.1 and ::1, trusted as itself, then reused', async t => {
-  const dir = join(tempDir(t), 'tls')
+  const dir = join(tempDir(t, 'tls'), 'tls')
   const made = localCertificate(dir)
   t.ok(made.created, 'made')
   t.same(
@@ -55,7 +55,7 @@ t.test('made once for localhost, 127.0.0.1 and ::1, trusted as itself, then reus
 })
 
 t.test('made anew when near its end or unreadable', async t => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   const first = localCertificate(dir)
   const late = localCertificate(dir, { now: first.certificate.validTo.getTime() - 10 * DAY })
   t.ok(late.created, 'ten days before its end: made anew')
@@ -65,7 +65,7 @@ t.test('made anew when near its end or unreadable', async t => {
 })
 
 t.test('each failure is one line', async t => {
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   t.throws(
     () => localCertificate(dir, { openssl: join(dir, 'no-such-openssl') }),
     {

@@ -10,8 +10,9 @@ import t, { type Test } from 'tap'
 import { CertificateStore } from '../../src/server/certificate-store.js'
 import type { H2Request, H2Response } from '../../src/server/h2-messages.js'
 import { TlsListener, type TlsListenerOptions } from '../../src/server/tls-listener.js'
-import { issue, makeCa, tempDir, type TestCa } from '../fixtures/certs.js'
+import { issue, makeCa, type TestCa } from '../fixtures/certs.js'
 import { rapidReset } from '../fixtures/h2-raw.js'
+import { tempDir } from '../fixtures/temp.js'
 
 interface Started {
   listener: TlsListener
@@ -33,7 +34,7 @@ interface Started {
  */
 async function start(t: Test, options: Partial<TlsListenerOptions> = {}): Promise<Started> {
   const ca = makeCa(t)
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   const leaf = issue(ca, { names: ['localhost', '127.0.0.1'] })
   copyFileSync(leaf.cert, join(dir, 'site.crt'))
   copyFileSync(leaf.key, join(dir, 'site.key'))

@@ -1,7 +1,6 @@
 // The group's runtime side on its own: admin states, additions and removals, `resolve` lines fed by a real DNS server,
 // snapshots and state-file restores; and desiredSpecs as a table.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+
 import { join } from 'node:path'
 import t from 'tap'
 import { GroupControl } from '../../src/admin/control.js'
@@ -12,6 +11,7 @@ import { desiredSpecs } from '../../src/upstreams/runtime.js'
 import { StateFile } from '../../src/upstreams/state-file.js'
 import { startDnsStub } from '../fixtures/dns-stub.js'
 import type { StatusSnapshot, UpstreamStatus } from '../../src/observe/status.js'
+import { tempDir } from '../fixtures/temp.js'
 
 const ids = (g: UpstreamGroup): string[] => g.pool.upstreams.map(u => u.id)
 
@@ -163,7 +163,7 @@ t.test('the control: a change that cannot be saved is a 500 that says it holds',
   g.configure({ upstreams: [{ host: '127.0.0.1', port: 1 }] })
   const status = (): Promise<StatusSnapshot> =>
     Promise.resolve({ upstreams: g.pool.upstreams.map(u => ({ id: u.id, adminState: u.adminState }) as UpstreamStatus) } as StatusSnapshot)
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-control-'))
+  const dir = tempDir(t, 'control')
   const control = new GroupControl(g, { status, stateFile: new StateFile(join(dir, 'missing', 'state.json')) })
   const o = await control.setState('127.0.0.1:1', 'drain')
   t.same(

@@ -8,7 +8,8 @@ import type { TLSSocket } from 'node:tls'
 import t, { type Test } from 'tap'
 import { localCertificate } from '../../src/server/self-signed.js'
 import { describeTlsFailure, readUpstreamCa, tlsAgents } from '../../src/upstreams/tls.js'
-import { issue, makeCa, tempDir, type Issued } from '../fixtures/certs.js'
+import { issue, makeCa, type Issued } from '../fixtures/certs.js'
+import { tempDir } from '../fixtures/temp.js'
 
 /** An HTTPS upstream on 127.0.0.1, port 0, answering with the SNI name it was reached by. */
 async function httpsUpstream(t: Test, pair: { pem: { cert: Buffer; key: Buffer } }): Promise<number> {
@@ -44,7 +45,7 @@ function fetch(agent: Agent, host: string, port: number, headers: OutgoingHttpHe
 t.test('readUpstreamCa reads PEM, and names the file when it cannot', async t => {
   const ca = makeCa(t)
   t.same(readUpstreamCa(ca.cert), ca.pem, 'the certificates as read')
-  const dir = tempDir(t)
+  const dir = tempDir(t, 'tls')
   writeFileSync(join(dir, 'empty.pem'), 'nothing here\n')
   t.throws(
     () => readUpstreamCa(join(dir, 'missing.pem')),
@@ -124,7 +125,7 @@ t.test('each failure reads as what to fix', async t => {
       t.teardown(() => server.close())
       port = (server.address() as AddressInfo).port
     } else if (upstream === 'self-signed') {
-      const local = localCertificate(tempDir(t))
+      const local = localCertificate(tempDir(t, 'tls'))
       port = await httpsUpstream(t, { pem: local.certificate.pem })
     } else port = await httpsUpstream(t, upstream)
     const { agent } = tlsAgents('127.0.0.1', {}, trust, 4000)
