@@ -16,8 +16,8 @@ const pairOf = (line: string): string => line.split(';')[0] as string
 const idOf = (pair: string): string => Buffer.from(pair.slice(pair.indexOf('=') + 1).split('.')[0] as string, 'base64url').toString()
 
 /**
- * An upstream that holds each request `?ms=N` (default `ms`), counts how many it holds at
- * once, and lets a test await the moment it holds `n`.
+ * An upstream that holds each request `?ms=N` (default `ms`), or `?ms=gate` until `release()`,
+ * counts how many it holds at once, and lets a test await the moment it holds `n`.
  */
 async function counting(t: Test, name: string, ms: number) {
   const stats = { now: 0, max: 0 }
@@ -26,17 +26,21 @@ async function counting(t: Test, name: string, ms: number) {
     stats.now++
     stats.max = Math.max(stats.max, stats.now)
     entered.emit('enter')
-    const hold = Number(new URL(req.url as string, 'http://x').searchParams.get('ms') ?? ms)
-    setTimeout(() => {
+    const param = new URL(req.url as string, 'http://x').searchParams.get('ms')
+    const answer = (): void => {
       stats.now--
       res.end(name)
-    }, hold)
+    }
+    if (param === 'gate') void gate.then(answer)
+    else setTimeout(answer, Number(param ?? ms))
   }
+  let release = (): void => {}
+  const gate = new Promise<void>(resolve => (release = resolve))
   const up = await startUpstream(t, name, handler)
   const holding = async (n: number) => {
     while (stats.now < n) await once(entered, 'enter')
   }
-  return { up, stats, holding }
+  return { up, stats, holding, release }
 }
 
 /** `n` requests at once, each timed from when it was sent. */
@@ -156,7 +160,7 @@ t.test("the real backend's /session counter: climbs with a sticky cookie, restar
 })
 
 t.test('max_conns: never exceeded, the rest queue; a full queue and a queue timeout answer 503', async t => {
-  const { up, stats } = await counting(t, 'slow', 200)
+  const { up, stats, holding: holdingSlow, release } = await counting(t, 'slow', 200)
   const roomy = await startBalancer(t, [], { upstreams: [spec(up.port, { maxConns: 2 })], queueSize: 20 })
   const all = await burst(roomy.port, 10)
   t.same([...new Set(all.map(r => r.status))], [200], 'queueSize 20: 10 concurrent requests all 200')
@@ -166,7 +170,22 @@ t.test('max_conns: never exceeded, the rest queue; a full queue and a queue time
 
   stats.max = 0
   const tight = await startBalancer(t, [], { upstreams: [spec(up.port, { maxConns: 2 })], queueSize: 2 })
-  const replies = await burst(tight.port, 10)
+  // The upstream holds every request until six are answered: two held there, two queued, six
+  // refused, however long the ten take to arrive (with 200 ms holds, a busy machine let slots free
+  // up before the last came in). A balancer that queued more would never answer six, and the test
+  // would time out.
+  const replies: Reply[] = []
+  let sixAnswered = (): void => {}
+  const six = new Promise<void>(resolve => (sixAnswered = resolve))
+  const sent = Array.from({ length: 10 }, () =>
+    fetchText(tight.port, { path: '/?ms=gate' }).then(r => {
+      if (replies.push(r) === 6) sixAnswered()
+    }),
+  )
+  await holdingSlow(2)
+  await six
+  release()
+  await Promise.all(sent)
   const refused = replies.filter(r => r.status === 503)
   t.equal(replies.filter(r => r.status === 200).length, 4, 'queueSize 2: 2 in flight + 2 queued are served')
   t.equal(refused.length, 6, 'the other 6 get 503')
